@@ -1,0 +1,36 @@
+package generator
+
+import (
+	"fmt"
+
+	"github.com/dave/jennifer/jen"
+)
+
+// generateClient emits the typed client: the gRPC client with the entity
+// key checked before a request leaves the process.
+func generateClient(out *jen.File, e *entity, n names) {
+	out.Commentf("%s calls %s entities from Go: from another service over a", n.client(), n.base)
+	out.Comment("gRPC connection, or in process through statefun.Runtime.ClientConn. A request")
+	out.Comment("without its entity key fails with codes.InvalidArgument before it is sent.")
+	out.Type().Id(n.client()).Struct(jen.Id("client").Id(n.grpcClient()))
+	out.Line()
+	out.Commentf("%s returns a client that calls %s entities through cc.", n.newClient(), n.base)
+	out.Func().Id(n.newClient()).Params(jen.Id("cc").Qual(grpcPkg, "ClientConnInterface")).Op("*").Id(n.client()).Block(
+		jen.Return(jen.Op("&").Id(n.client()).Values(jen.Dict{jen.Id("client"): jen.Id(n.grpcNewClient()).Call(jen.Id("cc"))})),
+	)
+	out.Line()
+	for _, m := range e.methods {
+		comment(out, docComment(m.method.Comments.Leading, fmt.Sprintf("%s calls the %s method of the addressed entity.", m.method.GoName, m.method.Desc.Name())))
+		out.Func().Params(jen.Id("c").Op("*").Id(n.client())).Id(m.method.GoName).Params(
+			jen.Id("ctx").Qual("context", "Context"),
+			jen.Id("req").Add(ptr(m.method.Input.GoIdent)),
+			jen.Id("opts").Op("...").Qual(grpcPkg, "CallOption"),
+		).Params(ptr(m.method.Output.GoIdent), jen.Error()).Block(
+			jen.If(jen.List(jen.Id("_"), jen.Err()).Op(":=").Id(n.key(m)).Call(jen.Id("req")), jen.Err().Op("!=").Nil()).Block(
+				jen.Return(jen.Nil(), jen.Err()),
+			),
+			jen.Return(jen.Id("c").Dot("client").Dot(m.method.GoName).Call(jen.Id("ctx"), jen.Id("req"), jen.Id("opts").Op("..."))),
+		)
+		out.Line()
+	}
+}

@@ -1,0 +1,109 @@
+package generator
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Field numbers of descriptor.proto used to point at options in source
+// locations.
+const (
+	serviceOptionsField = 3 // ServiceDescriptorProto.options
+	methodOptionsField  = 4 // MethodDescriptorProto.options
+	messageOptionsField = 7 // DescriptorProto.options
+	fieldOptionsField   = 8 // FieldDescriptorProto.options
+	statefunExtension   = 51230
+
+	entityTypeField         = 1
+	entityStateField        = 2
+	entityEventSourcedField = 3
+	entityPassivationField  = 5
+	eventSourcedEventsField = 1
+	eventTypeField          = 1
+)
+
+// diagnostic is a mistake in a user's proto file, reported as
+// "file.proto:line:col: what is wrong; how to fix it".
+type diagnostic struct {
+	file      string
+	line, col int
+	msg       string
+}
+
+func (d diagnostic) Error() string {
+	if d.line == 0 {
+		return fmt.Sprintf("%s: %s", d.file, d.msg)
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", d.file, d.line, d.col, d.msg)
+}
+
+// diagnostics collects every mistake of a run, so that a user fixes them all
+// at once instead of one per run.
+type diagnostics []diagnostic
+
+func (ds *diagnostics) add(pos position, format string, args ...any) {
+	*ds = append(*ds, diagnostic{file: pos.file, line: pos.line, col: pos.col, msg: fmt.Sprintf(format, args...)})
+}
+
+func (ds diagnostics) err() error {
+	if len(ds) == 0 {
+		return nil
+	}
+	sorted := append(diagnostics(nil), ds...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		a, b := sorted[i], sorted[j]
+		if a.file != b.file {
+			return a.file < b.file
+		}
+		if a.line != b.line {
+			return a.line < b.line
+		}
+		return a.col < b.col
+	})
+	lines := make([]string, len(sorted))
+	for i, d := range sorted {
+		lines[i] = d.Error()
+	}
+	return diagError(strings.Join(lines, "\n"))
+}
+
+type diagError string
+
+func (e diagError) Error() string { return string(e) }
+
+// position is a place in a proto file; line and col are 1-based.
+type position struct {
+	file      string
+	line, col int
+}
+
+func (p position) String() string {
+	return fmt.Sprintf("%s:%d:%d", p.file, p.line, p.col)
+}
+
+// positionOf returns where d, or the part of d named by suffix (a path of
+// field numbers below d's own source path), is declared. Compilers record
+// locations for option statements but not always for fields inside an
+// option's message value, so it falls back to the closest enclosing element
+// that has a location.
+func positionOf(d protoreflect.Descriptor, suffix ...int32) position {
+	file := d.ParentFile()
+	pos := position{file: file.Path()}
+	locs := file.SourceLocations()
+	base := locs.ByDescriptor(d).Path
+	if base == nil {
+		return pos
+	}
+	path := append(append(protoreflect.SourcePath(nil), base...), suffix...)
+	for n := len(path); n >= len(base); n-- {
+		loc := locs.ByPath(path[:n])
+		if loc.Path != nil {
+			pos.line, pos.col = loc.StartLine+1, loc.StartColumn+1
+			return pos
+		}
+	}
+	return pos
+}

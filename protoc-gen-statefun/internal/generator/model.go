@@ -1,0 +1,389 @@
+package generator
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/compiler/protogen"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	statefunv1 "github.com/statefun-go/statefun/gen/statefun/v1"
+)
+
+type entityKind int
+
+const (
+	eventSourced entityKind = iota + 1
+	keyValue
+)
+
+// entity is a service annotated with (statefun.v1.entity), checked and
+// resolved.
+type entity struct {
+	service       *protogen.Service
+	file          *protogen.File
+	typ           string
+	kind          entityKind
+	state         *protogen.Message
+	events        []*event
+	snapshotEvery uint32
+	passivation   time.Duration
+	methods       []*method
+}
+
+type event struct {
+	message *protogen.Message
+	typ     string // stored type name
+}
+
+type method struct {
+	method   *protogen.Method
+	readOnly bool
+	key      []keyField
+}
+
+// keyField is one part of an entity key: a scalar field reached from the
+// request through zero or more message fields.
+type keyField struct {
+	path []*protogen.Field
+}
+
+// name returns the key field's path from the request, in proto names
+// ("device.serial").
+func (k keyField) name() string {
+	parts := make([]string, len(k.path))
+	for i, f := range k.path {
+		parts[i] = string(f.Desc.Name())
+	}
+	return strings.Join(parts, ".")
+}
+
+func (k keyField) leaf() *protogen.Field { return k.path[len(k.path)-1] }
+
+var (
+	entityTypePattern = regexp.MustCompile(`^[a-z][a-z0-9._-]{0,127}$`)
+	eventTypePattern  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._-]{0,127}$`)
+)
+
+// model reads and checks the statefun options of every file of a request.
+type model struct {
+	messages map[protoreflect.FullName]*protogen.Message
+	entities map[*protogen.File][]*entity
+	diags    diagnostics
+}
+
+func buildModel(plugin *protogen.Plugin) (*model, error) {
+	m := &model{
+		messages: map[protoreflect.FullName]*protogen.Message{},
+		entities: map[*protogen.File][]*entity{},
+	}
+	for _, f := range plugin.Files {
+		m.indexMessages(f.Messages)
+	}
+	// Entity type names must be unique among everything one server may
+	// host; the files of one generation run are the best view of that
+	// the plugin has. The runtime checks again when entities register.
+	typeOwners := map[string]*entity{}
+	for _, f := range plugin.Files {
+		if !f.Generate {
+			continue
+		}
+		for _, svc := range f.Services {
+			e := m.readEntity(f, svc)
+			if e == nil {
+				continue
+			}
+			if prev, dup := typeOwners[e.typ]; dup && e.typ != "" {
+				m.diags.add(positionOf(svc.Desc, serviceOptionsField, statefunExtension, entityTypeField),
+					"entity type %q of service %s is already used by service %s (%s); give each entity its own type name",
+					e.typ, svc.Desc.Name(), prev.service.Desc.Name(), positionOf(prev.service.Desc))
+			} else {
+				typeOwners[e.typ] = e
+			}
+			m.entities[f] = append(m.entities[f], e)
+		}
+	}
+	return m, m.diags.err()
+}
+
+func (m *model) indexMessages(msgs []*protogen.Message) {
+	for _, msg := range msgs {
+		m.messages[msg.Desc.FullName()] = msg
+		m.indexMessages(msg.Messages)
+	}
+}
+
+// resolve finds a message named in an option: relative to the service's
+// package first, then as a fully qualified name.
+func (m *model) resolve(svc *protogen.Service, name string) *protogen.Message {
+	name = strings.TrimPrefix(name, ".")
+	pkg := svc.Desc.ParentFile().Package()
+	if pkg != "" {
+		if msg, ok := m.messages[protoreflect.FullName(string(pkg)+"."+name)]; ok {
+			return msg
+		}
+	}
+	return m.messages[protoreflect.FullName(name)]
+}
+
+func entityOptions(svc *protogen.Service) *statefunv1.EntityOptions {
+	opts := svc.Desc.Options()
+	if opts == nil || !proto.HasExtension(opts, statefunv1.E_Entity) {
+		return nil
+	}
+	return proto.GetExtension(opts, statefunv1.E_Entity).(*statefunv1.EntityOptions)
+}
+
+func methodOptions(m *protogen.Method) *statefunv1.MethodOptions {
+	opts := m.Desc.Options()
+	if opts == nil || !proto.HasExtension(opts, statefunv1.E_Method) {
+		return nil
+	}
+	return proto.GetExtension(opts, statefunv1.E_Method).(*statefunv1.MethodOptions)
+}
+
+func fieldOptions(f *protogen.Field) *statefunv1.FieldOptions {
+	opts := f.Desc.Options()
+	if opts == nil || !proto.HasExtension(opts, statefunv1.E_Field) {
+		return nil
+	}
+	return proto.GetExtension(opts, statefunv1.E_Field).(*statefunv1.FieldOptions)
+}
+
+func eventOptions(msg *protogen.Message) *statefunv1.EventOptions {
+	opts := msg.Desc.Options()
+	if opts == nil || !proto.HasExtension(opts, statefunv1.E_Event) {
+		return nil
+	}
+	return proto.GetExtension(opts, statefunv1.E_Event).(*statefunv1.EventOptions)
+}
+
+// readEntity returns the entity a service declares, or nil for a plain
+// service. Mistakes are recorded in m.diags.
+func (m *model) readEntity(f *protogen.File, svc *protogen.Service) *entity {
+	opts := entityOptions(svc)
+	if opts == nil {
+		for _, meth := range svc.Methods {
+			if methodOptions(meth) != nil {
+				m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension),
+					"method %s.%s has (statefun.v1.method) options, but service %s is not an entity; add option (statefun.v1.entity) to the service or remove the method options",
+					svc.Desc.Name(), meth.Desc.Name(), svc.Desc.Name())
+			}
+		}
+		return nil
+	}
+	e := &entity{service: svc, file: f, typ: opts.GetType(), snapshotEvery: opts.GetEventSourced().GetSnapshotEvery()}
+	optsPos := func(path ...int32) position {
+		return positionOf(svc.Desc, append([]int32{serviceOptionsField, statefunExtension}, path...)...)
+	}
+	name := svc.Desc.Name()
+
+	switch {
+	case e.typ == "":
+		m.diags.add(optsPos(entityTypeField),
+			"entity %s has no type; set (statefun.v1.entity).type to a stable name stored with its data, for example type: %q", name, kebab(string(name)))
+	case !entityTypePattern.MatchString(e.typ):
+		m.diags.add(optsPos(entityTypeField),
+			"entity type %q of %s is not valid; use lowercase letters, digits, '.', '_' and '-', starting with a letter, at most 128 characters (for example %q)", e.typ, name, kebab(string(name)))
+	}
+
+	switch {
+	case opts.GetState() == "":
+		m.diags.add(optsPos(entityStateField),
+			"entity %s has no state; set (statefun.v1.entity).state to the name of its state message", name)
+	default:
+		e.state = m.resolve(svc, opts.GetState())
+		if e.state == nil {
+			m.diags.add(optsPos(entityStateField),
+				"state message %q of entity %s not found; define it in package %s, import the file that defines it, or give its fully qualified name", opts.GetState(), name, svc.Desc.ParentFile().Package())
+		} else if e.state.Desc.IsMapEntry() {
+			m.diags.add(optsPos(entityStateField), "state %q of entity %s is a map entry; use a message", opts.GetState(), name)
+		}
+	}
+
+	if opts.PassivationTimeout != nil {
+		d := opts.GetPassivationTimeout()
+		if err := d.CheckValid(); err != nil || d.AsDuration() <= 0 {
+			m.diags.add(optsPos(entityPassivationField),
+				"passivation_timeout of entity %s must be a positive duration; remove it to use the server's default", name)
+		} else {
+			e.passivation = d.AsDuration()
+		}
+	}
+
+	switch opts.GetKind().(type) {
+	case *statefunv1.EntityOptions_EventSourced:
+		e.kind = eventSourced
+		m.readEvents(e, opts.GetEventSourced(), optsPos)
+	case *statefunv1.EntityOptions_KeyValue:
+		e.kind = keyValue
+	default:
+		m.diags.add(optsPos(),
+			"entity %s has no kind; set event_sourced: { events: [...] } or key_value: {} in (statefun.v1.entity)", name)
+	}
+
+	var first *method
+	for _, meth := range svc.Methods {
+		mm := m.readMethod(e, meth)
+		if mm == nil {
+			continue
+		}
+		e.methods = append(e.methods, mm)
+		if first == nil {
+			first = mm
+		} else if len(mm.key) != len(first.key) && len(mm.key) > 0 && len(first.key) > 0 {
+			m.diags.add(positionOf(meth.Desc),
+				"request %s of %s.%s has %d key fields, but %s of %s has %d; every request of an entity must carry the same key",
+				meth.Input.Desc.Name(), name, meth.Desc.Name(), len(mm.key), first.method.Input.Desc.Name(), first.method.Desc.Name(), len(first.key))
+		}
+	}
+	return e
+}
+
+func (m *model) readEvents(e *entity, es *statefunv1.EventSourced, optsPos func(...int32) position) {
+	name := e.service.Desc.Name()
+	if len(es.GetEvents()) == 0 {
+		m.diags.add(optsPos(entityEventSourcedField),
+			"event-sourced entity %s lists no events; name its event messages in event_sourced: { events: [\"ItemAdded\", ...] }", name)
+		return
+	}
+	seen := map[*protogen.Message]bool{}
+	stored := map[string]*protogen.Message{}
+	for i, ref := range es.GetEvents() {
+		pos := optsPos(entityEventSourcedField, eventSourcedEventsField, int32(i))
+		msg := m.resolve(e.service, ref)
+		switch {
+		case msg == nil:
+			m.diags.add(pos, "event message %q of entity %s not found; define it in package %s or give its fully qualified name",
+				ref, name, e.service.Desc.ParentFile().Package())
+			continue
+		case seen[msg]:
+			m.diags.add(pos, "event %s is listed twice in entity %s; list each event once", msg.Desc.FullName(), name)
+			continue
+		case msg.GoIdent.GoImportPath != e.file.GoImportPath:
+			m.diags.add(pos, "event %s of entity %s is in Go package %s, but the entity is in %s; events must be in the entity's Go package, so that only they can be emitted (move the message or give its file the same go_package)",
+				msg.Desc.FullName(), name, msg.GoIdent.GoImportPath, e.file.GoImportPath)
+			continue
+		}
+		seen[msg] = true
+		ev := &event{message: msg, typ: string(msg.Desc.Name())}
+		if eo := eventOptions(msg); eo != nil && eo.GetType() != "" {
+			ev.typ = eo.GetType()
+			if !eventTypePattern.MatchString(ev.typ) {
+				m.diags.add(positionOf(msg.Desc, messageOptionsField, statefunExtension, eventTypeField),
+					"event type %q of %s is not valid; use letters, digits, '.', '_' and '-', starting with a letter, at most 128 characters", ev.typ, msg.Desc.Name())
+				continue
+			}
+		}
+		if prev, dup := stored[ev.typ]; dup {
+			m.diags.add(pos, "events %s and %s of entity %s are both stored as %q; set a distinct (statefun.v1.event).type on one of them",
+				prev.Desc.FullName(), msg.Desc.FullName(), name, ev.typ)
+			continue
+		}
+		stored[ev.typ] = msg
+		e.events = append(e.events, ev)
+	}
+}
+
+func (m *model) readMethod(e *entity, meth *protogen.Method) *method {
+	name := fmt.Sprintf("%s.%s", e.service.Desc.Name(), meth.Desc.Name())
+	if meth.Desc.IsStreamingClient() || meth.Desc.IsStreamingServer() {
+		m.diags.add(positionOf(meth.Desc),
+			"method %s is streaming; entity methods must be unary (one request, one reply), so move it to a service without (statefun.v1.entity)", name)
+		return nil
+	}
+	mm := &method{method: meth, readOnly: methodOptions(meth).GetReadOnly()}
+	req := meth.Input
+	keys, ok := m.keyFields(req, nil, map[*protogen.Message]bool{})
+	if !ok {
+		return mm
+	}
+	if len(keys) == 0 {
+		m.diags.add(positionOf(meth.Desc),
+			"request %s of %s has no entity key; mark the field that identifies the %s with [(statefun.v1.field).key = true]",
+			req.Desc.Name(), name, e.service.Desc.Name())
+		return mm
+	}
+	mm.key = keys
+	return mm
+}
+
+// keyFields collects the key fields of msg in declaration order, descending
+// into message fields marked as keys. It reports misuse and returns false
+// when the key is unusable.
+func (m *model) keyFields(msg *protogen.Message, prefix []*protogen.Field, visiting map[*protogen.Message]bool) ([]keyField, bool) {
+	visiting[msg] = true
+	defer delete(visiting, msg)
+	var keys []keyField
+	ok := true
+	for _, f := range msg.Fields {
+		if !fieldOptions(f).GetKey() {
+			continue
+		}
+		path := append(append([]*protogen.Field(nil), prefix...), f)
+		pos := positionOf(f.Desc, fieldOptionsField, statefunExtension)
+		fd := f.Desc
+		switch {
+		case fd.IsList() || fd.IsMap():
+			m.diags.add(pos, "key field %s of %s is repeated; a key field must be a single string or integer", fd.Name(), msg.Desc.Name())
+			ok = false
+		case fd.ContainingOneof() != nil && !fd.ContainingOneof().IsSynthetic():
+			m.diags.add(pos, "key field %s of %s is in oneof %s; move it out of the oneof, because every request must carry the key", fd.Name(), msg.Desc.Name(), fd.ContainingOneof().Name())
+			ok = false
+		case fd.Kind() == protoreflect.MessageKind:
+			if visiting[f.Message] {
+				m.diags.add(pos, "key field %s of %s refers back to %s; a nested key cannot contain itself", fd.Name(), msg.Desc.Name(), f.Message.Desc.Name())
+				ok = false
+				continue
+			}
+			nested, nestedOK := m.keyFields(f.Message, path, visiting)
+			if !nestedOK {
+				ok = false
+				continue
+			}
+			if len(nested) == 0 {
+				m.diags.add(pos, "key field %s of %s is a %s, which has no key fields; mark the fields of %s that form the key with [(statefun.v1.field).key = true]",
+					fd.Name(), msg.Desc.Name(), f.Message.Desc.Name(), f.Message.Desc.Name())
+				ok = false
+				continue
+			}
+			keys = append(keys, nested...)
+		case keyKindSupported(fd.Kind()):
+			keys = append(keys, keyField{path: path})
+		default:
+			m.diags.add(pos, "key field %s of %s has type %s, which cannot be a key; use string or an integer type", fd.Name(), msg.Desc.Name(), fd.Kind())
+			ok = false
+		}
+	}
+	return keys, ok
+}
+
+func keyKindSupported(k protoreflect.Kind) bool {
+	switch k {
+	case protoreflect.StringKind,
+		protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind,
+		protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind,
+		protoreflect.Uint32Kind, protoreflect.Fixed32Kind,
+		protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return true
+	}
+	return false
+}
+
+// kebab turns "ShoppingCart" into "shopping-cart", for suggestions.
+func kebab(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if r >= 'A' && r <= 'Z' {
+			if i > 0 {
+				b.WriteByte('-')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

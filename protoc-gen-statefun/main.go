@@ -1,0 +1,73 @@
+// Command protoc-gen-statefun generates typed Go for statefun entities from
+// annotated .proto files: the handler interface to implement, the sealed
+// event set, the gRPC service glue, a typed client.
+//
+// Install it, or run it pinned through go run, next to protoc-gen-go and
+// protoc-gen-go-grpc. With buf, in buf.gen.yaml:
+//
+//	version: v2
+//	plugins:
+//	  - local: ["go", "tool", "protoc-gen-go"]
+//	    out: gen
+//	    opt: paths=source_relative
+//	  - local: ["go", "tool", "protoc-gen-go-grpc"]
+//	    out: gen
+//	    opt: paths=source_relative
+//	  - local: ["go", "run", "github.com/statefun-go/statefun/protoc-gen-statefun"]
+//	    out: gen
+//	    opt: paths=source_relative
+//
+// With protoc:
+//
+//	protoc -I . -I path/to/statefun/annotations \
+//	  --go_out=gen --go_opt=paths=source_relative \
+//	  --go-grpc_out=gen --go-grpc_opt=paths=source_relative \
+//	  --statefun_out=gen --statefun_opt=paths=source_relative \
+//	  shop/cart/v1/cart.proto
+//
+// For a file foo.proto that declares entities, the plugin writes
+// foo.statefun.go beside protoc-gen-go's foo.pb.go. Files without entities
+// produce nothing.
+//
+// The options it reads (all from statefun/v1/annotations.proto):
+//
+//   - service option (statefun.v1.entity): type, state, event_sourced
+//     {events, snapshot_every} or key_value {}, passivation_timeout;
+//   - message option (statefun.v1.event): type (the stored event name);
+//   - field option (statefun.v1.field).key: the entity key, composite
+//     (several fields) or nested (on a message field);
+//   - method option (statefun.v1.method).read_only.
+//
+// Plugin parameters: the standard protogen ones (paths, module, M) only.
+//
+// Every mistake in the options is reported as
+// "file.proto:line:col: what is wrong; how to fix it", all of them in one
+// run, and the plugin exits non-zero.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"google.golang.org/protobuf/compiler/protogen"
+	"google.golang.org/protobuf/types/pluginpb"
+
+	"github.com/statefun-go/statefun/protoc-gen-statefun/internal/generator"
+)
+
+func main() {
+	if len(os.Args) == 2 && (os.Args[1] == "--version" || os.Args[1] == "-version") {
+		fmt.Println("protoc-gen-statefun", generator.Version)
+		return
+	}
+	if len(os.Args) == 2 && (os.Args[1] == "--help" || os.Args[1] == "-h") {
+		fmt.Fprintln(os.Stderr, "protoc-gen-statefun is a protoc plugin: run it through buf generate or protoc --statefun_out. See https://pkg.go.dev/github.com/statefun-go/statefun/protoc-gen-statefun")
+		return
+	}
+	var flags flag.FlagSet
+	protogen.Options{ParamFunc: flags.Set}.Run(func(plugin *protogen.Plugin) error {
+		plugin.SupportedFeatures = uint64(pluginpb.CodeGeneratorResponse_FEATURE_PROTO3_OPTIONAL)
+		return generator.Generate(plugin)
+	})
+}

@@ -1,0 +1,77 @@
+package statefun
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// localConn dispatches calls to registered service implementations in
+// process, through the same generated handlers a gRPC server would use.
+type localConn struct {
+	methods map[string]localMethod
+}
+
+type localMethod struct {
+	impl    any
+	handler grpc.MethodHandler
+}
+
+func newLocalConn(services []boundService) *localConn {
+	c := &localConn{methods: map[string]localMethod{}}
+	for _, s := range services {
+		for _, m := range s.desc.Methods {
+			c.methods["/"+s.desc.ServiceName+"/"+m.MethodName] = localMethod{impl: s.impl, handler: m.Handler}
+		}
+	}
+	return c
+}
+
+func (c *localConn) Invoke(ctx context.Context, method string, args, reply any, _ ...grpc.CallOption) error {
+	m, ok := c.methods[method]
+	if !ok {
+		return status.Errorf(codes.Unimplemented, "unknown method %s", method)
+	}
+	in, ok := args.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "request %T is not a protobuf message", args)
+	}
+	out, ok := reply.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "reply %T is not a protobuf message", reply)
+	}
+	// Copy through the wire format so that neither side can change the
+	// other's message, exactly as over a network.
+	wire, err := proto.Marshal(in)
+	if err != nil {
+		return status.Errorf(codes.Internal, "encode request: %v", err)
+	}
+	dec := func(v any) error {
+		msg, ok := v.(proto.Message)
+		if !ok {
+			return fmt.Errorf("request %T is not a protobuf message", v)
+		}
+		return proto.Unmarshal(wire, msg)
+	}
+	res, err := m.handler(m.impl, ctx, dec, nil)
+	if err != nil {
+		return err
+	}
+	resMsg, ok := res.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "reply %T is not a protobuf message", res)
+	}
+	wire, err = proto.Marshal(resMsg)
+	if err != nil {
+		return status.Errorf(codes.Internal, "encode reply: %v", err)
+	}
+	return proto.Unmarshal(wire, out)
+}
+
+func (c *localConn) NewStream(context.Context, *grpc.StreamDesc, string, ...grpc.CallOption) (grpc.ClientStream, error) {
+	return nil, status.Error(codes.Unimplemented, "statefun entities have no streaming methods")
+}

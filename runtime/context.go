@@ -1,0 +1,55 @@
+package statefun
+
+import (
+	"context"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// CommandContext is the runtime half of a generated command context
+// (ShoppingCartContext and the like). Generated code wraps it in a typed API
+// that accepts only the entity's own events; call that instead.
+type CommandContext struct {
+	ctx      context.Context
+	entityID string
+	kind     Kind
+	events   []pendingEvent
+	newState proto.Message
+}
+
+type pendingEvent struct {
+	typ string
+	msg proto.Message
+}
+
+// Context returns the request's context: its deadline, cancellation and
+// metadata.
+func (c *CommandContext) Context() context.Context { return c.ctx }
+
+// EntityID returns the ID of the entity the command addresses.
+func (c *CommandContext) EntityID() string { return c.entityID }
+
+// Emit records an event, stored under eventType, to be applied and journaled
+// when the command returns without error. Generated code calls it.
+func (c *CommandContext) Emit(eventType string, event proto.Message) {
+	c.events = append(c.events, pendingEvent{typ: eventType, msg: event})
+}
+
+// SetState records the new state of a key-value entity, to replace the
+// current one when the command returns without error. Generated code calls
+// it. The runtime keeps the message: the handler must not change it after.
+func (c *CommandContext) SetState(state proto.Message) {
+	c.newState = state
+}
+
+// ReadContext is the runtime half of a generated read context.
+type ReadContext struct {
+	ctx      context.Context
+	entityID string
+}
+
+// Context returns the request's context.
+func (c *ReadContext) Context() context.Context { return c.ctx }
+
+// EntityID returns the ID of the entity the read addresses.
+func (c *ReadContext) EntityID() string { return c.entityID }
