@@ -14,7 +14,7 @@ func generateService(out *jen.File, e *entity, n names) {
 	generateConstructor(out, e, n)
 	generateServer(out, e, n)
 	for _, m := range e.methods {
-		generateKey(out, e, n, m)
+		generateKey(out, n, m)
 	}
 }
 
@@ -125,7 +125,7 @@ func generateServer(out *jen.File, e *entity, n names) {
 
 // generateKey emits the function that reads the entity ID from a request.
 // An empty string or a zero integer means the caller forgot the key.
-func generateKey(out *jen.File, e *entity, n names, m *method) {
+func generateKey(out *jen.File, n names, m *method) {
 	in := m.method.Input
 	var body []jen.Code
 	parts := make([]jen.Code, len(m.key))

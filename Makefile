@@ -1,0 +1,49 @@
+# statefun: everything a contributor runs. Tools are pinned in go.mod
+# (protoc-gen-go, protoc-gen-go-grpc) and tools/go.mod (buf, golangci-lint),
+# so a fresh machine needs only Go.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+BUF := go tool -modfile=tools/go.mod buf
+GOLANGCI_LINT := go tool -modfile=tools/go.mod golangci-lint
+# Generated Go lives next to the protos it comes from.
+GENERATED_DIRS := gen testdata examples
+# Stale output is deleted before generating, except gen/: the plugin itself
+# is built from it (protoc-gen-go rewrites it in place).
+STALE_DIRS := testdata examples
+
+.PHONY: help
+help: ## Show the targets.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: generate
+generate: ## Regenerate all Go code from the protos (annotations, testdata, examples).
+	find $(STALE_DIRS) -type f \( -name '*.pb.go' -o -name '*.statefun.go' \) -delete 2>/dev/null || true
+	$(BUF) generate
+	$(BUF) format -w
+
+.PHONY: test
+test: ## Run every test, with the race detector.
+	go test -race -count=1 ./...
+
+.PHONY: lint
+lint: ## Lint Go (golangci-lint) and protos (buf lint, buf format).
+	$(GOLANGCI_LINT) run ./...
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+
+.PHONY: checkgenerate
+checkgenerate: generate ## Fail when make generate changes anything.
+	@if [[ -n "$$(git status --porcelain -- $(GENERATED_DIRS) annotations)" ]]; then \
+		echo "make generate changed files; run it and commit the result:"; \
+		git status --porcelain -- $(GENERATED_DIRS) annotations; \
+		git --no-pager diff --stat -- $(GENERATED_DIRS); \
+		exit 1; \
+	fi
+
+.PHONY: tidy
+tidy: ## Tidy both modules.
+	go mod tidy
+	cd tools && go mod tidy

@@ -1,0 +1,310 @@
+package generator
+
+import (
+	"strings"
+	"testing"
+)
+
+const header = `syntax = "proto3";
+package acme.v1;
+import "statefun/v1/annotations.proto";
+option go_package = "example.com/acme/v1;acmev1";
+`
+
+// TestErrors checks that each misuse of the options is reported with the
+// file, line and column of the mistake and says how to fix it.
+func TestErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		proto string // appended to header; line 5 is its first line
+		extra map[string]string
+		want  string
+	}{
+		{
+			name: "no key field in a request",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string cart_id = 1; }
+message State {}`,
+			want: `bad.proto:7:3: request GetRequest of Cart.Get has no entity key; mark the field that identifies the Cart with [(statefun.v1.field).key = true]`,
+		},
+		{
+			name: "key field of unsupported type",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { bytes cart_id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:9:40: key field cart_id of GetRequest has type bytes, which cannot be a key; use string or an integer type`,
+		},
+		{
+			name: "repeated key field",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { repeated string ids = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:9:46: key field ids of GetRequest is repeated; a key field must be a single string or integer`,
+		},
+		{
+			name: "key field in a oneof",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest {
+  oneof by {
+    string id = 1 [(statefun.v1.field).key = true];
+    string name = 2;
+  }
+}
+message State {}`,
+			want: `bad.proto:11:19: key field id of GetRequest is in oneof by; move it out of the oneof, because every request must carry the key`,
+		},
+		{
+			name: "nested key message without key fields",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Get(GetRequest) returns (State);
+}
+message Ref { string id = 1; }
+message GetRequest { Ref ref = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:10:34: key field ref of GetRequest is a Ref, which has no key fields; mark the fields of Ref that form the key with [(statefun.v1.field).key = true]`,
+		},
+		{
+			name: "nested key that contains itself",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Get(Node) returns (State);
+}
+message Node { Node parent = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:9:32: key field parent of Node refers back to Node; a nested key cannot contain itself`,
+		},
+		{
+			name: "requests with different key shapes",
+			proto: `service Seat {
+  option (statefun.v1.entity) = { type: "seat" state: "State" key_value: {} };
+  rpc Reserve(ReserveRequest) returns (State);
+  rpc Get(GetRequest) returns (State);
+}
+message ReserveRequest {
+  string flight = 1 [(statefun.v1.field).key = true];
+  string seat = 2 [(statefun.v1.field).key = true];
+}
+message GetRequest { string flight = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:8:3: request GetRequest of Seat.Get has 1 key fields, but ReserveRequest of Reserve has 2; every request of an entity must carry the same key`,
+		},
+		{
+			name: "state message that does not exist",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "Crt" key_value: {} };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:6:48: state message "Crt" of entity Cart not found; define it in package acme.v1, import the file that defines it, or give its fully qualified name`,
+		},
+		{
+			name: "no state",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" key_value: {} };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:6:3: entity Cart has no state; set (statefun.v1.entity).state to the name of its state message`,
+		},
+		{
+			name: "event message that does not exist",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" event_sourced: { events: ["Added", "Removd"] } };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message Added {}`,
+			want: `bad.proto:6:98: event message "Removd" of entity Cart not found; define it in package acme.v1 or give its fully qualified name`,
+		},
+		{
+			name: "event listed twice",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" event_sourced: { events: ["Added", "acme.v1.Added"] } };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message Added {}`,
+			want: `bad.proto:6:98: event acme.v1.Added is listed twice in entity Cart; list each event once`,
+		},
+		{
+			name: "no events",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" event_sourced: {} };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:6:63: event-sourced entity Cart lists no events; name its event messages in event_sourced: { events: ["ItemAdded", ...] }`,
+		},
+		{
+			name: "two events stored under one name",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" event_sourced: { events: ["Added", "Put"] } };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message Added {}
+message Put { option (statefun.v1.event) = { type: "Added" }; }`,
+			want: `bad.proto:6:98: events acme.v1.Added and acme.v1.Put of entity Cart are both stored as "Added"; set a distinct (statefun.v1.event).type on one of them`,
+		},
+		{
+			name: "invalid event type name",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" event_sourced: { events: ["Added"] } };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message Added { option (statefun.v1.event) = { type: "item added" }; }`,
+			want: `bad.proto:11:48: event type "item added" of Added is not valid; use letters, digits, '.', '_' and '-', starting with a letter, at most 128 characters`,
+		},
+		{
+			name: "event in another Go package",
+			extra: map[string]string{"other.proto": `syntax = "proto3";
+package other.v1;
+option go_package = "example.com/other/v1;otherv1";
+message Added {}`},
+			proto: `import "other.proto";
+service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" event_sourced: { events: ["other.v1.Added"] } };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:7:89: event other.v1.Added of entity Cart is in Go package "example.com/other/v1", but the entity is in "example.com/acme/v1"; events must be in the entity's Go package, so that only they can be emitted (move the message or give its file the same go_package)`,
+		},
+		{
+			name: "no entity type",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { state: "State" key_value: {} };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:6:3: entity Cart has no type; set (statefun.v1.entity).type to a stable name stored with its data, for example type: "cart"`,
+		},
+		{
+			name: "invalid entity type",
+			proto: `service ShoppingCart {
+  option (statefun.v1.entity) = { type: "Shopping Cart" state: "State" key_value: {} };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:6:35: entity type "Shopping Cart" of ShoppingCart is not valid; use lowercase letters, digits, '.', '_' and '-', starting with a letter, at most 128 characters (for example "shopping-cart")`,
+		},
+		{
+			name: "duplicate entity types",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Get(GetRequest) returns (State);
+}
+service Basket {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:10:35: entity type "cart" of service Basket is already used by service Cart (bad.proto:5:1); give each entity its own type name`,
+		},
+		{
+			name: "no kind",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:6:3: entity Cart has no kind; set event_sourced: { events: [...] } or key_value: {} in (statefun.v1.entity)`,
+		},
+		{
+			name: "passivation timeout not positive",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} passivation_timeout: { seconds: -5 } };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:6:77: passivation_timeout of entity Cart must be a positive duration; remove it to use the server's default`,
+		},
+		{
+			name: "streaming method",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Watch(GetRequest) returns (stream State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:7:3: method Cart.Watch is streaming; entity methods must be unary (one request, one reply), so move it to a service without (statefun.v1.entity)`,
+		},
+		{
+			name: "method option on a service that is not an entity",
+			proto: `service Catalog {
+  rpc Search(SearchRequest) returns (SearchResponse) { option (statefun.v1.method).read_only = true; }
+}
+message SearchRequest {}
+message SearchResponse {}`,
+			want: `bad.proto:6:56: method Catalog.Search has (statefun.v1.method) options, but service Catalog is not an entity; add option (statefun.v1.entity) to the service or remove the method options`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			sources := map[string]string{"bad.proto": header + tt.proto}
+			for k, v := range tt.extra {
+				sources[k] = v
+			}
+			res := run(t, compileRequest(t, sources, "bad.proto"))
+			if res.Error == nil {
+				t.Fatalf("no error; want %q", tt.want)
+			}
+			if got := res.GetError(); got != tt.want {
+				t.Errorf("error:\n got: %s\nwant: %s", got, tt.want)
+			}
+			if len(res.File) != 0 {
+				t.Errorf("generated %d files despite the error", len(res.File))
+			}
+		})
+	}
+}
+
+// TestErrorsAllReported checks that one run reports every mistake, in file
+// order, so that a user does not fix them one run at a time.
+func TestErrorsAllReported(t *testing.T) {
+	t.Parallel()
+	src := header + `service Cart {
+  option (statefun.v1.entity) = { state: "Missing" key_value: {} };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1; }
+message State {}`
+	res := run(t, compileRequest(t, map[string]string{"bad.proto": src}, "bad.proto"))
+	lines := strings.Split(res.GetError(), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("want 3 errors (type, state, key), got %d:\n%s", len(lines), res.GetError())
+	}
+	for i, prefix := range []string{"bad.proto:6:3: entity Cart has no type", "bad.proto:6:35: state message \"Missing\"", "bad.proto:7:3: request GetRequest"} {
+		if !strings.HasPrefix(lines[i], prefix) {
+			t.Errorf("error %d = %q, want prefix %q", i, lines[i], prefix)
+		}
+	}
+}
