@@ -91,7 +91,7 @@ func (cartEntity) OnCheckedOut(state *cart.Cart, e *cart.CheckedOut) {
 
 type customerEntity struct{}
 
-func (customerEntity) Create(ctx *keyvalue.CustomerServiceContext, state *keyvalue.Customer, req *keyvalue.CreateCustomerRequest) (*keyvalue.Customer, error) {
+func (customerEntity) Create(ctx *keyvalue.CustomerContext, state *keyvalue.Customer, req *keyvalue.CreateCustomerRequest) (*keyvalue.Customer, error) {
 	if state.GetName() != "" {
 		return nil, status.Error(codes.AlreadyExists, "customer exists")
 	}
@@ -100,7 +100,7 @@ func (customerEntity) Create(ctx *keyvalue.CustomerServiceContext, state *keyval
 	return next, nil
 }
 
-func (customerEntity) ChangeAddress(ctx *keyvalue.CustomerServiceContext, state *keyvalue.Customer, req *keyvalue.ChangeAddressRequest) (*keyvalue.Customer, error) {
+func (customerEntity) ChangeAddress(ctx *keyvalue.CustomerContext, state *keyvalue.Customer, req *keyvalue.ChangeAddressRequest) (*keyvalue.Customer, error) {
 	if state.GetName() == "" {
 		return nil, status.Error(codes.NotFound, "no such customer")
 	}
@@ -110,7 +110,7 @@ func (customerEntity) ChangeAddress(ctx *keyvalue.CustomerServiceContext, state 
 	return next, nil
 }
 
-func (customerEntity) Get(_ *keyvalue.CustomerServiceReadContext, state *keyvalue.Customer, _ *keyvalue.GetCustomerRequest) (*keyvalue.Customer, error) {
+func (customerEntity) Get(_ *keyvalue.CustomerReadContext, state *keyvalue.Customer, _ *keyvalue.GetCustomerRequest) (*keyvalue.Customer, error) {
 	return state, nil
 }
 
@@ -157,7 +157,7 @@ func newRuntime(t *testing.T) *statefun.Runtime {
 	t.Helper()
 	rt, err := statefun.New([]*statefun.Entity{
 		cart.NewShoppingCart(cartEntity{}),
-		keyvalue.NewCustomerService(customerEntity{}),
+		keyvalue.NewCustomer(customerEntity{}),
 		compositekey.NewSeat(seatEntity{}),
 		nestedkey.NewDevice(deviceEntity{}),
 	})
@@ -348,7 +348,7 @@ func TestSingleWriter(t *testing.T) {
 func TestKeyValue(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	customers := keyvalue.NewCustomerServiceEntityClient(newRuntime(t).ClientConn())
+	customers := keyvalue.NewCustomerEntityClient(newRuntime(t).ClientConn())
 	if _, err := customers.Create(ctx, &keyvalue.CreateCustomerRequest{CustomerId: "ada", Name: "Ada", Address: "London"}); err != nil {
 		t.Fatal(err)
 	}

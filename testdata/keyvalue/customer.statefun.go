@@ -16,74 +16,74 @@ import (
 // is built with supports it: a runtime too old for it fails the build.
 const _ = statefun.SupportPackageIsVersion1
 
-// CustomerServiceEntityType is the stored type name of CustomerService entities. It is part of the
+// CustomerEntityType is the stored type name of Customer entities. It is part of the
 // stored data: it never changes, whatever the Go or proto names become.
-const CustomerServiceEntityType = "customer"
+const CustomerEntityType = "customer"
 
-// CustomerServiceHandler is what a CustomerService implementation provides: a method per command,
+// CustomerHandler is what a Customer implementation provides: a method per command,
 // which must not change the state it is given; to change the state, it passes a
-// new one to CustomerServiceContext.SetState.
-// Pass an implementation to NewCustomerService.
+// new one to CustomerContext.SetState.
+// Pass an implementation to NewCustomer.
 //
 // Customer is a customer record.
-type CustomerServiceHandler interface {
+type CustomerHandler interface {
 	// Create registers a customer.
-	Create(ctx *CustomerServiceContext, state *Customer, req *CreateCustomerRequest) (*Customer, error)
+	Create(ctx *CustomerContext, state *Customer, req *CreateCustomerRequest) (*Customer, error)
 
 	// ChangeAddress moves the customer.
-	ChangeAddress(ctx *CustomerServiceContext, state *Customer, req *ChangeAddressRequest) (*Customer, error)
+	ChangeAddress(ctx *CustomerContext, state *Customer, req *ChangeAddressRequest) (*Customer, error)
 
 	// Get returns the customer.
-	Get(ctx *CustomerServiceReadContext, state *Customer, req *GetCustomerRequest) (*Customer, error)
+	Get(ctx *CustomerReadContext, state *Customer, req *GetCustomerRequest) (*Customer, error)
 }
 
-// CustomerServiceContext is given to CustomerService's command handlers.
-type CustomerServiceContext struct {
+// CustomerContext is given to Customer's command handlers.
+type CustomerContext struct {
 	c *statefun.CommandContext
 }
 
 // Context returns the context of the command's request: its deadline,
 // cancellation and metadata.
-func (c *CustomerServiceContext) Context() context.Context {
+func (c *CustomerContext) Context() context.Context {
 	return c.c.Context()
 }
 
 // EntityID returns the ID of the entity the command addresses.
-func (c *CustomerServiceContext) EntityID() string {
+func (c *CustomerContext) EntityID() string {
 	return c.c.EntityID()
 }
 
 // SetState replaces the state with state when the handler returns without
 // error; the caller gets the reply once it is stored. The runtime keeps state:
 // do not change it afterwards.
-func (c *CustomerServiceContext) SetState(state *Customer) {
+func (c *CustomerContext) SetState(state *Customer) {
 	c.c.SetState(state)
 }
 
-// CustomerServiceReadContext is given to CustomerService's read-only handlers: it has no way
+// CustomerReadContext is given to Customer's read-only handlers: it has no way
 // to change the entity.
-type CustomerServiceReadContext struct {
+type CustomerReadContext struct {
 	c *statefun.ReadContext
 }
 
 // Context returns the context of the read's request: its deadline,
 // cancellation and metadata.
-func (c *CustomerServiceReadContext) Context() context.Context {
+func (c *CustomerReadContext) Context() context.Context {
 	return c.c.Context()
 }
 
 // EntityID returns the ID of the entity the read addresses.
-func (c *CustomerServiceReadContext) EntityID() string {
+func (c *CustomerReadContext) EntityID() string {
 	return c.c.EntityID()
 }
 
-// NewCustomerService returns the CustomerService entity implemented by h, ready to be
+// NewCustomer returns the Customer entity implemented by h, ready to be
 // hosted by the statefun runtime:
 //
-//	statefun.Main(NewCustomerService(h))
-func NewCustomerService(h CustomerServiceHandler) *statefun.Entity {
+//	statefun.Main(NewCustomer(h))
+func NewCustomer(h CustomerHandler) *statefun.Entity {
 	return statefun.NewEntity(statefun.EntityConfig[*Customer]{
-		Type:               CustomerServiceEntityType,
+		Type:               CustomerEntityType,
 		Kind:               statefun.KeyValue,
 		Service:            &CustomerService_ServiceDesc,
 		PassivationTimeout: 5 * time.Minute,
@@ -91,7 +91,7 @@ func NewCustomerService(h CustomerServiceHandler) *statefun.Entity {
 			return new(Customer)
 		},
 		NewService: func(host *statefun.Host[*Customer]) any {
-			return &customerServiceServer{
+			return &customerServer{
 				host:    host,
 				handler: h,
 			}
@@ -99,48 +99,48 @@ func NewCustomerService(h CustomerServiceHandler) *statefun.Entity {
 	})
 }
 
-// customerServiceServer serves CustomerService's gRPC methods: it extracts the entity key
+// customerServer serves Customer's gRPC methods: it extracts the entity key
 // from each request and runs the handler through the runtime.
-type customerServiceServer struct {
+type customerServer struct {
 	UnimplementedCustomerServiceServer
 	host    *statefun.Host[*Customer]
-	handler CustomerServiceHandler
+	handler CustomerHandler
 }
 
-var _ CustomerServiceServer = (*customerServiceServer)(nil)
+var _ CustomerServiceServer = (*customerServer)(nil)
 
-func (s *customerServiceServer) Create(ctx context.Context, req *CreateCustomerRequest) (*Customer, error) {
-	id, err := customerServiceCreateKey(req)
+func (s *customerServer) Create(ctx context.Context, req *CreateCustomerRequest) (*Customer, error) {
+	id, err := customerCreateKey(req)
 	if err != nil {
 		return nil, err
 	}
 	return statefun.Command(ctx, s.host, id, func(c *statefun.CommandContext, state *Customer) (*Customer, error) {
-		return s.handler.Create(&CustomerServiceContext{c: c}, state, req)
+		return s.handler.Create(&CustomerContext{c: c}, state, req)
 	})
 }
 
-func (s *customerServiceServer) ChangeAddress(ctx context.Context, req *ChangeAddressRequest) (*Customer, error) {
-	id, err := customerServiceChangeAddressKey(req)
+func (s *customerServer) ChangeAddress(ctx context.Context, req *ChangeAddressRequest) (*Customer, error) {
+	id, err := customerChangeAddressKey(req)
 	if err != nil {
 		return nil, err
 	}
 	return statefun.Command(ctx, s.host, id, func(c *statefun.CommandContext, state *Customer) (*Customer, error) {
-		return s.handler.ChangeAddress(&CustomerServiceContext{c: c}, state, req)
+		return s.handler.ChangeAddress(&CustomerContext{c: c}, state, req)
 	})
 }
 
-func (s *customerServiceServer) Get(ctx context.Context, req *GetCustomerRequest) (*Customer, error) {
-	id, err := customerServiceGetKey(req)
+func (s *customerServer) Get(ctx context.Context, req *GetCustomerRequest) (*Customer, error) {
+	id, err := customerGetKey(req)
 	if err != nil {
 		return nil, err
 	}
 	return statefun.Read(ctx, s.host, id, func(c *statefun.ReadContext, state *Customer) (*Customer, error) {
-		return s.handler.Get(&CustomerServiceReadContext{c: c}, state, req)
+		return s.handler.Get(&CustomerReadContext{c: c}, state, req)
 	})
 }
 
-// customerServiceCreateKey returns the ID of the CustomerService entity that req addresses.
-func customerServiceCreateKey(req *CreateCustomerRequest) (string, error) {
+// customerCreateKey returns the ID of the Customer entity that req addresses.
+func customerCreateKey(req *CreateCustomerRequest) (string, error) {
 	k0 := req.GetCustomerId()
 	if k0 == "" {
 		return "", statefun.MissingKeyError("statefun.testdata.keyvalue.CreateCustomerRequest", "customer_id")
@@ -148,8 +148,8 @@ func customerServiceCreateKey(req *CreateCustomerRequest) (string, error) {
 	return k0, nil
 }
 
-// customerServiceChangeAddressKey returns the ID of the CustomerService entity that req addresses.
-func customerServiceChangeAddressKey(req *ChangeAddressRequest) (string, error) {
+// customerChangeAddressKey returns the ID of the Customer entity that req addresses.
+func customerChangeAddressKey(req *ChangeAddressRequest) (string, error) {
 	k0 := req.GetCustomerId()
 	if k0 == "" {
 		return "", statefun.MissingKeyError("statefun.testdata.keyvalue.ChangeAddressRequest", "customer_id")
@@ -157,8 +157,8 @@ func customerServiceChangeAddressKey(req *ChangeAddressRequest) (string, error) 
 	return k0, nil
 }
 
-// customerServiceGetKey returns the ID of the CustomerService entity that req addresses.
-func customerServiceGetKey(req *GetCustomerRequest) (string, error) {
+// customerGetKey returns the ID of the Customer entity that req addresses.
+func customerGetKey(req *GetCustomerRequest) (string, error) {
 	k0 := req.GetCustomerId()
 	if k0 == "" {
 		return "", statefun.MissingKeyError("statefun.testdata.keyvalue.GetCustomerRequest", "customer_id")
@@ -166,37 +166,37 @@ func customerServiceGetKey(req *GetCustomerRequest) (string, error) {
 	return k0, nil
 }
 
-// CustomerServiceEntityClient calls CustomerService entities from Go: from another service over a
+// CustomerEntityClient calls Customer entities from Go: from another service over a
 // gRPC connection, or in process through statefun.Runtime.ClientConn. A request
 // without its entity key fails with codes.InvalidArgument before it is sent.
-type CustomerServiceEntityClient struct {
+type CustomerEntityClient struct {
 	client CustomerServiceClient
 }
 
-// NewCustomerServiceEntityClient returns a client that calls CustomerService entities through cc.
-func NewCustomerServiceEntityClient(cc grpc.ClientConnInterface) *CustomerServiceEntityClient {
-	return &CustomerServiceEntityClient{client: NewCustomerServiceClient(cc)}
+// NewCustomerEntityClient returns a client that calls Customer entities through cc.
+func NewCustomerEntityClient(cc grpc.ClientConnInterface) *CustomerEntityClient {
+	return &CustomerEntityClient{client: NewCustomerServiceClient(cc)}
 }
 
 // Create registers a customer.
-func (c *CustomerServiceEntityClient) Create(ctx context.Context, req *CreateCustomerRequest, opts ...grpc.CallOption) (*Customer, error) {
-	if _, err := customerServiceCreateKey(req); err != nil {
+func (c *CustomerEntityClient) Create(ctx context.Context, req *CreateCustomerRequest, opts ...grpc.CallOption) (*Customer, error) {
+	if _, err := customerCreateKey(req); err != nil {
 		return nil, err
 	}
 	return c.client.Create(ctx, req, opts...)
 }
 
 // ChangeAddress moves the customer.
-func (c *CustomerServiceEntityClient) ChangeAddress(ctx context.Context, req *ChangeAddressRequest, opts ...grpc.CallOption) (*Customer, error) {
-	if _, err := customerServiceChangeAddressKey(req); err != nil {
+func (c *CustomerEntityClient) ChangeAddress(ctx context.Context, req *ChangeAddressRequest, opts ...grpc.CallOption) (*Customer, error) {
+	if _, err := customerChangeAddressKey(req); err != nil {
 		return nil, err
 	}
 	return c.client.ChangeAddress(ctx, req, opts...)
 }
 
 // Get returns the customer.
-func (c *CustomerServiceEntityClient) Get(ctx context.Context, req *GetCustomerRequest, opts ...grpc.CallOption) (*Customer, error) {
-	if _, err := customerServiceGetKey(req); err != nil {
+func (c *CustomerEntityClient) Get(ctx context.Context, req *GetCustomerRequest, opts ...grpc.CallOption) (*Customer, error) {
+	if _, err := customerGetKey(req); err != nil {
 		return nil, err
 	}
 	return c.client.Get(ctx, req, opts...)

@@ -65,12 +65,20 @@ func generateFile(plugin *protogen.Plugin, f *protogen.File, entities []*entity)
 // names are the Go identifiers generated for one entity.
 type names struct {
 	base, lower string
+	grpc        string // the service's Go name, as protoc-gen-go-grpc uses it
 }
 
+// namesOf derives the generated names from the service name, without a
+// "Service" suffix: buf's lint asks for ShoppingCartService, and
+// ShoppingCartHandler reads better than ShoppingCartServiceHandler. The gRPC
+// names protoc-gen-go-grpc generates keep the full service name.
 func namesOf(e *entity) names {
 	base := e.service.GoName
+	if trimmed := strings.TrimSuffix(base, "Service"); trimmed != "" {
+		base = trimmed
+	}
 	r, size := utf8.DecodeRuneInString(base)
-	return names{base: base, lower: string(unicode.ToLower(r)) + base[size:]}
+	return names{base: base, lower: string(unicode.ToLower(r)) + base[size:], grpc: e.service.GoName}
 }
 
 func (n names) entityType() string       { return n.base + "EntityType" }
@@ -82,11 +90,11 @@ func (n names) context() string          { return n.base + "Context" }
 func (n names) readContext() string      { return n.base + "ReadContext" }
 func (n names) constructor() string      { return "New" + n.base }
 func (n names) server() string           { return n.lower + "Server" }
-func (n names) grpcServer() string       { return n.base + "Server" }
-func (n names) grpcUnimpl() string       { return "Unimplemented" + n.base + "Server" }
-func (n names) serviceDesc() string      { return n.base + "_ServiceDesc" }
-func (n names) grpcClient() string       { return n.base + "Client" }
-func (n names) grpcNewClient() string    { return "New" + n.base + "Client" }
+func (n names) grpcServer() string       { return n.grpc + "Server" }
+func (n names) grpcUnimpl() string       { return "Unimplemented" + n.grpc + "Server" }
+func (n names) serviceDesc() string      { return n.grpc + "_ServiceDesc" }
+func (n names) grpcClient() string       { return n.grpc + "Client" }
+func (n names) grpcNewClient() string    { return "New" + n.grpc + "Client" }
 func (n names) client() string           { return n.base + "EntityClient" }
 func (n names) newClient() string        { return "New" + n.base + "EntityClient" }
 func (n names) applyEvent() string       { return "apply" + n.base + "Event" }
