@@ -7,100 +7,184 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/statefun-go/statefun/runtime/internal/journal"
+	"github.com/statefun-go/statefun/runtime/store"
 )
 
 // Host runs the instances of one entity type: it loads an instance on first
-// use, runs its commands one at a time and journals what they change.
+// use, runs its commands one at a time, hands what they change to the
+// journal writer and holds each reply until that change is durable.
 // Generated service glue holds a Host and calls Command and Read with it.
 type Host[S proto.Message] struct {
-	cfg   EntityConfig[S]
-	store *memoryStore
-	log   *slog.Logger
+	cfg           EntityConfig[S]
+	rt            *Runtime
+	log           *slog.Logger
+	snapshotEvery int64
+	idleTimeout   time.Duration
 
 	mu        sync.Mutex
 	instances map[string]*instance[S]
+
+	hits, loads, evictions atomic.Uint64
 }
 
-// instance is one entity held in memory. mu is the single-writer lock:
-// commands take it exclusively, reads share it.
+// instance is one entity held in memory. It costs a few machine words on
+// top of its state: no goroutine, no channel while idle.
 type instance[S proto.Message] struct {
+	// mu is the single-writer lock: commands hold it exclusively while
+	// they decide, reads share it.
 	mu    sync.RWMutex
 	state S
-	// seq is the number of events applied (event-sourced) or the version of
-	// the state (key-value).
+	// seq is the number of events applied (event-sourced) or the version
+	// of the state (key-value), including changes not yet durable.
 	seq int64
-	// broken is set when the instance must not be used again: a handler
-	// panicked or the store refused a write. The next request reloads it.
+	// snapshotSeq is the seq of the newest snapshot taken.
+	snapshotSeq int64
+	// last is the newest commit of this instance: replies that saw the
+	// current state wait for it.
+	last *journal.Commit
+	// broken is set when the in-memory state must not be used again: a
+	// commit failed, or a handler panicked. The next request reloads.
 	broken atomic.Bool
+	// lastUsed is when a request last touched the instance, in Unix
+	// nanoseconds, for passivation.
+	lastUsed atomic.Int64
 }
 
 func newHost[S proto.Message](r *Runtime, cfg EntityConfig[S]) *Host[S] {
-	return &Host[S]{cfg: cfg, store: r.store, log: r.log, instances: map[string]*instance[S]{}}
+	h := &Host[S]{cfg: cfg, rt: r, log: r.log, instances: map[string]*instance[S]{}}
+	h.snapshotEvery = int64(r.cfg.snapshotEvery)
+	if cfg.SnapshotEvery > 0 {
+		h.snapshotEvery = int64(cfg.SnapshotEvery)
+	}
+	h.idleTimeout = r.cfg.passivationTimeout
+	if cfg.PassivationTimeout > 0 {
+		h.idleTimeout = cfg.PassivationTimeout
+	}
+	r.addHost(h)
+	return h
 }
 
+var errReset = status.Error(codes.Aborted, "entity was reset by a failure of a concurrent call; retry the call")
+
 // Command runs fn, a command handler, against the entity id: exclusively,
-// with the current state. When fn succeeds, its events are applied (or its
-// new state taken) and journaled before the reply is released. When fn fails,
-// nothing it emitted is kept.
+// on the current state. When fn succeeds, what it emitted (or the new state
+// it set) is applied in memory at once, so the next command can run, and
+// the reply is released once the change is durable. When fn fails, nothing
+// it emitted is kept.
 func Command[S, R proto.Message](ctx context.Context, h *Host[S], id string, fn func(*CommandContext, S) (R, error)) (R, error) {
 	var zero R
-	inst, err := h.instance(ctx, id)
-	if err != nil {
-		return zero, err
+	if err := h.rt.writer.Admit(ctx); err != nil {
+		return zero, writerError(err)
 	}
-	inst.mu.Lock()
-	defer inst.mu.Unlock()
-	if inst.broken.Load() {
-		// Another command reset this instance while we waited for it.
-		return zero, status.Error(codes.Aborted, "entity was reset by a concurrent failure; retry the call")
-	}
-	cc := &CommandContext{ctx: ctx, entityID: id, kind: h.cfg.Kind}
-	reply, err := callHandler(func() (R, error) { return fn(cc, inst.state) })
-	if err != nil {
-		if errors.Is(err, errPanic) {
-			h.reset(id, inst)
-			h.log.Error("command handler panicked; entity reset", "entity", h.cfg.Type, "id", id, "error", err)
-			return zero, status.Error(codes.Internal, "command handler panicked")
+	admitted := true
+	defer func() {
+		if admitted {
+			h.rt.writer.Release()
 		}
-		return zero, err
+	}()
+	for attempt := 0; ; attempt++ {
+		inst, err := h.instance(ctx, id)
+		if err != nil {
+			return zero, err
+		}
+		inst.mu.Lock()
+		if inst.broken.Load() {
+			// Reset while we waited for it: take the reloaded one.
+			inst.mu.Unlock()
+			if attempt < 3 {
+				continue
+			}
+			return zero, errReset
+		}
+		cc := &CommandContext{ctx: ctx, entityID: id, kind: h.cfg.Kind}
+		reply, err := callHandler(func() (R, error) { return fn(cc, inst.state) })
+		if err != nil {
+			inst.mu.Unlock()
+			return zero, h.handlerError(id, inst, err)
+		}
+		// The reply may share memory with the state, which the next
+		// command changes in place; the caller gets its own copy.
+		reply = proto.Clone(reply).(R)
+		commit, err := h.stage(id, inst, cc)
+		if err != nil {
+			inst.mu.Unlock()
+			return zero, err
+		}
+		if commit != nil {
+			admitted = false
+			h.rt.writer.Enqueue(commit)
+			inst.last = commit
+		}
+		wait := inst.last
+		inst.mu.Unlock()
+		if err := waitDurable(ctx, wait); err != nil {
+			return zero, err
+		}
+		return reply, nil
 	}
-	if err := h.commit(ctx, id, inst, cc); err != nil {
-		h.reset(id, inst)
-		return zero, err
-	}
-	// The reply may share memory with the state, which the next command
-	// changes in place; the caller gets its own copy.
-	return proto.Clone(reply).(R), nil
 }
 
 // Read runs fn, a read-only handler, against the entity id. Reads of one
-// entity run concurrently with each other, never with a command.
+// entity run concurrently with each other, never with a command. The reply
+// waits until the state the read saw is durable.
 func Read[S, R proto.Message](ctx context.Context, h *Host[S], id string, fn func(*ReadContext, S) (R, error)) (R, error) {
 	var zero R
-	inst, err := h.instance(ctx, id)
-	if err != nil {
-		return zero, err
-	}
-	inst.mu.RLock()
-	defer inst.mu.RUnlock()
-	if inst.broken.Load() {
-		return zero, status.Error(codes.Aborted, "entity was reset by a concurrent failure; retry the call")
-	}
-	rc := &ReadContext{ctx: ctx, entityID: id}
-	reply, err := callHandler(func() (R, error) { return fn(rc, inst.state) })
-	if err != nil {
-		if errors.Is(err, errPanic) {
-			h.reset(id, inst)
-			h.log.Error("read handler panicked; entity reset", "entity", h.cfg.Type, "id", id, "error", err)
-			return zero, status.Error(codes.Internal, "read handler panicked")
+	for attempt := 0; ; attempt++ {
+		inst, err := h.instance(ctx, id)
+		if err != nil {
+			return zero, err
 		}
-		return zero, err
+		inst.mu.RLock()
+		if inst.broken.Load() {
+			inst.mu.RUnlock()
+			if attempt < 3 {
+				continue
+			}
+			return zero, errReset
+		}
+		rc := &ReadContext{ctx: ctx, entityID: id}
+		reply, err := callHandler(func() (R, error) { return fn(rc, inst.state) })
+		if err != nil {
+			inst.mu.RUnlock()
+			return zero, h.handlerError(id, inst, err)
+		}
+		reply = proto.Clone(reply).(R)
+		wait := inst.last
+		inst.mu.RUnlock()
+		if err := waitDurable(ctx, wait); err != nil {
+			return zero, err
+		}
+		return reply, nil
 	}
-	return proto.Clone(reply).(R), nil
+}
+
+func (h *Host[S]) handlerError(id string, inst *instance[S], err error) error {
+	if errors.Is(err, errPanic) {
+		// The handler may have changed the state before it panicked.
+		h.reset(id, inst)
+		h.log.Error("handler panicked; entity reset", "entity", h.cfg.Type, "id", id, "error", err)
+		return status.Error(codes.Internal, "handler panicked; see the server log")
+	}
+	return err
+}
+
+// waitDurable is the output gate: it returns once c, and so every change
+// before it, is durable.
+func waitDurable(ctx context.Context, c *journal.Commit) error {
+	if c == nil {
+		return nil
+	}
+	if err := c.Wait(ctx); err != nil {
+		return commitError(err)
+	}
+	return nil
 }
 
 var errPanic = errors.New("handler panicked")
@@ -120,50 +204,69 @@ func callHandler[R proto.Message](fn func() (R, error)) (reply R, err error) {
 	return reply, err
 }
 
-// commit applies what a successful command produced and journals it.
-func (h *Host[S]) commit(ctx context.Context, id string, inst *instance[S], cc *CommandContext) error {
-	ref := entityRef{typ: h.cfg.Type, id: id}
+// stage applies what a successful command produced to the in-memory state
+// and returns the commit that makes it durable, or nil if the command
+// changed nothing. Called with inst.mu held.
+func (h *Host[S]) stage(id string, inst *instance[S], cc *CommandContext) (*journal.Commit, error) {
+	ref := store.Ref{Type: h.cfg.Type, ID: id}
+	commit := &journal.Commit{Abandoned: &inst.broken}
 	switch h.cfg.Kind {
 	case EventSourced:
 		if len(cc.events) == 0 {
-			return nil
+			return nil, nil
 		}
-		stored := make([]storedEvent, len(cc.events))
+		commit.Events = make([]store.Event, len(cc.events))
 		for i, e := range cc.events {
 			payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(e.msg)
 			if err != nil {
-				return status.Errorf(codes.Internal, "encode event %s: %v", e.typ, err)
+				return nil, status.Errorf(codes.Internal, "encode event %s: %v", e.typ, err)
 			}
-			stored[i] = storedEvent{seq: inst.seq + int64(i) + 1, typ: e.typ, payload: payload}
-		}
-		if err := h.store.appendEvents(ctx, ref, stored); err != nil {
-			return storeError(err)
+			commit.Events[i] = store.Event{Entity: ref, Seq: inst.seq + int64(i) + 1, EventType: e.typ, Payload: payload}
 		}
 		for _, e := range cc.events {
 			if err := applyEvent(h.cfg.ApplyEvent, inst.state, e.msg); err != nil {
-				return status.Errorf(codes.Internal, "apply event %s: %v", e.typ, err)
+				// Some events may be applied already: the state is
+				// unusable, and nothing of the command was queued.
+				h.reset(id, inst)
+				h.log.Error("event handler panicked; entity reset", "entity", h.cfg.Type, "id", id, "event", e.typ, "error", err)
+				return nil, status.Errorf(codes.Internal, "applying event %s panicked; see the server log", e.typ)
 			}
 		}
 		inst.seq += int64(len(cc.events))
+		if h.snapshotEvery > 0 && inst.seq-inst.snapshotSeq >= h.snapshotEvery {
+			h.attachSnapshot(ref, inst, commit)
+		}
 	case KeyValue:
 		if cc.newState == nil {
-			return nil
+			return nil, nil
 		}
 		next, ok := cc.newState.(S)
 		if !ok {
-			return status.Errorf(codes.Internal, "new state has type %T", cc.newState)
+			return nil, status.Errorf(codes.Internal, "new state has type %T, want %T", cc.newState, inst.state)
 		}
 		payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(next)
 		if err != nil {
-			return status.Errorf(codes.Internal, "encode state: %v", err)
+			return nil, status.Errorf(codes.Internal, "encode state: %v", err)
 		}
-		if err := h.store.putValue(ctx, ref, storedValue{version: inst.seq + 1, payload: payload}); err != nil {
-			return storeError(err)
-		}
+		commit.Values = []store.Value{{Entity: ref, Version: inst.seq + 1, Payload: payload}}
 		inst.state = next
 		inst.seq++
 	}
-	return nil
+	return commit, nil
+}
+
+// attachSnapshot encodes the state now, while it is exactly the state after
+// inst.seq events, and saves it only once those events are durable: a
+// snapshot must never contain a change the store could still refuse.
+func (h *Host[S]) attachSnapshot(ref store.Ref, inst *instance[S], commit *journal.Commit) {
+	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(inst.state)
+	if err != nil {
+		h.log.Warn("snapshot not taken: encoding the state failed", "entity", ref.Type, "id", ref.ID, "error", err)
+		return
+	}
+	inst.snapshotSeq = inst.seq
+	snap := store.Snapshot{Entity: ref, Seq: inst.seq, Payload: payload}
+	commit.OnDurable = func() { h.rt.snapshots.offer(snap) }
 }
 
 func applyEvent[S proto.Message](apply func(S, proto.Message), state S, event proto.Message) (err error) {
@@ -176,73 +279,125 @@ func applyEvent[S proto.Message](apply func(S, proto.Message), state S, event pr
 	return nil
 }
 
-func storeError(err error) error {
-	if errors.Is(err, errConflict) {
-		return status.Errorf(codes.Aborted, "%v; the entity was reloaded, retry the call", err)
+// commitError maps a failed commit to what the caller sees.
+func commitError(err error) error {
+	var conflict *store.ConflictError
+	switch {
+	case errors.As(err, &conflict):
+		return status.Errorf(codes.Aborted, "%v; the entity was reset, retry the call", err)
+	case errors.Is(err, journal.ErrAbandoned):
+		return status.Error(codes.Aborted, "an earlier change of this entity failed to commit, so this one was dropped; the entity was reset, retry the call")
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		// The caller gave up waiting; the change may still commit.
+		return status.FromContextError(err).Err()
+	default:
+		return status.Errorf(codes.Unavailable, "the change could not be stored: %v; the entity was reset, retry the call", err)
 	}
-	return status.Errorf(codes.Unavailable, "store: %v", err)
+}
+
+func writerError(err error) error {
+	switch {
+	case errors.Is(err, journal.ErrClosed):
+		return status.Error(codes.Unavailable, "server is shutting down; retry on another instance")
+	case errors.Is(err, journal.ErrBusy):
+		return status.Errorf(codes.ResourceExhausted, "%v; retry with backoff", err)
+	}
+	return status.Error(codes.Unavailable, err.Error())
 }
 
 // instance finds the entity in memory or loads it from the store.
 func (h *Host[S]) instance(ctx context.Context, id string) (*instance[S], error) {
+	now := time.Now().UnixNano()
 	h.mu.Lock()
 	inst, ok := h.instances[id]
-	if !ok {
-		inst = &instance[S]{}
-		h.instances[id] = inst
-		// Hold the instance's write lock while loading, so concurrent
-		// first requests wait for one load instead of each loading.
-		inst.mu.Lock()
+	if ok && !inst.broken.Load() {
 		h.mu.Unlock()
-		err := h.load(ctx, id, inst)
-		if err != nil {
-			inst.broken.Store(true)
-			h.mu.Lock()
-			delete(h.instances, id)
-			h.mu.Unlock()
-		}
-		inst.mu.Unlock()
-		return inst, err
+		inst.lastUsed.Store(now)
+		h.hits.Add(1)
+		return inst, nil
 	}
+	inst = &instance[S]{}
+	inst.lastUsed.Store(now)
+	h.instances[id] = inst
+	// Hold the write lock while loading, so concurrent first requests wait
+	// for one load instead of each loading.
+	inst.mu.Lock()
 	h.mu.Unlock()
+	h.rt.cacheAdded()
+	h.loads.Add(1)
+	err := h.load(ctx, id, inst)
+	if err != nil {
+		h.reset(id, inst)
+	}
+	inst.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	return inst, nil
 }
 
 func (h *Host[S]) load(ctx context.Context, id string, inst *instance[S]) error {
-	ref := entityRef{typ: h.cfg.Type, id: id}
+	ref := store.Ref{Type: h.cfg.Type, ID: id}
+	st := h.rt.store
 	inst.state = h.cfg.NewState()
 	switch h.cfg.Kind {
 	case EventSourced:
-		events, err := h.store.loadEvents(ctx, ref)
+		snap, found, err := st.LatestSnapshot(ctx, ref)
 		if err != nil {
-			return status.Errorf(codes.Unavailable, "load %s %q: %v", h.cfg.Type, id, err)
+			return loadError(ref, "read snapshot", err)
 		}
-		for _, e := range events {
-			msg := h.cfg.NewEvent(e.typ)
-			if msg == nil {
-				return status.Errorf(codes.Internal, "load %s %q: event %d has type %q, which this entity does not declare; add it to the entity's events", h.cfg.Type, id, e.seq, e.typ)
+		if found {
+			if err := proto.Unmarshal(snap.Payload, inst.state); err != nil {
+				// Snapshots are an optimisation: replay everything.
+				h.log.Warn("snapshot unreadable; replaying all events", "entity", ref.Type, "id", ref.ID, "seq", snap.Seq, "error", err)
+				inst.state = h.cfg.NewState()
+			} else {
+				inst.seq, inst.snapshotSeq = snap.Seq, snap.Seq
 			}
-			if err := proto.Unmarshal(e.payload, msg); err != nil {
-				return status.Errorf(codes.Internal, "load %s %q: decode event %d (%s): %v", h.cfg.Type, id, e.seq, e.typ, err)
+		}
+		err = st.ReadEvents(ctx, ref, inst.seq, func(e store.Event) error {
+			if e.Seq != inst.seq+1 {
+				return fmt.Errorf("history has event %d after %d", e.Seq, inst.seq)
+			}
+			msg := h.cfg.NewEvent(e.EventType)
+			if msg == nil {
+				return status.Errorf(codes.Internal, "load %s: event %d has type %q, which this entity does not declare; add it to the entity's events or remove the event from the journal", ref, e.Seq, e.EventType)
+			}
+			if err := proto.Unmarshal(e.Payload, msg); err != nil {
+				return status.Errorf(codes.Internal, "load %s: decode event %d (%s): %v", ref, e.Seq, e.EventType, err)
 			}
 			if err := applyEvent(h.cfg.ApplyEvent, inst.state, msg); err != nil {
-				return status.Errorf(codes.Internal, "load %s %q: apply event %d (%s): %v", h.cfg.Type, id, e.seq, e.typ, err)
+				return status.Errorf(codes.Internal, "load %s: apply event %d (%s): %v", ref, e.Seq, e.EventType, err)
 			}
-			inst.seq = e.seq
+			inst.seq = e.Seq
+			return nil
+		})
+		if err != nil {
+			return loadError(ref, "read events", err)
 		}
 	case KeyValue:
-		v, err := h.store.loadValue(ctx, ref)
+		v, found, err := st.LoadValue(ctx, ref)
 		if err != nil {
-			return status.Errorf(codes.Unavailable, "load %s %q: %v", h.cfg.Type, id, err)
+			return loadError(ref, "read value", err)
 		}
-		if v.version > 0 {
-			if err := proto.Unmarshal(v.payload, inst.state); err != nil {
-				return status.Errorf(codes.Internal, "load %s %q: decode state: %v", h.cfg.Type, id, err)
+		if found {
+			if err := proto.Unmarshal(v.Payload, inst.state); err != nil {
+				return status.Errorf(codes.Internal, "load %s: decode state version %d: %v", ref, v.Version, err)
 			}
+			inst.seq = v.Version
 		}
-		inst.seq = v.version
 	}
 	return nil
+}
+
+func loadError(ref store.Ref, what string, err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return status.FromContextError(err).Err()
+	}
+	return status.Errorf(codes.Unavailable, "load %s: %s: %v", ref, what, err)
 }
 
 // reset drops an instance from memory; the next request reloads it from the
@@ -252,6 +407,61 @@ func (h *Host[S]) reset(id string, inst *instance[S]) {
 	h.mu.Lock()
 	if h.instances[id] == inst {
 		delete(h.instances, id)
+		h.rt.cacheRemoved(1)
 	}
 	h.mu.Unlock()
 }
+
+// passivate evicts instances idle since before cutoff (or, when all is
+// true, any instance it can) whose changes are durable, up to max of them.
+// It never waits for an instance another call holds.
+func (h *Host[S]) passivate(cutoff int64, limit int) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	evicted := 0
+	for id, inst := range h.instances {
+		if evicted >= limit {
+			break
+		}
+		if inst.lastUsed.Load() > cutoff || !inst.mu.TryLock() {
+			continue
+		}
+		// Only committed state may be dropped: a pending change still
+		// needs this instance to fail it properly if its commit fails.
+		durable := inst.last == nil
+		if !durable {
+			select {
+			case <-inst.last.Done():
+				durable = inst.last.Err() == nil
+			default:
+			}
+		}
+		if durable {
+			delete(h.instances, id)
+			inst.broken.Store(true) // a request holding a stale pointer reloads
+			evicted++
+		}
+		inst.mu.Unlock()
+	}
+	if evicted > 0 {
+		h.evictions.Add(uint64(evicted))
+		h.rt.cacheRemoved(evicted)
+	}
+	return evicted
+}
+
+func (h *Host[S]) stats() HostStats {
+	h.mu.Lock()
+	n := len(h.instances)
+	h.mu.Unlock()
+	return HostStats{
+		EntityType: h.cfg.Type,
+		Cached:     n,
+		Hits:       h.hits.Load(),
+		Loads:      h.loads.Load(),
+		Evictions:  h.evictions.Load(),
+	}
+}
+
+func (h *Host[S]) entityType() string              { return h.cfg.Type }
+func (h *Host[S]) passivationAfter() time.Duration { return h.idleTimeout }

@@ -1,19 +1,47 @@
 package statefun
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
+
+	"github.com/statefun-go/statefun/runtime/internal/journal"
+	"github.com/statefun-go/statefun/runtime/store"
+	"github.com/statefun-go/statefun/runtime/store/memory"
 )
 
 // Runtime hosts a set of entity types and serves them as gRPC services.
 type Runtime struct {
-	log      *slog.Logger
-	store    *memoryStore
-	services []boundService
-	conn     *localConn
+	cfg       config
+	log       *slog.Logger
+	store     store.Store
+	writer    *journal.Writer
+	snapshots *snapshotter
+	services  []boundService
+	conn      *localConn
+
+	hostsMu sync.Mutex
+	hosts   []hostHandle
+
+	cached    atomic.Int64
+	stop      chan struct{}
+	janitor   sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// hostHandle is the type-erased view of a Host the runtime needs.
+type hostHandle interface {
+	entityType() string
+	passivationAfter() time.Duration
+	passivate(cutoff int64, limit int) int
+	stats() HostStats
 }
 
 type boundService struct {
@@ -21,27 +49,92 @@ type boundService struct {
 	impl any
 }
 
+type config struct {
+	log                *slog.Logger
+	store              store.Store
+	ownStore           bool
+	snapshotEvery      int
+	passivationTimeout time.Duration
+	maxEntities        int
+	maxPending         int
+	commitTimeout      time.Duration
+}
+
 // Option configures a Runtime.
-type Option interface{ apply(*Runtime) }
+type Option interface{ apply(*config) }
 
-type optionFunc func(*Runtime)
+type optionFunc func(*config)
 
-func (f optionFunc) apply(r *Runtime) { f(r) }
+func (f optionFunc) apply(c *config) { f(c) }
 
 // WithLogger sets the logger for runtime events (entity resets, handler
-// panics). The default is slog.Default().
+// panics, failed commits). The default is slog.Default().
 func WithLogger(l *slog.Logger) Option {
-	return optionFunc(func(r *Runtime) { r.log = l })
+	return optionFunc(func(c *config) { c.log = l })
+}
+
+// WithStore sets where entity history is kept. The default is an
+// in-memory store, which loses everything when the process ends: use it for
+// tests only. The runtime does not close a store passed here.
+func WithStore(s store.Store) Option {
+	return optionFunc(func(c *config) { c.store = s })
+}
+
+// WithSnapshotEvery sets how many events an entity may accumulate between
+// snapshots, for entities whose annotation does not set snapshot_every.
+// Default 100; 0 disables snapshots for them.
+func WithSnapshotEvery(n int) Option {
+	return optionFunc(func(c *config) { c.snapshotEvery = n })
+}
+
+// WithPassivation sets how long an entity may stay in memory without a
+// request, for entities whose annotation does not set passivation_timeout.
+// Default 10 minutes.
+func WithPassivation(idle time.Duration) Option {
+	return optionFunc(func(c *config) { c.passivationTimeout = idle })
+}
+
+// WithMaxEntities bounds the entities held in memory across all types;
+// beyond it, the least recently used idle entities are passivated.
+// Default 1,000,000.
+func WithMaxEntities(n int) Option {
+	return optionFunc(func(c *config) { c.maxEntities = n })
+}
+
+// WithMaxPending bounds the commands whose changes wait for the store.
+// Beyond it, new commands wait for room, and fail with
+// codes.ResourceExhausted if none appears before their deadline.
+// Default 65,536.
+func WithMaxPending(n int) Option {
+	return optionFunc(func(c *config) { c.maxPending = n })
+}
+
+// WithCommitTimeout bounds one write to the store; a store that does not
+// answer in time fails the waiting calls with codes.Unavailable.
+// Default 10s.
+func WithCommitTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.commitTimeout = d })
 }
 
 // New returns a runtime hosting entities, the values of generated
 // constructors such as NewShoppingCart. It reports every invalid or
-// duplicate entity type at once.
+// duplicate entity type at once. Close it to flush and stop.
 func New(entities []*Entity, opts ...Option) (*Runtime, error) {
-	r := &Runtime{log: slog.Default(), store: newMemoryStore()}
-	for _, o := range opts {
-		o.apply(r)
+	cfg := config{
+		log:                slog.Default(),
+		snapshotEvery:      100,
+		passivationTimeout: 10 * time.Minute,
+		maxEntities:        1_000_000,
+		maxPending:         65536,
+		commitTimeout:      10 * time.Second,
 	}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if cfg.store == nil {
+		cfg.store, cfg.ownStore = memory.New(), true
+	}
+	r := &Runtime{cfg: cfg, log: cfg.log, store: cfg.store, stop: make(chan struct{})}
 	var errs []error
 	seen := map[string]bool{}
 	for _, e := range entities {
@@ -60,10 +153,23 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 		r.services = append(r.services, boundService{desc: e.service, impl: e.bind(r)})
 	}
 	if err := errors.Join(errs...); err != nil {
+		if cfg.ownStore {
+			_ = cfg.store.Close()
+		}
 		return nil, fmt.Errorf("statefun: %w", err)
 	}
+	r.writer = journal.New(cfg.store, journal.Options{MaxPending: cfg.maxPending, CommitTimeout: cfg.commitTimeout})
+	r.snapshots = newSnapshotter(cfg.store, cfg.log)
 	r.conn = newLocalConn(r.services)
+	r.janitor.Add(1)
+	go r.passivateLoop()
 	return r, nil
+}
+
+func (r *Runtime) addHost(h hostHandle) {
+	r.hostsMu.Lock()
+	r.hosts = append(r.hosts, h)
+	r.hostsMu.Unlock()
 }
 
 // RegisterServices registers the entities' gRPC services with s, a
@@ -77,7 +183,122 @@ func (r *Runtime) RegisterServices(s grpc.ServiceRegistrar) {
 // ClientConn returns a connection that calls the hosted entities in
 // process, without a network or a server. Generated clients accept it:
 //
-//	cart := cartv1.NewShoppingCartClient(rt.ClientConn())
+//	carts := cartv1.NewShoppingCartEntityClient(rt.ClientConn())
 //
 // Requests and replies are copied, as they would be over the wire.
 func (r *Runtime) ClientConn() grpc.ClientConnInterface { return r.conn }
+
+// Close stops taking commands, waits until every change already accepted
+// is durable (or ctx ends), releases their replies and stops the runtime.
+// It closes the store only if the runtime created it.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.closeOnce.Do(func() {
+		close(r.stop)
+		r.janitor.Wait()
+		err := r.writer.Close(ctx)
+		r.snapshots.close()
+		if r.cfg.ownStore {
+			err = errors.Join(err, r.store.Close())
+		}
+		r.closeErr = err
+	})
+	return r.closeErr
+}
+
+// Stats is a point-in-time view of the runtime, for metrics.
+type Stats struct {
+	Entities []HostStats
+	Journal  JournalStats
+}
+
+// HostStats describe the in-memory cache of one entity type.
+type HostStats struct {
+	EntityType string
+	Cached     int    // instances in memory now
+	Hits       uint64 // requests served from memory
+	Loads      uint64 // instances loaded from the store
+	Evictions  uint64 // instances passivated
+}
+
+// JournalStats describe the journal writer.
+type JournalStats struct {
+	Batches        uint64        // store transactions
+	Records        uint64        // events and values written
+	FailedBatches  uint64        // transactions that failed
+	Conflicts      uint64        // transactions that hit a fenced entity
+	CommitDuration time.Duration // total time in store commits
+	Pending        int           // commands waiting for the store now
+}
+
+// Stats returns the runtime's counters.
+func (r *Runtime) Stats() Stats {
+	r.hostsMu.Lock()
+	hosts := append([]hostHandle(nil), r.hosts...)
+	r.hostsMu.Unlock()
+	var s Stats
+	for _, h := range hosts {
+		s.Entities = append(s.Entities, h.stats())
+	}
+	js := r.writer.Stats()
+	s.Journal = JournalStats{
+		Batches: js.Batches, Records: js.Records, FailedBatches: js.FailedBatches,
+		Conflicts: js.Conflicts, CommitDuration: js.CommitDuration, Pending: js.Pending,
+	}
+	return s
+}
+
+func (r *Runtime) cacheAdded() {
+	if r.cached.Add(1) > int64(r.cfg.maxEntities) {
+		r.shrink()
+	}
+}
+
+func (r *Runtime) cacheRemoved(n int) { r.cached.Add(-int64(n)) }
+
+// shrink passivates entities until the cache is back under its bound. Map
+// iteration order in Go is random, so evicting the first evictable
+// instances found is random eviction: no LRU list to maintain per request.
+func (r *Runtime) shrink() {
+	over := int(r.cached.Load()) - r.cfg.maxEntities
+	if over <= 0 {
+		return
+	}
+	r.hostsMu.Lock()
+	hosts := append([]hostHandle(nil), r.hosts...)
+	r.hostsMu.Unlock()
+	cutoff := time.Now().UnixNano()
+	for _, h := range hosts {
+		over -= h.passivate(cutoff, over)
+		if over <= 0 {
+			return
+		}
+	}
+}
+
+// passivateLoop evicts idle entities. It scans each type at a quarter of
+// its idle timeout, so an entity lives at most 1.25 timeouts unused.
+func (r *Runtime) passivateLoop() {
+	defer r.janitor.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last := map[hostHandle]time.Time{}
+	for {
+		select {
+		case <-r.stop:
+			return
+		case now := <-tick.C:
+			r.hostsMu.Lock()
+			hosts := append([]hostHandle(nil), r.hosts...)
+			r.hostsMu.Unlock()
+			for _, h := range hosts {
+				idle := h.passivationAfter()
+				if idle <= 0 || now.Sub(last[h]) < idle/4 {
+					continue
+				}
+				last[h] = now
+				h.passivate(now.Add(-idle).UnixNano(), int(^uint(0)>>1))
+			}
+			r.shrink()
+		}
+	}
+}

@@ -153,17 +153,22 @@ func (deviceEntity) OnReading(state *nestedkey.DeviceState, e *nestedkey.Reading
 	state.Readings++
 }
 
-func newRuntime(t *testing.T) *statefun.Runtime {
+func newRuntime(t *testing.T, opts ...statefun.Option) *statefun.Runtime {
 	t.Helper()
 	rt, err := statefun.New([]*statefun.Entity{
 		cart.NewShoppingCart(cartEntity{}),
 		keyvalue.NewCustomer(customerEntity{}),
 		compositekey.NewSeat(seatEntity{}),
 		nestedkey.NewDevice(deviceEntity{}),
-	})
+	}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if err := rt.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	return rt
 }
 

@@ -1,0 +1,371 @@
+// Package journal is the group-committing journal writer: it takes what
+// commands of all entities produced, writes it to the store in one
+// transaction per batch, and releases every waiting reply when its batch is
+// durable (the output gate).
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/statefun-go/statefun/runtime/store"
+)
+
+// Commit is what one command produced: its events or new value, which
+// become durable together or not at all.
+type Commit struct {
+	Events []store.Event
+	Values []store.Value
+	// Abandoned is set (by the writer or the entity's host) once the
+	// entity's in-memory state is discarded; a commit of an abandoned
+	// entity is never written, because it was decided on state that the
+	// store refused. Every commit of one entity instance shares it.
+	Abandoned *atomic.Bool
+	// OnDurable, if set, runs in the writer after the commit is durable,
+	// before waiters are released. It must not block.
+	OnDurable func()
+
+	done chan struct{}
+	err  error
+}
+
+// Done returns a channel closed when the commit is durable or failed.
+func (c *Commit) Done() <-chan struct{} { return c.done }
+
+// Err returns the commit's outcome; call it after Done is closed.
+func (c *Commit) Err() error { return c.err }
+
+// Wait waits for the commit to be durable. If ctx ends first it returns
+// ctx's error; the commit itself goes on.
+func (c *Commit) Wait(ctx context.Context) error {
+	select {
+	case <-c.done:
+		return c.err
+	default:
+	}
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *Commit) finish(err error) {
+	c.err = err
+	if err != nil && c.Abandoned != nil {
+		c.Abandoned.Store(true)
+	}
+	close(c.done)
+}
+
+// Errors a commit fails with, besides the store's own.
+var (
+	// ErrAbandoned: an earlier commit of the same entity failed, and this
+	// one was decided on the state that included it.
+	ErrAbandoned = errors.New("an earlier change of this entity failed to commit")
+	// ErrClosed: the writer is shut down.
+	ErrClosed = errors.New("journal writer is closed")
+	// ErrBusy: the writer's queue is full and did not drain in time.
+	ErrBusy = errors.New("journal writer is overloaded")
+)
+
+// Options tune a Writer.
+type Options struct {
+	// MaxPending bounds the commits admitted but not yet durable; Admit
+	// waits beyond it. Default 65536.
+	MaxPending int
+	// MaxBatch bounds the records written in one transaction. Default 4096.
+	MaxBatch int
+	// CommitTimeout bounds one store commit, so that a database that hangs
+	// fails calls instead of stalling them. Default 10s.
+	CommitTimeout time.Duration
+}
+
+// Stats are cumulative counters of a Writer.
+type Stats struct {
+	Batches        uint64
+	Records        uint64
+	FailedBatches  uint64
+	Conflicts      uint64
+	CommitDuration time.Duration // total time spent in store commits
+	Pending        int           // commits admitted and not yet finished
+}
+
+// Writer commits for all entities of one store. The zero value is not
+// usable; call New.
+type Writer struct {
+	store store.Store
+	opts  Options
+
+	mu      sync.Mutex
+	queue   []*Commit
+	pending int // admitted commits not yet finished
+	closed  bool
+	wake    chan struct{} // a new commit was queued
+	space   chan struct{} // closed and replaced when pending shrinks
+	stopped chan struct{}
+
+	stats struct {
+		batches, records, failed, conflicts atomic.Uint64
+		commitNanos                         atomic.Int64
+	}
+}
+
+// New starts a writer for st.
+func New(st store.Store, opts Options) *Writer {
+	if opts.MaxPending <= 0 {
+		opts.MaxPending = 65536
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 4096
+	}
+	if opts.CommitTimeout <= 0 {
+		opts.CommitTimeout = 10 * time.Second
+	}
+	w := &Writer{
+		store:   st,
+		opts:    opts,
+		wake:    make(chan struct{}, 1),
+		space:   make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	go w.run()
+	return w
+}
+
+// Admit reserves room for one commit, waiting while the writer is behind:
+// that is the backpressure that keeps memory bounded. It fails with
+// ErrBusy if no room appears before ctx ends, and with ErrClosed after
+// Close. Each successful Admit must be followed by exactly one Enqueue or
+// Release.
+func (w *Writer) Admit(ctx context.Context) error {
+	for {
+		w.mu.Lock()
+		if w.closed {
+			w.mu.Unlock()
+			return ErrClosed
+		}
+		if w.pending < w.opts.MaxPending {
+			w.pending++
+			w.mu.Unlock()
+			return nil
+		}
+		space := w.space
+		w.mu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %d commits waiting for the store", ErrBusy, w.opts.MaxPending)
+		}
+	}
+}
+
+// Release gives back an admission that produced nothing to commit.
+func (w *Writer) Release() {
+	w.mu.Lock()
+	w.release(1)
+	w.mu.Unlock()
+}
+
+func (w *Writer) release(n int) {
+	w.pending -= n
+	close(w.space)
+	w.space = make(chan struct{})
+}
+
+// Enqueue queues an admitted commit. It never blocks: commands call it
+// while holding their entity, and must not wait for the database there.
+func (w *Writer) Enqueue(c *Commit) {
+	c.done = make(chan struct{})
+	w.mu.Lock()
+	w.queue = append(w.queue, c)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// NewCommit returns a commit that is already finished with err (nil for a
+// no-op), for callers that need one to wait on.
+func NewCommit(err error) *Commit {
+	c := &Commit{done: make(chan struct{}), err: err}
+	close(c.done)
+	return c
+}
+
+// Close stops intake, writes everything queued, and returns when the last
+// batch is finished or ctx ends.
+func (w *Writer) Close(ctx context.Context) error {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.space)
+		w.space = make(chan struct{})
+	}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case <-w.stopped:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("journal writer did not drain: %w", ctx.Err())
+	}
+}
+
+// Stats returns the writer's counters.
+func (w *Writer) Stats() Stats {
+	w.mu.Lock()
+	pending := w.pending
+	w.mu.Unlock()
+	return Stats{
+		Batches:        w.stats.batches.Load(),
+		Records:        w.stats.records.Load(),
+		FailedBatches:  w.stats.failed.Load(),
+		Conflicts:      w.stats.conflicts.Load(),
+		CommitDuration: time.Duration(w.stats.commitNanos.Load()),
+		Pending:        pending,
+	}
+}
+
+// run is the writer loop: take everything queued, commit it, repeat. There
+// is no timer: a lone commit goes out at once, and under load the queue
+// fills while the previous batch is in flight, so batches grow with load.
+func (w *Writer) run() {
+	defer close(w.stopped)
+	for {
+		w.mu.Lock()
+		for len(w.queue) == 0 {
+			if w.closed && w.pending == 0 {
+				w.mu.Unlock()
+				return
+			}
+			w.mu.Unlock()
+			<-w.wake
+			w.mu.Lock()
+		}
+		batch := w.take()
+		w.mu.Unlock()
+
+		w.commit(batch)
+
+		w.mu.Lock()
+		w.release(len(batch))
+		w.mu.Unlock()
+	}
+}
+
+// take removes up to MaxBatch records' worth of commits from the queue.
+// Called with w.mu held.
+func (w *Writer) take() []*Commit {
+	n, records := 0, 0
+	for n < len(w.queue) {
+		r := len(w.queue[n].Events) + len(w.queue[n].Values)
+		if n > 0 && records+r > w.opts.MaxBatch {
+			break
+		}
+		records += r
+		n++
+	}
+	batch := append([]*Commit(nil), w.queue[:n]...)
+	w.queue = append(w.queue[:0], w.queue[n:]...)
+	return batch
+}
+
+func (w *Writer) commit(commits []*Commit) {
+	for len(commits) > 0 {
+		var batch store.Batch
+		live := commits[:0:0]
+		for _, c := range commits {
+			if c.Abandoned != nil && c.Abandoned.Load() {
+				c.finish(ErrAbandoned)
+				continue
+			}
+			live = append(live, c)
+			batch.Events = append(batch.Events, c.Events...)
+			batch.Values = append(batch.Values, c.Values...)
+		}
+		if len(live) == 0 {
+			return
+		}
+		if batch.Len() == 0 {
+			// Commands that changed nothing still wait here, behind the
+			// commits queued before them.
+			for _, c := range live {
+				c.finish(nil)
+			}
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), w.opts.CommitTimeout)
+		start := time.Now()
+		err := w.store.Commit(ctx, &batch)
+		cancel()
+		w.stats.commitNanos.Add(int64(time.Since(start)))
+		w.stats.batches.Add(1)
+
+		var conflict *store.ConflictError
+		switch {
+		case err == nil:
+			w.stats.records.Add(uint64(batch.Len()))
+			for _, c := range live {
+				if c.OnDurable != nil {
+					c.OnDurable()
+				}
+				c.finish(nil)
+			}
+			return
+		case errors.As(err, &conflict) && len(conflict.Entities) > 0:
+			// Fail the fenced entities' commits and write the rest: one
+			// stale entity must not fail its neighbours in the batch.
+			w.stats.conflicts.Add(1)
+			fenced := map[store.Ref]bool{}
+			for _, r := range conflict.Entities {
+				fenced[r] = true
+			}
+			var rest []*Commit
+			for _, c := range live {
+				if touches(c, fenced) {
+					c.finish(err)
+				} else {
+					rest = append(rest, c)
+				}
+			}
+			if len(rest) == len(live) {
+				// The store named entities outside the batch; do not loop.
+				for _, c := range rest {
+					c.finish(err)
+				}
+				return
+			}
+			commits = rest
+		default:
+			w.stats.failed.Add(1)
+			for _, c := range live {
+				c.finish(err)
+			}
+			return
+		}
+	}
+}
+
+func touches(c *Commit, refs map[store.Ref]bool) bool {
+	for _, e := range c.Events {
+		if refs[e.Entity] {
+			return true
+		}
+	}
+	for _, v := range c.Values {
+		if refs[v.Entity] {
+			return true
+		}
+	}
+	return false
+}
