@@ -227,7 +227,8 @@ type JournalStats struct {
 	FailedBatches  uint64        // transactions that failed
 	Conflicts      uint64        // transactions that hit a fenced entity
 	CommitDuration time.Duration // total time in store commits
-	Pending        int           // commands waiting for the store now
+	Pending        int           // commands admitted and not yet durable
+	Queued         int           // commands waiting for the next batch
 }
 
 // Stats returns the runtime's counters.
@@ -242,7 +243,7 @@ func (r *Runtime) Stats() Stats {
 	js := r.writer.Stats()
 	s.Journal = JournalStats{
 		Batches: js.Batches, Records: js.Records, FailedBatches: js.FailedBatches,
-		Conflicts: js.Conflicts, CommitDuration: js.CommitDuration, Pending: js.Pending,
+		Conflicts: js.Conflicts, CommitDuration: js.CommitDuration, Pending: js.Pending, Queued: js.Queued,
 	}
 	return s
 }

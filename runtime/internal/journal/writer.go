@@ -94,6 +94,7 @@ type Stats struct {
 	Conflicts      uint64
 	CommitDuration time.Duration // total time spent in store commits
 	Pending        int           // commits admitted and not yet finished
+	Queued         int           // commits waiting for the next batch
 }
 
 // Writer commits for all entities of one store. The zero value is not
@@ -224,7 +225,7 @@ func (w *Writer) Close(ctx context.Context) error {
 // Stats returns the writer's counters.
 func (w *Writer) Stats() Stats {
 	w.mu.Lock()
-	pending := w.pending
+	pending, queued := w.pending, len(w.queue)
 	w.mu.Unlock()
 	return Stats{
 		Batches:        w.stats.batches.Load(),
@@ -233,6 +234,7 @@ func (w *Writer) Stats() Stats {
 		Conflicts:      w.stats.conflicts.Load(),
 		CommitDuration: time.Duration(w.stats.commitNanos.Load()),
 		Pending:        pending,
+		Queued:         queued,
 	}
 }
 
