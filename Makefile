@@ -25,7 +25,8 @@ generate: ## Regenerate all Go code from the protos (annotations, testdata, exam
 	$(BUF) format -w
 
 .PHONY: test
-test: ## Run every test, with the race detector.
+test: ## Run every test, with the race detector (starts the local Postgres if it is down).
+	.ci/ensure-postgres
 	go test -race -count=1 ./...
 
 .PHONY: lint

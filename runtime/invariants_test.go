@@ -605,4 +605,3 @@ func TestCorruptJournal(t *testing.T) {
 		t.Fatalf("other entities must keep working: %v", err)
 	}
 }
-

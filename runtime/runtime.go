@@ -58,6 +58,7 @@ type config struct {
 	maxEntities        int
 	maxPending         int
 	commitTimeout      time.Duration
+	observeBatch       func(records int, took time.Duration, err error)
 }
 
 // Option configures a Runtime.
@@ -158,7 +159,9 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 		}
 		return nil, fmt.Errorf("statefun: %w", err)
 	}
-	r.writer = journal.New(cfg.store, journal.Options{MaxPending: cfg.maxPending, CommitTimeout: cfg.commitTimeout})
+	r.writer = journal.New(cfg.store, journal.Options{
+		MaxPending: cfg.maxPending, CommitTimeout: cfg.commitTimeout, Observe: cfg.observeBatch,
+	})
 	r.snapshots = newSnapshotter(cfg.store, cfg.log)
 	r.conn = newLocalConn(r.services)
 	r.janitor.Add(1)

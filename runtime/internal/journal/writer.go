@@ -84,6 +84,9 @@ type Options struct {
 	// CommitTimeout bounds one store commit, so that a database that hangs
 	// fails calls instead of stalling them. Default 10s.
 	CommitTimeout time.Duration
+	// Observe, if set, is called after every store commit with the
+	// number of records, the time it took and its error. It must not block.
+	Observe func(records int, took time.Duration, err error)
 }
 
 // Stats are cumulative counters of a Writer.
@@ -310,7 +313,11 @@ func (w *Writer) commit(commits []*Commit) {
 		start := time.Now()
 		err := w.store.Commit(ctx, &batch)
 		cancel()
-		w.stats.commitNanos.Add(int64(time.Since(start)))
+		took := time.Since(start)
+		w.stats.commitNanos.Add(int64(took))
+		if w.opts.Observe != nil {
+			w.opts.Observe(batch.Len(), took, err)
+		}
 		w.stats.batches.Add(1)
 
 		var conflict *store.ConflictError

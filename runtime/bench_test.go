@@ -1,0 +1,233 @@
+package statefun_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/proto"
+
+	statefun "github.com/statefun-go/statefun/runtime"
+	"github.com/statefun-go/statefun/runtime/store"
+	"github.com/statefun-go/statefun/runtime/store/embedded"
+	"github.com/statefun-go/statefun/runtime/store/memory"
+	"github.com/statefun-go/statefun/runtime/store/postgres"
+	cart "github.com/statefun-go/statefun/testdata/eventsourced"
+)
+
+func benchDatabaseURL() string {
+	if url := os.Getenv("STATEFUN_TEST_DATABASE_URL"); url != "" {
+		return url
+	}
+	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+}
+
+// benchStores opens each store kind fresh for a benchmark.
+func benchStores() map[string]func(b *testing.B) store.Store {
+	return map[string]func(b *testing.B) store.Store{
+		"memory": func(*testing.B) store.Store { return memory.New() },
+		"embedded": func(b *testing.B) store.Store {
+			st, err := embedded.Open(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			return st
+		},
+		"postgres": func(b *testing.B) store.Store {
+			schema := fmt.Sprintf("bench_%d", time.Now().UnixNano())
+			st, err := postgres.Open(context.Background(), benchDatabaseURL(), postgres.WithSchema(schema))
+			if err != nil {
+				b.Fatalf("open Postgres (start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start): %v", err)
+			}
+			b.Cleanup(func() { dropSchema(benchDatabaseURL(), schema) })
+			return st
+		},
+	}
+}
+
+// BenchmarkCommands measures durable single-event commands (each reply
+// waits for its commit) from 64 concurrent callers, spread over 10,000
+// entities or aimed at one hot entity.
+func BenchmarkCommands(b *testing.B) {
+	for _, kind := range []string{"postgres", "embedded", "memory"} {
+		for _, spread := range []struct {
+			name     string
+			entities int
+		}{{"10000-entities", 10000}, {"hot-entity", 1}} {
+			b.Run(kind+"/"+spread.name, func(b *testing.B) {
+				st := benchStores()[kind](b)
+				defer st.Close()
+				rt, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(cartEntity{})}, statefun.WithStore(st))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer rt.Close(context.Background())
+				carts := cart.NewShoppingCartEntityClient(rt.ClientConn())
+				ids := make([]string, spread.entities)
+				for i := range ids {
+					ids[i] = fmt.Sprintf("cart-%d", i)
+				}
+				const callers = 64
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				ctx := context.Background()
+				b.ResetTimer()
+				start := time.Now()
+				for c := 0; c < callers; c++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for {
+							n := next.Add(1)
+							if n > int64(b.N) {
+								return
+							}
+							if err := add(ctx, carts, ids[int(n)%len(ids)], "sku", 1); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				elapsed := time.Since(start)
+				b.StopTimer()
+				js := rt.Stats().Journal
+				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "cmds/s")
+				if js.Batches > 0 {
+					b.ReportMetric(float64(js.Records)/float64(js.Batches), "events/batch")
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkIdleEntityMemory loads many entities with a small state and
+// reports the heap they hold, per entity, beyond the state itself.
+func BenchmarkIdleEntityMemory(b *testing.B) {
+	n := 1_000_000
+	if v := os.Getenv("STATEFUN_BENCH_ENTITIES"); v != "" {
+		_, _ = fmt.Sscan(v, &n)
+	}
+	for i := 0; i < b.N; i++ {
+		rt, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(cartEntity{})}, statefun.WithMaxEntities(2*n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		carts := cart.NewShoppingCartEntityClient(rt.ClientConn())
+		ctx := context.Background()
+		ids := make([]string, n)
+		for j := range ids {
+			ids[j] = fmt.Sprintf("cart-%07d", j)
+		}
+		before := heapInUse()
+		var wg sync.WaitGroup
+		const workers = 8
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := w; j < n; j += workers {
+					if _, err := carts.GetCart(ctx, &cart.GetCartRequest{CartId: ids[j]}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		after := heapInUse()
+		// The state of a never-written cart is an empty Cart message.
+		stateBytes := float64(emptyCartSize())
+		perEntity := float64(after-before)/float64(n) - stateBytes
+		b.ReportMetric(perEntity, "bytes/entity")
+		b.ReportMetric(stateBytes, "state-bytes")
+		runtime.KeepAlive(ids)
+		_ = rt.Close(ctx)
+	}
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+func emptyCartSize() uint64 {
+	const k = 10000
+	before := heapInUse()
+	keep := make([]*cart.Cart, k)
+	for i := range keep {
+		keep[i] = new(cart.Cart)
+	}
+	after := heapInUse()
+	runtime.KeepAlive(keep)
+	return (after - before) / k
+}
+
+// BenchmarkRecovery loads an entity with 100,000 events and no snapshot.
+func BenchmarkRecovery(b *testing.B) {
+	const events = 100_000
+	for _, kind := range []string{"postgres", "embedded", "memory"} {
+		b.Run(kind, func(b *testing.B) {
+			st := benchStores()[kind](b)
+			defer st.Close()
+			ctx := context.Background()
+			ref := store.Ref{Type: cart.ShoppingCartEntityType, ID: "long"}
+			var seq int64
+			for seq < events {
+				var batch store.Batch
+				for i := 0; i < 5000 && seq < events; i++ {
+					seq++
+					batch.Events = append(batch.Events, store.Event{Entity: ref, Seq: seq, EventType: "ItemAdded", Payload: itemAddedPayload})
+				}
+				if err := st.Commit(ctx, &batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				rt, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(cartEntity{})}, statefun.WithStore(st))
+				if err != nil {
+					b.Fatal(err)
+				}
+				got, err := cart.NewShoppingCartEntityClient(rt.ClientConn()).GetCart(ctx, &cart.GetCartRequest{CartId: "long"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if q := got.GetItems()[0].GetQuantity(); q != events {
+					b.Fatalf("quantity %d, want %d", q, events)
+				}
+				_ = rt.Close(ctx)
+			}
+			b.ReportMetric(float64(events*b.N)/time.Since(start).Seconds(), "events/s")
+		})
+	}
+}
+
+var itemAddedPayload = func() []byte {
+	b, err := proto.Marshal(&cart.ItemAdded{Sku: "sku-1", Quantity: 1})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}()
+
+func dropSchema(url, schema string) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return
+	}
+	defer conn.Close(ctx)
+	_, _ = conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+}

@@ -1,0 +1,175 @@
+package statefun
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Main runs a statefun server hosting entities and exits the process. It is
+// the whole main function of a statefun service:
+//
+//	func main() { statefun.Main(cartv1.NewShoppingCart(Cart{})) }
+//
+// The binary it makes has three commands: serve (the default), migrate and
+// version. Run it with -h for the flags; each flag can also be set with the
+// environment variable named in its help.
+func Main(entities ...*Entity) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr, entities...)
+	stop()
+	os.Exit(code)
+}
+
+// Run is Main without the process: it runs one command line with the given
+// environment and output, returning the exit code, and stops serving when
+// ctx is done. Tests and programs embedding a server use it.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, entities ...*Entity) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve", "migrate":
+	case "version":
+		fmt.Fprintf(stdout, "statefun %s\n", Version)
+		return 0
+	case "help":
+		usage(stderr, nil)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "unknown command %q; the commands are serve, migrate and version\n", cmd)
+		return 2
+	}
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg, err := parseFlags(fs, args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		usage(stderr, fs)
+		return 2
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	switch cmd {
+	case "migrate":
+		err = migrate(ctx, cfg, log, stdout)
+	default:
+		err = serve(ctx, cfg, log, entities)
+	}
+	if err != nil {
+		log.Error(err.Error())
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintln(w, `usage: <server> [serve|migrate|version] [flags]
+
+  serve     serve the entities over gRPC and HTTP/JSON (the default)
+  migrate   create or upgrade the Postgres schema, then exit
+  version   print the statefun version`)
+	if fs != nil {
+		fmt.Fprintln(w, "\nflags:")
+		fs.PrintDefaults()
+	}
+}
+
+// serverConfig is the command line and environment of a server.
+type serverConfig struct {
+	listen          string
+	httpListen      string
+	databaseURL     string
+	schema          string
+	dataDir         string
+	logLevel        string
+	logFormat       string
+	shutdownTimeout time.Duration
+	maxMessageBytes int
+	tlsCert         string
+	tlsKey          string
+}
+
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (serverConfig, error) {
+	var c serverConfig
+	var errs []error
+	str := func(p *string, name, env, def, help string) {
+		if v := getenv(env); v != "" {
+			def = v
+		}
+		fs.StringVar(p, name, def, help+" ($"+env+")")
+	}
+	dur := func(p *time.Duration, name, env string, def time.Duration, help string) {
+		if v := getenv(env); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("$%s=%q is not a duration (use 30s, 2m)", env, v))
+			}
+			def = d
+		}
+		fs.DurationVar(p, name, def, help+" ($"+env+")")
+	}
+	str(&c.listen, "listen", "STATEFUN_LISTEN", "127.0.0.1:8080", "gRPC address to listen on; use :8080 to listen on every interface")
+	str(&c.httpListen, "http-listen", "STATEFUN_HTTP_LISTEN", "127.0.0.1:8081", "HTTP address for JSON (Connect protocol), gRPC-Web, /metrics and /healthz; empty to disable")
+	str(&c.databaseURL, "database-url", "STATEFUN_DATABASE_URL", "", "Postgres URL, e.g. postgres://user:pass@host:5432/db; empty for the embedded store in --data-dir")
+	str(&c.schema, "database-schema", "STATEFUN_DATABASE_SCHEMA", "statefun", "Postgres schema for statefun's tables")
+	str(&c.dataDir, "data-dir", "STATEFUN_DATA_DIR", "statefun-data", "directory of the embedded store, used when no database URL is set")
+	str(&c.logLevel, "log-level", "STATEFUN_LOG_LEVEL", "info", "debug, info, warn or error")
+	str(&c.logFormat, "log-format", "STATEFUN_LOG_FORMAT", "text", "text or json")
+	dur(&c.shutdownTimeout, "shutdown-timeout", "STATEFUN_SHUTDOWN_TIMEOUT", 30*time.Second, "how long SIGTERM waits for in-flight calls and pending writes")
+	str(&c.tlsCert, "tls-cert", "STATEFUN_TLS_CERT", "", "PEM certificate file: serve gRPC and HTTP over TLS (with --tls-key)")
+	str(&c.tlsKey, "tls-key", "STATEFUN_TLS_KEY", "", "PEM private key file for --tls-cert")
+	maxMsg := 4 << 20
+	if v := getenv("STATEFUN_MAX_MESSAGE_BYTES"); v != "" {
+		if _, err := fmt.Sscan(v, &maxMsg); err != nil {
+			errs = append(errs, fmt.Errorf("$STATEFUN_MAX_MESSAGE_BYTES=%q is not a number", v))
+		}
+	}
+	fs.IntVar(&c.maxMessageBytes, "max-message-bytes", maxMsg, "largest request accepted, in bytes ($STATEFUN_MAX_MESSAGE_BYTES)")
+	if err := errors.Join(errs...); err != nil {
+		return c, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return c, errors.New("--tls-cert and --tls-key go together; set both or neither")
+	}
+	if c.maxMessageBytes <= 0 {
+		return c, errors.New("--max-message-bytes must be positive")
+	}
+	return c, nil
+}
+
+func newLogger(c serverConfig, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", c.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", c.logFormat)
+}

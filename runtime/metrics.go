@@ -1,0 +1,107 @@
+package statefun
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+// metrics are the Prometheus metrics a server exports on /metrics.
+type metrics struct {
+	registry     *prometheus.Registry
+	requests     *prometheus.HistogramVec
+	batchRecords prometheus.Histogram
+	commitTime   *prometheus.HistogramVec
+}
+
+// newMetrics creates the metrics; register attaches the runtime's once it
+// exists, because the runtime reports batches through observeBatch.
+func newMetrics() *metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &metrics{
+		registry: reg,
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "statefun_request_duration_seconds",
+			Help:    "Time to serve a gRPC request, by method and status code, including the wait for durability.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"method", "code"}),
+		batchRecords: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "statefun_journal_batch_records",
+			Help:    "Events and values per store transaction (group commit batch size).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 13),
+		}),
+		commitTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "statefun_journal_commit_duration_seconds",
+			Help:    "Time of one store transaction, by outcome.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"outcome"}),
+	}
+	reg.MustRegister(m.requests, m.batchRecords, m.commitTime)
+	return m
+}
+
+func (m *metrics) register(rt *Runtime) {
+	m.registry.MustRegister(&runtimeCollector{rt: rt})
+}
+
+func (m *metrics) observeBatch(records int, took time.Duration, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	m.batchRecords.Observe(float64(records))
+	m.commitTime.WithLabelValues(outcome).Observe(took.Seconds())
+}
+
+// unaryInterceptor records every request's latency and status code.
+func (m *metrics) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	res, err := handler(ctx, req)
+	m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())
+	return res, err
+}
+
+// runtimeCollector reads the runtime's counters at scrape time, so the hot
+// path pays nothing for them.
+type runtimeCollector struct{ rt *Runtime }
+
+var (
+	descCached     = prometheus.NewDesc("statefun_entities_cached", "Entities held in memory.", []string{"entity_type"}, nil)
+	descHits       = prometheus.NewDesc("statefun_entity_cache_hits_total", "Requests served from an entity already in memory.", []string{"entity_type"}, nil)
+	descLoads      = prometheus.NewDesc("statefun_entity_loads_total", "Entities loaded from the store.", []string{"entity_type"}, nil)
+	descEvictions  = prometheus.NewDesc("statefun_entity_evictions_total", "Entities passivated (dropped from memory).", []string{"entity_type"}, nil)
+	descBatches    = prometheus.NewDesc("statefun_journal_batches_total", "Store transactions written by the journal writer.", nil, nil)
+	descRecords    = prometheus.NewDesc("statefun_journal_records_total", "Events and values written.", nil, nil)
+	descFailed     = prometheus.NewDesc("statefun_journal_failed_batches_total", "Store transactions that failed.", nil, nil)
+	descConflicts  = prometheus.NewDesc("statefun_journal_conflicts_total", "Transactions that hit an entity another writer changed (fencing).", nil, nil)
+	descCommitTime = prometheus.NewDesc("statefun_journal_commit_seconds_total", "Time spent in store commits; divide by batches for the mean commit latency.", nil, nil)
+	descPending    = prometheus.NewDesc("statefun_journal_pending", "Commands whose changes are not yet durable.", nil, nil)
+)
+
+func (c *runtimeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descCached, descHits, descLoads, descEvictions, descBatches, descRecords, descFailed, descConflicts, descCommitTime, descPending} {
+		ch <- d
+	}
+}
+
+func (c *runtimeCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.rt.Stats()
+	for _, h := range s.Entities {
+		ch <- prometheus.MustNewConstMetric(descCached, prometheus.GaugeValue, float64(h.Cached), h.EntityType)
+		ch <- prometheus.MustNewConstMetric(descHits, prometheus.CounterValue, float64(h.Hits), h.EntityType)
+		ch <- prometheus.MustNewConstMetric(descLoads, prometheus.CounterValue, float64(h.Loads), h.EntityType)
+		ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(h.Evictions), h.EntityType)
+	}
+	j := s.Journal
+	ch <- prometheus.MustNewConstMetric(descBatches, prometheus.CounterValue, float64(j.Batches))
+	ch <- prometheus.MustNewConstMetric(descRecords, prometheus.CounterValue, float64(j.Records))
+	ch <- prometheus.MustNewConstMetric(descFailed, prometheus.CounterValue, float64(j.FailedBatches))
+	ch <- prometheus.MustNewConstMetric(descConflicts, prometheus.CounterValue, float64(j.Conflicts))
+	ch <- prometheus.MustNewConstMetric(descCommitTime, prometheus.CounterValue, j.CommitDuration.Seconds())
+	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(j.Pending))
+}

@@ -1,0 +1,248 @@
+package statefun
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"connectrpc.com/vanguard/vanguardgrpc"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/statefun-go/statefun/runtime/store"
+	"github.com/statefun-go/statefun/runtime/store/embedded"
+	"github.com/statefun-go/statefun/runtime/store/memory"
+	"github.com/statefun-go/statefun/runtime/store/postgres"
+)
+
+// openStore opens the store the configuration names: Postgres when a
+// database URL is set, else the embedded store in the data directory.
+func openStore(ctx context.Context, c serverConfig, log *slog.Logger) (store.Store, error) {
+	switch {
+	case c.databaseURL != "":
+		st, err := postgres.Open(ctx, c.databaseURL, postgres.WithSchema(c.schema))
+		if err != nil {
+			return nil, fmt.Errorf("open Postgres store: %w", err)
+		}
+		log.Info("store: postgres", "database", redactURL(c.databaseURL), "schema", c.schema)
+		return st, nil
+	case c.dataDir == ":memory:":
+		log.Warn("store: in memory; everything is lost when the process ends")
+		return memory.New(), nil
+	default:
+		st, err := embedded.Open(c.dataDir)
+		if err != nil {
+			return nil, fmt.Errorf("open embedded store: %w", err)
+		}
+		log.Info("store: embedded", "data_dir", c.dataDir)
+		return st, nil
+	}
+}
+
+// redactURL drops the password from a database URL for logging.
+func redactURL(raw string) string {
+	at := strings.LastIndex(raw, "@")
+	scheme := strings.Index(raw, "://")
+	if at < 0 || scheme < 0 || at < scheme {
+		return raw
+	}
+	userinfo := raw[scheme+3 : at]
+	if colon := strings.Index(userinfo, ":"); colon >= 0 {
+		return raw[:scheme+3] + userinfo[:colon] + ":xxxxx" + raw[at:]
+	}
+	return raw
+}
+
+func migrate(ctx context.Context, c serverConfig, log *slog.Logger, stdout io.Writer) error {
+	if c.databaseURL == "" {
+		return errors.New("migrate needs a Postgres database: set --database-url or $STATEFUN_DATABASE_URL (the embedded store needs no migration)")
+	}
+	if err := postgres.Migrate(ctx, c.databaseURL, postgres.WithSchema(c.schema)); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	log.Info("schema is up to date", "database", redactURL(c.databaseURL), "schema", c.schema)
+	fmt.Fprintln(stdout, "migrated")
+	return nil
+}
+
+// serve runs the server until ctx is done, then shuts down cleanly: stop
+// taking calls, let in-flight calls finish, flush the journal, exit.
+func serve(ctx context.Context, c serverConfig, log *slog.Logger, entities []*Entity) error {
+	if len(entities) == 0 {
+		return errors.New("no entities to serve; pass generated constructors to statefun.Main, e.g. statefun.Main(cartv1.NewShoppingCart(Cart{}))")
+	}
+	st, err := openStore(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("closing the store", "error", err)
+		}
+	}()
+	m := newMetrics()
+	rt, err := New(entities, WithStore(st), WithLogger(log), optionFunc(func(cfg *config) { cfg.observeBatch = m.observeBatch }))
+	if err != nil {
+		return err
+	}
+	m.register(rt)
+
+	var tlsConfig *tls.Config
+	if c.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+		if err != nil {
+			_ = rt.Close(context.Background())
+			return fmt.Errorf("load TLS certificate: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	serverOpts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(c.maxMessageBytes),
+		grpc.ChainUnaryInterceptor(m.unaryInterceptor, recoverInterceptor(log)),
+	}
+	if tlsConfig != nil {
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(tlsConfig)))
+	}
+	grpcServer := grpc.NewServer(serverOpts...)
+	rt.RegisterServices(grpcServer)
+	healthServer := health.NewServer()
+	healthpb.RegisterHealthServer(grpcServer, healthServer)
+	reflection.Register(grpcServer)
+	for _, e := range entities {
+		healthServer.SetServingStatus(e.service.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	}
+
+	lis, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		_ = rt.Close(context.Background())
+		return fmt.Errorf("listen for gRPC on %s: %w; choose another address with --listen", c.listen, err)
+	}
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- grpcServer.Serve(lis) }()
+	log.Info("serving gRPC", "address", lis.Addr().String(), "tls", tlsConfig != nil)
+
+	var httpServer *http.Server
+	if c.httpListen != "" {
+		httpServer, err = newHTTPServer(grpcServer, m, healthServer, c, tlsConfig)
+		if err != nil {
+			grpcServer.Stop()
+			_ = rt.Close(context.Background())
+			return err
+		}
+		hl, err := net.Listen("tcp", c.httpListen)
+		if err != nil {
+			grpcServer.Stop()
+			_ = rt.Close(context.Background())
+			return fmt.Errorf("listen for HTTP on %s: %w; choose another address with --http-listen, or disable it with --http-listen=", c.httpListen, err)
+		}
+		go func() {
+			var err error
+			if tlsConfig != nil {
+				err = httpServer.ServeTLS(hl, "", "")
+			} else {
+				err = httpServer.Serve(hl)
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- err
+			}
+		}()
+		log.Info("serving HTTP (Connect JSON, gRPC-Web, /metrics, /healthz)", "address", hl.Addr().String())
+	}
+
+	var failure error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: no new calls; finishing in-flight calls and pending writes", "timeout", c.shutdownTimeout)
+	case err := <-serveErr:
+		failure = fmt.Errorf("server stopped: %w", err)
+		log.Error("server failed; shutting down", "error", err)
+	}
+	return errors.Join(failure, shutdown(c.shutdownTimeout, log, grpcServer, httpServer, healthServer, rt))
+}
+
+func shutdown(timeout time.Duration, log *slog.Logger, grpcServer *grpc.Server, httpServer *http.Server, hs *health.Server, rt *Runtime) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	hs.Shutdown()
+	stopped := make(chan struct{})
+	go func() {
+		grpcServer.GracefulStop()
+		close(stopped)
+	}()
+	if httpServer != nil {
+		if err := httpServer.Shutdown(ctx); err != nil {
+			log.Warn("HTTP calls still running at the deadline were cut", "error", err)
+		}
+	}
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		log.Warn("gRPC calls still running at the deadline were cut")
+		grpcServer.Stop()
+	}
+	if err := rt.Close(ctx); err != nil {
+		return fmt.Errorf("flush the journal: %w", err)
+	}
+	log.Info("stopped cleanly")
+	return nil
+}
+
+// newHTTPServer serves every entity method as HTTP/JSON with the Connect
+// protocol (POST /package.Service/Method, Content-Type: application/json),
+// plus gRPC-Web, /metrics and /healthz, on one port.
+func newHTTPServer(grpcServer *grpc.Server, m *metrics, hs *health.Server, c serverConfig, tlsConfig *tls.Config) (*http.Server, error) {
+	transcoder, err := vanguardgrpc.NewTranscoder(grpcServer)
+	if err != nil {
+		return nil, fmt.Errorf("set up HTTP/JSON: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		res, err := hs.Check(r.Context(), &healthpb.HealthCheckRequest{})
+		if err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			http.Error(w, "not serving", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.Handle("/", http.MaxBytesHandler(transcoder, int64(c.maxMessageBytes)+1024))
+	// HTTP/1.1 for curl and browsers; HTTP/2 (also without TLS, "h2c") for
+	// gRPC-Web and Connect clients that use it.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Server{
+		Handler:           mux,
+		TLSConfig:         tlsConfig,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+	}, nil
+}
+
+// recoverInterceptor turns a panic outside an entity handler (the entity
+// host catches those itself) into INTERNAL for that call only.
+func recoverInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (res any, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("panic serving a call", "method", info.FullMethod, "panic", p)
+				err = status.Error(codes.Internal, "internal error; see the server log")
+			}
+		}()
+		return handler(ctx, req)
+	}
+}

@@ -1,0 +1,292 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/statefun-go/statefun/runtime/store"
+)
+
+// SQLSTATEs that Commit reads as "the history is not what the batch
+// expected". conflictCode is raised by conflict_unless (migrations/).
+const (
+	conflictCode       = "SF409"
+	uniqueViolation    = "23505"
+	deadlockDetected   = "40P01"
+	serializationError = "40001"
+)
+
+// Commit implements store.Store.
+//
+// The common case is one round trip: the statements travel as one
+// pipeline and run as one implicit transaction (see the package doc).
+// When the transaction fails on the fence, one more query finds which
+// entities' stored history differs from what the batch expected.
+//
+// As with any networked database, an error other than a
+// *store.ConflictError can leave the outcome unknown (the connection
+// broke after the commit was sent); the caller resets the entities and
+// reloads them, which reads whichever outcome happened.
+func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
+	if s.closed.Load() {
+		return errClosed()
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	plan := planCommit(b)
+	if !plan.consistent {
+		// The batch contradicts itself (a gap or a repeat within one
+		// entity, a seq or version below 1): no stored history can
+		// match it, so there is nothing to try; only the names to find.
+		return s.conflict(ctx, b, &plan, nil)
+	}
+	err := s.pool.SendBatch(ctx, plan.commitStatements(b, s.sql)).Close()
+	if err == nil {
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case conflictCode, uniqueViolation, deadlockDetected, serializationError:
+			return s.conflict(ctx, b, &plan, err)
+		}
+	}
+	return s.wrap(err, "commit %d events and %d values", len(b.Events), len(b.Values))
+}
+
+// conflict returns the *store.ConflictError of a batch that wrote
+// nothing, naming the entities whose stored history differs from what the
+// batch expected. cause is the error of the failed commit, nil when the
+// batch was not sent.
+func (s *Store) conflict(ctx context.Context, b *store.Batch, plan *commitPlan, cause error) error {
+	refs, err := s.conflicting(ctx, plan)
+	if err != nil {
+		if cause == nil {
+			return s.wrap(err, "commit %d events and %d values: find the conflicting entities", len(b.Events), len(b.Values))
+		}
+		// The fence did fail, so the batch is refused either way; without
+		// names, every entity of it must reload.
+		refs = nil
+	}
+	if len(refs) > 0 {
+		return &store.ConflictError{Entities: refs}
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(cause, &pgErr) && (pgErr.Code == deadlockDetected || pgErr.Code == serializationError) {
+		// Two writers collided, but nothing stored contradicts this
+		// batch (yet): a plain, retryable failure, not proof of a stale
+		// writer.
+		return s.wrap(cause, "commit %d events and %d values", len(b.Events), len(b.Values))
+	}
+	// The fence failed, but by the time of the follow-up read the stored
+	// history matched again (the entity's predecessor event committed in
+	// between). The failure still proves a second writer; which entity it
+	// touched is unknown, so every entity of the batch must reload.
+	return &store.ConflictError{Entities: plan.refs()}
+}
+
+// conflicting reads the stored head of every entity of the batch, in one
+// round trip, and returns those that do not match what the batch expected.
+func (s *Store) conflicting(ctx context.Context, plan *commitPlan) ([]store.Ref, error) {
+	batch := &pgx.Batch{}
+	if len(plan.events) > 0 {
+		types, ids := refColumns(plan.events, func(r eventRun) store.Ref { return r.ref })
+		batch.Queue(s.sql.eventHeads, types, ids)
+	}
+	if len(plan.values) > 0 {
+		types, ids := refColumns(plan.values, func(r valueRun) store.Ref { return r.ref })
+		batch.Queue(s.sql.valueVersions, types, ids)
+	}
+	results := s.pool.SendBatch(ctx, batch)
+	defer results.Close()
+	var refs []store.Ref
+	if len(plan.events) > 0 {
+		rows, err := results.Query()
+		if err != nil {
+			return nil, err
+		}
+		heads, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return nil, err
+		}
+		if len(heads) != len(plan.events) {
+			return nil, fmt.Errorf("read %d event heads for %d entities", len(heads), len(plan.events))
+		}
+		for i, run := range plan.events {
+			if !run.consistent || run.first != heads[i]+1 {
+				refs = append(refs, run.ref)
+			}
+		}
+	}
+	if len(plan.values) > 0 {
+		rows, err := results.Query()
+		if err != nil {
+			return nil, err
+		}
+		versions, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return nil, err
+		}
+		if len(versions) != len(plan.values) {
+			return nil, fmt.Errorf("read %d value versions for %d entities", len(versions), len(plan.values))
+		}
+		for i, run := range plan.values {
+			if !run.consistent || run.expected != versions[i] {
+				refs = append(refs, run.ref)
+			}
+		}
+	}
+	return refs, results.Close()
+}
+
+// commitPlan is a batch summarised per entity: what it expects of the
+// stored history, and whether it is consistent in itself.
+type commitPlan struct {
+	events     []eventRun // in order of first appearance in the batch
+	values     []valueRun
+	consistent bool
+}
+
+// eventRun is the events of one entity in a batch.
+type eventRun struct {
+	ref         store.Ref
+	first, last int64
+	// consistent: the seqs start at 1 or later and follow each other.
+	consistent bool
+}
+
+// valueRun is the values of one entity in a batch. Only the last is
+// stored; the first says which version the batch was written against.
+type valueRun struct {
+	ref      store.Ref
+	expected int64 // the stored version the batch needs: first version - 1
+	last     store.Value
+	// consistent: the versions start at 1 or later and follow each other.
+	consistent bool
+}
+
+func planCommit(b *store.Batch) commitPlan {
+	plan := commitPlan{consistent: true}
+	eventIndex := map[store.Ref]int{}
+	for _, e := range b.Events {
+		i, seen := eventIndex[e.Entity]
+		if !seen {
+			eventIndex[e.Entity] = len(plan.events)
+			plan.events = append(plan.events, eventRun{ref: e.Entity, first: e.Seq, last: e.Seq, consistent: e.Seq >= 1})
+			continue
+		}
+		run := &plan.events[i]
+		run.consistent = run.consistent && e.Seq == run.last+1
+		run.last = e.Seq
+	}
+	valueIndex := map[store.Ref]int{}
+	for _, v := range b.Values {
+		i, seen := valueIndex[v.Entity]
+		if !seen {
+			valueIndex[v.Entity] = len(plan.values)
+			plan.values = append(plan.values, valueRun{ref: v.Entity, expected: v.Version - 1, last: v, consistent: v.Version >= 1})
+			continue
+		}
+		run := &plan.values[i]
+		run.consistent = run.consistent && v.Version == run.last.Version+1
+		run.last = v
+	}
+	for _, r := range plan.events {
+		plan.consistent = plan.consistent && r.consistent
+	}
+	for _, r := range plan.values {
+		plan.consistent = plan.consistent && r.consistent
+	}
+	return plan
+}
+
+// refs returns every entity of the batch.
+func (p *commitPlan) refs() []store.Ref {
+	refs := make([]store.Ref, 0, len(p.events)+len(p.values))
+	for _, r := range p.events {
+		refs = append(refs, r.ref)
+	}
+	for _, r := range p.values {
+		refs = append(refs, r.ref)
+	}
+	return refs
+}
+
+// commitStatements queues the commit: each statement takes its rows as
+// arrays, so its size and plan do not depend on the batch's size.
+func (p *commitPlan) commitStatements(b *store.Batch, sql *statements) *pgx.Batch {
+	batch := &pgx.Batch{}
+
+	// Entities whose batch starts past seq 1 need their predecessor
+	// checked; the primary key takes care of the rest.
+	var gaps []eventRun
+	for _, r := range p.events {
+		if r.first > 1 {
+			gaps = append(gaps, r)
+		}
+	}
+	if len(gaps) > 0 {
+		types, ids := refColumns(gaps, func(r eventRun) store.Ref { return r.ref })
+		seqs := make([]int64, len(gaps))
+		for i, r := range gaps {
+			seqs[i] = r.first
+		}
+		batch.Queue(sql.checkEventGaps, types, ids, seqs)
+	}
+
+	if len(b.Events) > 0 {
+		// Sorted by key: concurrent commits then wait for each other's
+		// index entries in one order and cannot deadlock.
+		events := slices.Clone(b.Events)
+		slices.SortFunc(events, func(x, y store.Event) int {
+			return cmp.Or(cmp.Compare(x.Entity.Type, y.Entity.Type), cmp.Compare(x.Entity.ID, y.Entity.ID), cmp.Compare(x.Seq, y.Seq))
+		})
+		types, ids := refColumns(events, func(e store.Event) store.Ref { return e.Entity })
+		seqs := make([]int64, len(events))
+		eventTypes := make([]string, len(events))
+		payloads := make([][]byte, len(events))
+		for i, e := range events {
+			seqs[i], eventTypes[i], payloads[i] = e.Seq, e.EventType, notNull(e.Payload)
+		}
+		batch.Queue(sql.insertEvents, types, ids, seqs, eventTypes, payloads)
+	}
+
+	if len(p.values) > 0 {
+		// Sorted too: with the plan Postgres picks for a batch-sized
+		// input (an index lookup per row, in input order), row locks
+		// follow the same order. Should another plan ever reorder them,
+		// a deadlock is still reported as a conflict or a plain error.
+		values := slices.Clone(p.values)
+		slices.SortFunc(values, func(x, y valueRun) int {
+			return cmp.Or(cmp.Compare(x.ref.Type, y.ref.Type), cmp.Compare(x.ref.ID, y.ref.ID))
+		})
+		types, ids := refColumns(values, func(r valueRun) store.Ref { return r.ref })
+		expected := make([]int64, len(values))
+		versions := make([]int64, len(values))
+		payloads := make([][]byte, len(values))
+		for i, r := range values {
+			expected[i], versions[i], payloads[i] = r.expected, r.last.Version, notNull(r.last.Payload)
+		}
+		batch.Queue(sql.writeValues, types, ids, expected, versions, payloads)
+	}
+	return batch
+}
+
+// refColumns splits the entities of rows into the type and ID arrays the
+// statements take.
+func refColumns[T any](rows []T, ref func(T) store.Ref) (types []string, ids [][]byte) {
+	types = make([]string, len(rows))
+	ids = make([][]byte, len(rows))
+	for i, row := range rows {
+		r := ref(row)
+		types[i], ids[i] = r.Type, []byte(r.ID)
+	}
+	return types, ids
+}

@@ -1,0 +1,318 @@
+// Package postgres is the production store.Store: entity history in
+// PostgreSQL, through a pgx connection pool.
+//
+// # Schema
+//
+// Everything lives in one schema ("statefun" unless WithSchema says
+// otherwise), created and upgraded by the embedded migrations (see
+// migrations/), which record themselves in schema_migrations:
+//
+//	events         (entity_type, entity_id, seq) -> event_type, payload
+//	entity_values  (entity_type, entity_id)      -> version, payload
+//	snapshots      (entity_type, entity_id)      -> seq, payload  (the newest only)
+//
+// Entity IDs are bytea because an ID is any Go string and Postgres text
+// cannot hold NUL bytes; type names are text. Payloads are the protobuf
+// bytes, stored as they come.
+//
+// # Fencing
+//
+// The events primary key is the fence of DESIGN invariant 6: two writers
+// of one entity cannot both store its event n. A commit also refuses to
+// leave a gap: the first event of each entity in a batch must follow the
+// entity's stored history, checked inside the same transaction. Values
+// are fenced by version the same way: a write of version v succeeds only
+// over version v-1. A batch that breaks either rule writes nothing, and
+// Commit returns a *store.ConflictError naming the entities concerned.
+//
+// # One round trip per commit
+//
+// Commit sends its statements (gap check, one INSERT of all events from
+// arrays, one statement for all values) as a single pgx batch: one
+// pipeline ending in one Sync. Without BEGIN, Postgres runs everything up
+// to a Sync as one implicit transaction and rolls all of it back when any
+// statement fails, so the batch is atomic without the round trips of
+// BEGIN and COMMIT. Only a failed commit costs a second round trip, to
+// find out which entities conflicted.
+//
+// Database errors never carry the password of the URL: pgx redacts it
+// and this package never formats the URL.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/statefun-go/statefun/runtime/store"
+)
+
+// DefaultSchema is the schema a store uses unless WithSchema names another.
+const DefaultSchema = "statefun"
+
+// defaultConnectTimeout bounds connecting when the URL sets no
+// connect_timeout: with the database unreachable, callers must fail
+// quickly (UNAVAILABLE, not a hang), not wait for TCP to give up.
+const defaultConnectTimeout = 10 * time.Second
+
+// Option configures Open, FromPool and Migrate.
+type Option interface {
+	apply(*config)
+}
+
+type config struct {
+	schema    string
+	noMigrate bool
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// WithSchema keeps the store's tables in the named schema instead of
+// "statefun": for several deployments, or tests, sharing a database. The
+// name must be an unquoted-style identifier (letters, digits, underscores;
+// not starting with a digit or "pg_") of at most 63 bytes.
+func WithSchema(name string) Option {
+	return optionFunc(func(c *config) { c.schema = name })
+}
+
+// WithoutMigrate makes Open and FromPool use the schema as they find it,
+// for deployments that migrate separately (Migrate) with a role the
+// server does not have. By default they apply pending migrations.
+func WithoutMigrate() Option {
+	return optionFunc(func(c *config) { c.noMigrate = true })
+}
+
+func newConfig(opts []Option) (config, error) {
+	cfg := config{schema: DefaultSchema}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if err := validSchemaName(cfg.schema); err != nil {
+		return config{}, err
+	}
+	return cfg, nil
+}
+
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// validSchemaName accepts only names that need no escaping to read: the
+// name is quoted anyway, but one that is easy to type in psql is worth
+// more than the freedom to use punctuation.
+func validSchemaName(name string) error {
+	switch {
+	case !identifier.MatchString(name):
+		return fmt.Errorf("postgres: invalid schema name %q: use letters, digits and underscores, not starting with a digit", name)
+	case len(name) > 63:
+		return fmt.Errorf("postgres: invalid schema name %q: it has %d bytes; Postgres allows at most 63", name, len(name))
+	case strings.HasPrefix(name, "pg_"):
+		return fmt.Errorf("postgres: invalid schema name %q: names starting with pg_ are reserved for Postgres", name)
+	}
+	return nil
+}
+
+func quoteSchema(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+// Store is a store.Store in PostgreSQL. It is safe for concurrent use.
+type Store struct {
+	pool     *pgxpool.Pool
+	ownsPool bool
+	schema   string
+	sql      *statements
+	closed   atomic.Bool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to the database at url (a postgres:// URL or a key=value
+// string, as pgx accepts), applies pending migrations unless given
+// WithoutMigrate, and returns the store. It fails when the database
+// cannot be reached. Close closes the connection pool it creates.
+func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	poolConfig, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parse the database url: %w", err)
+	}
+	if poolConfig.ConnConfig.ConnectTimeout == 0 {
+		poolConfig.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, poolConfig)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: create the connection pool: %w", err)
+	}
+	s, err := newStore(ctx, pool, true, cfg)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// FromPool returns a store that uses pool, which stays the caller's: Close
+// leaves it open. Migrations are applied as by Open.
+func FromPool(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	return newStore(ctx, pool, false, cfg)
+}
+
+func newStore(ctx context.Context, pool *pgxpool.Pool, ownsPool bool, cfg config) (*Store, error) {
+	s := &Store{
+		pool:     pool,
+		ownsPool: ownsPool,
+		schema:   cfg.schema,
+		sql:      newStatements(quoteSchema(cfg.schema)),
+	}
+	// Ping first, so that an unreachable database reads as that rather
+	// than as a failed migration.
+	if err := pool.Ping(ctx); err != nil {
+		return nil, connectError(err)
+	}
+	if !cfg.noMigrate {
+		if err := s.Migrate(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func connectError(err error) error {
+	return fmt.Errorf("postgres: cannot connect to the database: %w; check the URL and that the server accepts connections", err)
+}
+
+// Close implements store.Store. Methods called afterwards return
+// store.ErrClosed.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if s.ownsPool {
+		s.pool.Close()
+	}
+	return nil
+}
+
+func errClosed() error { return fmt.Errorf("postgres: %w", store.ErrClosed) }
+
+// ReadEvents implements store.Store. Rows stream from the server as fn
+// consumes them, so a long history never sits in memory at once.
+func (s *Store) ReadEvents(ctx context.Context, ref store.Ref, afterSeq int64, fn func(store.Event) error) error {
+	if s.closed.Load() {
+		return errClosed()
+	}
+	rows, err := s.pool.Query(ctx, s.sql.readEvents, ref.Type, []byte(ref.ID), afterSeq)
+	if err != nil {
+		return s.wrap(err, "read events of %q", ref)
+	}
+	// Stopping early drains the rest of the result, which keeps the
+	// connection reusable; cancelling instead would cost a connection.
+	defer rows.Close()
+	for rows.Next() {
+		e := store.Event{Entity: ref}
+		if err := rows.Scan(&e.Seq, &e.EventType, &e.Payload); err != nil {
+			return s.wrap(err, "read events of %q", ref)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return s.wrap(err, "read events of %q", ref)
+	}
+	return nil
+}
+
+// LatestSnapshot implements store.Store.
+func (s *Store) LatestSnapshot(ctx context.Context, ref store.Ref) (store.Snapshot, bool, error) {
+	if s.closed.Load() {
+		return store.Snapshot{}, false, errClosed()
+	}
+	snap := store.Snapshot{Entity: ref}
+	err := s.pool.QueryRow(ctx, s.sql.latestSnapshot, ref.Type, []byte(ref.ID)).Scan(&snap.Seq, &snap.Payload)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return store.Snapshot{}, false, nil
+	case err != nil:
+		return store.Snapshot{}, false, s.wrap(err, "read the snapshot of %q", ref)
+	}
+	return snap, true, nil
+}
+
+// SaveSnapshot implements store.Store.
+func (s *Store) SaveSnapshot(ctx context.Context, snap store.Snapshot) error {
+	if s.closed.Load() {
+		return errClosed()
+	}
+	_, err := s.pool.Exec(ctx, s.sql.saveSnapshot, snap.Entity.Type, []byte(snap.Entity.ID), snap.Seq, notNull(snap.Payload))
+	if err != nil {
+		return s.wrap(err, "save the snapshot of %q at seq %d", snap.Entity, snap.Seq)
+	}
+	return nil
+}
+
+// DeleteSnapshots implements store.Store.
+func (s *Store) DeleteSnapshots(ctx context.Context, entityType string) error {
+	if s.closed.Load() {
+		return errClosed()
+	}
+	if _, err := s.pool.Exec(ctx, s.sql.deleteSnapshots, entityType); err != nil {
+		return s.wrap(err, "delete the snapshots of %q", entityType)
+	}
+	return nil
+}
+
+// LoadValue implements store.Store.
+func (s *Store) LoadValue(ctx context.Context, ref store.Ref) (store.Value, bool, error) {
+	if s.closed.Load() {
+		return store.Value{}, false, errClosed()
+	}
+	v := store.Value{Entity: ref}
+	err := s.pool.QueryRow(ctx, s.sql.loadValue, ref.Type, []byte(ref.ID)).Scan(&v.Version, &v.Payload)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return store.Value{}, false, nil
+	case err != nil:
+		return store.Value{}, false, s.wrap(err, "load the value of %q", ref)
+	}
+	return v, true, nil
+}
+
+// wrap adds what the store was doing to err, and a way out when the
+// schema is missing its tables.
+func (s *Store) wrap(err error, format string, args ...any) error {
+	doing := fmt.Sprintf(format, args...)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "3F000", "42P01", "42883": // invalid_schema_name, undefined_table, undefined_function
+			return fmt.Errorf("postgres: %s: %w; schema %q is not migrated: run Migrate, or Open without WithoutMigrate", doing, err, s.schema)
+		case "22021": // character_not_in_repertoire
+			return fmt.Errorf("postgres: %s: %w; entity and event type names must be UTF-8 without NUL bytes (IDs and payloads may hold any bytes)", doing, err)
+		}
+	}
+	return fmt.Errorf("postgres: %s: %w", doing, err)
+}
+
+// notNull turns a nil payload into an empty one: pgx sends nil as NULL,
+// and an empty event is still an event.
+func notNull(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}

@@ -1,0 +1,117 @@
+-- Every statement the store runs, each under a "-- name:" line. {{schema}}
+-- is replaced by the quoted schema name when a store is opened.
+
+-- name: lock-migrations
+-- Serialises migrations of one schema across processes; released when
+-- the migrating transaction ends, so a crash cannot leave it held.
+SELECT pg_advisory_xact_lock($1);
+
+-- name: schema-exists
+SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1);
+
+-- name: create-schema
+CREATE SCHEMA {{schema}};
+
+-- name: migrations-table-exists
+SELECT EXISTS (SELECT FROM pg_tables WHERE schemaname = $1 AND tablename = 'schema_migrations');
+
+-- name: create-migrations-table
+CREATE TABLE {{schema}}.schema_migrations (
+    version int PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: applied-migrations
+SELECT version FROM {{schema}}.schema_migrations ORDER BY version;
+
+-- name: record-migration
+INSERT INTO {{schema}}.schema_migrations (version) VALUES ($1);
+
+-- name: check-event-gaps
+-- $1..$3 hold the first event of each entity whose batch starts after
+-- seq 1. Its predecessor must be stored, or the batch would leave a gap.
+-- Together with the primary key (no seq stored twice) this is exactly
+-- "the first seq is the stored max + 1", without reading max(seq).
+SELECT {{schema}}.conflict_unless(count(*) = 0, 'events')
+FROM unnest($1::text[], $2::bytea[], $3::bigint[]) AS f (entity_type, entity_id, seq)
+WHERE NOT EXISTS (
+    SELECT FROM {{schema}}.events AS e
+    WHERE e.entity_type = f.entity_type AND e.entity_id = f.entity_id AND e.seq = f.seq - 1
+);
+
+-- name: insert-events
+-- One statement for the whole batch. The rows arrive sorted by key, so
+-- concurrent commits take index locks in one order and cannot deadlock.
+INSERT INTO {{schema}}.events (entity_type, entity_id, seq, event_type, payload)
+SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::text[], $5::bytea[]);
+
+-- name: write-values
+-- One row per entity: the last version of the batch, applied only where
+-- the stored version is the one before the batch's first (0: no row yet).
+-- An UPDATE that waited for a concurrent writer rechecks the version
+-- against the row that writer left; an INSERT racing another INSERT fails
+-- on the primary key. Any row not written aborts the transaction.
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::bigint[], $5::bytea[])
+        AS i (entity_type, entity_id, expected_version, version, payload)
+),
+updated AS (
+    UPDATE {{schema}}.entity_values AS v
+    SET version = i.version, payload = i.payload, written_at = now()
+    FROM input AS i
+    WHERE i.expected_version > 0
+        AND v.entity_type = i.entity_type AND v.entity_id = i.entity_id
+        AND v.version = i.expected_version
+    RETURNING 1
+),
+inserted AS (
+    INSERT INTO {{schema}}.entity_values (entity_type, entity_id, version, payload)
+    SELECT entity_type, entity_id, version, payload FROM input WHERE expected_version = 0
+    RETURNING 1
+)
+SELECT {{schema}}.conflict_unless(
+    (SELECT count(*) FROM updated) + (SELECT count(*) FROM inserted) = cardinality($1::text[]),
+    'values'
+);
+
+-- name: event-heads
+-- The stored max seq of each entity, in argument order: the follow-up
+-- that names the entities of a failed commit.
+SELECT coalesce((
+    SELECT max(e.seq) FROM {{schema}}.events AS e
+    WHERE e.entity_type = r.entity_type AND e.entity_id = r.entity_id
+), 0)
+FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS r (entity_type, entity_id, n)
+ORDER BY r.n;
+
+-- name: value-versions
+SELECT coalesce((
+    SELECT v.version FROM {{schema}}.entity_values AS v
+    WHERE v.entity_type = r.entity_type AND v.entity_id = r.entity_id
+), 0)
+FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS r (entity_type, entity_id, n)
+ORDER BY r.n;
+
+-- name: read-events
+SELECT seq, event_type, payload FROM {{schema}}.events
+WHERE entity_type = $1 AND entity_id = $2 AND seq > $3
+ORDER BY seq;
+
+-- name: latest-snapshot
+SELECT seq, payload FROM {{schema}}.snapshots
+WHERE entity_type = $1 AND entity_id = $2;
+
+-- name: save-snapshot
+-- A late writer's older snapshot must not replace a newer one.
+INSERT INTO {{schema}}.snapshots AS s (entity_type, entity_id, seq, payload)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (entity_type, entity_id) DO UPDATE
+SET seq = excluded.seq, payload = excluded.payload, written_at = now()
+WHERE s.seq < excluded.seq;
+
+-- name: delete-snapshots
+DELETE FROM {{schema}}.snapshots WHERE entity_type = $1;
+
+-- name: load-value
+SELECT version, payload FROM {{schema}}.entity_values
+WHERE entity_type = $1 AND entity_id = $2;
