@@ -63,7 +63,14 @@ func BenchmarkCommands(b *testing.B) {
 			b.Run(kind+"/"+spread.name, func(b *testing.B) {
 				st := benchStores()[kind](b)
 				defer st.Close()
-				rt, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(cartEntity{})}, statefun.WithStore(st))
+				concurrency := 1
+				if kind == "postgres" {
+					concurrency = 4
+				}
+				if v := os.Getenv("STATEFUN_BENCH_COMMIT_CONCURRENCY"); v != "" {
+					_, _ = fmt.Sscan(v, &concurrency)
+				}
+				rt, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(cartEntity{})}, statefun.WithStore(st), statefun.WithCommitConcurrency(concurrency))
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -102,6 +109,7 @@ func BenchmarkCommands(b *testing.B) {
 				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "cmds/s")
 				if js.Batches > 0 {
 					b.ReportMetric(float64(js.Records)/float64(js.Batches), "events/batch")
+					b.ReportMetric(float64(js.CommitDuration.Microseconds())/float64(js.Batches), "µs/commit")
 				}
 			})
 		}

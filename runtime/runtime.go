@@ -58,6 +58,7 @@ type config struct {
 	maxEntities        int
 	maxPending         int
 	commitTimeout      time.Duration
+	commitConcurrency  int
 	observeBatch       func(records int, took time.Duration, err error)
 }
 
@@ -117,6 +118,14 @@ func WithCommitTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.commitTimeout = d })
 }
 
+// WithCommitConcurrency sets how many batches the journal writer may have
+// in flight at once. More than one overlaps the round trips and disk
+// flushes of a networked database; an entity's changes are still written
+// strictly in order. Default 1; the server uses 4 for Postgres.
+func WithCommitConcurrency(n int) Option {
+	return optionFunc(func(c *config) { c.commitConcurrency = n })
+}
+
 // New returns a runtime hosting entities, the values of generated
 // constructors such as NewShoppingCart. It reports every invalid or
 // duplicate entity type at once. Close it to flush and stop.
@@ -161,6 +170,7 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 	}
 	r.writer = journal.New(cfg.store, journal.Options{
 		MaxPending: cfg.maxPending, CommitTimeout: cfg.commitTimeout, Observe: cfg.observeBatch,
+		Concurrency: cfg.commitConcurrency,
 	})
 	r.snapshots = newSnapshotter(cfg.store, cfg.log)
 	r.conn = newLocalConn(r.services)

@@ -29,8 +29,21 @@ type Commit struct {
 	// before waiters are released. It must not block.
 	OnDurable func()
 
-	done chan struct{}
-	err  error
+	entity store.Ref
+	done   chan struct{}
+	err    error
+}
+
+// ref returns the entity the commit changes; a commit is one command's, so
+// it changes one entity.
+func (c *Commit) ref() store.Ref {
+	switch {
+	case len(c.Events) > 0:
+		return c.Events[0].Entity
+	case len(c.Values) > 0:
+		return c.Values[0].Entity
+	}
+	return store.Ref{}
 }
 
 // Done returns a channel closed when the commit is durable or failed.
@@ -84,6 +97,13 @@ type Options struct {
 	// CommitTimeout bounds one store commit, so that a database that hangs
 	// fails calls instead of stalling them. Default 10s.
 	CommitTimeout time.Duration
+	// Concurrency is the number of batches in flight at once. With more
+	// than one, a new batch starts while earlier ones are still being
+	// committed, which lets a networked database overlap round trips and
+	// disk flushes. An entity's commits are still written in order: a
+	// commit waits while its entity is part of a batch in flight.
+	// Default 1.
+	Concurrency int
 	// Observe, if set, is called after every store commit with the
 	// number of records, the time it took and its error. It must not block.
 	Observe func(records int, took time.Duration, err error)
@@ -106,13 +126,15 @@ type Writer struct {
 	store store.Store
 	opts  Options
 
-	mu      sync.Mutex
-	queue   []*Commit
-	pending int // admitted commits not yet finished
-	closed  bool
-	wake    chan struct{} // a new commit was queued
-	space   chan struct{} // closed and replaced when pending shrinks
-	stopped chan struct{}
+	mu       sync.Mutex
+	queue    []*Commit
+	pending  int // admitted commits not yet finished
+	closed   bool
+	inFlight map[store.Ref]bool // entities in a batch being committed
+	ready    *sync.Cond         // signalled when a batch may be taken
+	space    chan struct{}      // closed and replaced when pending shrinks
+	workers  sync.WaitGroup
+	stopped  chan struct{}
 
 	stats struct {
 		batches, records, failed, conflicts atomic.Uint64
@@ -131,14 +153,25 @@ func New(st store.Store, opts Options) *Writer {
 	if opts.CommitTimeout <= 0 {
 		opts.CommitTimeout = 10 * time.Second
 	}
-	w := &Writer{
-		store:   st,
-		opts:    opts,
-		wake:    make(chan struct{}, 1),
-		space:   make(chan struct{}),
-		stopped: make(chan struct{}),
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 1
 	}
-	go w.run()
+	w := &Writer{
+		store:    st,
+		opts:     opts,
+		inFlight: map[store.Ref]bool{},
+		space:    make(chan struct{}),
+		stopped:  make(chan struct{}),
+	}
+	w.ready = sync.NewCond(&w.mu)
+	w.workers.Add(opts.Concurrency)
+	for range opts.Concurrency {
+		go w.run()
+	}
+	go func() {
+		w.workers.Wait()
+		close(w.stopped)
+	}()
 	return w
 }
 
@@ -186,13 +219,11 @@ func (w *Writer) release(n int) {
 // while holding their entity, and must not wait for the database there.
 func (w *Writer) Enqueue(c *Commit) {
 	c.done = make(chan struct{})
+	c.entity = c.ref()
 	w.mu.Lock()
 	w.queue = append(w.queue, c)
 	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
+	w.ready.Signal()
 }
 
 // NewCommit returns a commit that is already finished with err (nil for a
@@ -213,10 +244,7 @@ func (w *Writer) Close(ctx context.Context) error {
 		w.space = make(chan struct{})
 	}
 	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
+	w.ready.Broadcast()
 	select {
 	case <-w.stopped:
 		return nil
@@ -241,47 +269,66 @@ func (w *Writer) Stats() Stats {
 	}
 }
 
-// run is the writer loop: take everything queued, commit it, repeat. There
-// is no timer: a lone commit goes out at once, and under load the queue
-// fills while the previous batch is in flight, so batches grow with load.
+// run is a writer loop: take everything queued that may go, commit it,
+// repeat. There is no timer: a lone commit goes out at once, and under load
+// the queue fills while earlier batches are in flight, so batches grow with
+// load.
 func (w *Writer) run() {
-	defer close(w.stopped)
+	defer w.workers.Done()
+	w.mu.Lock()
 	for {
-		w.mu.Lock()
-		for len(w.queue) == 0 {
+		batch := w.take()
+		if len(batch) == 0 {
 			if w.closed && w.pending == 0 {
 				w.mu.Unlock()
+				w.ready.Broadcast()
 				return
 			}
-			w.mu.Unlock()
-			<-w.wake
-			w.mu.Lock()
+			w.ready.Wait()
+			continue
 		}
-		batch := w.take()
 		w.mu.Unlock()
 
 		w.commit(batch)
 
 		w.mu.Lock()
+		for _, c := range batch {
+			delete(w.inFlight, c.entity)
+		}
 		w.release(len(batch))
-		w.mu.Unlock()
+		// Commits that waited for these entities may go now.
+		w.ready.Broadcast()
 	}
 }
 
-// take removes up to MaxBatch records' worth of commits from the queue.
-// Called with w.mu held.
+// take removes from the queue, in order, the commits whose entity is not
+// in a batch in flight, up to MaxBatch records, and marks their entities
+// in flight. A commit stays queued, with every later commit of its entity,
+// while an earlier one of the same entity is being written: an entity's
+// history is written strictly in order. Called with w.mu held.
 func (w *Writer) take() []*Commit {
-	n, records := 0, 0
-	for n < len(w.queue) {
-		r := len(w.queue[n].Events) + len(w.queue[n].Values)
-		if n > 0 && records+r > w.opts.MaxBatch {
+	var batch []*Commit
+	records := 0
+	kept := w.queue[:0] // filtering in place: kept never overtakes i
+	blocked := map[store.Ref]bool{}
+	for i, c := range w.queue {
+		if len(batch) > 0 && records+len(c.Events)+len(c.Values) > w.opts.MaxBatch {
+			kept = append(kept, w.queue[i:]...)
 			break
 		}
-		records += r
-		n++
+		if w.inFlight[c.entity] || blocked[c.entity] {
+			blocked[c.entity] = true
+			kept = append(kept, c)
+			continue
+		}
+		batch = append(batch, c)
+		records += len(c.Events) + len(c.Values)
 	}
-	batch := append([]*Commit(nil), w.queue[:n]...)
-	w.queue = append(w.queue[:0], w.queue[n:]...)
+	for _, c := range batch {
+		w.inFlight[c.entity] = true
+	}
+	clear(w.queue[len(kept):])
+	w.queue = kept
 	return batch
 }
 

@@ -32,12 +32,15 @@ INSERT INTO {{schema}}.schema_migrations (version) VALUES ($1);
 -- seq 1. Its predecessor must be stored, or the batch would leave a gap.
 -- Together with the primary key (no seq stored twice) this is exactly
 -- "the first seq is the stored max + 1", without reading max(seq).
-SELECT {{schema}}.conflict_unless(count(*) = 0, 'events')
-FROM unnest($1::text[], $2::bytea[], $3::bigint[]) AS f (entity_type, entity_id, seq)
-WHERE NOT EXISTS (
+-- The EXISTS sits in the select list on purpose: there the planner must
+-- run it per row, as one primary-key probe. Written as a WHERE NOT EXISTS
+-- it may become an anti-join that scans the whole events table, which
+-- made commits to a long-lived entity slower with every event stored.
+SELECT {{schema}}.conflict_unless(coalesce(bool_and(EXISTS (
     SELECT FROM {{schema}}.events AS e
     WHERE e.entity_type = f.entity_type AND e.entity_id = f.entity_id AND e.seq = f.seq - 1
-);
+)), true), 'events')
+FROM unnest($1::text[], $2::bytea[], $3::bigint[]) AS f (entity_type, entity_id, seq);
 
 -- name: insert-events
 -- One statement for the whole batch. The rows arrive sorted by key, so
