@@ -121,7 +121,9 @@ func WithCommitTimeout(d time.Duration) Option {
 // WithCommitConcurrency sets how many batches the journal writer may have
 // in flight at once. More than one overlaps the round trips and disk
 // flushes of a networked database; an entity's changes are still written
-// strictly in order. Default 1; the server uses 4 for Postgres.
+// strictly in order. Default 1: on a machine with few cores the database
+// and the runtime share the CPU, and overlapping batches only made them
+// smaller (see BENCHMARKS.md).
 func WithCommitConcurrency(n int) Option {
 	return optionFunc(func(c *config) { c.commitConcurrency = n })
 }

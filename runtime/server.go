@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"connectrpc.com/connect"
+	"connectrpc.com/vanguard"
 	"connectrpc.com/vanguard/vanguardgrpc"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
@@ -21,6 +23,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/statefun-go/statefun/runtime/store"
 	"github.com/statefun-go/statefun/runtime/store/embedded"
@@ -204,7 +207,7 @@ func shutdown(timeout time.Duration, log *slog.Logger, grpcServer *grpc.Server, 
 // protocol (POST /package.Service/Method, Content-Type: application/json),
 // plus gRPC-Web, /metrics and /healthz, on one port.
 func newHTTPServer(grpcServer *grpc.Server, m *metrics, hs *health.Server, c serverConfig, tlsConfig *tls.Config) (*http.Server, error) {
-	transcoder, err := vanguardgrpc.NewTranscoder(grpcServer)
+	transcoder, err := vanguardgrpc.NewTranscoder(grpcServer, vanguard.WithCodec(newJSONCodec))
 	if err != nil {
 		return nil, fmt.Errorf("set up HTTP/JSON: %w", err)
 	}
@@ -245,4 +248,22 @@ func recoverInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 		}()
 		return handler(ctx, req)
 	}
+}
+
+// jsonCodec is the JSON of the HTTP port: protobuf's canonical JSON, as
+// connect-go writes it (zero values left out), with a request that does not
+// parse reported as invalid_argument (HTTP 400), not as an unknown error.
+type jsonCodec struct{ *vanguard.JSONCodec }
+
+func newJSONCodec(res vanguard.TypeResolver) vanguard.Codec {
+	c := vanguard.NewJSONCodec(res)
+	c.MarshalOptions.EmitUnpopulated = false
+	return jsonCodec{c}
+}
+
+func (c jsonCodec) Unmarshal(data []byte, msg proto.Message) error {
+	if err := c.JSONCodec.Unmarshal(data, msg); err != nil {
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("request is not valid JSON for %s: %w", msg.ProtoReflect().Descriptor().FullName(), err))
+	}
+	return nil
 }

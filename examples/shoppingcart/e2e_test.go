@@ -42,6 +42,9 @@ func TestServerEndToEnd(t *testing.T) {
 		dir := t.TempDir()
 		checkRestart(t, bin, "--data-dir", dir)
 	})
+	t.Run("bad input", func(t *testing.T) {
+		checkBadInput(t, bin, "--data-dir", t.TempDir(), "--max-message-bytes", "1024")
+	})
 	t.Run("postgres", func(t *testing.T) {
 		url := os.Getenv("STATEFUN_TEST_DATABASE_URL")
 		if url == "" {
@@ -90,6 +93,45 @@ func checkRestart(t *testing.T, bin string, storeFlags ...string) {
 	}
 	if len(got.Items) != 2 || got.Items[0].Sku != "apple" || got.Items[0].Quantity != 2 || got.Items[1].Sku != "pear" {
 		t.Fatalf("cart after restart = %+v, want 2 apples and a pear", got)
+	}
+}
+
+// checkBadInput: malformed JSON, an unknown method and an oversized
+// request each get the protocol's standard error, and the server keeps
+// serving.
+func checkBadInput(t *testing.T, bin string, flags ...string) {
+	ctx := context.Background()
+	srv := startServer(t, bin, flags...)
+	defer srv.stop(t)
+	carts := cartv1.NewShoppingCartServiceClient(srv.conn)
+
+	status400 := func(method, body, wantCode string) {
+		t.Helper()
+		code, res := srv.post(t, method, body)
+		if code < 400 || !strings.Contains(res, wantCode) {
+			t.Errorf("%s with %q: HTTP %d %s, want an error with code %q", method, body, code, res, wantCode)
+		}
+	}
+	status400("AddItem", `{"cart_id": "c1", "quantity": "lots"`, "invalid_argument")
+	status400("AddItem", `{"cart_id": "c1", "no_such_field": 1}`, "invalid_argument")
+	// An unknown procedure is a plain 404, as in connect-go.
+	if code, res := srv.post(t, "Teleport", `{}`); code != http.StatusNotFound {
+		t.Errorf("unknown method over HTTP: %d %s, want 404", code, res)
+	}
+
+	err := srv.conn.Invoke(ctx, "/shop.cart.v1.ShoppingCartService/Teleport", &cartv1.GetCartRequest{CartId: "c1"}, &cartv1.Cart{})
+	if status.Code(err) != codes.Unimplemented {
+		t.Errorf("unknown gRPC method: %v, want Unimplemented", err)
+	}
+	_, err = carts.AddItem(ctx, &cartv1.AddItemRequest{CartId: "c1", Sku: strings.Repeat("x", 4096), Quantity: 1})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("oversized request: %v, want ResourceExhausted", err)
+	}
+	if code, res := srv.post(t, "AddItem", `{"cart_id":"c1","sku":"`+strings.Repeat("x", 4096)+`","quantity":1}`); code < 400 {
+		t.Errorf("oversized HTTP request: %d %s, want an error", code, res)
+	}
+	if _, err := carts.AddItem(ctx, &cartv1.AddItemRequest{CartId: "c1", Sku: "apple", Quantity: 1}); err != nil {
+		t.Errorf("after bad input the server must keep serving: %v", err)
 	}
 }
 
@@ -154,6 +196,17 @@ func startServer(t *testing.T, bin string, flags ...string) *server {
 
 func (s *server) postJSON(t *testing.T, method, body string) string {
 	t.Helper()
+	code, res := s.post(t, method, body)
+	if code != http.StatusOK {
+		t.Fatalf("%s over HTTP: %d: %s", method, code, res)
+	}
+	return res
+}
+
+// post sends a Connect-protocol JSON request and returns the HTTP status
+// and body.
+func (s *server) post(t *testing.T, method, body string) (int, string) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, "http://"+s.httpAddr+"/shop.cart.v1.ShoppingCartService/"+method, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -166,10 +219,7 @@ func (s *server) postJSON(t *testing.T, method, body string) string {
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("%s over HTTP: %s: %s", method, res.Status, b)
-	}
-	return string(b)
+	return res.StatusCode, string(b)
 }
 
 // stop sends SIGTERM and expects a clean exit (code 0).
