@@ -1,6 +1,7 @@
 // Command protoc-gen-statefun generates typed Go for statefun entities from
 // annotated .proto files: the handler interface to implement, the sealed
-// event set, the gRPC service glue, a typed client.
+// event set, the gRPC service glue, a typed client and a testkit for unit
+// tests of the handlers.
 //
 // Install it, or run it pinned through go run, next to protoc-gen-go and
 // protoc-gen-go-grpc. With buf, in buf.gen.yaml:

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	statefun "github.com/statefun-go/statefun/runtime"
 	grpc "google.golang.org/grpc"
+	codes "google.golang.org/grpc/codes"
 	proto "google.golang.org/protobuf/proto"
 	"strconv"
 )
@@ -227,4 +228,146 @@ func (c *SeatEntityClient) Release(ctx context.Context, req *ReleaseRequest, opt
 		return nil, err
 	}
 	return c.client.Release(ctx, req, opts...)
+}
+
+// SeatTestKit runs Seat's handlers in a unit test: no server, no store,
+// no goroutine. Given a history (Given) or a state (GivenState), when a command
+// (a method per RPC), then check the reply or error, the events it emitted and
+// the state after.
+// A command that succeeds changes the testkit's state as it would change the
+// entity's, so the next command sees the change; one that fails changes nothing.
+// The test fails when a handler changes the state it is given or panics, or
+// when a request lacks its entity key or addresses another entity than the
+// first request did: a testkit holds one entity.
+type SeatTestKit struct {
+	t       statefun.TB
+	kit     *statefun.TestKit[*SeatState]
+	handler SeatHandler
+}
+
+// NewSeatTestKit returns a testkit that runs h, starting from the state of
+// an entity without history. Pass the test's *testing.T as t.
+func NewSeatTestKit(t statefun.TB, h SeatHandler) *SeatTestKit {
+	t.Helper()
+	return &SeatTestKit{
+		t: t,
+		kit: statefun.NewTestKit(t, statefun.EntityConfig[*SeatState]{
+			Type: SeatEntityType,
+			Kind: statefun.EventSourced,
+			NewState: func() *SeatState {
+				return new(SeatState)
+			},
+			NewEvent: newSeatEvent,
+			ApplyEvent: func(state *SeatState, event proto.Message) {
+				applySeatEvent(h, state, event)
+			},
+		}),
+		handler: h,
+	}
+}
+
+// Given applies events to the state with the SeatEventHandler methods, in
+// order, as loading the entity from its history does.
+func (k *SeatTestKit) Given(events ...SeatEvent) {
+	k.t.Helper()
+	k.kit.Given(seatEventMessages(events)...)
+}
+
+// GivenState replaces the state with a copy of state.
+func (k *SeatTestKit) GivenState(state *SeatState) {
+	k.t.Helper()
+	k.kit.GivenState(state)
+}
+
+// State returns a copy of the current state.
+func (k *SeatTestKit) State() *SeatState {
+	return k.kit.State()
+}
+
+// WantState fails the test unless the current state equals want.
+func (k *SeatTestKit) WantState(want *SeatState) {
+	k.t.Helper()
+	k.kit.WantState(want)
+}
+
+// Reserve runs the Reserve command with req against the testkit's entity.
+func (k *SeatTestKit) Reserve(req *ReserveRequest) *SeatTestResult[*SeatState] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "Seat.Reserve", req, seatReserveKey, func(c *statefun.CommandContext, state *SeatState) (*SeatState, error) {
+		return k.handler.Reserve(&SeatContext{c: c}, state, req)
+	})
+	return &SeatTestResult[*SeatState]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// Release runs the Release command with req against the testkit's entity.
+func (k *SeatTestKit) Release(req *ReleaseRequest) *SeatTestResult[*SeatState] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "Seat.Release", req, seatReleaseKey, func(c *statefun.CommandContext, state *SeatState) (*SeatState, error) {
+		return k.handler.Release(&SeatContext{c: c}, state, req)
+	})
+	return &SeatTestResult[*SeatState]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// SeatTestResult is what one command or read did in a SeatTestKit.
+type SeatTestResult[R proto.Message] struct {
+	t   statefun.TB
+	res *statefun.TestResult[*SeatState, R]
+}
+
+// Reply returns the handler's reply, or nil when it returned an error.
+func (r *SeatTestResult[R]) Reply() R {
+	return r.res.Reply()
+}
+
+// Err returns the handler's error, or nil.
+func (r *SeatTestResult[R]) Err() error {
+	return r.res.Err()
+}
+
+// Events returns copies of the events the command emitted, in order. It is
+// empty when the command failed, or was a read: they keep nothing.
+func (r *SeatTestResult[R]) Events() []SeatEvent {
+	msgs := r.res.Events()
+	events := make([]SeatEvent, len(msgs))
+	for i, m := range msgs {
+		events[i] = m.(SeatEvent)
+	}
+	return events
+}
+
+// WantEvents fails the test unless the command succeeded and emitted exactly
+// want, in order. Without arguments, it checks that the command succeeded and
+// emitted nothing.
+func (r *SeatTestResult[R]) WantEvents(want ...SeatEvent) {
+	r.t.Helper()
+	r.res.WantEvents(seatEventMessages(want)...)
+}
+
+// WantReply fails the test unless the handler succeeded with a reply equal to
+// want.
+func (r *SeatTestResult[R]) WantReply(want R) {
+	r.t.Helper()
+	r.res.WantReply(want)
+}
+
+// WantCode fails the test unless the handler's error has the gRPC status code
+// code; codes.OK checks that it succeeded.
+func (r *SeatTestResult[R]) WantCode(code codes.Code) {
+	r.t.Helper()
+	r.res.WantCode(code)
+}
+
+// seatEventMessages returns events as plain messages, for the runtime's TestKit.
+func seatEventMessages(events []SeatEvent) []proto.Message {
+	msgs := make([]proto.Message, len(events))
+	for i, e := range events {
+		msgs[i] = e
+	}
+	return msgs
 }

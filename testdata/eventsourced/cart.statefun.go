@@ -10,6 +10,7 @@ import (
 	"fmt"
 	statefun "github.com/statefun-go/statefun/runtime"
 	grpc "google.golang.org/grpc"
+	codes "google.golang.org/grpc/codes"
 	proto "google.golang.org/protobuf/proto"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
 )
@@ -302,4 +303,170 @@ func (c *ShoppingCartEntityClient) GetCart(ctx context.Context, req *GetCartRequ
 		return nil, err
 	}
 	return c.client.GetCart(ctx, req, opts...)
+}
+
+// ShoppingCartTestKit runs ShoppingCart's handlers in a unit test: no server, no store,
+// no goroutine. Given a history (Given) or a state (GivenState), when a command
+// (a method per RPC), then check the reply or error, the events it emitted and
+// the state after.
+// A command that succeeds changes the testkit's state as it would change the
+// entity's, so the next command sees the change; one that fails changes nothing.
+// The test fails when a handler changes the state it is given or panics, or
+// when a request lacks its entity key or addresses another entity than the
+// first request did: a testkit holds one entity.
+type ShoppingCartTestKit struct {
+	t       statefun.TB
+	kit     *statefun.TestKit[*Cart]
+	handler ShoppingCartHandler
+}
+
+// NewShoppingCartTestKit returns a testkit that runs h, starting from the state of
+// an entity without history. Pass the test's *testing.T as t.
+func NewShoppingCartTestKit(t statefun.TB, h ShoppingCartHandler) *ShoppingCartTestKit {
+	t.Helper()
+	return &ShoppingCartTestKit{
+		t: t,
+		kit: statefun.NewTestKit(t, statefun.EntityConfig[*Cart]{
+			Type: ShoppingCartEntityType,
+			Kind: statefun.EventSourced,
+			NewState: func() *Cart {
+				return new(Cart)
+			},
+			NewEvent: newShoppingCartEvent,
+			ApplyEvent: func(state *Cart, event proto.Message) {
+				applyShoppingCartEvent(h, state, event)
+			},
+		}),
+		handler: h,
+	}
+}
+
+// Given applies events to the state with the ShoppingCartEventHandler methods, in
+// order, as loading the entity from its history does.
+func (k *ShoppingCartTestKit) Given(events ...ShoppingCartEvent) {
+	k.t.Helper()
+	k.kit.Given(shoppingCartEventMessages(events)...)
+}
+
+// GivenState replaces the state with a copy of state.
+func (k *ShoppingCartTestKit) GivenState(state *Cart) {
+	k.t.Helper()
+	k.kit.GivenState(state)
+}
+
+// State returns a copy of the current state.
+func (k *ShoppingCartTestKit) State() *Cart {
+	return k.kit.State()
+}
+
+// WantState fails the test unless the current state equals want.
+func (k *ShoppingCartTestKit) WantState(want *Cart) {
+	k.t.Helper()
+	k.kit.WantState(want)
+}
+
+// AddItem runs the AddItem command with req against the testkit's entity.
+func (k *ShoppingCartTestKit) AddItem(req *AddItemRequest) *ShoppingCartTestResult[*emptypb.Empty] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "ShoppingCart.AddItem", req, shoppingCartAddItemKey, func(c *statefun.CommandContext, state *Cart) (*emptypb.Empty, error) {
+		return k.handler.AddItem(&ShoppingCartContext{c: c}, state, req)
+	})
+	return &ShoppingCartTestResult[*emptypb.Empty]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// RemoveItem runs the RemoveItem command with req against the testkit's entity.
+func (k *ShoppingCartTestKit) RemoveItem(req *RemoveItemRequest) *ShoppingCartTestResult[*emptypb.Empty] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "ShoppingCart.RemoveItem", req, shoppingCartRemoveItemKey, func(c *statefun.CommandContext, state *Cart) (*emptypb.Empty, error) {
+		return k.handler.RemoveItem(&ShoppingCartContext{c: c}, state, req)
+	})
+	return &ShoppingCartTestResult[*emptypb.Empty]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// Checkout runs the Checkout command with req against the testkit's entity.
+func (k *ShoppingCartTestKit) Checkout(req *CheckoutRequest) *ShoppingCartTestResult[*emptypb.Empty] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "ShoppingCart.Checkout", req, shoppingCartCheckoutKey, func(c *statefun.CommandContext, state *Cart) (*emptypb.Empty, error) {
+		return k.handler.Checkout(&ShoppingCartContext{c: c}, state, req)
+	})
+	return &ShoppingCartTestResult[*emptypb.Empty]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// GetCart runs the GetCart read with req against the testkit's entity.
+func (k *ShoppingCartTestKit) GetCart(req *GetCartRequest) *ShoppingCartTestResult[*Cart] {
+	k.t.Helper()
+	res := statefun.TestRead(k.kit, "ShoppingCart.GetCart", req, shoppingCartGetCartKey, func(c *statefun.ReadContext, state *Cart) (*Cart, error) {
+		return k.handler.GetCart(&ShoppingCartReadContext{c: c}, state, req)
+	})
+	return &ShoppingCartTestResult[*Cart]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// ShoppingCartTestResult is what one command or read did in a ShoppingCartTestKit.
+type ShoppingCartTestResult[R proto.Message] struct {
+	t   statefun.TB
+	res *statefun.TestResult[*Cart, R]
+}
+
+// Reply returns the handler's reply, or nil when it returned an error.
+func (r *ShoppingCartTestResult[R]) Reply() R {
+	return r.res.Reply()
+}
+
+// Err returns the handler's error, or nil.
+func (r *ShoppingCartTestResult[R]) Err() error {
+	return r.res.Err()
+}
+
+// Events returns copies of the events the command emitted, in order. It is
+// empty when the command failed, or was a read: they keep nothing.
+func (r *ShoppingCartTestResult[R]) Events() []ShoppingCartEvent {
+	msgs := r.res.Events()
+	events := make([]ShoppingCartEvent, len(msgs))
+	for i, m := range msgs {
+		events[i] = m.(ShoppingCartEvent)
+	}
+	return events
+}
+
+// WantEvents fails the test unless the command succeeded and emitted exactly
+// want, in order. Without arguments, it checks that the command succeeded and
+// emitted nothing.
+func (r *ShoppingCartTestResult[R]) WantEvents(want ...ShoppingCartEvent) {
+	r.t.Helper()
+	r.res.WantEvents(shoppingCartEventMessages(want)...)
+}
+
+// WantReply fails the test unless the handler succeeded with a reply equal to
+// want.
+func (r *ShoppingCartTestResult[R]) WantReply(want R) {
+	r.t.Helper()
+	r.res.WantReply(want)
+}
+
+// WantCode fails the test unless the handler's error has the gRPC status code
+// code; codes.OK checks that it succeeded.
+func (r *ShoppingCartTestResult[R]) WantCode(code codes.Code) {
+	r.t.Helper()
+	r.res.WantCode(code)
+}
+
+// shoppingCartEventMessages returns events as plain messages, for the runtime's TestKit.
+func shoppingCartEventMessages(events []ShoppingCartEvent) []proto.Message {
+	msgs := make([]proto.Message, len(events))
+	for i, e := range events {
+		msgs[i] = e
+	}
+	return msgs
 }

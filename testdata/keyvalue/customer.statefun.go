@@ -9,6 +9,8 @@ import (
 	"context"
 	statefun "github.com/statefun-go/statefun/runtime"
 	grpc "google.golang.org/grpc"
+	codes "google.golang.org/grpc/codes"
+	proto "google.golang.org/protobuf/proto"
 	"time"
 )
 
@@ -200,4 +202,124 @@ func (c *CustomerEntityClient) Get(ctx context.Context, req *GetCustomerRequest,
 		return nil, err
 	}
 	return c.client.Get(ctx, req, opts...)
+}
+
+// CustomerTestKit runs Customer's handlers in a unit test: no server, no store,
+// no goroutine. Given a state (GivenState), when a command (a method per RPC),
+// then check the reply or error, the state it set and the state after.
+// A command that succeeds changes the testkit's state as it would change the
+// entity's, so the next command sees the change; one that fails changes nothing.
+// The test fails when a handler changes the state it is given or panics, or
+// when a request lacks its entity key or addresses another entity than the
+// first request did: a testkit holds one entity.
+type CustomerTestKit struct {
+	t       statefun.TB
+	kit     *statefun.TestKit[*Customer]
+	handler CustomerHandler
+}
+
+// NewCustomerTestKit returns a testkit that runs h, starting from the state of
+// an entity without history. Pass the test's *testing.T as t.
+func NewCustomerTestKit(t statefun.TB, h CustomerHandler) *CustomerTestKit {
+	t.Helper()
+	return &CustomerTestKit{
+		t: t,
+		kit: statefun.NewTestKit(t, statefun.EntityConfig[*Customer]{
+			Type: CustomerEntityType,
+			Kind: statefun.KeyValue,
+			NewState: func() *Customer {
+				return new(Customer)
+			},
+		}),
+		handler: h,
+	}
+}
+
+// GivenState replaces the state with a copy of state.
+func (k *CustomerTestKit) GivenState(state *Customer) {
+	k.t.Helper()
+	k.kit.GivenState(state)
+}
+
+// State returns a copy of the current state.
+func (k *CustomerTestKit) State() *Customer {
+	return k.kit.State()
+}
+
+// WantState fails the test unless the current state equals want.
+func (k *CustomerTestKit) WantState(want *Customer) {
+	k.t.Helper()
+	k.kit.WantState(want)
+}
+
+// Create runs the Create command with req against the testkit's entity.
+func (k *CustomerTestKit) Create(req *CreateCustomerRequest) *CustomerTestResult[*Customer] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "Customer.Create", req, customerCreateKey, func(c *statefun.CommandContext, state *Customer) (*Customer, error) {
+		return k.handler.Create(&CustomerContext{c: c}, state, req)
+	})
+	return &CustomerTestResult[*Customer]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// ChangeAddress runs the ChangeAddress command with req against the testkit's entity.
+func (k *CustomerTestKit) ChangeAddress(req *ChangeAddressRequest) *CustomerTestResult[*Customer] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "Customer.ChangeAddress", req, customerChangeAddressKey, func(c *statefun.CommandContext, state *Customer) (*Customer, error) {
+		return k.handler.ChangeAddress(&CustomerContext{c: c}, state, req)
+	})
+	return &CustomerTestResult[*Customer]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// Get runs the Get read with req against the testkit's entity.
+func (k *CustomerTestKit) Get(req *GetCustomerRequest) *CustomerTestResult[*Customer] {
+	k.t.Helper()
+	res := statefun.TestRead(k.kit, "Customer.Get", req, customerGetKey, func(c *statefun.ReadContext, state *Customer) (*Customer, error) {
+		return k.handler.Get(&CustomerReadContext{c: c}, state, req)
+	})
+	return &CustomerTestResult[*Customer]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// CustomerTestResult is what one command or read did in a CustomerTestKit.
+type CustomerTestResult[R proto.Message] struct {
+	t   statefun.TB
+	res *statefun.TestResult[*Customer, R]
+}
+
+// Reply returns the handler's reply, or nil when it returned an error.
+func (r *CustomerTestResult[R]) Reply() R {
+	return r.res.Reply()
+}
+
+// Err returns the handler's error, or nil.
+func (r *CustomerTestResult[R]) Err() error {
+	return r.res.Err()
+}
+
+// NewState returns a copy of the state the command set, or nil when it set
+// none, failed, or was a read.
+func (r *CustomerTestResult[R]) NewState() *Customer {
+	return r.res.NewState()
+}
+
+// WantReply fails the test unless the handler succeeded with a reply equal to
+// want.
+func (r *CustomerTestResult[R]) WantReply(want R) {
+	r.t.Helper()
+	r.res.WantReply(want)
+}
+
+// WantCode fails the test unless the handler's error has the gRPC status code
+// code; codes.OK checks that it succeeded.
+func (r *CustomerTestResult[R]) WantCode(code codes.Code) {
+	r.t.Helper()
+	r.res.WantCode(code)
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	statefun "github.com/statefun-go/statefun/runtime"
 	grpc "google.golang.org/grpc"
+	codes "google.golang.org/grpc/codes"
 	proto "google.golang.org/protobuf/proto"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
 )
@@ -224,6 +225,148 @@ func (c *BookEntityClient) Return(ctx context.Context, req *ReturnRequest, opts 
 	return c.client.Return(ctx, req, opts...)
 }
 
+// BookTestKit runs Book's handlers in a unit test: no server, no store,
+// no goroutine. Given a history (Given) or a state (GivenState), when a command
+// (a method per RPC), then check the reply or error, the events it emitted and
+// the state after.
+// A command that succeeds changes the testkit's state as it would change the
+// entity's, so the next command sees the change; one that fails changes nothing.
+// The test fails when a handler changes the state it is given or panics, or
+// when a request lacks its entity key or addresses another entity than the
+// first request did: a testkit holds one entity.
+type BookTestKit struct {
+	t       statefun.TB
+	kit     *statefun.TestKit[*BookState]
+	handler BookHandler
+}
+
+// NewBookTestKit returns a testkit that runs h, starting from the state of
+// an entity without history. Pass the test's *testing.T as t.
+func NewBookTestKit(t statefun.TB, h BookHandler) *BookTestKit {
+	t.Helper()
+	return &BookTestKit{
+		t: t,
+		kit: statefun.NewTestKit(t, statefun.EntityConfig[*BookState]{
+			Type: BookEntityType,
+			Kind: statefun.EventSourced,
+			NewState: func() *BookState {
+				return new(BookState)
+			},
+			NewEvent: newBookEvent,
+			ApplyEvent: func(state *BookState, event proto.Message) {
+				applyBookEvent(h, state, event)
+			},
+		}),
+		handler: h,
+	}
+}
+
+// Given applies events to the state with the BookEventHandler methods, in
+// order, as loading the entity from its history does.
+func (k *BookTestKit) Given(events ...BookEvent) {
+	k.t.Helper()
+	k.kit.Given(bookEventMessages(events)...)
+}
+
+// GivenState replaces the state with a copy of state.
+func (k *BookTestKit) GivenState(state *BookState) {
+	k.t.Helper()
+	k.kit.GivenState(state)
+}
+
+// State returns a copy of the current state.
+func (k *BookTestKit) State() *BookState {
+	return k.kit.State()
+}
+
+// WantState fails the test unless the current state equals want.
+func (k *BookTestKit) WantState(want *BookState) {
+	k.t.Helper()
+	k.kit.WantState(want)
+}
+
+// Borrow runs the Borrow command with req against the testkit's entity.
+func (k *BookTestKit) Borrow(req *BorrowRequest) *BookTestResult[*emptypb.Empty] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "Book.Borrow", req, bookBorrowKey, func(c *statefun.CommandContext, state *BookState) (*emptypb.Empty, error) {
+		return k.handler.Borrow(&BookContext{c: c}, state, req)
+	})
+	return &BookTestResult[*emptypb.Empty]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// Return runs the Return command with req against the testkit's entity.
+func (k *BookTestKit) Return(req *ReturnRequest) *BookTestResult[*emptypb.Empty] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "Book.Return", req, bookReturnKey, func(c *statefun.CommandContext, state *BookState) (*emptypb.Empty, error) {
+		return k.handler.Return(&BookContext{c: c}, state, req)
+	})
+	return &BookTestResult[*emptypb.Empty]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// BookTestResult is what one command or read did in a BookTestKit.
+type BookTestResult[R proto.Message] struct {
+	t   statefun.TB
+	res *statefun.TestResult[*BookState, R]
+}
+
+// Reply returns the handler's reply, or nil when it returned an error.
+func (r *BookTestResult[R]) Reply() R {
+	return r.res.Reply()
+}
+
+// Err returns the handler's error, or nil.
+func (r *BookTestResult[R]) Err() error {
+	return r.res.Err()
+}
+
+// Events returns copies of the events the command emitted, in order. It is
+// empty when the command failed, or was a read: they keep nothing.
+func (r *BookTestResult[R]) Events() []BookEvent {
+	msgs := r.res.Events()
+	events := make([]BookEvent, len(msgs))
+	for i, m := range msgs {
+		events[i] = m.(BookEvent)
+	}
+	return events
+}
+
+// WantEvents fails the test unless the command succeeded and emitted exactly
+// want, in order. Without arguments, it checks that the command succeeded and
+// emitted nothing.
+func (r *BookTestResult[R]) WantEvents(want ...BookEvent) {
+	r.t.Helper()
+	r.res.WantEvents(bookEventMessages(want)...)
+}
+
+// WantReply fails the test unless the handler succeeded with a reply equal to
+// want.
+func (r *BookTestResult[R]) WantReply(want R) {
+	r.t.Helper()
+	r.res.WantReply(want)
+}
+
+// WantCode fails the test unless the handler's error has the gRPC status code
+// code; codes.OK checks that it succeeded.
+func (r *BookTestResult[R]) WantCode(code codes.Code) {
+	r.t.Helper()
+	r.res.WantCode(code)
+}
+
+// bookEventMessages returns events as plain messages, for the runtime's TestKit.
+func bookEventMessages(events []BookEvent) []proto.Message {
+	msgs := make([]proto.Message, len(events))
+	for i, e := range events {
+		msgs[i] = e
+	}
+	return msgs
+}
+
 // MemberEntityType is the stored type name of Member entities. It is part of the
 // stored data: it never changes, whatever the Go or proto names become.
 const MemberEntityType = "member"
@@ -376,4 +519,134 @@ func (c *MemberEntityClient) Note(ctx context.Context, req *NoteRequest, opts ..
 		return nil, err
 	}
 	return c.client.Note(ctx, req, opts...)
+}
+
+// MemberTestKit runs Member's handlers in a unit test: no server, no store,
+// no goroutine. Given a history (Given) or a state (GivenState), when a command
+// (a method per RPC), then check the reply or error, the events it emitted and
+// the state after.
+// A command that succeeds changes the testkit's state as it would change the
+// entity's, so the next command sees the change; one that fails changes nothing.
+// The test fails when a handler changes the state it is given or panics, or
+// when a request lacks its entity key or addresses another entity than the
+// first request did: a testkit holds one entity.
+type MemberTestKit struct {
+	t       statefun.TB
+	kit     *statefun.TestKit[*MemberState]
+	handler MemberHandler
+}
+
+// NewMemberTestKit returns a testkit that runs h, starting from the state of
+// an entity without history. Pass the test's *testing.T as t.
+func NewMemberTestKit(t statefun.TB, h MemberHandler) *MemberTestKit {
+	t.Helper()
+	return &MemberTestKit{
+		t: t,
+		kit: statefun.NewTestKit(t, statefun.EntityConfig[*MemberState]{
+			Type: MemberEntityType,
+			Kind: statefun.EventSourced,
+			NewState: func() *MemberState {
+				return new(MemberState)
+			},
+			NewEvent: newMemberEvent,
+			ApplyEvent: func(state *MemberState, event proto.Message) {
+				applyMemberEvent(h, state, event)
+			},
+		}),
+		handler: h,
+	}
+}
+
+// Given applies events to the state with the MemberEventHandler methods, in
+// order, as loading the entity from its history does.
+func (k *MemberTestKit) Given(events ...MemberEvent) {
+	k.t.Helper()
+	k.kit.Given(memberEventMessages(events)...)
+}
+
+// GivenState replaces the state with a copy of state.
+func (k *MemberTestKit) GivenState(state *MemberState) {
+	k.t.Helper()
+	k.kit.GivenState(state)
+}
+
+// State returns a copy of the current state.
+func (k *MemberTestKit) State() *MemberState {
+	return k.kit.State()
+}
+
+// WantState fails the test unless the current state equals want.
+func (k *MemberTestKit) WantState(want *MemberState) {
+	k.t.Helper()
+	k.kit.WantState(want)
+}
+
+// Note runs the Note command with req against the testkit's entity.
+func (k *MemberTestKit) Note(req *NoteRequest) *MemberTestResult[*emptypb.Empty] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "Member.Note", req, memberNoteKey, func(c *statefun.CommandContext, state *MemberState) (*emptypb.Empty, error) {
+		return k.handler.Note(&MemberContext{c: c}, state, req)
+	})
+	return &MemberTestResult[*emptypb.Empty]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// MemberTestResult is what one command or read did in a MemberTestKit.
+type MemberTestResult[R proto.Message] struct {
+	t   statefun.TB
+	res *statefun.TestResult[*MemberState, R]
+}
+
+// Reply returns the handler's reply, or nil when it returned an error.
+func (r *MemberTestResult[R]) Reply() R {
+	return r.res.Reply()
+}
+
+// Err returns the handler's error, or nil.
+func (r *MemberTestResult[R]) Err() error {
+	return r.res.Err()
+}
+
+// Events returns copies of the events the command emitted, in order. It is
+// empty when the command failed, or was a read: they keep nothing.
+func (r *MemberTestResult[R]) Events() []MemberEvent {
+	msgs := r.res.Events()
+	events := make([]MemberEvent, len(msgs))
+	for i, m := range msgs {
+		events[i] = m.(MemberEvent)
+	}
+	return events
+}
+
+// WantEvents fails the test unless the command succeeded and emitted exactly
+// want, in order. Without arguments, it checks that the command succeeded and
+// emitted nothing.
+func (r *MemberTestResult[R]) WantEvents(want ...MemberEvent) {
+	r.t.Helper()
+	r.res.WantEvents(memberEventMessages(want)...)
+}
+
+// WantReply fails the test unless the handler succeeded with a reply equal to
+// want.
+func (r *MemberTestResult[R]) WantReply(want R) {
+	r.t.Helper()
+	r.res.WantReply(want)
+}
+
+// WantCode fails the test unless the handler's error has the gRPC status code
+// code; codes.OK checks that it succeeded.
+func (r *MemberTestResult[R]) WantCode(code codes.Code) {
+	r.t.Helper()
+	r.res.WantCode(code)
+}
+
+// memberEventMessages returns events as plain messages, for the runtime's TestKit.
+func memberEventMessages(events []MemberEvent) []proto.Message {
+	msgs := make([]proto.Message, len(events))
+	for i, e := range events {
+		msgs[i] = e
+	}
+	return msgs
 }

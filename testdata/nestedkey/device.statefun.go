@@ -10,6 +10,7 @@ import (
 	"fmt"
 	statefun "github.com/statefun-go/statefun/runtime"
 	grpc "google.golang.org/grpc"
+	codes "google.golang.org/grpc/codes"
 	proto "google.golang.org/protobuf/proto"
 	"strconv"
 )
@@ -223,4 +224,146 @@ func (c *DeviceEntityClient) Latest(ctx context.Context, req *LatestRequest, opt
 		return nil, err
 	}
 	return c.client.Latest(ctx, req, opts...)
+}
+
+// DeviceTestKit runs Device's handlers in a unit test: no server, no store,
+// no goroutine. Given a history (Given) or a state (GivenState), when a command
+// (a method per RPC), then check the reply or error, the events it emitted and
+// the state after.
+// A command that succeeds changes the testkit's state as it would change the
+// entity's, so the next command sees the change; one that fails changes nothing.
+// The test fails when a handler changes the state it is given or panics, or
+// when a request lacks its entity key or addresses another entity than the
+// first request did: a testkit holds one entity.
+type DeviceTestKit struct {
+	t       statefun.TB
+	kit     *statefun.TestKit[*DeviceState]
+	handler DeviceHandler
+}
+
+// NewDeviceTestKit returns a testkit that runs h, starting from the state of
+// an entity without history. Pass the test's *testing.T as t.
+func NewDeviceTestKit(t statefun.TB, h DeviceHandler) *DeviceTestKit {
+	t.Helper()
+	return &DeviceTestKit{
+		t: t,
+		kit: statefun.NewTestKit(t, statefun.EntityConfig[*DeviceState]{
+			Type: DeviceEntityType,
+			Kind: statefun.EventSourced,
+			NewState: func() *DeviceState {
+				return new(DeviceState)
+			},
+			NewEvent: newDeviceEvent,
+			ApplyEvent: func(state *DeviceState, event proto.Message) {
+				applyDeviceEvent(h, state, event)
+			},
+		}),
+		handler: h,
+	}
+}
+
+// Given applies events to the state with the DeviceEventHandler methods, in
+// order, as loading the entity from its history does.
+func (k *DeviceTestKit) Given(events ...DeviceEvent) {
+	k.t.Helper()
+	k.kit.Given(deviceEventMessages(events)...)
+}
+
+// GivenState replaces the state with a copy of state.
+func (k *DeviceTestKit) GivenState(state *DeviceState) {
+	k.t.Helper()
+	k.kit.GivenState(state)
+}
+
+// State returns a copy of the current state.
+func (k *DeviceTestKit) State() *DeviceState {
+	return k.kit.State()
+}
+
+// WantState fails the test unless the current state equals want.
+func (k *DeviceTestKit) WantState(want *DeviceState) {
+	k.t.Helper()
+	k.kit.WantState(want)
+}
+
+// Record runs the Record command with req against the testkit's entity.
+func (k *DeviceTestKit) Record(req *RecordRequest) *DeviceTestResult[*DeviceState] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "Device.Record", req, deviceRecordKey, func(c *statefun.CommandContext, state *DeviceState) (*DeviceState, error) {
+		return k.handler.Record(&DeviceContext{c: c}, state, req)
+	})
+	return &DeviceTestResult[*DeviceState]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// Latest runs the Latest read with req against the testkit's entity.
+func (k *DeviceTestKit) Latest(req *LatestRequest) *DeviceTestResult[*DeviceState] {
+	k.t.Helper()
+	res := statefun.TestRead(k.kit, "Device.Latest", req, deviceLatestKey, func(c *statefun.ReadContext, state *DeviceState) (*DeviceState, error) {
+		return k.handler.Latest(&DeviceReadContext{c: c}, state, req)
+	})
+	return &DeviceTestResult[*DeviceState]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// DeviceTestResult is what one command or read did in a DeviceTestKit.
+type DeviceTestResult[R proto.Message] struct {
+	t   statefun.TB
+	res *statefun.TestResult[*DeviceState, R]
+}
+
+// Reply returns the handler's reply, or nil when it returned an error.
+func (r *DeviceTestResult[R]) Reply() R {
+	return r.res.Reply()
+}
+
+// Err returns the handler's error, or nil.
+func (r *DeviceTestResult[R]) Err() error {
+	return r.res.Err()
+}
+
+// Events returns copies of the events the command emitted, in order. It is
+// empty when the command failed, or was a read: they keep nothing.
+func (r *DeviceTestResult[R]) Events() []DeviceEvent {
+	msgs := r.res.Events()
+	events := make([]DeviceEvent, len(msgs))
+	for i, m := range msgs {
+		events[i] = m.(DeviceEvent)
+	}
+	return events
+}
+
+// WantEvents fails the test unless the command succeeded and emitted exactly
+// want, in order. Without arguments, it checks that the command succeeded and
+// emitted nothing.
+func (r *DeviceTestResult[R]) WantEvents(want ...DeviceEvent) {
+	r.t.Helper()
+	r.res.WantEvents(deviceEventMessages(want)...)
+}
+
+// WantReply fails the test unless the handler succeeded with a reply equal to
+// want.
+func (r *DeviceTestResult[R]) WantReply(want R) {
+	r.t.Helper()
+	r.res.WantReply(want)
+}
+
+// WantCode fails the test unless the handler's error has the gRPC status code
+// code; codes.OK checks that it succeeded.
+func (r *DeviceTestResult[R]) WantCode(code codes.Code) {
+	r.t.Helper()
+	r.res.WantCode(code)
+}
+
+// deviceEventMessages returns events as plain messages, for the runtime's TestKit.
+func deviceEventMessages(events []DeviceEvent) []proto.Message {
+	msgs := make([]proto.Message, len(events))
+	for i, e := range events {
+		msgs[i] = e
+	}
+	return msgs
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	statefun "github.com/statefun-go/statefun/runtime"
 	grpc "google.golang.org/grpc"
+	codes "google.golang.org/grpc/codes"
 	proto "google.golang.org/protobuf/proto"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	wrapperspb "google.golang.org/protobuf/types/known/wrapperspb"
@@ -175,6 +176,114 @@ func (c *ProfileEntityClient) Get(ctx context.Context, req *GetRequest, opts ...
 	return c.client.Get(ctx, req, opts...)
 }
 
+// ProfileTestKit runs Profile's handlers in a unit test: no server, no store,
+// no goroutine. Given a state (GivenState), when a command (a method per RPC),
+// then check the reply or error, the state it set and the state after.
+// A command that succeeds changes the testkit's state as it would change the
+// entity's, so the next command sees the change; one that fails changes nothing.
+// The test fails when a handler changes the state it is given or panics, or
+// when a request lacks its entity key or addresses another entity than the
+// first request did: a testkit holds one entity.
+type ProfileTestKit struct {
+	t       statefun.TB
+	kit     *statefun.TestKit[*structpb.Struct]
+	handler ProfileHandler
+}
+
+// NewProfileTestKit returns a testkit that runs h, starting from the state of
+// an entity without history. Pass the test's *testing.T as t.
+func NewProfileTestKit(t statefun.TB, h ProfileHandler) *ProfileTestKit {
+	t.Helper()
+	return &ProfileTestKit{
+		t: t,
+		kit: statefun.NewTestKit(t, statefun.EntityConfig[*structpb.Struct]{
+			Type: ProfileEntityType,
+			Kind: statefun.KeyValue,
+			NewState: func() *structpb.Struct {
+				return new(structpb.Struct)
+			},
+		}),
+		handler: h,
+	}
+}
+
+// GivenState replaces the state with a copy of state.
+func (k *ProfileTestKit) GivenState(state *structpb.Struct) {
+	k.t.Helper()
+	k.kit.GivenState(state)
+}
+
+// State returns a copy of the current state.
+func (k *ProfileTestKit) State() *structpb.Struct {
+	return k.kit.State()
+}
+
+// WantState fails the test unless the current state equals want.
+func (k *ProfileTestKit) WantState(want *structpb.Struct) {
+	k.t.Helper()
+	k.kit.WantState(want)
+}
+
+// Put runs the Put command with req against the testkit's entity.
+func (k *ProfileTestKit) Put(req *PutRequest) *ProfileTestResult[*structpb.Struct] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "Profile.Put", req, profilePutKey, func(c *statefun.CommandContext, state *structpb.Struct) (*structpb.Struct, error) {
+		return k.handler.Put(&ProfileContext{c: c}, state, req)
+	})
+	return &ProfileTestResult[*structpb.Struct]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// Get runs the Get read with req against the testkit's entity.
+func (k *ProfileTestKit) Get(req *GetRequest) *ProfileTestResult[*structpb.Struct] {
+	k.t.Helper()
+	res := statefun.TestRead(k.kit, "Profile.Get", req, profileGetKey, func(c *statefun.ReadContext, state *structpb.Struct) (*structpb.Struct, error) {
+		return k.handler.Get(&ProfileReadContext{c: c}, state, req)
+	})
+	return &ProfileTestResult[*structpb.Struct]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// ProfileTestResult is what one command or read did in a ProfileTestKit.
+type ProfileTestResult[R proto.Message] struct {
+	t   statefun.TB
+	res *statefun.TestResult[*structpb.Struct, R]
+}
+
+// Reply returns the handler's reply, or nil when it returned an error.
+func (r *ProfileTestResult[R]) Reply() R {
+	return r.res.Reply()
+}
+
+// Err returns the handler's error, or nil.
+func (r *ProfileTestResult[R]) Err() error {
+	return r.res.Err()
+}
+
+// NewState returns a copy of the state the command set, or nil when it set
+// none, failed, or was a read.
+func (r *ProfileTestResult[R]) NewState() *structpb.Struct {
+	return r.res.NewState()
+}
+
+// WantReply fails the test unless the handler succeeded with a reply equal to
+// want.
+func (r *ProfileTestResult[R]) WantReply(want R) {
+	r.t.Helper()
+	r.res.WantReply(want)
+}
+
+// WantCode fails the test unless the handler's error has the gRPC status code
+// code; codes.OK checks that it succeeded.
+func (r *ProfileTestResult[R]) WantCode(code codes.Code) {
+	r.t.Helper()
+	r.res.WantCode(code)
+}
+
 // AuditEntityType is the stored type name of Audit entities. It is part of the
 // stored data: it never changes, whatever the Go or proto names become.
 const AuditEntityType = "audit"
@@ -327,4 +436,134 @@ func (c *AuditEntityClient) Record(ctx context.Context, req *RecordRequest, opts
 		return nil, err
 	}
 	return c.client.Record(ctx, req, opts...)
+}
+
+// AuditTestKit runs Audit's handlers in a unit test: no server, no store,
+// no goroutine. Given a history (Given) or a state (GivenState), when a command
+// (a method per RPC), then check the reply or error, the events it emitted and
+// the state after.
+// A command that succeeds changes the testkit's state as it would change the
+// entity's, so the next command sees the change; one that fails changes nothing.
+// The test fails when a handler changes the state it is given or panics, or
+// when a request lacks its entity key or addresses another entity than the
+// first request did: a testkit holds one entity.
+type AuditTestKit struct {
+	t       statefun.TB
+	kit     *statefun.TestKit[*Trail]
+	handler AuditHandler
+}
+
+// NewAuditTestKit returns a testkit that runs h, starting from the state of
+// an entity without history. Pass the test's *testing.T as t.
+func NewAuditTestKit(t statefun.TB, h AuditHandler) *AuditTestKit {
+	t.Helper()
+	return &AuditTestKit{
+		t: t,
+		kit: statefun.NewTestKit(t, statefun.EntityConfig[*Trail]{
+			Type: AuditEntityType,
+			Kind: statefun.EventSourced,
+			NewState: func() *Trail {
+				return new(Trail)
+			},
+			NewEvent: newAuditEvent,
+			ApplyEvent: func(state *Trail, event proto.Message) {
+				applyAuditEvent(h, state, event)
+			},
+		}),
+		handler: h,
+	}
+}
+
+// Given applies events to the state with the AuditEventHandler methods, in
+// order, as loading the entity from its history does.
+func (k *AuditTestKit) Given(events ...AuditEvent) {
+	k.t.Helper()
+	k.kit.Given(auditEventMessages(events)...)
+}
+
+// GivenState replaces the state with a copy of state.
+func (k *AuditTestKit) GivenState(state *Trail) {
+	k.t.Helper()
+	k.kit.GivenState(state)
+}
+
+// State returns a copy of the current state.
+func (k *AuditTestKit) State() *Trail {
+	return k.kit.State()
+}
+
+// WantState fails the test unless the current state equals want.
+func (k *AuditTestKit) WantState(want *Trail) {
+	k.t.Helper()
+	k.kit.WantState(want)
+}
+
+// Record runs the Record command with req against the testkit's entity.
+func (k *AuditTestKit) Record(req *RecordRequest) *AuditTestResult[*wrapperspb.StringValue] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "Audit.Record", req, auditRecordKey, func(c *statefun.CommandContext, state *Trail) (*wrapperspb.StringValue, error) {
+		return k.handler.Record(&AuditContext{c: c}, state, req)
+	})
+	return &AuditTestResult[*wrapperspb.StringValue]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// AuditTestResult is what one command or read did in a AuditTestKit.
+type AuditTestResult[R proto.Message] struct {
+	t   statefun.TB
+	res *statefun.TestResult[*Trail, R]
+}
+
+// Reply returns the handler's reply, or nil when it returned an error.
+func (r *AuditTestResult[R]) Reply() R {
+	return r.res.Reply()
+}
+
+// Err returns the handler's error, or nil.
+func (r *AuditTestResult[R]) Err() error {
+	return r.res.Err()
+}
+
+// Events returns copies of the events the command emitted, in order. It is
+// empty when the command failed, or was a read: they keep nothing.
+func (r *AuditTestResult[R]) Events() []AuditEvent {
+	msgs := r.res.Events()
+	events := make([]AuditEvent, len(msgs))
+	for i, m := range msgs {
+		events[i] = m.(AuditEvent)
+	}
+	return events
+}
+
+// WantEvents fails the test unless the command succeeded and emitted exactly
+// want, in order. Without arguments, it checks that the command succeeded and
+// emitted nothing.
+func (r *AuditTestResult[R]) WantEvents(want ...AuditEvent) {
+	r.t.Helper()
+	r.res.WantEvents(auditEventMessages(want)...)
+}
+
+// WantReply fails the test unless the handler succeeded with a reply equal to
+// want.
+func (r *AuditTestResult[R]) WantReply(want R) {
+	r.t.Helper()
+	r.res.WantReply(want)
+}
+
+// WantCode fails the test unless the handler's error has the gRPC status code
+// code; codes.OK checks that it succeeded.
+func (r *AuditTestResult[R]) WantCode(code codes.Code) {
+	r.t.Helper()
+	r.res.WantCode(code)
+}
+
+// auditEventMessages returns events as plain messages, for the runtime's TestKit.
+func auditEventMessages(events []AuditEvent) []proto.Message {
+	msgs := make([]proto.Message, len(events))
+	for i, e := range events {
+		msgs[i] = e
+	}
+	return msgs
 }

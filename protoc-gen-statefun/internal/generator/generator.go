@@ -1,7 +1,8 @@
 // Package generator turns statefun-annotated proto files into Go. Each
 // emitted construct has its own file: entity.go (handler interfaces,
 // contexts, the sealed event set), service.go (gRPC glue, key extraction,
-// the constructor) and client.go (the typed client).
+// the constructor), client.go (the typed client) and testkit.go (the
+// testkit for unit tests of the handlers).
 package generator
 
 import (
@@ -56,6 +57,7 @@ func generateFile(plugin *protogen.Plugin, f *protogen.File, entities []*entity)
 		generateEntity(out, e)
 		generateService(out, e, namesOf(e))
 		generateClient(out, e, namesOf(e))
+		generateTestKit(out, e, namesOf(e))
 	}
 
 	g := plugin.NewGeneratedFile(f.GeneratedFilenamePrefix+".statefun.go", f.GoImportPath)
@@ -101,6 +103,10 @@ func (n names) applyEvent() string       { return "apply" + n.base + "Event" }
 func (n names) newEvent() string         { return "new" + n.base + "Event" }
 func (n names) key(m *method) string     { return n.lower + m.method.GoName + "Key" }
 func (n names) onEvent(ev *event) string { return "On" + ev.message.GoIdent.GoName }
+func (n names) eventMessages() string    { return n.lower + "EventMessages" }
+func (n names) testKit() string          { return n.base + "TestKit" }
+func (n names) newTestKit() string       { return "New" + n.base + "TestKit" }
+func (n names) testResult() string       { return n.base + "TestResult" }
 
 func qual(id protogen.GoIdent) *jen.Statement {
 	return jen.Qual(string(id.GoImportPath), id.GoName)

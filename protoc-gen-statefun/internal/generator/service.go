@@ -23,12 +23,7 @@ func generateConstructor(out *jen.File, e *entity, n names) {
 	cfg := []jen.Code{
 		jen.Id("Type"), jen.Id(n.entityType()),
 	}
-	switch e.kind {
-	case eventSourced:
-		cfg = append(cfg, jen.Id("Kind"), jen.Qual(runtimePkg, "EventSourced"))
-	case keyValue:
-		cfg = append(cfg, jen.Id("Kind"), jen.Qual(runtimePkg, "KeyValue"))
-	}
+	cfg = append(cfg, kindField(e)...)
 	cfg = append(cfg, jen.Id("Service"), jen.Op("&").Id(n.serviceDesc()))
 	if e.snapshotEvery > 0 {
 		cfg = append(cfg, jen.Id("SnapshotEvery"), jen.Lit(int(e.snapshotEvery)))
@@ -36,19 +31,7 @@ func generateConstructor(out *jen.File, e *entity, n names) {
 	if e.passivation > 0 {
 		cfg = append(cfg, jen.Id("PassivationTimeout"), durationLit(e.passivation))
 	}
-	cfg = append(cfg,
-		jen.Id("NewState"), jen.Func().Params().Add(state.Clone()).Block(
-			jen.Return(jen.New(qual(e.state.GoIdent))),
-		),
-	)
-	if e.kind == eventSourced {
-		cfg = append(cfg,
-			jen.Id("NewEvent"), jen.Id(n.newEvent()),
-			jen.Id("ApplyEvent"), jen.Func().Params(
-				jen.Id("state").Add(state.Clone()), jen.Id("event").Qual(protoPkg, "Message"),
-			).Block(jen.Id(n.applyEvent()).Call(jen.Id("h"), jen.Id("state"), jen.Id("event"))),
-		)
-	}
+	cfg = append(cfg, stateFields(e, n)...)
 	cfg = append(cfg,
 		jen.Id("NewService"), jen.Func().Params(jen.Id("host").Op("*").Qual(runtimePkg, "Host").Types(state.Clone())).Any().Block(
 			jen.Return(jen.Op("&").Id(n.server()).Add(fields(
@@ -67,6 +50,38 @@ func generateConstructor(out *jen.File, e *entity, n names) {
 		)),
 	)
 	out.Line()
+}
+
+// kindField is the Kind of an EntityConfig literal, as a key and a value.
+func kindField(e *entity) []jen.Code {
+	switch e.kind {
+	case eventSourced:
+		return []jen.Code{jen.Id("Kind"), jen.Qual(runtimePkg, "EventSourced")}
+	case keyValue:
+		return []jen.Code{jen.Id("Kind"), jen.Qual(runtimePkg, "KeyValue")}
+	}
+	return nil
+}
+
+// stateFields are the fields of an EntityConfig literal that make and
+// change the state, as keys and values: the server and the testkit use the
+// same ones.
+func stateFields(e *entity, n names) []jen.Code {
+	state := ptr(e.state.GoIdent)
+	cfg := []jen.Code{
+		jen.Id("NewState"), jen.Func().Params().Add(state.Clone()).Block(
+			jen.Return(jen.New(qual(e.state.GoIdent))),
+		),
+	}
+	if e.kind == eventSourced {
+		cfg = append(cfg,
+			jen.Id("NewEvent"), jen.Id(n.newEvent()),
+			jen.Id("ApplyEvent"), jen.Func().Params(
+				jen.Id("state").Add(state.Clone()), jen.Id("event").Qual(protoPkg, "Message"),
+			).Block(jen.Id(n.applyEvent()).Call(jen.Id("h"), jen.Id("state"), jen.Id("event"))),
+		)
+	}
+	return cfg
 }
 
 func durationLit(d time.Duration) jen.Code {

@@ -11,6 +11,7 @@ import (
 	statefun "github.com/statefun-go/statefun/runtime"
 	common "github.com/statefun-go/statefun/testdata/multipackage/common"
 	grpc "google.golang.org/grpc"
+	codes "google.golang.org/grpc/codes"
 	proto "google.golang.org/protobuf/proto"
 	"strconv"
 )
@@ -171,4 +172,134 @@ func (c *InvoiceEntityClient) Issue(ctx context.Context, req *IssueRequest, opts
 		return nil, err
 	}
 	return c.client.Issue(ctx, req, opts...)
+}
+
+// InvoiceTestKit runs Invoice's handlers in a unit test: no server, no store,
+// no goroutine. Given a history (Given) or a state (GivenState), when a command
+// (a method per RPC), then check the reply or error, the events it emitted and
+// the state after.
+// A command that succeeds changes the testkit's state as it would change the
+// entity's, so the next command sees the change; one that fails changes nothing.
+// The test fails when a handler changes the state it is given or panics, or
+// when a request lacks its entity key or addresses another entity than the
+// first request did: a testkit holds one entity.
+type InvoiceTestKit struct {
+	t       statefun.TB
+	kit     *statefun.TestKit[*common.Ledger]
+	handler InvoiceHandler
+}
+
+// NewInvoiceTestKit returns a testkit that runs h, starting from the state of
+// an entity without history. Pass the test's *testing.T as t.
+func NewInvoiceTestKit(t statefun.TB, h InvoiceHandler) *InvoiceTestKit {
+	t.Helper()
+	return &InvoiceTestKit{
+		t: t,
+		kit: statefun.NewTestKit(t, statefun.EntityConfig[*common.Ledger]{
+			Type: InvoiceEntityType,
+			Kind: statefun.EventSourced,
+			NewState: func() *common.Ledger {
+				return new(common.Ledger)
+			},
+			NewEvent: newInvoiceEvent,
+			ApplyEvent: func(state *common.Ledger, event proto.Message) {
+				applyInvoiceEvent(h, state, event)
+			},
+		}),
+		handler: h,
+	}
+}
+
+// Given applies events to the state with the InvoiceEventHandler methods, in
+// order, as loading the entity from its history does.
+func (k *InvoiceTestKit) Given(events ...InvoiceEvent) {
+	k.t.Helper()
+	k.kit.Given(invoiceEventMessages(events)...)
+}
+
+// GivenState replaces the state with a copy of state.
+func (k *InvoiceTestKit) GivenState(state *common.Ledger) {
+	k.t.Helper()
+	k.kit.GivenState(state)
+}
+
+// State returns a copy of the current state.
+func (k *InvoiceTestKit) State() *common.Ledger {
+	return k.kit.State()
+}
+
+// WantState fails the test unless the current state equals want.
+func (k *InvoiceTestKit) WantState(want *common.Ledger) {
+	k.t.Helper()
+	k.kit.WantState(want)
+}
+
+// Issue runs the Issue command with req against the testkit's entity.
+func (k *InvoiceTestKit) Issue(req *IssueRequest) *InvoiceTestResult[*common.Ledger] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "Invoice.Issue", req, invoiceIssueKey, func(c *statefun.CommandContext, state *common.Ledger) (*common.Ledger, error) {
+		return k.handler.Issue(&InvoiceContext{c: c}, state, req)
+	})
+	return &InvoiceTestResult[*common.Ledger]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// InvoiceTestResult is what one command or read did in a InvoiceTestKit.
+type InvoiceTestResult[R proto.Message] struct {
+	t   statefun.TB
+	res *statefun.TestResult[*common.Ledger, R]
+}
+
+// Reply returns the handler's reply, or nil when it returned an error.
+func (r *InvoiceTestResult[R]) Reply() R {
+	return r.res.Reply()
+}
+
+// Err returns the handler's error, or nil.
+func (r *InvoiceTestResult[R]) Err() error {
+	return r.res.Err()
+}
+
+// Events returns copies of the events the command emitted, in order. It is
+// empty when the command failed, or was a read: they keep nothing.
+func (r *InvoiceTestResult[R]) Events() []InvoiceEvent {
+	msgs := r.res.Events()
+	events := make([]InvoiceEvent, len(msgs))
+	for i, m := range msgs {
+		events[i] = m.(InvoiceEvent)
+	}
+	return events
+}
+
+// WantEvents fails the test unless the command succeeded and emitted exactly
+// want, in order. Without arguments, it checks that the command succeeded and
+// emitted nothing.
+func (r *InvoiceTestResult[R]) WantEvents(want ...InvoiceEvent) {
+	r.t.Helper()
+	r.res.WantEvents(invoiceEventMessages(want)...)
+}
+
+// WantReply fails the test unless the handler succeeded with a reply equal to
+// want.
+func (r *InvoiceTestResult[R]) WantReply(want R) {
+	r.t.Helper()
+	r.res.WantReply(want)
+}
+
+// WantCode fails the test unless the handler's error has the gRPC status code
+// code; codes.OK checks that it succeeded.
+func (r *InvoiceTestResult[R]) WantCode(code codes.Code) {
+	r.t.Helper()
+	r.res.WantCode(code)
+}
+
+// invoiceEventMessages returns events as plain messages, for the runtime's TestKit.
+func invoiceEventMessages(events []InvoiceEvent) []proto.Message {
+	msgs := make([]proto.Message, len(events))
+	for i, e := range events {
+		msgs[i] = e
+	}
+	return msgs
 }

@@ -11,6 +11,7 @@ import (
 	statefun "github.com/statefun-go/statefun/runtime"
 	common "github.com/statefun-go/statefun/testdata/multipackage/common"
 	grpc "google.golang.org/grpc"
+	codes "google.golang.org/grpc/codes"
 	proto "google.golang.org/protobuf/proto"
 	"strconv"
 )
@@ -171,4 +172,134 @@ func (c *OrderEntityClient) Place(ctx context.Context, req *PlaceRequest, opts .
 		return nil, err
 	}
 	return c.client.Place(ctx, req, opts...)
+}
+
+// OrderTestKit runs Order's handlers in a unit test: no server, no store,
+// no goroutine. Given a history (Given) or a state (GivenState), when a command
+// (a method per RPC), then check the reply or error, the events it emitted and
+// the state after.
+// A command that succeeds changes the testkit's state as it would change the
+// entity's, so the next command sees the change; one that fails changes nothing.
+// The test fails when a handler changes the state it is given or panics, or
+// when a request lacks its entity key or addresses another entity than the
+// first request did: a testkit holds one entity.
+type OrderTestKit struct {
+	t       statefun.TB
+	kit     *statefun.TestKit[*common.Ledger]
+	handler OrderHandler
+}
+
+// NewOrderTestKit returns a testkit that runs h, starting from the state of
+// an entity without history. Pass the test's *testing.T as t.
+func NewOrderTestKit(t statefun.TB, h OrderHandler) *OrderTestKit {
+	t.Helper()
+	return &OrderTestKit{
+		t: t,
+		kit: statefun.NewTestKit(t, statefun.EntityConfig[*common.Ledger]{
+			Type: OrderEntityType,
+			Kind: statefun.EventSourced,
+			NewState: func() *common.Ledger {
+				return new(common.Ledger)
+			},
+			NewEvent: newOrderEvent,
+			ApplyEvent: func(state *common.Ledger, event proto.Message) {
+				applyOrderEvent(h, state, event)
+			},
+		}),
+		handler: h,
+	}
+}
+
+// Given applies events to the state with the OrderEventHandler methods, in
+// order, as loading the entity from its history does.
+func (k *OrderTestKit) Given(events ...OrderEvent) {
+	k.t.Helper()
+	k.kit.Given(orderEventMessages(events)...)
+}
+
+// GivenState replaces the state with a copy of state.
+func (k *OrderTestKit) GivenState(state *common.Ledger) {
+	k.t.Helper()
+	k.kit.GivenState(state)
+}
+
+// State returns a copy of the current state.
+func (k *OrderTestKit) State() *common.Ledger {
+	return k.kit.State()
+}
+
+// WantState fails the test unless the current state equals want.
+func (k *OrderTestKit) WantState(want *common.Ledger) {
+	k.t.Helper()
+	k.kit.WantState(want)
+}
+
+// Place runs the Place command with req against the testkit's entity.
+func (k *OrderTestKit) Place(req *PlaceRequest) *OrderTestResult[*common.Ledger] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "Order.Place", req, orderPlaceKey, func(c *statefun.CommandContext, state *common.Ledger) (*common.Ledger, error) {
+		return k.handler.Place(&OrderContext{c: c}, state, req)
+	})
+	return &OrderTestResult[*common.Ledger]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// OrderTestResult is what one command or read did in a OrderTestKit.
+type OrderTestResult[R proto.Message] struct {
+	t   statefun.TB
+	res *statefun.TestResult[*common.Ledger, R]
+}
+
+// Reply returns the handler's reply, or nil when it returned an error.
+func (r *OrderTestResult[R]) Reply() R {
+	return r.res.Reply()
+}
+
+// Err returns the handler's error, or nil.
+func (r *OrderTestResult[R]) Err() error {
+	return r.res.Err()
+}
+
+// Events returns copies of the events the command emitted, in order. It is
+// empty when the command failed, or was a read: they keep nothing.
+func (r *OrderTestResult[R]) Events() []OrderEvent {
+	msgs := r.res.Events()
+	events := make([]OrderEvent, len(msgs))
+	for i, m := range msgs {
+		events[i] = m.(OrderEvent)
+	}
+	return events
+}
+
+// WantEvents fails the test unless the command succeeded and emitted exactly
+// want, in order. Without arguments, it checks that the command succeeded and
+// emitted nothing.
+func (r *OrderTestResult[R]) WantEvents(want ...OrderEvent) {
+	r.t.Helper()
+	r.res.WantEvents(orderEventMessages(want)...)
+}
+
+// WantReply fails the test unless the handler succeeded with a reply equal to
+// want.
+func (r *OrderTestResult[R]) WantReply(want R) {
+	r.t.Helper()
+	r.res.WantReply(want)
+}
+
+// WantCode fails the test unless the handler's error has the gRPC status code
+// code; codes.OK checks that it succeeded.
+func (r *OrderTestResult[R]) WantCode(code codes.Code) {
+	r.t.Helper()
+	r.res.WantCode(code)
+}
+
+// orderEventMessages returns events as plain messages, for the runtime's TestKit.
+func orderEventMessages(events []OrderEvent) []proto.Message {
+	msgs := make([]proto.Message, len(events))
+	for i, e := range events {
+		msgs[i] = e
+	}
+	return msgs
 }

@@ -1,0 +1,52 @@
+package generator
+
+import (
+	"go/parser"
+	"go/token"
+	"strings"
+	"testing"
+)
+
+// TestTestKitMethodNames checks that an RPC named like one of the testkit's
+// own methods gets a testkit method of its own instead of a clash that would
+// not compile.
+func TestTestKitMethodNames(t *testing.T) {
+	t.Parallel()
+	src := `syntax = "proto3";
+package acme.v1;
+import "statefun/v1/annotations.proto";
+option go_package = "github.com/statefun-go/statefun/acme/v1;acmev1";
+service Ledger {
+  option (statefun.v1.entity) = { type: "ledger" state: "Book" event_sourced: { events: ["Posted"] } };
+  rpc Post(Req) returns (Book);
+  rpc Given(Req) returns (Book);
+  rpc GivenCommand(Req) returns (Book);
+  rpc State(Req) returns (Book) { option (statefun.v1.method).read_only = true; }
+}
+message Req { string id = 1 [(statefun.v1.field).key = true]; }
+message Book {}
+message Posted { option (statefun.v1.event) = {}; }`
+	res := run(t, compileRequest(t, map[string]string{"ledger.proto": src}, "ledger.proto"))
+	if res.Error != nil {
+		t.Fatalf("generator error: %s", res.GetError())
+	}
+	if len(res.File) != 1 {
+		t.Fatalf("generated %d files, want 1", len(res.File))
+	}
+	code := res.File[0].GetContent()
+	if _, err := parser.ParseFile(token.NewFileSet(), res.File[0].GetName(), code, 0); err != nil {
+		t.Fatalf("generated code does not parse: %v", err)
+	}
+	for _, want := range []string{
+		"func (k *LedgerTestKit) Post(req *Req) *LedgerTestResult[*Book]",
+		"func (k *LedgerTestKit) GivenCommand2(req *Req) *LedgerTestResult[*Book]",
+		"func (k *LedgerTestKit) GivenCommand(req *Req) *LedgerTestResult[*Book]",
+		"func (k *LedgerTestKit) StateRead(req *Req) *LedgerTestResult[*Book]",
+		"func (k *LedgerTestKit) Given(events ...LedgerEvent)",
+		"func (k *LedgerTestKit) State() *Book",
+	} {
+		if strings.Count(code, want) != 1 {
+			t.Errorf("generated code has %d of %q, want 1", strings.Count(code, want), want)
+		}
+	}
+}
