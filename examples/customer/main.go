@@ -1,0 +1,13 @@
+// Command customer serves the key-value customer entity: run it with no
+// flags for the embedded store in ./statefun-data, or with --database-url
+// for Postgres.
+package main
+
+import (
+	customerv1 "github.com/statefun-go/statefun/examples/customer/gen/customer/v1"
+	statefun "github.com/statefun-go/statefun/runtime"
+)
+
+func main() {
+	statefun.Main(customerv1.NewCustomer(Customer{}))
+}
