@@ -16,6 +16,7 @@ const (
 	messageOptionsField = 7 // DescriptorProto.options
 	fieldOptionsField   = 8 // FieldDescriptorProto.options
 	statefunExtension   = 51230
+	consumerExtension   = 51231
 
 	entityTypeField         = 1
 	entityStateField        = 2
@@ -23,6 +24,8 @@ const (
 	entityPassivationField  = 5
 	eventSourcedEventsField = 1
 	eventTypeField          = 1
+	consumerNameField       = 1
+	consumerSourceField     = 2
 )
 
 // diagnostic is a mistake in a user's proto file, reported as

@@ -265,6 +265,187 @@ message SearchRequest {}
 message SearchResponse {}`,
 			want: `bad.proto:6:56: method Catalog.Search has (statefun.v1.method) options, but service Catalog is not an entity; add option (statefun.v1.entity) to the service or remove the method options`,
 		},
+		{
+			name: "consumer without a name",
+			proto: `import "google/protobuf/empty.proto";
+service User {
+  option (statefun.v1.entity) = { type: "user" state: "State" event_sourced: { events: ["LoggedIn", "LoginFailed"] } };
+  rpc Login(LoginRequest) returns (State);
+}
+message LoginRequest { string user_id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message LoggedIn {}
+message LoginFailed {}
+service Detector {
+  option (statefun.v1.consumer) = { source: "User" };
+  rpc OnLoginFailed(LoginFailed) returns (google.protobuf.Empty);
+}`,
+			want: `bad.proto:15:3: consumer Detector has no name; set (statefun.v1.consumer).name to a stable name its position is stored under, for example name: "detector"`,
+		},
+		{
+			name: "consumer source not found",
+			proto: `import "google/protobuf/empty.proto";
+service User {
+  option (statefun.v1.entity) = { type: "user" state: "State" event_sourced: { events: ["LoggedIn", "LoginFailed"] } };
+  rpc Login(LoginRequest) returns (State);
+}
+message LoginRequest { string user_id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message LoggedIn {}
+message LoginFailed {}
+service Detector {
+  option (statefun.v1.consumer) = { name: "detector" source: "Usr" };
+  rpc OnLoginFailed(LoginFailed) returns (google.protobuf.Empty);
+}`,
+			want: `bad.proto:15:54: source "Usr" of consumer Detector not found; name an entity service of package acme.v1, import the file that declares it, or give its fully qualified name`,
+		},
+		{
+			name: "consumer source not an entity",
+			proto: `import "google/protobuf/empty.proto";
+service User {
+  option (statefun.v1.entity) = { type: "user" state: "State" event_sourced: { events: ["LoggedIn", "LoginFailed"] } };
+  rpc Login(LoginRequest) returns (State);
+}
+message LoginRequest { string user_id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message LoggedIn {}
+message LoginFailed {}
+service Detector {
+  option (statefun.v1.consumer) = { name: "detector" source: "Plain" };
+  rpc OnLoginFailed(LoginFailed) returns (google.protobuf.Empty);
+}
+service Plain { rpc Ping(LoginFailed) returns (google.protobuf.Empty); }`,
+			want: `bad.proto:15:54: source acme.v1.Plain of consumer Detector is not an entity; name a service with option (statefun.v1.entity)`,
+		},
+		{
+			name: "consumer of a key-value entity",
+			proto: `import "google/protobuf/empty.proto";
+service User {
+  option (statefun.v1.entity) = { type: "user" state: "State" event_sourced: { events: ["LoggedIn", "LoginFailed"] } };
+  rpc Login(LoginRequest) returns (State);
+}
+message LoginRequest { string user_id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message LoggedIn {}
+message LoginFailed {}
+service Detector {
+  option (statefun.v1.consumer) = { name: "detector" source: "Profile" };
+  rpc OnLoginFailed(LoginFailed) returns (google.protobuf.Empty);
+}
+service Profile {
+  option (statefun.v1.entity) = { type: "profile" state: "State" key_value: {} };
+  rpc Get(LoginRequest) returns (State);
+}`,
+			want: `bad.proto:15:54: source acme.v1.Profile of consumer Detector is a key-value entity, which has no events to consume; consume an event-sourced entity`,
+		},
+		{
+			name: "consumer method takes a message that is not an event",
+			proto: `import "google/protobuf/empty.proto";
+service User {
+  option (statefun.v1.entity) = { type: "user" state: "State" event_sourced: { events: ["LoggedIn", "LoginFailed"] } };
+  rpc Login(LoginRequest) returns (State);
+}
+message LoginRequest { string user_id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message LoggedIn {}
+message LoginFailed {}
+service Detector {
+  option (statefun.v1.consumer) = { name: "detector" source: "User" };
+  rpc Login(LoginRequest) returns (google.protobuf.Empty);
+}`,
+			want: `bad.proto:16:3: method Detector.Login takes acme.v1.LoginRequest, which is not an event of entity User; its request type must be one of its events: acme.v1.LoggedIn, acme.v1.LoginFailed`,
+		},
+		{
+			name: "consumer method does not return Empty",
+			proto: `import "google/protobuf/empty.proto";
+service User {
+  option (statefun.v1.entity) = { type: "user" state: "State" event_sourced: { events: ["LoggedIn", "LoginFailed"] } };
+  rpc Login(LoginRequest) returns (State);
+}
+message LoginRequest { string user_id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message LoggedIn {}
+message LoginFailed {}
+service Detector {
+  option (statefun.v1.consumer) = { name: "detector" source: "User" };
+  rpc OnLoginFailed(LoginFailed) returns (State);
+}`,
+			want: `bad.proto:16:3: method Detector.OnLoginFailed returns acme.v1.State; a consumer's methods return google.protobuf.Empty`,
+		},
+		{
+			name: "two consumer methods for one event",
+			proto: `import "google/protobuf/empty.proto";
+service User {
+  option (statefun.v1.entity) = { type: "user" state: "State" event_sourced: { events: ["LoggedIn", "LoginFailed"] } };
+  rpc Login(LoginRequest) returns (State);
+}
+message LoginRequest { string user_id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message LoggedIn {}
+message LoginFailed {}
+service Detector {
+  option (statefun.v1.consumer) = { name: "detector" source: "User" };
+  rpc OnLoginFailed(LoginFailed) returns (google.protobuf.Empty);
+  rpc AlsoOnLoginFailed(LoginFailed) returns (google.protobuf.Empty);
+}`,
+			want: `bad.proto:17:3: methods OnLoginFailed and AlsoOnLoginFailed both handle acme.v1.LoginFailed; handle each event in one method`,
+		},
+		{
+			name: "entity and consumer on one service",
+			proto: `import "google/protobuf/empty.proto";
+service User {
+  option (statefun.v1.entity) = { type: "user" state: "State" event_sourced: { events: ["LoggedIn", "LoginFailed"] } };
+  rpc Login(LoginRequest) returns (State);
+}
+message LoginRequest { string user_id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message LoggedIn {}
+message LoginFailed {}
+service Detector {
+  option (statefun.v1.consumer) = { name: "detector" source: "User" };
+  option (statefun.v1.entity) = { type: "detector" state: "State" key_value: {} };
+  rpc OnLoginFailed(LoginFailed) returns (google.protobuf.Empty);
+}`,
+			want: `bad.proto:15:3: service Detector has both (statefun.v1.entity) and (statefun.v1.consumer); a service is an entity or a consumer, so split it in two`,
+		},
+		{
+			name: "duplicate consumer names",
+			proto: `import "google/protobuf/empty.proto";
+service User {
+  option (statefun.v1.entity) = { type: "user" state: "State" event_sourced: { events: ["LoggedIn", "LoginFailed"] } };
+  rpc Login(LoginRequest) returns (State);
+}
+message LoginRequest { string user_id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message LoggedIn {}
+message LoginFailed {}
+service Detector {
+  option (statefun.v1.consumer) = { name: "detector" source: "User" };
+  rpc OnLoginFailed(LoginFailed) returns (google.protobuf.Empty);
+}
+service Auditor {
+  option (statefun.v1.consumer) = { name: "detector" source: "User" };
+  rpc OnLoggedIn(LoggedIn) returns (google.protobuf.Empty);
+}`,
+			want: `bad.proto:19:37: consumer name "detector" of service Auditor is already used by service Detector (bad.proto:14:1); give each consumer its own name`,
+		},
+		{
+			name: "method options on a consumer",
+			proto: `import "google/protobuf/empty.proto";
+service User {
+  option (statefun.v1.entity) = { type: "user" state: "State" event_sourced: { events: ["LoggedIn", "LoginFailed"] } };
+  rpc Login(LoginRequest) returns (State);
+}
+message LoginRequest { string user_id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message LoggedIn {}
+message LoginFailed {}
+service Detector {
+  option (statefun.v1.consumer) = { name: "detector" source: "User" };
+  rpc OnLoginFailed(LoginFailed) returns (google.protobuf.Empty) { option (statefun.v1.method).read_only = true; }
+}`,
+			want: `bad.proto:16:68: method Detector.OnLoginFailed has (statefun.v1.method) options, which apply to entity methods only; remove them`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

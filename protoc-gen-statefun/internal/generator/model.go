@@ -70,18 +70,42 @@ var (
 
 // model reads and checks the statefun options of every file of a request.
 type model struct {
-	messages map[protoreflect.FullName]*protogen.Message
-	entities map[*protogen.File][]*entity
-	diags    diagnostics
+	messages  map[protoreflect.FullName]*protogen.Message
+	services  map[protoreflect.FullName]*protogen.Service
+	entityOf  map[*protogen.Service]*entity
+	entities  map[*protogen.File][]*entity
+	consumers map[*protogen.File][]*consumer
+	diags     diagnostics
 }
 
 func buildModel(plugin *protogen.Plugin) (*model, error) {
 	m := &model{
-		messages: map[protoreflect.FullName]*protogen.Message{},
-		entities: map[*protogen.File][]*entity{},
+		messages:  map[protoreflect.FullName]*protogen.Message{},
+		services:  map[protoreflect.FullName]*protogen.Service{},
+		entityOf:  map[*protogen.Service]*entity{},
+		entities:  map[*protogen.File][]*entity{},
+		consumers: map[*protogen.File][]*consumer{},
 	}
 	for _, f := range plugin.Files {
 		m.indexMessages(f.Messages)
+		for _, svc := range f.Services {
+			m.services[svc.Desc.FullName()] = svc
+		}
+	}
+	// Entities of imported files are read too, so that a consumer can name
+	// one as its source; their mistakes are reported when their own file
+	// is generated, not here.
+	for _, f := range plugin.Files {
+		if f.Generate {
+			continue
+		}
+		for _, svc := range f.Services {
+			n := len(m.diags)
+			if e := m.readEntity(f, svc); e != nil {
+				m.entityOf[svc] = e
+			}
+			m.diags = m.diags[:n]
+		}
 	}
 	// Entity type names must be unique among everything one server may
 	// host; the files of one generation run are the best view of that
@@ -96,6 +120,7 @@ func buildModel(plugin *protogen.Plugin) (*model, error) {
 			if e == nil {
 				continue
 			}
+			m.entityOf[svc] = e
 			if prev, dup := typeOwners[e.typ]; dup && e.typ != "" {
 				m.diags.add(positionOf(svc.Desc, serviceOptionsField, statefunExtension, entityTypeField),
 					"entity type %q of service %s is already used by service %s (%s); give each entity its own type name",
@@ -104,6 +129,26 @@ func buildModel(plugin *protogen.Plugin) (*model, error) {
 				typeOwners[e.typ] = e
 			}
 			m.entities[f] = append(m.entities[f], e)
+		}
+	}
+	consumerNames := map[string]*consumer{}
+	for _, f := range plugin.Files {
+		if !f.Generate {
+			continue
+		}
+		for _, svc := range f.Services {
+			c := m.readConsumer(f, svc)
+			if c == nil {
+				continue
+			}
+			if prev, dup := consumerNames[c.name]; dup && c.name != "" {
+				m.diags.add(positionOf(svc.Desc, serviceOptionsField, consumerExtension, consumerNameField),
+					"consumer name %q of service %s is already used by service %s (%s); give each consumer its own name",
+					c.name, svc.Desc.Name(), prev.service.Desc.Name(), positionOf(prev.service.Desc))
+			} else {
+				consumerNames[c.name] = c
+			}
+			m.consumers[f] = append(m.consumers[f], c)
 		}
 	}
 	return m, m.diags.err()
@@ -165,6 +210,9 @@ func eventOptions(msg *protogen.Message) *statefunv1.EventOptions {
 // service. Mistakes are recorded in m.diags.
 func (m *model) readEntity(f *protogen.File, svc *protogen.Service) *entity {
 	opts := entityOptions(svc)
+	if consumerOptions(svc) != nil {
+		return nil // readConsumer checks it, including its method options
+	}
 	if opts == nil {
 		for _, meth := range svc.Methods {
 			if methodOptions(meth) != nil {
