@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/statefun-go/statefun/runtime/store/embedded"
 	"github.com/statefun-go/statefun/runtime/store/memory"
 	"github.com/statefun-go/statefun/runtime/store/postgres"
+	"github.com/statefun-go/statefun/testdata/consumer"
 	cart "github.com/statefun-go/statefun/testdata/eventsourced"
 )
 
@@ -238,4 +240,53 @@ func dropSchema(url, schema string) {
 	}
 	defer conn.Close(ctx)
 	_, _ = conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+}
+
+// lagProbe is a cart-audit consumer that reports when each event arrives.
+type lagProbe struct{ arrived chan time.Time }
+
+func (p *lagProbe) OnItemAdded(*consumer.CartAuditContext, *cart.ItemAdded) error {
+	p.arrived <- time.Now()
+	return nil
+}
+
+func (p *lagProbe) OnCheckedOut(*consumer.CartAuditContext, *cart.CheckedOut) error { return nil }
+
+// BenchmarkConsumerLag measures, at idle, the time from a command's reply
+// (its event is durable) to the consumer receiving the event.
+func BenchmarkConsumerLag(b *testing.B) {
+	for _, kind := range []string{"postgres", "embedded", "memory"} {
+		b.Run(kind, func(b *testing.B) {
+			st := benchStores()[kind](b)
+			defer st.Close()
+			probe := &lagProbe{arrived: make(chan time.Time, 1)}
+			rt, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(cartEntity{})},
+				statefun.WithStore(st), statefun.WithConsumers(consumer.NewCartAudit(probe)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer rt.Close(context.Background())
+			carts := cart.NewShoppingCartEntityClient(rt.ClientConn())
+			ctx := context.Background()
+			lags := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := add(ctx, carts, fmt.Sprint("lag-", i%100), "sku", 1); err != nil {
+					b.Fatal(err)
+				}
+				committed := time.Now()
+				select {
+				case at := <-probe.arrived:
+					lags = append(lags, max(at.Sub(committed), 0))
+				case <-time.After(5 * time.Second):
+					b.Fatal("the consumer did not receive the event within 5 s")
+				}
+			}
+			b.StopTimer()
+			slices.Sort(lags)
+			b.ReportMetric(float64(lags[len(lags)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lags[len(lags)*99/100].Microseconds())/1000, "p99-ms")
+			b.ReportMetric(float64(lags[len(lags)-1].Microseconds())/1000, "max-ms")
+		})
+	}
 }

@@ -75,3 +75,21 @@ func (c *localConn) Invoke(ctx context.Context, method string, args, reply any, 
 func (c *localConn) NewStream(context.Context, *grpc.StreamDesc, string, ...grpc.CallOption) (grpc.ClientStream, error) {
 	return nil, status.Error(codes.Unimplemented, "statefun entities have no streaming methods")
 }
+
+// invokeEncoded calls method with a request already in wire format and
+// discards the reply: the call dispatcher makes stored calls this way.
+func (c *localConn) invokeEncoded(ctx context.Context, method string, request []byte) error {
+	m, ok := c.methods[method]
+	if !ok {
+		return status.Errorf(codes.Unimplemented, "unknown method %s: the entity is not hosted by this server", method)
+	}
+	dec := func(v any) error {
+		msg, ok := v.(proto.Message)
+		if !ok {
+			return fmt.Errorf("request %T is not a protobuf message", v)
+		}
+		return proto.Unmarshal(request, msg)
+	}
+	_, err := m.handler(m.impl, ctx, dec, nil)
+	return err
+}

@@ -14,6 +14,7 @@ type CommandContext struct {
 	entityID string
 	kind     Kind
 	events   []pendingEvent
+	calls    []*Call
 	newState proto.Message
 }
 
@@ -40,6 +41,12 @@ func (c *CommandContext) Emit(eventType string, event proto.Message) {
 // it. The runtime keeps the message: the handler must not change it after.
 func (c *CommandContext) SetState(state proto.Message) {
 	c.newState = state
+}
+
+// Send records a call to make once the command's events are durable.
+// Generated code calls it.
+func (c *CommandContext) Send(call *Call) {
+	c.calls = append(c.calls, call)
 }
 
 // ReadContext is the runtime half of a generated read context.

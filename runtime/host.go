@@ -71,6 +71,11 @@ func newHost[S proto.Message](r *Runtime, cfg EntityConfig[S]) *Host[S] {
 	return h
 }
 
+// maxEntityIDBytes bounds entity IDs so that every store can hold them:
+// Postgres indexes (type, id, seq) in a btree whose entries may take at
+// most 2704 bytes, the embedded store's keys 32,760.
+const maxEntityIDBytes = 2048
+
 var errReset = status.Error(codes.Aborted, "entity was reset by a failure of a concurrent call; retry the call")
 
 // Command runs fn, a command handler, against the entity id: exclusively,
@@ -212,16 +217,31 @@ func (h *Host[S]) stage(id string, inst *instance[S], cc *CommandContext) (*jour
 	commit := &journal.Commit{Abandoned: &inst.broken}
 	switch h.cfg.Kind {
 	case EventSourced:
-		if len(cc.events) == 0 {
+		if len(cc.events) == 0 && len(cc.calls) == 0 {
 			return nil, nil
 		}
-		commit.Events = make([]store.Event, len(cc.events))
-		for i, e := range cc.events {
+		commit.Events = make([]store.Event, 0, len(cc.events)+len(cc.calls))
+		seq := inst.seq
+		for _, e := range cc.events {
 			payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(e.msg)
 			if err != nil {
 				return nil, status.Errorf(codes.Internal, "encode event %s: %v", e.typ, err)
 			}
-			commit.Events[i] = store.Event{Entity: ref, Seq: inst.seq + int64(i) + 1, EventType: e.typ, Payload: payload}
+			seq++
+			commit.Events = append(commit.Events, store.Event{Entity: ref, Seq: seq, EventType: e.typ, Payload: payload})
+		}
+		// Sent calls are journaled after the events, in the same commit:
+		// they exist exactly when the events do.
+		for _, c := range cc.calls {
+			payload, err := encodeCall(c)
+			if err != nil {
+				return nil, status.Error(codes.Internal, err.Error())
+			}
+			seq++
+			commit.Events = append(commit.Events, store.Event{Entity: ref, Seq: seq, EventType: callEventType, Payload: payload})
+		}
+		if len(cc.calls) > 0 {
+			h.rt.consumers.startCalls(h.cfg.Type)
 		}
 		for _, e := range cc.events {
 			if err := applyEvent(h.cfg.ApplyEvent, inst.state, e.msg); err != nil {
@@ -232,11 +252,14 @@ func (h *Host[S]) stage(id string, inst *instance[S], cc *CommandContext) (*jour
 				return nil, status.Errorf(codes.Internal, "applying event %s panicked; see the server log", e.typ)
 			}
 		}
-		inst.seq += int64(len(cc.events))
+		inst.seq = seq
 		if h.snapshotEvery > 0 && inst.seq-inst.snapshotSeq >= h.snapshotEvery {
 			h.attachSnapshot(ref, inst, commit)
 		}
 	case KeyValue:
+		if len(cc.calls) > 0 {
+			return nil, status.Error(codes.Internal, "key-value entities cannot send calls")
+		}
 		if cc.newState == nil {
 			return nil, nil
 		}
@@ -307,6 +330,12 @@ func writerError(err error) error {
 
 // instance finds the entity in memory or loads it from the store.
 func (h *Host[S]) instance(ctx context.Context, id string) (*instance[S], error) {
+	if len(id) > maxEntityIDBytes {
+		// Refused here, before anything is staged: a store that cannot
+		// hold the key fails the whole group commit it lands in, and
+		// with it every other entity's change in that batch.
+		return nil, status.Errorf(codes.InvalidArgument, "the entity key of %s is %d bytes, over the limit of %d; use a shorter key", h.cfg.Type, len(id), maxEntityIDBytes)
+	}
 	now := time.Now().UnixNano()
 	h.mu.Lock()
 	inst, ok := h.instances[id]
@@ -325,7 +354,15 @@ func (h *Host[S]) instance(ctx context.Context, id string) (*instance[S], error)
 	h.mu.Unlock()
 	h.rt.cacheAdded()
 	h.loads.Add(1)
-	err := h.load(ctx, id, inst)
+	// A load is bounded like a commit: a database that stops answering
+	// (a partition, not a refused connection) must fail the call with
+	// UNAVAILABLE, not hold it for as long as the outage lasts.
+	loadCtx, cancel := context.WithTimeout(ctx, h.rt.cfg.commitTimeout)
+	err := h.load(loadCtx, id, inst)
+	if err != nil && loadCtx.Err() != nil && ctx.Err() == nil {
+		err = status.Errorf(codes.Unavailable, "load %s/%s: the store did not answer within %v; retry the call", h.cfg.Type, id, h.rt.cfg.commitTimeout)
+	}
+	cancel()
 	if err != nil {
 		h.reset(id, inst)
 	}
@@ -358,6 +395,10 @@ func (h *Host[S]) load(ctx context.Context, id string, inst *instance[S]) error 
 		err = st.ReadEvents(ctx, ref, inst.seq, func(e store.Event) error {
 			if e.Seq != inst.seq+1 {
 				return fmt.Errorf("history has event %d after %d", e.Seq, inst.seq)
+			}
+			if e.EventType == callEventType {
+				inst.seq = e.Seq // a sent call: not part of the state
+				return nil
 			}
 			msg := h.cfg.NewEvent(e.EventType)
 			if msg == nil {
@@ -462,6 +503,8 @@ func (h *Host[S]) stats() HostStats {
 		Evictions:  h.evictions.Load(),
 	}
 }
+
+func (h *Host[S]) kind() Kind { return h.cfg.Kind }
 
 func (h *Host[S]) entityType() string              { return h.cfg.Type }
 func (h *Host[S]) passivationAfter() time.Duration { return h.idleTimeout }

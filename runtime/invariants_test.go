@@ -23,7 +23,7 @@ import (
 // faultStore wraps a store so tests can hold commits, fail them and count
 // what reaches the store.
 type faultStore struct {
-	store.Store
+	*memory.Store
 	mu       sync.Mutex
 	gate     chan struct{} // when non-nil, Commit waits for it to close
 	failWith error         // when non-nil, the next Commit fails with it

@@ -14,17 +14,17 @@ import (
 	"time"
 )
 
-// Main runs a statefun server hosting entities and exits the process. It is
-// the whole main function of a statefun service:
+// Main runs a statefun server hosting entities and consumers, and exits the
+// process. It is the whole main function of a statefun service:
 //
 //	func main() { statefun.Main(cartv1.NewShoppingCart(Cart{})) }
 //
 // The binary it makes has three commands: serve (the default), migrate and
 // version. Run it with -h for the flags; each flag can also be set with the
 // environment variable named in its help.
-func Main(entities ...*Entity) {
+func Main(components ...Component) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr, entities...)
+	code := Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr, components...)
 	stop()
 	os.Exit(code)
 }
@@ -32,7 +32,7 @@ func Main(entities ...*Entity) {
 // Run is Main without the process: it runs one command line with the given
 // environment and output, returning the exit code, and stops serving when
 // ctx is done. Tests and programs embedding a server use it.
-func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, entities ...*Entity) int {
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, components ...Component) int {
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
@@ -69,7 +69,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "migrate":
 		err = migrate(ctx, cfg, log, stdout)
 	default:
-		err = serve(ctx, cfg, log, entities)
+		err = serve(ctx, cfg, log, components)
 	}
 	if err != nil {
 		log.Error(err.Error())

@@ -25,6 +25,7 @@ type Runtime struct {
 	snapshots *snapshotter
 	services  []boundService
 	conn      *localConn
+	consumers *consumerSet
 
 	hostsMu sync.Mutex
 	hosts   []hostHandle
@@ -39,6 +40,7 @@ type Runtime struct {
 // hostHandle is the type-erased view of a Host the runtime needs.
 type hostHandle interface {
 	entityType() string
+	kind() Kind
 	passivationAfter() time.Duration
 	passivate(cutoff int64, limit int) int
 	stats() HostStats
@@ -60,6 +62,7 @@ type config struct {
 	commitTimeout      time.Duration
 	commitConcurrency  int
 	observeBatch       func(records int, took time.Duration, err error)
+	consumers          []*Consumer
 }
 
 // Option configures a Runtime.
@@ -164,18 +167,28 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 		seen[e.typ] = true
 		r.services = append(r.services, boundService{desc: e.service, impl: e.bind(r)})
 	}
+	errs = append(errs, validateConsumers(cfg.consumers)...)
 	if err := errors.Join(errs...); err != nil {
 		if cfg.ownStore {
 			_ = cfg.store.Close()
 		}
 		return nil, fmt.Errorf("statefun: %w", err)
 	}
+	observe := func(records int, took time.Duration, err error) {
+		if cfg.observeBatch != nil {
+			cfg.observeBatch(records, took, err)
+		}
+		if err == nil && r.consumers != nil {
+			r.consumers.notify()
+		}
+	}
 	r.writer = journal.New(cfg.store, journal.Options{
-		MaxPending: cfg.maxPending, CommitTimeout: cfg.commitTimeout, Observe: cfg.observeBatch,
+		MaxPending: cfg.maxPending, CommitTimeout: cfg.commitTimeout, Observe: observe,
 		Concurrency: cfg.commitConcurrency,
 	})
 	r.snapshots = newSnapshotter(cfg.store, cfg.log)
 	r.conn = newLocalConn(r.services)
+	r.startConsumers(cfg.consumers)
 	r.janitor.Add(1)
 	go r.passivateLoop()
 	return r, nil
@@ -208,6 +221,8 @@ func (r *Runtime) ClientConn() grpc.ClientConnInterface { return r.conn }
 // It closes the store only if the runtime created it.
 func (r *Runtime) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
+		// Consumers first: they call entities, which need the writer.
+		r.consumers.stop()
 		close(r.stop)
 		r.janitor.Wait()
 		err := r.writer.Close(ctx)

@@ -59,6 +59,10 @@ func (cartEntity) Checkout(ctx *cart.ShoppingCartContext, state *cart.Cart, _ *c
 		return nil, status.Error(codes.FailedPrecondition, "cart is checked out")
 	}
 	ctx.Emit(&cart.CheckedOut{At: timestamppb.Now()})
+	if ctx.EntityID() != "archive" {
+		// The archive learns of every checkout once it is durable.
+		ctx.Send(cart.ShoppingCartAddItemCall(&cart.AddItemRequest{CartId: "archive", Sku: ctx.EntityID(), Quantity: 1}))
+	}
 	return &emptypb.Empty{}, nil
 }
 

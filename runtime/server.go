@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -55,19 +58,32 @@ func openStore(ctx context.Context, c serverConfig, log *slog.Logger) (store.Sto
 	}
 }
 
-// redactURL drops the password from a database URL for logging.
+// redactURL drops the password from a database URL for logging, from
+// every place pgx reads one: a URL's user info and its password parameter,
+// and the password key of a key=value connection string (and sslpassword,
+// the client key's, in both).
 func redactURL(raw string) string {
-	at := strings.LastIndex(raw, "@")
-	scheme := strings.Index(raw, "://")
-	if at < 0 || scheme < 0 || at < scheme {
-		return raw
+	// The same test pgconn.ParseConfig uses to tell the two forms apart.
+	if strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://") {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return "(unparsable database URL)"
+		}
+		q := u.Query()
+		for _, key := range []string{"password", "sslpassword"} {
+			if q.Has(key) {
+				q.Set(key, "xxxxx")
+				u.RawQuery = q.Encode()
+			}
+		}
+		return u.Redacted()
 	}
-	userinfo := raw[scheme+3 : at]
-	if colon := strings.Index(userinfo, ":"); colon >= 0 {
-		return raw[:scheme+3] + userinfo[:colon] + ":xxxxx" + raw[at:]
-	}
-	return raw
+	return dsnPassword.ReplaceAllString(raw, "${1}xxxxx")
 }
+
+// dsnPassword matches the value of a password in a key=value connection
+// string: a single-quoted value (with backslash escapes) or a bare word.
+var dsnPassword = regexp.MustCompile(`(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)`)
 
 func migrate(ctx context.Context, c serverConfig, log *slog.Logger, stdout io.Writer) error {
 	if c.databaseURL == "" {
@@ -83,7 +99,19 @@ func migrate(ctx context.Context, c serverConfig, log *slog.Logger, stdout io.Wr
 
 // serve runs the server until ctx is done, then shuts down cleanly: stop
 // taking calls, let in-flight calls finish, flush the journal, exit.
-func serve(ctx context.Context, c serverConfig, log *slog.Logger, entities []*Entity) error {
+func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []Component) error {
+	var entities []*Entity
+	var consumers []*Consumer
+	for _, comp := range components {
+		switch comp := comp.(type) {
+		case *Entity:
+			entities = append(entities, comp)
+		case *Consumer:
+			consumers = append(consumers, comp)
+		case nil:
+			return errors.New("nil component; pass the values of generated constructors such as NewShoppingCart")
+		}
+	}
 	if len(entities) == 0 {
 		return errors.New("no entities to serve; pass generated constructors to statefun.Main, e.g. statefun.Main(cartv1.NewShoppingCart(Cart{}))")
 	}
@@ -97,7 +125,8 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, entities []*En
 		}
 	}()
 	m := newMetrics()
-	rt, err := New(entities, WithStore(st), WithLogger(log), optionFunc(func(cfg *config) { cfg.observeBatch = m.observeBatch }))
+	rt, err := New(entities, WithStore(st), WithLogger(log), WithConsumers(consumers...),
+		optionFunc(func(cfg *config) { cfg.observeBatch = m.observeBatch }))
 	if err != nil {
 		return err
 	}
@@ -207,7 +236,11 @@ func shutdown(timeout time.Duration, log *slog.Logger, grpcServer *grpc.Server, 
 // protocol (POST /package.Service/Method, Content-Type: application/json),
 // plus gRPC-Web, /metrics and /healthz, on one port.
 func newHTTPServer(grpcServer *grpc.Server, m *metrics, hs *health.Server, c serverConfig, tlsConfig *tls.Config) (*http.Server, error) {
-	transcoder, err := vanguardgrpc.NewTranscoder(grpcServer, vanguard.WithCodec(newJSONCodec))
+	// The transcoder enforces the request limit itself, so that an
+	// oversized body is resource_exhausted (HTTP 429), as on the gRPC port,
+	// rather than a failed read that it would report as unavailable (503).
+	transcoder, err := vanguardgrpc.NewTranscoder(grpcServer, vanguard.WithCodec(newJSONCodec),
+		vanguard.WithDefaultServiceOptions(vanguard.WithMaxMessageBufferBytes(uint32(min(int64(c.maxMessageBytes), math.MaxUint32)))))
 	if err != nil {
 		return nil, fmt.Errorf("set up HTTP/JSON: %w", err)
 	}

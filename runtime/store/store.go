@@ -60,6 +60,18 @@ type Batch struct {
 // Len returns the number of records in the batch.
 func (b *Batch) Len() int { return len(b.Events) + len(b.Values) }
 
+// Position is a place in an entity type's feed: the committed events of
+// every entity of that type, in the order consumers read them. It is
+// opaque: only the store that returned it interprets it. The zero Position
+// is before the first event.
+type Position string
+
+// FeedEvent is an event read from a feed, with the position just after it.
+type FeedEvent struct {
+	Event
+	Position Position
+}
+
 // ConflictError reports that Commit wrote nothing because the history of
 // some entities is not what the batch expected: another writer got there
 // first (an event at the same Seq exists, or the value has another
@@ -103,6 +115,26 @@ type Store interface {
 
 	// LoadValue returns the value of a key-value entity.
 	LoadValue(ctx context.Context, ref Ref) (Value, bool, error)
+
+	// ReadFeed calls fn with up to limit committed events of entityType
+	// that follow after, in feed order. Feed order keeps each entity's
+	// events in Seq order. A reader that resumes from the last Position it
+	// was given never misses an event, even one whose transaction
+	// committed after events that follow it in the feed: such an event
+	// must not be returned before every event ordered before it is
+	// committed (DESIGN.md, invariant 10).
+	ReadFeed(ctx context.Context, entityType string, after Position, limit int, fn func(FeedEvent) error) error
+
+	// FeedHead returns the Position after the last committed event of
+	// entityType, for a consumer that starts from now.
+	FeedHead(ctx context.Context, entityType string) (Position, error)
+
+	// LoadConsumerPosition returns where a consumer stopped reading the
+	// feed of entityType.
+	LoadConsumerPosition(ctx context.Context, consumer, entityType string) (Position, bool, error)
+
+	// SaveConsumerPosition durably records where a consumer stopped.
+	SaveConsumerPosition(ctx context.Context, consumer, entityType string, pos Position) error
 
 	// Close releases the store's resources.
 	Close() error

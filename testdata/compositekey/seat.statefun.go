@@ -113,6 +113,15 @@ func (c *SeatContext) Emit(event SeatEvent) {
 	c.c.Emit(event.seatEventType(), event)
 }
 
+// Send makes call once this command's events are durable: never before, and
+// at least once (it is retried while its target is unavailable, so the target
+// must tolerate a repeat). It is stored with the events, so it survives a
+// crash. When the handler returns an error, the call is dropped. Build calls
+// with the generated <Entity><Method>Call functions.
+func (c *SeatContext) Send(call *statefun.Call) {
+	c.c.Send(call)
+}
+
 // NewSeat returns the Seat entity implemented by h, ready to be
 // hosted by the statefun runtime:
 //
@@ -212,6 +221,18 @@ type SeatEntityClient struct {
 // NewSeatEntityClient returns a client that calls Seat entities through cc.
 func NewSeatEntityClient(cc grpc.ClientConnInterface) *SeatEntityClient {
 	return &SeatEntityClient{client: NewSeatClient(cc)}
+}
+
+// SeatReserveCall returns a call of Seat.Reserve with req, for a command's Send: the
+// call is made once that command's events are durable.
+func SeatReserveCall(req *ReserveRequest) *statefun.Call {
+	return statefun.NewCall(Seat_Reserve_FullMethodName, req)
+}
+
+// SeatReleaseCall returns a call of Seat.Release with req, for a command's Send: the
+// call is made once that command's events are durable.
+func SeatReleaseCall(req *ReleaseRequest) *statefun.Call {
+	return statefun.NewCall(Seat_Release_FullMethodName, req)
 }
 
 // Reserve calls the Reserve method of the addressed entity.

@@ -132,6 +132,15 @@ func (c *ShoppingCartContext) Emit(event ShoppingCartEvent) {
 	c.c.Emit(event.shoppingCartEventType(), event)
 }
 
+// Send makes call once this command's events are durable: never before, and
+// at least once (it is retried while its target is unavailable, so the target
+// must tolerate a repeat). It is stored with the events, so it survives a
+// crash. When the handler returns an error, the call is dropped. Build calls
+// with the generated <Entity><Method>Call functions.
+func (c *ShoppingCartContext) Send(call *statefun.Call) {
+	c.c.Send(call)
+}
+
 // ShoppingCartReadContext is given to ShoppingCart's read-only handlers: it has no way
 // to change the entity.
 type ShoppingCartReadContext struct {
@@ -271,6 +280,30 @@ type ShoppingCartEntityClient struct {
 // NewShoppingCartEntityClient returns a client that calls ShoppingCart entities through cc.
 func NewShoppingCartEntityClient(cc grpc.ClientConnInterface) *ShoppingCartEntityClient {
 	return &ShoppingCartEntityClient{client: NewShoppingCartClient(cc)}
+}
+
+// ShoppingCartAddItemCall returns a call of ShoppingCart.AddItem with req, for a command's Send: the
+// call is made once that command's events are durable.
+func ShoppingCartAddItemCall(req *AddItemRequest) *statefun.Call {
+	return statefun.NewCall(ShoppingCart_AddItem_FullMethodName, req)
+}
+
+// ShoppingCartRemoveItemCall returns a call of ShoppingCart.RemoveItem with req, for a command's Send: the
+// call is made once that command's events are durable.
+func ShoppingCartRemoveItemCall(req *RemoveItemRequest) *statefun.Call {
+	return statefun.NewCall(ShoppingCart_RemoveItem_FullMethodName, req)
+}
+
+// ShoppingCartCheckoutCall returns a call of ShoppingCart.Checkout with req, for a command's Send: the
+// call is made once that command's events are durable.
+func ShoppingCartCheckoutCall(req *CheckoutRequest) *statefun.Call {
+	return statefun.NewCall(ShoppingCart_Checkout_FullMethodName, req)
+}
+
+// ShoppingCartGetCartCall returns a call of ShoppingCart.GetCart with req, for a command's Send: the
+// call is made once that command's events are durable.
+func ShoppingCartGetCartCall(req *GetCartRequest) *statefun.Call {
+	return statefun.NewCall(ShoppingCart_GetCart_FullMethodName, req)
 }
 
 // AddItem puts a quantity of one product into the cart.

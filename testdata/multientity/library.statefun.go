@@ -124,6 +124,15 @@ func (c *BookContext) Emit(event BookEvent) {
 	c.c.Emit(event.bookEventType(), event)
 }
 
+// Send makes call once this command's events are durable: never before, and
+// at least once (it is retried while its target is unavailable, so the target
+// must tolerate a repeat). It is stored with the events, so it survives a
+// crash. When the handler returns an error, the call is dropped. Build calls
+// with the generated <Entity><Method>Call functions.
+func (c *BookContext) Send(call *statefun.Call) {
+	c.c.Send(call)
+}
+
 // NewBook returns the Book entity implemented by h, ready to be
 // hosted by the statefun runtime:
 //
@@ -207,6 +216,18 @@ type BookEntityClient struct {
 // NewBookEntityClient returns a client that calls Book entities through cc.
 func NewBookEntityClient(cc grpc.ClientConnInterface) *BookEntityClient {
 	return &BookEntityClient{client: NewBookClient(cc)}
+}
+
+// BookBorrowCall returns a call of Book.Borrow with req, for a command's Send: the
+// call is made once that command's events are durable.
+func BookBorrowCall(req *BorrowRequest) *statefun.Call {
+	return statefun.NewCall(Book_Borrow_FullMethodName, req)
+}
+
+// BookReturnCall returns a call of Book.Return with req, for a command's Send: the
+// call is made once that command's events are durable.
+func BookReturnCall(req *ReturnRequest) *statefun.Call {
+	return statefun.NewCall(Book_Return_FullMethodName, req)
 }
 
 // Borrow calls the Borrow method of the addressed entity.
@@ -447,6 +468,15 @@ func (c *MemberContext) Emit(event MemberEvent) {
 	c.c.Emit(event.memberEventType(), event)
 }
 
+// Send makes call once this command's events are durable: never before, and
+// at least once (it is retried while its target is unavailable, so the target
+// must tolerate a repeat). It is stored with the events, so it survives a
+// crash. When the handler returns an error, the call is dropped. Build calls
+// with the generated <Entity><Method>Call functions.
+func (c *MemberContext) Send(call *statefun.Call) {
+	c.c.Send(call)
+}
+
 // NewMember returns the Member entity implemented by h, ready to be
 // hosted by the statefun runtime:
 //
@@ -511,6 +541,12 @@ type MemberEntityClient struct {
 // NewMemberEntityClient returns a client that calls Member entities through cc.
 func NewMemberEntityClient(cc grpc.ClientConnInterface) *MemberEntityClient {
 	return &MemberEntityClient{client: NewMemberClient(cc)}
+}
+
+// MemberNoteCall returns a call of Member.Note with req, for a command's Send: the
+// call is made once that command's events are durable.
+func MemberNoteCall(req *NoteRequest) *statefun.Call {
+	return statefun.NewCall(Member_Note_FullMethodName, req)
 }
 
 // Note calls the Note method of the addressed entity.

@@ -100,6 +100,15 @@ func (c *DeviceContext) Emit(event DeviceEvent) {
 	c.c.Emit(event.deviceEventType(), event)
 }
 
+// Send makes call once this command's events are durable: never before, and
+// at least once (it is retried while its target is unavailable, so the target
+// must tolerate a repeat). It is stored with the events, so it survives a
+// crash. When the handler returns an error, the call is dropped. Build calls
+// with the generated <Entity><Method>Call functions.
+func (c *DeviceContext) Send(call *statefun.Call) {
+	c.c.Send(call)
+}
+
 // DeviceReadContext is given to Device's read-only handlers: it has no way
 // to change the entity.
 type DeviceReadContext struct {
@@ -208,6 +217,18 @@ type DeviceEntityClient struct {
 // NewDeviceEntityClient returns a client that calls Device entities through cc.
 func NewDeviceEntityClient(cc grpc.ClientConnInterface) *DeviceEntityClient {
 	return &DeviceEntityClient{client: NewDeviceClient(cc)}
+}
+
+// DeviceRecordCall returns a call of Device.Record with req, for a command's Send: the
+// call is made once that command's events are durable.
+func DeviceRecordCall(req *RecordRequest) *statefun.Call {
+	return statefun.NewCall(Device_Record_FullMethodName, req)
+}
+
+// DeviceLatestCall returns a call of Device.Latest with req, for a command's Send: the
+// call is made once that command's events are durable.
+func DeviceLatestCall(req *LatestRequest) *statefun.Call {
+	return statefun.NewCall(Device_Latest_FullMethodName, req)
 }
 
 // Record calls the Record method of the addressed entity.

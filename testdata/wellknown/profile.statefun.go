@@ -160,6 +160,18 @@ func NewProfileEntityClient(cc grpc.ClientConnInterface) *ProfileEntityClient {
 	return &ProfileEntityClient{client: NewProfileClient(cc)}
 }
 
+// ProfilePutCall returns a call of Profile.Put with req, for a command's Send: the
+// call is made once that command's events are durable.
+func ProfilePutCall(req *PutRequest) *statefun.Call {
+	return statefun.NewCall(Profile_Put_FullMethodName, req)
+}
+
+// ProfileGetCall returns a call of Profile.Get with req, for a command's Send: the
+// call is made once that command's events are durable.
+func ProfileGetCall(req *GetRequest) *statefun.Call {
+	return statefun.NewCall(Profile_Get_FullMethodName, req)
+}
+
 // Put calls the Put method of the addressed entity.
 func (c *ProfileEntityClient) Put(ctx context.Context, req *PutRequest, opts ...grpc.CallOption) (*structpb.Struct, error) {
 	if _, err := profilePutKey(req); err != nil {
@@ -364,6 +376,15 @@ func (c *AuditContext) Emit(event AuditEvent) {
 	c.c.Emit(event.auditEventType(), event)
 }
 
+// Send makes call once this command's events are durable: never before, and
+// at least once (it is retried while its target is unavailable, so the target
+// must tolerate a repeat). It is stored with the events, so it survives a
+// crash. When the handler returns an error, the call is dropped. Build calls
+// with the generated <Entity><Method>Call functions.
+func (c *AuditContext) Send(call *statefun.Call) {
+	c.c.Send(call)
+}
+
 // NewAudit returns the Audit entity implemented by h, ready to be
 // hosted by the statefun runtime:
 //
@@ -428,6 +449,12 @@ type AuditEntityClient struct {
 // NewAuditEntityClient returns a client that calls Audit entities through cc.
 func NewAuditEntityClient(cc grpc.ClientConnInterface) *AuditEntityClient {
 	return &AuditEntityClient{client: NewAuditClient(cc)}
+}
+
+// AuditRecordCall returns a call of Audit.Record with req, for a command's Send: the
+// call is made once that command's events are durable.
+func AuditRecordCall(req *RecordRequest) *statefun.Call {
+	return statefun.NewCall(Audit_Record_FullMethodName, req)
 }
 
 // Record calls the Record method of the addressed entity.

@@ -20,6 +20,15 @@ func generateClient(out *jen.File, e *entity, n names) {
 	)
 	out.Line()
 	for _, m := range e.methods {
+		call := n.base + m.method.GoName + "Call"
+		out.Commentf("%s returns a call of %s.%s with req, for a command's Send: the", call, n.base, m.method.GoName)
+		out.Comment("call is made once that command's events are durable.")
+		out.Func().Id(call).Params(jen.Id("req").Add(ptr(m.method.Input.GoIdent))).Op("*").Qual(runtimePkg, "Call").Block(
+			jen.Return(jen.Qual(runtimePkg, "NewCall").Call(jen.Id(n.grpc+"_"+m.method.GoName+"_FullMethodName"), jen.Id("req"))),
+		)
+		out.Line()
+	}
+	for _, m := range e.methods {
 		comment(out, docComment(m.method.Comments.Leading, fmt.Sprintf("%s calls the %s method of the addressed entity.", m.method.GoName, m.method.Desc.Name())))
 		out.Func().Params(jen.Id("c").Op("*").Id(n.client())).Id(m.method.GoName).Params(
 			jen.Id("ctx").Qual("context", "Context"),

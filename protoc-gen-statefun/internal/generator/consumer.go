@@ -60,7 +60,7 @@ func generateConsumer(out *jen.File, c *consumer) {
 	out.Type().Id(n.context()).Struct(jen.Id("c").Op("*").Qual(runtimePkg, "EventContext"))
 	out.Line()
 	accessor := func(doc, name string, result jen.Code) {
-		out.Comment(doc)
+		comment(out, doc)
 		out.Func().Params(jen.Id("c").Op("*").Id(n.context())).Id(name).Params().Add(result).Block(
 			jen.Return(jen.Id("c").Dot("c").Dot(name).Call()),
 		)
@@ -69,7 +69,7 @@ func generateConsumer(out *jen.File, c *consumer) {
 	accessor("Context returns the delivery's context; it ends when the server stops.", "Context", jen.Qual("context", "Context"))
 	accessor("EntityID returns the ID of the entity that emitted the event.", "EntityID", jen.String())
 	accessor("Seq returns the event's position in its entity's history, from 1.", "Seq", jen.Int64())
-	accessor("ClientConn returns a connection to the entities of this server, for their\n// generated clients (New<Entity>EntityClient).", "ClientConn", jen.Qual(grpcPkg, "ClientConnInterface"))
+	accessor("ClientConn returns a connection to the entities of this server, for their\ngenerated clients (New<Entity>EntityClient).", "ClientConn", jen.Qual(grpcPkg, "ClientConnInterface"))
 
 	var cases []jen.Code
 	for _, h := range c.handlers {

@@ -71,6 +71,9 @@ func (m *model) readConsumer(f *protogen.File, svc *protogen.Service) *consumer 
 	case c.name == "":
 		m.diags.add(optsPos(consumerNameField),
 			"consumer %s has no name; set (statefun.v1.consumer).name to a stable name its position is stored under, for example name: %q", name, kebab(string(name)))
+	case strings.HasPrefix(c.name, "statefun"):
+		m.diags.add(optsPos(consumerNameField),
+			"consumer name %q of %s starts with \"statefun\", which is reserved for the runtime's own consumers; choose another name", c.name, name)
 	case !entityTypePattern.MatchString(c.name):
 		m.diags.add(optsPos(consumerNameField),
 			"consumer name %q of %s is not valid; use lowercase letters, digits, '.', '_' and '-', starting with a letter, at most 128 characters", c.name, name)

@@ -175,6 +175,15 @@ func generateContexts(out *jen.File, e *entity, n names) {
 		out.Func().Params(jen.Id("c").Op("*").Id(n.context())).Id("Emit").Params(jen.Id("event").Id(n.event())).Block(
 			jen.Id("c").Dot("c").Dot("Emit").Call(jen.Id("event").Dot(n.eventMarker()).Call(), jen.Id("event")),
 		)
+		out.Line()
+		out.Comment("Send makes call once this command's events are durable: never before, and")
+		out.Comment("at least once (it is retried while its target is unavailable, so the target")
+		out.Comment("must tolerate a repeat). It is stored with the events, so it survives a")
+		out.Comment("crash. When the handler returns an error, the call is dropped. Build calls")
+		out.Comment("with the generated <Entity><Method>Call functions.")
+		out.Func().Params(jen.Id("c").Op("*").Id(n.context())).Id("Send").Params(jen.Id("call").Op("*").Qual(runtimePkg, "Call")).Block(
+			jen.Id("c").Dot("c").Dot("Send").Call(jen.Id("call")),
+		)
 	case keyValue:
 		out.Comment("SetState replaces the state with state when the handler returns without")
 		out.Comment("error; the caller gets the reply once it is stored. The runtime keeps state:")

@@ -446,6 +446,17 @@ service Detector {
 }`,
 			want: `bad.proto:16:68: method Detector.OnLoginFailed has (statefun.v1.method) options, which apply to entity methods only; remove them`,
 		},
+		{
+			name: "reserved event type name",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" event_sourced: { events: ["Added"] } };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message Added { option (statefun.v1.event) = { type: "statefun.call" }; }`,
+			want: `bad.proto:11:48: event type "statefun.call" of Added starts with "statefun.", which is reserved for the runtime's own records; choose another name`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

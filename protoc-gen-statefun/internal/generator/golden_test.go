@@ -14,6 +14,7 @@ import (
 	// The golden packages are real Go packages: importing them makes this
 	// test fail to build when the generated code does not compile.
 	_ "github.com/statefun-go/statefun/testdata/compositekey"
+	_ "github.com/statefun-go/statefun/testdata/consumer"
 	_ "github.com/statefun-go/statefun/testdata/eventsourced"
 	_ "github.com/statefun-go/statefun/testdata/keyvalue"
 	_ "github.com/statefun-go/statefun/testdata/multientity"

@@ -320,6 +320,11 @@ func (m *model) readEvents(e *entity, es *statefunv1.EventSourced, optsPos func(
 		ev := &event{message: msg, typ: string(msg.Desc.Name())}
 		if eo := eventOptions(msg); eo != nil && eo.GetType() != "" {
 			ev.typ = eo.GetType()
+			if strings.HasPrefix(ev.typ, "statefun.") {
+				m.diags.add(positionOf(msg.Desc, messageOptionsField, statefunExtension, eventTypeField),
+					"event type %q of %s starts with \"statefun.\", which is reserved for the runtime's own records; choose another name", ev.typ, msg.Desc.Name())
+				continue
+			}
 			if !eventTypePattern.MatchString(ev.typ) {
 				m.diags.add(positionOf(msg.Desc, messageOptionsField, statefunExtension, eventTypeField),
 					"event type %q of %s is not valid; use letters, digits, '.', '_' and '-', starting with a letter, at most 128 characters", ev.typ, msg.Desc.Name())

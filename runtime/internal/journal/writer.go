@@ -359,6 +359,13 @@ func (w *Writer) commit(commits []*Commit) {
 		ctx, cancel := context.WithTimeout(context.Background(), w.opts.CommitTimeout)
 		start := time.Now()
 		err := w.store.Commit(ctx, &batch)
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			// The store did not answer in time. Its error wraps
+			// context.DeadlineExceeded, which callers would take for
+			// their own deadline (DEADLINE_EXCEEDED); this is the
+			// store being unavailable, so the chain is cut here.
+			err = fmt.Errorf("the store did not answer within %v: %s", w.opts.CommitTimeout, err.Error())
+		}
 		cancel()
 		took := time.Since(start)
 		w.stats.commitNanos.Add(int64(took))

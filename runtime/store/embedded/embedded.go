@@ -22,19 +22,35 @@
 //
 // # File layout
 //
-// dir/statefun.db holds four buckets. Entity types and IDs are arbitrary
-// bytes, so every variable-length field is length-prefixed (uvarint) and
-// no key can be read two ways:
+// dir/statefun.db holds seven buckets. Entity types, IDs and consumer
+// names are arbitrary bytes, so every variable-length field is
+// length-prefixed (uvarint) and no key can be read two ways:
 //
-//	meta       "format"                          → uint64 format version (1)
-//	events     len‖type‖len‖id‖seq               → len‖event type‖payload
-//	values     len‖type‖len‖id                   → version‖payload
-//	snapshots  len‖type‖len‖id                   → seq‖payload
+//	meta        "format"                  → uint64 format version (2)
+//	events      len‖type‖len‖id‖seq       → len‖event type‖payload
+//	values      len‖type‖len‖id           → version‖payload
+//	snapshots   len‖type‖len‖id           → seq‖payload
+//	feed        len‖type‖n                → len‖id‖seq (the event's key after its type)
+//	feed-heads  len‖type                  → n of the type's newest feed entry
+//	consumers   len‖consumer‖len‖type     → n the consumer has read up to
 //
-// seq and version are big-endian uint64, so bbolt's byte order is numeric
-// order and a cursor reads a history in seq order. Only the newest snapshot
-// of an entity is kept. Open refuses a file with a newer format version
-// rather than misread it.
+// seq, version and n are big-endian uint64, so bbolt's byte order is
+// numeric order and a cursor reads a history in seq order and a feed in n
+// order. Only the newest snapshot of an entity is kept. Open refuses a
+// file with a newer format version rather than misread it, and upgrades
+// an older one in place: a format 1 file gets its feeds built from its
+// events, in one transaction, the first time a binary that knows feeds
+// opens it.
+//
+// # Feeds
+//
+// Commit numbers each event in the feed of its entity type, 1, 2, 3...,
+// inside its write transaction. bbolt runs one write transaction at a
+// time, so numbers are taken in commit order and a reader never sees
+// number n before every number below it: a consumer that resumes after
+// the last number it read cannot skip an event (DESIGN invariant 10),
+// and sees each event as soon as its Commit returns. A Position is the
+// number in 16 hex digits.
 //
 // bbolt locks the file, so a second process opening the same directory gets
 // an error after a short wait instead of corrupting it.
@@ -245,7 +261,7 @@ func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 				return fmt.Errorf("write version %d of %s: %w", v.Version, v.Entity, err)
 			}
 		}
-		return nil
+		return appendToFeeds(tx, b.Events, eventKeys)
 	})
 	return s.txError(err, func() string { return fmt.Sprintf("commit %d events and %d values", len(b.Events), len(b.Values)) })
 }

@@ -58,6 +58,13 @@ func TestDataSurvivesReopen(t *testing.T) {
 	if err := s.SaveSnapshot(ctx, store.Snapshot{Entity: cart, Seq: 2, Payload: []byte("ab")}); err != nil {
 		t.Fatal(err)
 	}
+	head, err := s.FeedHead(ctx, "cart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveConsumerPosition(ctx, "projector", "cart", head); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +98,21 @@ func TestDataSurvivesReopen(t *testing.T) {
 	}
 	if err := s.Commit(ctx, &store.Batch{Events: []store.Event{{Entity: cart, Seq: 3, EventType: "E"}}}); err != nil {
 		t.Errorf("next write after reopen: %v", err)
+	}
+	// The feed and the consumer's place in it survive too.
+	pos, found, err := s.LoadConsumerPosition(ctx, "projector", "cart")
+	if err != nil || !found || pos != head {
+		t.Fatalf("consumer position after reopen: %q found=%v err=%v, want %q", pos, found, err, head)
+	}
+	got = nil
+	if err := s.ReadFeed(ctx, "cart", "", 10, func(e store.FeedEvent) error {
+		got = append(got, fmt.Sprintf("%d:%t", e.Seq, e.Position > pos))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "1:false 2:false 3:true"; strings.Join(got, " ") != want {
+		t.Errorf("feed after reopen (seq:after the saved position): %q, want %q", got, want)
 	}
 }
 
@@ -139,7 +161,7 @@ func TestBadFile(t *testing.T) {
 				return err
 			}
 			return meta.Put([]byte("format"), binary.BigEndian.AppendUint64(nil, 99))
-		}), "the file has format version 99, written by a newer statefun; this binary reads only format 1: upgrade statefun"},
+		}), "the file has format version 99, written by a newer statefun; this binary reads formats up to 2: upgrade statefun"},
 		{"DamagedFormat", writeBolt(func(tx *bolt.Tx) error {
 			meta, err := tx.CreateBucket([]byte("meta"))
 			if err != nil {
@@ -313,8 +335,11 @@ func TestPayloadsAreCopies(t *testing.T) {
 	if err := s.SaveSnapshot(ctx, store.Snapshot{Entity: ref, Seq: 1, Payload: payload}); err != nil {
 		t.Fatal(err)
 	}
-	var event store.Event
+	var event, fed store.Event
 	if err := s.ReadEvents(ctx, ref, 0, func(e store.Event) error { event = e; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReadFeed(ctx, ref.Type, "", 1, func(e store.FeedEvent) error { fed = e.Event; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	value, _, err := s.LoadValue(ctx, ref)
@@ -328,7 +353,7 @@ func TestPayloadsAreCopies(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for name, got := range map[string][]byte{"event": event.Payload, "value": value.Payload, "snapshot": snap.Payload} {
+	for name, got := range map[string][]byte{"event": event.Payload, "feed event": fed.Payload, "value": value.Payload, "snapshot": snap.Payload} {
 		if !bytes.Equal(got, payload) {
 			t.Errorf("%s payload after Close = %q", name, got)
 		}
@@ -366,6 +391,33 @@ func TestCommitInsideReadEvents(t *testing.T) {
 	}
 }
 
+// TestCommitInsideReadFeed is TestCommitInsideReadEvents for feeds.
+func TestCommitInsideReadFeed(t *testing.T) {
+	t.Parallel()
+	s := open(t, t.TempDir(), embedded.WithNoSync(true))
+	defer s.Close()
+	var b store.Batch
+	for seq := int64(1); seq <= 2500; seq++ {
+		b.Events = append(b.Events, store.Event{Entity: store.Ref{Type: "cart", ID: "reader"}, Seq: seq, EventType: "E"})
+	}
+	if err := s.Commit(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	other := store.Ref{Type: "order", ID: "writer"}
+	big := make([]byte, 8<<20)
+	seen := int64(0)
+	err := s.ReadFeed(ctx, "cart", "", 5000, func(e store.FeedEvent) error {
+		seen++
+		if e.Seq%1000 != 0 {
+			return nil
+		}
+		return s.Commit(ctx, &store.Batch{Events: []store.Event{{Entity: other, Seq: e.Seq / 1000, EventType: "Big", Payload: big}}})
+	})
+	if err != nil || seen != 2500 {
+		t.Fatalf("ReadFeed: %v after %d events", err, seen)
+	}
+}
+
 func TestOverlongEntityKey(t *testing.T) {
 	t.Parallel()
 	s := open(t, t.TempDir(), embedded.WithNoSync(true))
@@ -399,13 +451,17 @@ func TestClosed(t *testing.T) {
 	}
 	ref := store.Ref{Type: "cart", ID: "c1"}
 	errs := map[string]error{
-		"Commit":          s.Commit(ctx, &store.Batch{Events: []store.Event{{Entity: ref, Seq: 1}}}),
-		"ReadEvents":      s.ReadEvents(ctx, ref, 0, func(store.Event) error { return nil }),
-		"SaveSnapshot":    s.SaveSnapshot(ctx, store.Snapshot{Entity: ref, Seq: 1}),
-		"DeleteSnapshots": s.DeleteSnapshots(ctx, "cart"),
+		"Commit":               s.Commit(ctx, &store.Batch{Events: []store.Event{{Entity: ref, Seq: 1}}}),
+		"ReadEvents":           s.ReadEvents(ctx, ref, 0, func(store.Event) error { return nil }),
+		"SaveSnapshot":         s.SaveSnapshot(ctx, store.Snapshot{Entity: ref, Seq: 1}),
+		"DeleteSnapshots":      s.DeleteSnapshots(ctx, "cart"),
+		"ReadFeed":             s.ReadFeed(ctx, "cart", "", 1, func(store.FeedEvent) error { return nil }),
+		"SaveConsumerPosition": s.SaveConsumerPosition(ctx, "c", "cart", ""),
 	}
 	_, _, errs["LatestSnapshot"] = s.LatestSnapshot(ctx, ref)
 	_, _, errs["LoadValue"] = s.LoadValue(ctx, ref)
+	_, errs["FeedHead"] = s.FeedHead(ctx, "cart")
+	_, _, errs["LoadConsumerPosition"] = s.LoadConsumerPosition(ctx, "c", "cart")
 	for name, err := range errs {
 		if !errors.Is(err, store.ErrClosed) {
 			t.Errorf("%s after Close: %v, want store.ErrClosed", name, err)

@@ -15,7 +15,11 @@ import (
 // formatVersion is the version of the layout below, kept in the meta
 // bucket. Bump it whenever a change would make an older binary misread the
 // file, and teach Open to migrate the older versions it still accepts.
-const formatVersion = 1
+//
+//  1. events, values, snapshots.
+//  2. feeds and consumer positions. Open builds the feeds of a version 1
+//     file from its events.
+const formatVersion = 2
 
 // Bucket names and the meta key. They are names on disk: never rename them.
 var (
@@ -23,6 +27,9 @@ var (
 	eventsBucket    = []byte("events")
 	valuesBucket    = []byte("values")
 	snapshotsBucket = []byte("snapshots")
+	feedBucket      = []byte("feed")
+	feedHeadsBucket = []byte("feed-heads")
+	consumersBucket = []byte("consumers")
 
 	formatKey = []byte("format")
 )
@@ -131,7 +138,7 @@ func lastSeq(events *bolt.Bucket, prefix []byte) int64 {
 var errNotStatefun = errors.New("no statefun meta bucket")
 
 // initLayout creates the buckets of a new file, and checks the format
-// version of an existing one.
+// version of an existing one, upgrading an older format it still reads.
 func initLayout(tx *bolt.Tx) error {
 	meta := tx.Bucket(metaBucket)
 	if meta == nil {
@@ -152,16 +159,92 @@ func initLayout(tx *bolt.Tx) error {
 	if len(raw) != 8 {
 		return fmt.Errorf("format version is %d bytes, want 8: the file is damaged; restore it from a backup", len(raw))
 	}
-	if v := binary.BigEndian.Uint64(raw); v != formatVersion {
-		if v > formatVersion {
-			return fmt.Errorf("the file has format version %d, written by a newer statefun; this binary reads only format %d: upgrade statefun", v, formatVersion)
-		}
-		return fmt.Errorf("the file has unknown format version %d (this binary reads format %d): the file is damaged; restore it from a backup", v, formatVersion)
+	version := binary.BigEndian.Uint64(raw)
+	switch {
+	case version > formatVersion:
+		return fmt.Errorf("the file has format version %d, written by a newer statefun; this binary reads formats up to %d: upgrade statefun", version, formatVersion)
+	case version < 1:
+		return fmt.Errorf("the file has unknown format version %d (this binary reads formats 1 to %d): the file is damaged; restore it from a backup", version, formatVersion)
 	}
-	for _, name := range [][]byte{eventsBucket, valuesBucket, snapshotsBucket} {
+	for _, name := range [][]byte{eventsBucket, valuesBucket, snapshotsBucket, feedBucket, feedHeadsBucket, consumersBucket} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
 	}
+	if version == 1 {
+		if err := buildFeeds(tx); err != nil {
+			return fmt.Errorf("upgrade the file from format 1 to 2: %w", err)
+		}
+		if err := meta.Put(formatKey, binary.BigEndian.AppendUint64(nil, formatVersion)); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// buildFeeds fills the feeds of a file written in format 1, which had
+// none, from its events. The order they were committed in is not on
+// disk, so each type's feed lists its entities one after the other, each
+// history in seq order: a valid feed order, as it keeps every entity's
+// events in seq order. It runs in the transaction that opens the file, so
+// a crash leaves the file in format 1, to be upgraded on the next open.
+func buildFeeds(tx *bolt.Tx) error {
+	feed, heads := tx.Bucket(feedBucket), tx.Bucket(feedHeadsBucket)
+	var prefix []byte
+	var n uint64
+	saveHead := func() error {
+		if prefix == nil {
+			return nil
+		}
+		return heads.Put(prefix, binary.BigEndian.AppendUint64(nil, n))
+	}
+	c := tx.Bucket(eventsBucket).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		size := typePrefixSize(k)
+		if size == 0 || len(k) < size+8 {
+			return fmt.Errorf("event key %x is damaged; restore the data directory from a backup", k)
+		}
+		// Keys are sorted and type prefixes are prefix-free, so each
+		// type's events are one run of keys.
+		if !bytes.Equal(k[:size], prefix) {
+			if err := saveHead(); err != nil {
+				return err
+			}
+			prefix, n = bytes.Clone(k[:size]), 0
+		}
+		n++
+		// Clone what bbolt keeps until the commit: k points into the
+		// memory map, which the commit may replace.
+		if err := feed.Put(feedKey(prefix, n), bytes.Clone(k[size:])); err != nil {
+			return err
+		}
+	}
+	return saveHead()
+}
+
+// typePrefixSize returns the length of the typePrefix that key starts
+// with, or 0 if it does not start with one.
+func typePrefixSize(key []byte) int {
+	n, size := binary.Uvarint(key)
+	if size <= 0 || n > uint64(len(key)-size) {
+		return 0
+	}
+	return size + int(n)
+}
+
+// feedKey is typePrefix ‖ big-endian uint64 n, the key of the nth event
+// in the feed of a type. The value is the event's key without its
+// typePrefix: uvarint(len(id)) ‖ id ‖ seq.
+func feedKey(prefix []byte, n uint64) []byte {
+	k := make([]byte, 0, len(prefix)+8)
+	k = append(k, prefix...)
+	return binary.BigEndian.AppendUint64(k, n)
+}
+
+// consumerKey is uvarint(len(consumer)) ‖ consumer ‖ typePrefix, the key
+// of a consumer's position in the feed of a type.
+func consumerKey(consumer, entityType string) []byte {
+	k := binary.AppendUvarint(nil, uint64(len(consumer)))
+	k = append(k, consumer...)
+	return typePrefix(k, entityType)
 }

@@ -1,10 +1,15 @@
 // Package memory is a Store that keeps everything in process memory: for
-// unit tests and the testkit. It fences exactly like the durable stores.
+// unit tests and the testkit. It fences exactly like the durable stores,
+// and its feeds are numbered in commit order under the store's lock, so a
+// reader sees an event as soon as its Commit returns and can never skip
+// one.
 package memory
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/statefun-go/statefun/runtime/store"
@@ -17,7 +22,21 @@ type Store struct {
 	events    map[store.Ref][]store.Event
 	values    map[store.Ref]store.Value
 	snapshots map[store.Ref]store.Snapshot
+	// feeds holds, per entity type, every committed event in commit
+	// order. Commit appends under the write lock, so an index is never
+	// given out before all the indexes below it are filled: a reader
+	// cannot skip an event (DESIGN invariant 10).
+	feeds     map[string][]feedEntry
+	positions map[consumerKey]store.Position
 }
+
+// feedEntry names one event of a feed: its entity and its seq.
+type feedEntry struct {
+	ref store.Ref
+	seq int64
+}
+
+type consumerKey struct{ consumer, entityType string }
 
 var _ store.Store = (*Store)(nil)
 
@@ -27,6 +46,8 @@ func New() *Store {
 		events:    map[store.Ref][]store.Event{},
 		values:    map[store.Ref]store.Value{},
 		snapshots: map[store.Ref]store.Snapshot{},
+		feeds:     map[string][]feedEntry{},
+		positions: map[consumerKey]store.Position{},
 	}
 }
 
@@ -67,6 +88,7 @@ func (s *Store) Commit(_ context.Context, b *store.Batch) error {
 	for _, e := range b.Events {
 		e.Payload = slices.Clone(e.Payload)
 		s.events[e.Entity] = append(s.events[e.Entity], e)
+		s.feeds[e.Entity.Type] = append(s.feeds[e.Entity.Type], feedEntry{ref: e.Entity, seq: e.Seq})
 	}
 	for _, v := range b.Values {
 		v.Payload = slices.Clone(v.Payload)
@@ -103,6 +125,99 @@ func (s *Store) ReadEvents(ctx context.Context, ref store.Ref, afterSeq int64, f
 		}
 	}
 	return nil
+}
+
+// ReadFeed implements store.Store. A Position is the number of feed
+// entries before it, in fixed-width hex so that positions sort as they
+// follow each other.
+func (s *Store) ReadFeed(ctx context.Context, entityType string, after store.Position, limit int, fn func(store.FeedEvent) error) error {
+	if limit < 1 {
+		return fmt.Errorf("read the feed of %q: limit %d; ask for at least one event", entityType, limit)
+	}
+	start, err := parsePosition(after)
+	if err != nil {
+		return fmt.Errorf("read the feed of %q: %w", entityType, err)
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return store.ErrClosed
+	}
+	feed := s.feeds[entityType]
+	start = min(start, len(feed))
+	// Copy the events out under the lock: fn runs without it, and may
+	// commit to this store.
+	events := make([]store.FeedEvent, 0, min(limit, len(feed)-start))
+	for i, entry := range feed[start:min(len(feed), start+limit)] {
+		e := s.events[entry.ref][entry.seq-1]
+		e.Payload = slices.Clone(e.Payload)
+		events = append(events, store.FeedEvent{Event: e, Position: encodePosition(start + i + 1)})
+	}
+	s.mu.RUnlock()
+	for _, e := range events {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// FeedHead implements store.Store.
+func (s *Store) FeedHead(_ context.Context, entityType string) (store.Position, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return "", store.ErrClosed
+	}
+	return encodePosition(len(s.feeds[entityType])), nil
+}
+
+// LoadConsumerPosition implements store.Store.
+func (s *Store) LoadConsumerPosition(_ context.Context, consumer, entityType string) (store.Position, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return "", false, store.ErrClosed
+	}
+	pos, ok := s.positions[consumerKey{consumer, entityType}]
+	return pos, ok, nil
+}
+
+// SaveConsumerPosition implements store.Store.
+func (s *Store) SaveConsumerPosition(_ context.Context, consumer, entityType string, pos store.Position) error {
+	if _, err := parsePosition(pos); err != nil {
+		return fmt.Errorf("save the position of consumer %q in the feed of %q: %w", consumer, entityType, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	s.positions[consumerKey{consumer, entityType}] = pos
+	return nil
+}
+
+const positionDigits = 16
+
+func encodePosition(n int) store.Position {
+	if n == 0 {
+		return ""
+	}
+	return store.Position(fmt.Sprintf("%0*x", positionDigits, n))
+}
+
+func parsePosition(pos store.Position) (int, error) {
+	if pos == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(string(pos), 16, strconv.IntSize-1)
+	if len(pos) != positionDigits || err != nil {
+		return 0, fmt.Errorf("position %q was not made by a memory store; resume from a Position that ReadFeed or FeedHead returned", pos)
+	}
+	return int(n), nil
 }
 
 // LatestSnapshot implements store.Store.

@@ -7,9 +7,10 @@
 // otherwise), created and upgraded by the embedded migrations (see
 // migrations/), which record themselves in schema_migrations:
 //
-//	events         (entity_type, entity_id, seq) -> event_type, payload
-//	entity_values  (entity_type, entity_id)      -> version, payload
-//	snapshots      (entity_type, entity_id)      -> seq, payload  (the newest only)
+//	events              (entity_type, entity_id, seq) -> event_type, payload, tx_id, feed_pos
+//	entity_values       (entity_type, entity_id)      -> version, payload
+//	snapshots           (entity_type, entity_id)      -> seq, payload  (the newest only)
+//	consumer_positions  (consumer, entity_type)       -> position
 //
 // Entity IDs are bytea because an ID is any Go string and Postgres text
 // cannot hold NUL bytes; type names are text. Payloads are the protobuf
@@ -34,6 +35,54 @@
 // statement fails, so the batch is atomic without the round trips of
 // BEGIN and COMMIT. Only a failed commit costs a second round trip, to
 // find out which entities conflicted.
+//
+// # Feeds
+//
+// A consumer follows an entity type's feed and resumes after the last
+// Position it was given (DESIGN invariant 10). A number from a sequence,
+// read with "pos > last", would skip events: transactions take sequence
+// numbers in one order and commit in another, so a reader can pass a
+// number whose transaction has not committed yet and never come back for
+// it.
+//
+// Instead each event row records the ID of the transaction that wrote it
+// (tx_id, an xid8) and a sequence number that orders the events within
+// that transaction (feed_pos). Feed order is (tx_id, feed_pos), and
+// ReadFeed returns only events whose tx_id is below the xmin of its own
+// snapshot, the transaction-ID horizon: the oldest transaction still
+// running. Every transaction below the horizon has ended, and every
+// transaction still to commit, or yet to start, has an ID at or above
+// it, so no event can ever be added before a position ReadFeed has
+// returned. A Position is (tx_id, feed_pos) in 32 hex digits.
+//
+// Each entity's events are in seq order in the feed. Within a commit,
+// feed_pos is assigned in key order, which is seq order for each entity.
+// A later commit of the entity first checks that its predecessor event is
+// stored, so it takes its transaction ID (at its first insert) after that
+// event's transaction committed, and the ID is higher.
+//
+// The price is latency, not correctness: an event reaches readers once
+// every transaction that started writing before it has ended, anywhere on
+// the database server (transaction IDs are shared by all its databases).
+// That is normally a few milliseconds. A long-running writing transaction
+// (a bulk load, a long migration, a session left idle in a transaction
+// after a write, a forgotten prepared transaction) holds every consumer
+// back until it ends, though it never makes one miss an event. Read-only
+// transactions take no ID and hold nothing back. The oldest backend_xid
+// in pg_stat_activity (or transaction in pg_prepared_xacts) names the
+// culprit.
+//
+// FeedHead returns the horizon itself, (xmin, 0). Every event before it
+// is from a transaction that ended before FeedHead was called; every
+// event a transaction still running writes is after it. A consumer that
+// starts there may so read some events that committed shortly before it
+// started, past an older transaction, but never misses one.
+//
+// Migration 0002 adds the feed to an existing journal: it numbers the
+// stored events in the order they were written (each entity's in seq
+// order) under this migration's transaction ID, so they come before every
+// later commit. It rewrites every events row in one transaction, holding
+// a lock on the table meanwhile: plan for that on a large journal.
 //
 // Database errors never carry the password of the URL: pgx redacts it
 // and this package never formats the URL.
@@ -302,7 +351,7 @@ func (s *Store) wrap(err error, format string, args ...any) error {
 		case "3F000", "42P01", "42883": // invalid_schema_name, undefined_table, undefined_function
 			return fmt.Errorf("postgres: %s: %w; schema %q is not migrated: run Migrate, or Open without WithoutMigrate", doing, err, s.schema)
 		case "22021": // character_not_in_repertoire
-			return fmt.Errorf("postgres: %s: %w; entity and event type names must be UTF-8 without NUL bytes (IDs and payloads may hold any bytes)", doing, err)
+			return fmt.Errorf("postgres: %s: %w; entity type, event type and consumer names must be UTF-8 without NUL bytes (IDs and payloads may hold any bytes)", doing, err)
 		}
 	}
 	return fmt.Errorf("postgres: %s: %w", doing, err)

@@ -554,6 +554,18 @@ func TestClosedStoreReturnsErrClosed(t *testing.T) {
 	if err := s.Commit(ctx, &store.Batch{Events: []store.Event{{Entity: ref, Seq: 1}}}); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Commit after Close: %v, want store.ErrClosed", err)
 	}
+	if err := s.ReadFeed(ctx, "cart", "", 1, func(store.FeedEvent) error { return nil }); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("ReadFeed after Close: %v, want store.ErrClosed", err)
+	}
+	if _, err := s.FeedHead(ctx, "cart"); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("FeedHead after Close: %v, want store.ErrClosed", err)
+	}
+	if _, _, err := s.LoadConsumerPosition(ctx, "c", "cart"); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("LoadConsumerPosition after Close: %v, want store.ErrClosed", err)
+	}
+	if err := s.SaveConsumerPosition(ctx, "c", "cart", ""); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("SaveConsumerPosition after Close: %v, want store.ErrClosed", err)
+	}
 }
 
 // BenchmarkCommit measures group commits of single events of distinct

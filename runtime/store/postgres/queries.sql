@@ -45,8 +45,16 @@ FROM unnest($1::text[], $2::bytea[], $3::bigint[]) AS f (entity_type, entity_id,
 -- name: insert-events
 -- One statement for the whole batch. The rows arrive sorted by key, so
 -- concurrent commits take index locks in one order and cannot deadlock.
-INSERT INTO {{schema}}.events (entity_type, entity_id, seq, event_type, payload)
-SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::text[], $5::bytea[]);
+-- feed_pos numbers them in that order, which puts each entity's events
+-- of the batch in seq order in the feed: Postgres evaluates a volatile
+-- output column such as nextval after the ORDER BY (here the order of
+-- the arrays, which needs no sort). tx_id takes its default, the
+-- transaction's ID.
+INSERT INTO {{schema}}.events (entity_type, entity_id, seq, event_type, payload, feed_pos)
+SELECT e.entity_type, e.entity_id, e.seq, e.event_type, e.payload, nextval('{{schema}}.events_feed_pos')
+FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::text[], $5::bytea[])
+    WITH ORDINALITY AS e (entity_type, entity_id, seq, event_type, payload, n)
+ORDER BY e.n;
 
 -- name: write-values
 -- One row per entity: the last version of the batch, applied only where
@@ -118,3 +126,33 @@ DELETE FROM {{schema}}.snapshots WHERE entity_type = $1;
 -- name: load-value
 SELECT version, payload FROM {{schema}}.entity_values
 WHERE entity_type = $1 AND entity_id = $2;
+
+-- name: read-feed
+-- The events of a type after the position ($2, $3), in feed order, up to
+-- the horizon: only transactions older than every transaction still
+-- running. Any transaction that could yet commit an event is at or past
+-- the horizon, so nothing this returns can be followed by an event that
+-- belongs before it. The horizon is read once, from the snapshot the
+-- rows come from.
+SELECT tx_id, feed_pos, entity_id, seq, event_type, payload
+FROM {{schema}}.events
+WHERE entity_type = $1
+    AND (tx_id, feed_pos) > ($2::xid8, $3::bigint)
+    AND tx_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+ORDER BY tx_id, feed_pos
+LIMIT $4;
+
+-- name: feed-horizon
+-- The oldest transaction still running (or the next to start): every
+-- event below it is committed, every later commit is at or past it.
+SELECT pg_snapshot_xmin(pg_current_snapshot());
+
+-- name: load-consumer-position
+SELECT position FROM {{schema}}.consumer_positions
+WHERE consumer = $1 AND entity_type = $2;
+
+-- name: save-consumer-position
+INSERT INTO {{schema}}.consumer_positions (consumer, entity_type, position)
+VALUES ($1, $2, $3)
+ON CONFLICT (consumer, entity_type) DO UPDATE
+SET position = excluded.position, updated_at = now();

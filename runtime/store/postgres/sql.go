@@ -41,6 +41,11 @@ type statements struct {
 	saveSnapshot    string
 	deleteSnapshots string
 	loadValue       string
+
+	readFeed             string
+	feedHorizon          string
+	loadConsumerPosition string
+	saveConsumerPosition string
 }
 
 func newStatements(quotedSchema string) *statements {
@@ -71,6 +76,11 @@ func newStatements(quotedSchema string) *statements {
 		saveSnapshot:    q("save-snapshot"),
 		deleteSnapshots: q("delete-snapshots"),
 		loadValue:       q("load-value"),
+
+		readFeed:             q("read-feed"),
+		feedHorizon:          q("feed-horizon"),
+		loadConsumerPosition: q("load-consumer-position"),
+		saveConsumerPosition: q("save-consumer-position"),
 	}
 }
 

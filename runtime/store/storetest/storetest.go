@@ -39,7 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ReadEventsStopsOnError", testReadEventsStopsOnError},
 		{"ClosedStore", testClosedStore},
 	}
-	for _, tt := range tests {
+	for _, tt := range append(tests, feedTests...) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := open(t)
 			if tt.name != "ClosedStore" {

@@ -100,6 +100,15 @@ func (c *InvoiceContext) Emit(event InvoiceEvent) {
 	c.c.Emit(event.invoiceEventType(), event)
 }
 
+// Send makes call once this command's events are durable: never before, and
+// at least once (it is retried while its target is unavailable, so the target
+// must tolerate a repeat). It is stored with the events, so it survives a
+// crash. When the handler returns an error, the call is dropped. Build calls
+// with the generated <Entity><Method>Call functions.
+func (c *InvoiceContext) Send(call *statefun.Call) {
+	c.c.Send(call)
+}
+
 // NewInvoice returns the Invoice entity implemented by h, ready to be
 // hosted by the statefun runtime:
 //
@@ -164,6 +173,12 @@ type InvoiceEntityClient struct {
 // NewInvoiceEntityClient returns a client that calls Invoice entities through cc.
 func NewInvoiceEntityClient(cc grpc.ClientConnInterface) *InvoiceEntityClient {
 	return &InvoiceEntityClient{client: NewInvoiceClient(cc)}
+}
+
+// InvoiceIssueCall returns a call of Invoice.Issue with req, for a command's Send: the
+// call is made once that command's events are durable.
+func InvoiceIssueCall(req *IssueRequest) *statefun.Call {
+	return statefun.NewCall(Invoice_Issue_FullMethodName, req)
 }
 
 // Issue calls the Issue method of the addressed entity.

@@ -100,6 +100,15 @@ func (c *OrderContext) Emit(event OrderEvent) {
 	c.c.Emit(event.orderEventType(), event)
 }
 
+// Send makes call once this command's events are durable: never before, and
+// at least once (it is retried while its target is unavailable, so the target
+// must tolerate a repeat). It is stored with the events, so it survives a
+// crash. When the handler returns an error, the call is dropped. Build calls
+// with the generated <Entity><Method>Call functions.
+func (c *OrderContext) Send(call *statefun.Call) {
+	c.c.Send(call)
+}
+
 // NewOrder returns the Order entity implemented by h, ready to be
 // hosted by the statefun runtime:
 //
@@ -164,6 +173,12 @@ type OrderEntityClient struct {
 // NewOrderEntityClient returns a client that calls Order entities through cc.
 func NewOrderEntityClient(cc grpc.ClientConnInterface) *OrderEntityClient {
 	return &OrderEntityClient{client: NewOrderClient(cc)}
+}
+
+// OrderPlaceCall returns a call of Order.Place with req, for a command's Send: the
+// call is made once that command's events are durable.
+func OrderPlaceCall(req *PlaceRequest) *statefun.Call {
+	return statefun.NewCall(Order_Place_FullMethodName, req)
 }
 
 // Place calls the Place method of the addressed entity.

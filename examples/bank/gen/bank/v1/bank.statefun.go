@@ -144,6 +144,15 @@ func (c *AccountContext) Emit(event AccountEvent) {
 	c.c.Emit(event.accountEventType(), event)
 }
 
+// Send makes call once this command's events are durable: never before, and
+// at least once (it is retried while its target is unavailable, so the target
+// must tolerate a repeat). It is stored with the events, so it survives a
+// crash. When the handler returns an error, the call is dropped. Build calls
+// with the generated <Entity><Method>Call functions.
+func (c *AccountContext) Send(call *statefun.Call) {
+	c.c.Send(call)
+}
+
 // AccountReadContext is given to Account's read-only handlers: it has no way
 // to change the entity.
 type AccountReadContext struct {
@@ -302,6 +311,36 @@ type AccountEntityClient struct {
 // NewAccountEntityClient returns a client that calls Account entities through cc.
 func NewAccountEntityClient(cc grpc.ClientConnInterface) *AccountEntityClient {
 	return &AccountEntityClient{client: NewAccountServiceClient(cc)}
+}
+
+// AccountOpenCall returns a call of Account.Open with req, for a command's Send: the
+// call is made once that command's events are durable.
+func AccountOpenCall(req *OpenRequest) *statefun.Call {
+	return statefun.NewCall(AccountService_Open_FullMethodName, req)
+}
+
+// AccountDepositCall returns a call of Account.Deposit with req, for a command's Send: the
+// call is made once that command's events are durable.
+func AccountDepositCall(req *DepositRequest) *statefun.Call {
+	return statefun.NewCall(AccountService_Deposit_FullMethodName, req)
+}
+
+// AccountWithdrawCall returns a call of Account.Withdraw with req, for a command's Send: the
+// call is made once that command's events are durable.
+func AccountWithdrawCall(req *WithdrawRequest) *statefun.Call {
+	return statefun.NewCall(AccountService_Withdraw_FullMethodName, req)
+}
+
+// AccountGetBalanceCall returns a call of Account.GetBalance with req, for a command's Send: the
+// call is made once that command's events are durable.
+func AccountGetBalanceCall(req *GetBalanceRequest) *statefun.Call {
+	return statefun.NewCall(AccountService_GetBalance_FullMethodName, req)
+}
+
+// AccountGetStatementCall returns a call of Account.GetStatement with req, for a command's Send: the
+// call is made once that command's events are durable.
+func AccountGetStatementCall(req *GetStatementRequest) *statefun.Call {
+	return statefun.NewCall(AccountService_GetStatement_FullMethodName, req)
 }
 
 // Open opens the account for its owner, with an initial deposit of zero or

@@ -1,0 +1,156 @@
+// Package e2e runs an example's real server binary for end-to-end tests:
+// build it, start it on free ports, call it, stop it with SIGTERM.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Build compiles the package in dir (relative to the test's directory)
+// into a temporary binary and returns its path.
+func Build(t testing.TB, dir string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "server")
+	out, err := exec.Command("go", "build", "-o", bin, dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build %s: %v\n%s", dir, err, out)
+	}
+	return bin
+}
+
+// Server is a running server binary.
+type Server struct {
+	Conn     *grpc.ClientConn
+	HTTPAddr string
+
+	cmd    *exec.Cmd
+	exited chan error
+	mu     sync.Mutex
+	log    bytes.Buffer
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// Start runs the binary with "serve", free gRPC and HTTP ports and flags,
+// and returns once it serves.
+func Start(t testing.TB, bin string, flags ...string) *Server {
+	t.Helper()
+	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", grpcAddr, "--http-listen", httpAddr}, flags...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{cmd: cmd, HTTPAddr: httpAddr, exited: make(chan error, 1)}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		signalled := false
+		for sc.Scan() {
+			s.mu.Lock()
+			s.log.WriteString(sc.Text() + "\n")
+			s.mu.Unlock()
+			if !signalled && strings.Contains(sc.Text(), "serving HTTP") {
+				close(ready)
+				signalled = true
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+		s.exited <- cmd.Wait()
+	}()
+	select {
+	case <-ready:
+	case err := <-s.exited:
+		t.Fatalf("server exited at start: %v\n%s", err, s.Log())
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("server did not start\n%s", s.Log())
+	}
+	s.Conn, err = grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			_ = s.cmd.Process.Kill()
+			<-s.exited
+		}
+	})
+	return s
+}
+
+// Log returns what the server logged so far.
+func (s *Server) Log() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.log.String()
+}
+
+// Post sends a Connect-protocol JSON request to path ("/pkg.Service/Method")
+// and returns the HTTP status and body.
+func (s *Server) Post(t testing.TB, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "http://"+s.HTTPAddr+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Connect-Protocol-Version", "1")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+// Stop sends SIGTERM and fails the test unless the server exits cleanly
+// (code 0, having logged "stopped cleanly").
+func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	if s.cmd.ProcessState != nil {
+		return
+	}
+	_ = s.Conn.Close()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-s.exited:
+		if err != nil {
+			t.Fatalf("server exit after SIGTERM: %v\n%s", err, s.Log())
+		}
+		if !strings.Contains(s.Log(), "stopped cleanly") {
+			t.Errorf("no clean-stop log line:\n%s", s.Log())
+		}
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		t.Fatalf("server did not stop after SIGTERM\n%s", s.Log())
+	}
+}

@@ -1,0 +1,331 @@
+package statefun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/statefun-go/statefun/runtime/store"
+)
+
+// ConsumerConfig describes a consumer of an entity type's events to the
+// runtime. Generated code fills it in; programs do not build it by hand.
+type ConsumerConfig struct {
+	// Name is the stable name the consumer's position is stored under.
+	Name string
+	// EntityType is the stored type name of the entity it consumes.
+	EntityType string
+	// StartFromNow makes a consumer without a stored position skip the
+	// history and start with the next event.
+	StartFromNow bool
+	// Handle decodes one stored event and passes it to the consumer's
+	// handler. It returns nil for event types the consumer does not handle.
+	Handle func(ctx *EventContext, eventType string, payload []byte) error
+}
+
+// Consumer is a consumer ready to run: the value a generated constructor
+// such as NewAnomalyDetector returns. Pass it to Main, or to New with
+// WithConsumers.
+type Consumer struct {
+	cfg ConsumerConfig
+	err error
+}
+
+// NewConsumer turns a configuration into a Consumer. Generated code calls
+// it; a configuration error is reported by New.
+func NewConsumer(cfg ConsumerConfig) *Consumer {
+	c := &Consumer{cfg: cfg}
+	switch {
+	case !entityTypePattern.MatchString(cfg.Name):
+		c.err = fmt.Errorf("consumer name %q is not valid: use lowercase letters, digits, '.', '_' and '-', starting with a letter", cfg.Name)
+	case cfg.EntityType == "" || cfg.Handle == nil:
+		c.err = fmt.Errorf("consumer %q: incomplete configuration; regenerate the code with protoc-gen-statefun", cfg.Name)
+	}
+	return c
+}
+
+// Name returns the consumer's stable name.
+func (c *Consumer) Name() string { return c.cfg.Name }
+
+// EventContext is the runtime half of a generated consumer context.
+type EventContext struct {
+	ctx      context.Context
+	entityID string
+	seq      int64
+	conn     grpc.ClientConnInterface
+}
+
+// Context returns the context of the delivery; it ends when the runtime
+// stops.
+func (c *EventContext) Context() context.Context { return c.ctx }
+
+// EntityID returns the ID of the entity that emitted the event.
+func (c *EventContext) EntityID() string { return c.entityID }
+
+// Seq returns the event's position in its entity's history, from 1.
+func (c *EventContext) Seq() int64 { return c.seq }
+
+// ClientConn returns a connection to the entities of this runtime, for
+// generated clients: a consumer reacts to an event by calling entities.
+func (c *EventContext) ClientConn() grpc.ClientConnInterface { return c.conn }
+
+// DecodeEventError reports a stored event that does not decode. The
+// consumer retries it with backoff, like any handler error, and logs it.
+func DecodeEventError(eventType string, err error) error {
+	return fmt.Errorf("decode stored event %s: %w", eventType, err)
+}
+
+// consumerRunner delivers one consumer's events: at least once, in order
+// per entity, different entities in parallel.
+//
+// It reads the feed into a window of at most window events. Each entity
+// with events in the window is worked on by at most one goroutine, which
+// handles them in order and retries a failing one with backoff; the other
+// entities go on meanwhile, until the window fills behind the failing one.
+// The stored position is the end of the longest prefix of the window that
+// is fully handled, so after a restart nothing unhandled is skipped; events
+// after it may be delivered again.
+type consumerRunner struct {
+	cfg    ConsumerConfig
+	store  store.Store
+	conn   grpc.ClientConnInterface
+	log    *slog.Logger
+	wake   chan struct{}
+	window int
+	poll   time.Duration
+
+	mu       sync.Mutex
+	pending  []*delivery            // in feed order
+	queues   map[string][]*delivery // per entity, not yet handled
+	active   map[string]bool        // entities a goroutine is working on
+	handled  store.Position         // end of the fully handled prefix
+	saved    store.Position
+	failures uint64
+}
+
+type delivery struct {
+	event store.FeedEvent
+	done  bool
+}
+
+const (
+	consumerWindow      = 4096
+	consumerReadBatch   = 512
+	consumerPoll        = 100 * time.Millisecond
+	consumerSaveEvery   = 200 * time.Millisecond
+	consumerParallelism = 16
+)
+
+func newConsumerRunner(cfg ConsumerConfig, st store.Store, conn grpc.ClientConnInterface, log *slog.Logger) *consumerRunner {
+	r := &consumerRunner{
+		cfg: cfg, store: st, conn: conn, log: log.With("consumer", cfg.Name),
+		wake: make(chan struct{}, 1), window: consumerWindow, poll: consumerPoll,
+		queues: map[string][]*delivery{}, active: map[string]bool{},
+	}
+	return r
+}
+
+// notify wakes the reader: new events may have been committed.
+func (r *consumerRunner) notify() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run delivers events until ctx ends, then saves the position reached.
+func (r *consumerRunner) run(ctx context.Context) {
+	pos, err := r.start(ctx)
+	for err != nil {
+		r.log.Error("consumer cannot read its position; retrying", "error", err)
+		if !sleep(ctx, time.Second) {
+			return
+		}
+		pos, err = r.start(ctx)
+	}
+	r.handled, r.saved = pos, pos
+	sem := make(chan struct{}, consumerParallelism)
+	var workers sync.WaitGroup
+	saveTick := time.NewTicker(consumerSaveEvery)
+	defer saveTick.Stop()
+	defer func() {
+		// Let the workers stop (they watch ctx), then save how far the
+		// consumer got.
+		workers.Wait()
+		r.save(context.WithoutCancel(ctx))
+	}()
+	readPos := pos
+	for ctx.Err() == nil {
+		r.mu.Lock()
+		room := r.window - len(r.pending)
+		r.mu.Unlock()
+		read := 0
+		if room > 0 {
+			var fresh []*delivery
+			err := r.store.ReadFeed(ctx, r.cfg.EntityType, readPos, min(room, consumerReadBatch), func(e store.FeedEvent) error {
+				fresh = append(fresh, &delivery{event: e})
+				readPos = e.Position
+				return nil
+			})
+			if err != nil && ctx.Err() == nil {
+				r.log.Warn("reading the event feed failed; retrying", "error", err)
+			}
+			read = len(fresh)
+			r.mu.Lock()
+			for _, d := range fresh {
+				r.pending = append(r.pending, d)
+				id := d.event.Entity.ID
+				r.queues[id] = append(r.queues[id], d)
+				if !r.active[id] {
+					r.active[id] = true
+					workers.Add(1)
+					go r.work(ctx, id, sem, &workers)
+				}
+			}
+			r.mu.Unlock()
+		}
+		if read == consumerReadBatch {
+			continue // more may be waiting: read on at once
+		}
+		select {
+		case <-ctx.Done():
+		case <-r.wake:
+		case <-time.After(r.poll):
+		case <-saveTick.C:
+			r.save(ctx)
+		}
+	}
+}
+
+func (r *consumerRunner) start(ctx context.Context) (store.Position, error) {
+	pos, found, err := r.store.LoadConsumerPosition(ctx, r.cfg.Name, r.cfg.EntityType)
+	if err != nil || found || !r.cfg.StartFromNow {
+		return pos, err
+	}
+	head, err := r.store.FeedHead(ctx, r.cfg.EntityType)
+	if err != nil {
+		return "", err
+	}
+	// Record the starting point at once, so that a restart does not move
+	// "now" forward past events that arrived in between.
+	return head, r.store.SaveConsumerPosition(ctx, r.cfg.Name, r.cfg.EntityType, head)
+}
+
+// work handles the queued events of one entity, in order.
+func (r *consumerRunner) work(ctx context.Context, id string, sem chan struct{}, workers *sync.WaitGroup) {
+	defer workers.Done()
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-sem }()
+	for {
+		r.mu.Lock()
+		q := r.queues[id]
+		if len(q) == 0 || ctx.Err() != nil {
+			delete(r.queues, id)
+			delete(r.active, id)
+			r.mu.Unlock()
+			return
+		}
+		d := q[0]
+		r.mu.Unlock()
+
+		if !r.deliver(ctx, d) {
+			return // stopping; the event stays unhandled and is redelivered
+		}
+
+		r.mu.Lock()
+		d.done = true
+		r.queues[id] = r.queues[id][1:]
+		r.advance()
+		r.mu.Unlock()
+	}
+}
+
+// deliver calls the handler until it succeeds, backing off between tries.
+// It returns false if ctx ended first.
+func (r *consumerRunner) deliver(ctx context.Context, d *delivery) bool {
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		ec := &EventContext{ctx: ctx, entityID: d.event.Entity.ID, seq: d.event.Seq, conn: r.conn}
+		err := r.handle(ec, d.event)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		r.mu.Lock()
+		r.failures++
+		r.mu.Unlock()
+		r.log.Warn("consumer handler failed; retrying", "entity", d.event.Entity.ID, "seq", d.event.Seq,
+			"event", d.event.EventType, "attempt", attempt, "retry_in", backoff, "error", err)
+		// Jitter keeps many failing entities from retrying in lockstep.
+		if !sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
+			return false
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func (r *consumerRunner) handle(ec *EventContext, e store.FeedEvent) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %v", errPanic, p)
+		}
+	}()
+	return r.cfg.Handle(ec, e.EventType, e.Payload)
+}
+
+// advance drops the handled prefix of the window and moves the position
+// to its end. Called with r.mu held.
+func (r *consumerRunner) advance() {
+	n := 0
+	for n < len(r.pending) && r.pending[n].done {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	r.handled = r.pending[n-1].event.Position
+	clear(r.pending[:n])
+	r.pending = r.pending[n:]
+}
+
+func (r *consumerRunner) save(ctx context.Context) {
+	r.mu.Lock()
+	pos := r.handled
+	dirty := pos != r.saved
+	r.mu.Unlock()
+	if !dirty {
+		return
+	}
+	if err := r.store.SaveConsumerPosition(ctx, r.cfg.Name, r.cfg.EntityType, pos); err != nil {
+		if !errors.Is(err, context.Canceled) {
+			r.log.Warn("saving the consumer position failed; events since the last save may be delivered again", "error", err)
+		}
+		return
+	}
+	r.mu.Lock()
+	r.saved = pos
+	r.mu.Unlock()
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,101 @@
+package embedded
+
+import (
+	"encoding/binary"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/statefun-go/statefun/runtime/store"
+)
+
+// TestOpenUpgradesFormat1 opens a file written before feeds existed: Open
+// builds each type's feed from the stored events, each entity's history
+// in seq order, and later commits follow them.
+func TestOpenUpgradesFormat1(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileName)
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := []store.Event{
+		{Entity: store.Ref{Type: "cart", ID: "b"}, Seq: 1, EventType: "E", Payload: []byte("b1")},
+		{Entity: store.Ref{Type: "cart", ID: "b"}, Seq: 2, EventType: "E", Payload: []byte("b2")},
+		{Entity: store.Ref{Type: "cart", ID: "a"}, Seq: 1, EventType: "E", Payload: []byte("a1")},
+		{Entity: store.Ref{Type: "carts", ID: "a"}, Seq: 1, EventType: "E", Payload: []byte("other type")},
+		{Entity: store.Ref{Type: "cart", ID: "a"}, Seq: 2, EventType: "E", Payload: []byte("a2")},
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucket(metaBucket)
+		if err != nil {
+			return err
+		}
+		if err := meta.Put(formatKey, binary.BigEndian.AppendUint64(nil, 1)); err != nil {
+			return err
+		}
+		for _, name := range [][]byte{valuesBucket, snapshotsBucket} {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		events, err := tx.CreateBucket(eventsBucket)
+		if err != nil {
+			return err
+		}
+		for _, e := range stored {
+			if err := events.Put(eventKey(nil, e.Entity, e.Seq), eventValue(e.EventType, e.Payload)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if closeErr := db.Close(); err != nil || closeErr != nil {
+		t.Fatal(err, closeErr)
+	}
+
+	s, err := Open(dir, WithNoSync(true))
+	if err != nil {
+		t.Fatalf("Open of a format 1 file: %v", err)
+	}
+	defer s.Close()
+	feed := func(entityType string, after store.Position) (got []string, last store.Position) {
+		t.Helper()
+		last = after
+		if err := s.ReadFeed(t.Context(), entityType, after, 100, func(e store.FeedEvent) error {
+			got = append(got, fmt.Sprintf("%s#%d:%s", e.Entity.ID, e.Seq, e.Payload))
+			last = e.Position
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got, last
+	}
+	got, last := feed("cart", "")
+	if want := "a#1:a1 a#2:a2 b#1:b1 b#2:b2"; strings.Join(got, " ") != want {
+		t.Errorf("cart feed after the upgrade = %q, want %q", got, want)
+	}
+	if got, _ := feed("carts", ""); strings.Join(got, " ") != "a#1:other type" {
+		t.Errorf("carts feed after the upgrade = %q", got)
+	}
+	if head, err := s.FeedHead(t.Context(), "cart"); err != nil || head != last {
+		t.Errorf("FeedHead = %q, %v; want %q", head, err, last)
+	}
+	if err := s.Commit(t.Context(), &store.Batch{Events: []store.Event{{Entity: store.Ref{Type: "cart", ID: "a"}, Seq: 3, EventType: "E", Payload: []byte("a3")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := feed("cart", last); strings.Join(got, " ") != "a#3:a3" {
+		t.Errorf("cart feed after the upgraded events = %q, want a#3:a3", got)
+	}
+	var version uint64
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		version = binary.BigEndian.Uint64(tx.Bucket(metaBucket).Get(formatKey))
+		return nil
+	}); err != nil || version != formatVersion {
+		t.Errorf("format version after the upgrade = %d (%v), want %d", version, err, formatVersion)
+	}
+}

@@ -1,0 +1,188 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/statefun-go/statefun/runtime/store"
+	"github.com/statefun-go/statefun/runtime/store/postgres"
+)
+
+// readFeed reads the whole feed of carts after a position.
+func readFeed(t *testing.T, s *postgres.Store, after store.Position) []store.FeedEvent {
+	t.Helper()
+	var got []store.FeedEvent
+	if err := s.ReadFeed(t.Context(), "cart", after, 1000, func(e store.FeedEvent) error {
+		got = append(got, e)
+		return nil
+	}); err != nil {
+		t.Fatalf("ReadFeed: %v", err)
+	}
+	return got
+}
+
+// waitForFeed reads the feed until it holds want events: other sessions'
+// transactions on the test database may hold the horizon back for a moment.
+func waitForFeed(t *testing.T, s *postgres.Store, after store.Position, want int) []store.FeedEvent {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := readFeed(t, s, after)
+		if len(got) >= want || time.Now().After(deadline) {
+			if len(got) != want {
+				t.Fatalf("feed after %q has %d events, want %d: %v", after, len(got), want, got)
+			}
+			return got
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func describe(feed []store.FeedEvent) string {
+	var b strings.Builder
+	for _, e := range feed {
+		fmt.Fprintf(&b, "%s#%d ", e.Entity, e.Seq)
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// TestFeedWaitsForOlderTransactions is DESIGN invariant 10 made
+// deterministic: a transaction takes its ID, then a later one commits
+// first. A reader given the later event would resume past the earlier
+// one and never see it, so the feed must hold the later event back until
+// the earlier transaction ends, then deliver both in order.
+func TestFeedWaitsForOlderTransactions(t *testing.T) {
+	t.Parallel()
+	s, schema := openStore(t)
+	defer s.Close()
+	ctx := t.Context()
+	early := store.Ref{Type: "cart", ID: "early"}
+	late := store.Ref{Type: "cart", ID: "late"}
+
+	// A writer outside the store holds a transaction open after its
+	// insert, as a slow commit would.
+	conn, err := pgx.Connect(ctx, databaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	held, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = held.Rollback(context.WithoutCancel(ctx)) }()
+	var heldID uint64
+	err = held.QueryRow(ctx, "INSERT INTO "+pgx.Identifier{schema, "events"}.Sanitize()+
+		" (entity_type, entity_id, seq, event_type, payload) VALUES ($1, $2, 1, 'E', 'held') RETURNING tx_id",
+		early.Type, []byte(early.ID)).Scan(&heldID)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := s.Commit(ctx, &store.Batch{Events: []store.Event{{Entity: late, Seq: 1, EventType: "E", Payload: []byte("late")}}}); err != nil {
+		t.Fatal(err)
+	}
+	var lateID uint64
+	if err := conn.QueryRow(ctx, "SELECT tx_id FROM "+pgx.Identifier{schema, "events"}.Sanitize()+" WHERE entity_id = $1", []byte(late.ID)).Scan(&lateID); err != nil {
+		t.Fatal(err)
+	}
+	if lateID <= heldID {
+		t.Fatalf("the store's transaction %d is not younger than the held one %d: the test sets up nothing", lateID, heldID)
+	}
+
+	head, err := s.FeedHead(ctx, "cart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The late event is committed, but the held transaction could still
+	// add an event before it in the feed: no read may return it yet.
+	for range 20 {
+		if got := readFeed(t, s, ""); len(got) != 0 {
+			t.Fatalf("feed returned %s while an older transaction was open: a reader resuming after it would skip that transaction's event", describe(got))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	if err := held.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := waitForFeed(t, s, "", 2)
+	if describe(got) != "cart/early#1 cart/late#1" {
+		t.Fatalf("feed = %s, want cart/early#1 cart/late#1", describe(got))
+	}
+	// A consumer that started from the head while the held transaction
+	// was open gets its event too: "from now" skips nothing in flight.
+	if fromHead := waitForFeed(t, s, head, 2); describe(fromHead) != describe(got) {
+		t.Fatalf("feed after the head taken during the transaction = %s, want %s", describe(fromHead), describe(got))
+	}
+	if rest := readFeed(t, s, got[0].Position); describe(rest) != "cart/late#1" {
+		t.Fatalf("feed after the first event = %s, want cart/late#1", describe(rest))
+	}
+}
+
+// TestMigrationNumbersExistingEvents upgrades a schema written before
+// feeds existed: its events join the feed in the order they were
+// written, each entity's in seq order, ahead of every later commit.
+func TestMigrationNumbersExistingEvents(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, databaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	init, err := os.ReadFile("migrations/0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	quoted := pgx.Identifier{schema}.Sanitize()
+	events := pgx.Identifier{schema, "events"}.Sanitize()
+	for _, sql := range []string{
+		"CREATE SCHEMA " + quoted,
+		strings.ReplaceAll(string(init), "{{schema}}", quoted),
+		"CREATE TABLE " + quoted + ".schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+		"INSERT INTO " + quoted + ".schema_migrations (version) VALUES (1)",
+		// b#2's transaction began before a#1's and b#1's, but committed
+		// after them: its written_at is the earliest.
+		"INSERT INTO " + events + " (entity_type, entity_id, seq, event_type, payload, written_at) VALUES" +
+			" ('cart', 'b', 1, 'E', '', '2024-01-01 10:00:02')," +
+			" ('cart', 'b', 2, 'E', '', '2024-01-01 10:00:01')," +
+			" ('cart', 'a', 1, 'E', '', '2024-01-01 10:00:03')," +
+			" ('cart', 'a', 2, 'E', '', '2024-01-01 10:00:04')," +
+			" ('cart', 'c', 1, 'E', '', '2024-01-01 10:00:00')," +
+			" ('order', 'a', 1, 'E', '', '2024-01-01 10:00:00')",
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+
+	s, err := postgres.Open(ctx, databaseURL(), postgres.WithSchema(schema))
+	if err != nil {
+		t.Fatalf("Open of a version 1 schema: %v", err)
+	}
+	defer s.Close()
+	if got := appliedMigrations(t, schema); fmt.Sprint(got) != "[1 2]" {
+		t.Errorf("schema_migrations = %v, want [1 2]", got)
+	}
+	got := waitForFeed(t, s, "", 5)
+	if want := "cart/c#1 cart/b#1 cart/b#2 cart/a#1 cart/a#2"; describe(got) != want {
+		t.Errorf("feed of migrated events = %s, want %s", describe(got), want)
+	}
+	if err := s.Commit(ctx, &store.Batch{Events: []store.Event{
+		{Entity: store.Ref{Type: "cart", ID: "a"}, Seq: 3, EventType: "E"},
+		{Entity: store.Ref{Type: "cart", ID: "0"}, Seq: 1, EventType: "E"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if rest := waitForFeed(t, s, got[len(got)-1].Position, 2); describe(rest) != "cart/0#1 cart/a#3" {
+		t.Errorf("feed after the migrated events = %s, want cart/0#1 cart/a#3", describe(rest))
+	}
+}
