@@ -50,14 +50,7 @@ func (c *localConn) Invoke(ctx context.Context, method string, args, reply any, 
 	if err != nil {
 		return status.Errorf(codes.Internal, "encode request: %v", err)
 	}
-	dec := func(v any) error {
-		msg, ok := v.(proto.Message)
-		if !ok {
-			return fmt.Errorf("request %T is not a protobuf message", v)
-		}
-		return proto.Unmarshal(wire, msg)
-	}
-	res, err := m.handler(m.impl, ctx, dec, nil)
+	res, err := m.handler(m.impl, ctx, decoder(wire), nil)
 	if err != nil {
 		return err
 	}
@@ -83,13 +76,18 @@ func (c *localConn) invokeEncoded(ctx context.Context, method string, request []
 	if !ok {
 		return status.Errorf(codes.Unimplemented, "unknown method %s: the entity is not hosted by this server", method)
 	}
-	dec := func(v any) error {
+	_, err := m.handler(m.impl, ctx, decoder(request), nil)
+	return err
+}
+
+// decoder returns the request decoder a generated method handler calls:
+// it fills the handler's request message from wire.
+func decoder(wire []byte) func(any) error {
+	return func(v any) error {
 		msg, ok := v.(proto.Message)
 		if !ok {
 			return fmt.Errorf("request %T is not a protobuf message", v)
 		}
-		return proto.Unmarshal(request, msg)
+		return proto.Unmarshal(wire, msg)
 	}
-	_, err := m.handler(m.impl, ctx, dec, nil)
-	return err
 }
