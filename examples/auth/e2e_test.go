@@ -54,4 +54,3 @@ func TestServerEndToEnd(t *testing.T) {
 		t.Fatalf("after restart: %d %s", code, body)
 	}
 }
-

@@ -98,7 +98,7 @@ func Start(t testing.TB, bin string, flags ...string) *Server {
 	t.Cleanup(func() {
 		if s.cmd.ProcessState == nil {
 			_ = s.cmd.Process.Kill()
-			<-s.exited
+			_ = <-s.exited
 		}
 	})
 	return s

@@ -104,4 +104,3 @@ func generateConsumer(out *jen.File, c *consumer) {
 	)
 	out.Line()
 }
-
