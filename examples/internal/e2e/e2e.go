@@ -98,7 +98,9 @@ func Start(t testing.TB, bin string, flags ...string) *Server {
 	t.Cleanup(func() {
 		if s.cmd.ProcessState == nil {
 			_ = s.cmd.Process.Kill()
-			_ = <-s.exited
+			if err := <-s.exited; err != nil {
+				t.Logf("server killed at the end of the test: %v", err)
+			}
 		}
 	})
 	return s
