@@ -20,14 +20,24 @@ help: ## Show the targets.
 
 .PHONY: generate
 generate: ## Regenerate all Go code from the protos (annotations, testdata, examples).
+	@# Generate into a scratch directory first: a mistake in a proto then
+	@# fails here and leaves the committed code alone.
+	rm -rf .generate.tmp
+	$(BUF) generate -o .generate.tmp
 	find $(STALE_DIRS) -type f \( -name '*.pb.go' -o -name '*.statefun.go' \) -delete 2>/dev/null || true
-	$(BUF) generate
+	cp -R .generate.tmp/. .
+	rm -rf .generate.tmp
 	$(BUF) format -w
 
 .PHONY: test
 test: ## Run every test, with the race detector (starts the local Postgres if it is down).
 	.ci/ensure-postgres
 	go test -race -count=1 ./...
+
+.PHONY: bench
+bench: ## Run the benchmarks (not part of test; about 10 minutes) and rewrite BENCHMARKS.md and bench/results/.
+	.ci/ensure-postgres
+	go run ./bench
 
 .PHONY: lint
 lint: ## Lint Go (golangci-lint) and protos (buf lint, buf format).

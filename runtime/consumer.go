@@ -140,8 +140,9 @@ func (r *consumerRunner) notify() {
 }
 
 // run delivers events until ctx ends, then saves the position reached.
-func (r *consumerRunner) run(ctx context.Context) {
-	pos, err := r.start(ctx)
+// pos and err are the outcome of start, called before run so that "now"
+// is when the runtime started, not when this goroutine got to run.
+func (r *consumerRunner) run(ctx context.Context, pos store.Position, err error) {
 	for err != nil {
 		r.log.Error("consumer cannot read its position; retrying", "error", err)
 		if !sleep(ctx, time.Second) {
@@ -150,6 +151,7 @@ func (r *consumerRunner) run(ctx context.Context) {
 		pos, err = r.start(ctx)
 	}
 	r.handled, r.saved = pos, pos
+	r.log.Info("consumer started", "entity", r.cfg.EntityType, "resume_after", string(pos))
 	sem := make(chan struct{}, consumerParallelism)
 	var workers sync.WaitGroup
 	saveTick := time.NewTicker(consumerSaveEvery)
@@ -266,10 +268,11 @@ func (r *consumerRunner) deliver(ctx context.Context, d *delivery) bool {
 		r.mu.Lock()
 		r.failures++
 		r.mu.Unlock()
-		r.log.Warn("consumer handler failed; retrying", "entity", d.event.Entity.ID, "seq", d.event.Seq,
-			"event", d.event.EventType, "attempt", attempt, "retry_in", backoff, "error", err)
 		// Jitter keeps many failing entities from retrying in lockstep.
-		if !sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
+		wait := backoff/2 + rand.N(backoff/2+1)
+		r.log.Warn("consumer handler failed; retrying", "entity", d.event.Entity.ID, "seq", d.event.Seq,
+			"event", d.event.EventType, "attempt", attempt, "retry_in", wait, "error", err)
+		if !sleep(ctx, wait) {
 			return false
 		}
 		backoff = min(2*backoff, 30*time.Second)

@@ -94,10 +94,11 @@ func (s *consumerSet) start(cfg ConsumerConfig) {
 	}
 	runner := newConsumerRunner(cfg, s.feed, s.rt.conn, s.rt.log)
 	s.runners[cfg.Name+"/"+cfg.EntityType] = runner
+	pos, err := runner.start(s.ctx)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		runner.run(s.ctx)
+		runner.run(s.ctx, pos, err)
 	}()
 }
 

@@ -33,6 +33,36 @@ func JoinKey(parts ...string) string {
 	return b.String()
 }
 
+// SplitKey returns the parts of an entity ID made by JoinKey: a consumer
+// of an entity with a composite key gets the ID joined. It fails on an ID
+// that JoinKey cannot have made.
+func SplitKey(id string) ([]string, error) {
+	parts := strings.Split(id, "/")
+	for i, p := range parts {
+		if !strings.Contains(p, "%") {
+			continue
+		}
+		var b strings.Builder
+		for j := 0; j < len(p); j++ {
+			if p[j] != '%' {
+				b.WriteByte(p[j])
+				continue
+			}
+			switch {
+			case strings.HasPrefix(p[j:], "%25"):
+				b.WriteByte('%')
+			case strings.HasPrefix(p[j:], "%2F"):
+				b.WriteByte('/')
+			default:
+				return nil, fmt.Errorf("entity ID %q is not a composite key: %q at %d is not an escape JoinKey writes", id, p[j:], j)
+			}
+			j += 2
+		}
+		parts[i] = b.String()
+	}
+	return parts, nil
+}
+
 // MissingKeyError is the error returned for a request whose entity key field
 // is empty (or zero, for an integer key). It carries codes.InvalidArgument and
 // names the field, as a path from the request message ("device.serial").

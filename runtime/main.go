@@ -65,6 +65,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
+	// Handlers that log with slog's package functions log like the
+	// server: same level, same format.
+	slog.SetDefault(log)
 	switch cmd {
 	case "migrate":
 		err = migrate(ctx, cfg, log, stdout)

@@ -432,6 +432,20 @@ func TestJoinKeyIsInjective(t *testing.T) {
 	if got := statefun.JoinKey("LH1", "12", "A"); got != "LH1/12/A" {
 		t.Errorf("JoinKey = %q", got)
 	}
+	for _, parts := range [][]string{{"a/b", "c"}, {"50%", "x/%2F"}, {"", ""}, {"plain"}} {
+		got, err := statefun.SplitKey(statefun.JoinKey(parts...))
+		if err != nil || len(got) != len(parts) {
+			t.Fatalf("SplitKey(JoinKey(%q)) = %q, %v", parts, got, err)
+		}
+		for i := range parts {
+			if got[i] != parts[i] {
+				t.Errorf("SplitKey(JoinKey(%q)) = %q", parts, got)
+			}
+		}
+	}
+	if _, err := statefun.SplitKey("a%zz"); err == nil {
+		t.Error("SplitKey accepted an escape JoinKey never writes")
+	}
 }
 
 func TestNewRejectsDuplicateTypes(t *testing.T) {

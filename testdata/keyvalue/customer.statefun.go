@@ -192,12 +192,6 @@ func CustomerChangeAddressCall(req *ChangeAddressRequest) *statefun.Call {
 	return statefun.NewCall(CustomerService_ChangeAddress_FullMethodName, req)
 }
 
-// CustomerGetCall returns a call of Customer.Get with req, for a command's Send: the
-// call is made once that command's events are durable.
-func CustomerGetCall(req *GetCustomerRequest) *statefun.Call {
-	return statefun.NewCall(CustomerService_Get_FullMethodName, req)
-}
-
 // Create registers a customer.
 func (c *CustomerEntityClient) Create(ctx context.Context, req *CreateCustomerRequest, opts ...grpc.CallOption) (*Customer, error) {
 	if _, err := customerCreateKey(req); err != nil {

@@ -225,12 +225,6 @@ func DeviceRecordCall(req *RecordRequest) *statefun.Call {
 	return statefun.NewCall(Device_Record_FullMethodName, req)
 }
 
-// DeviceLatestCall returns a call of Device.Latest with req, for a command's Send: the
-// call is made once that command's events are durable.
-func DeviceLatestCall(req *LatestRequest) *statefun.Call {
-	return statefun.NewCall(Device_Latest_FullMethodName, req)
-}
-
 // Record calls the Record method of the addressed entity.
 func (c *DeviceEntityClient) Record(ctx context.Context, req *RecordRequest, opts ...grpc.CallOption) (*DeviceState, error) {
 	if _, err := deviceRecordKey(req); err != nil {

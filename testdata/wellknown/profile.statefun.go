@@ -166,12 +166,6 @@ func ProfilePutCall(req *PutRequest) *statefun.Call {
 	return statefun.NewCall(Profile_Put_FullMethodName, req)
 }
 
-// ProfileGetCall returns a call of Profile.Get with req, for a command's Send: the
-// call is made once that command's events are durable.
-func ProfileGetCall(req *GetRequest) *statefun.Call {
-	return statefun.NewCall(Profile_Get_FullMethodName, req)
-}
-
 // Put calls the Put method of the addressed entity.
 func (c *ProfileEntityClient) Put(ctx context.Context, req *PutRequest, opts ...grpc.CallOption) (*structpb.Struct, error) {
 	if _, err := profilePutKey(req); err != nil {

@@ -592,7 +592,9 @@ var (
 
 // Extension fields to descriptorpb.MessageOptions.
 var (
-	// Marks the message as an event and optionally names it on disk.
+	// Names an event on disk. Optional: a message listed in an entity's
+	// events is an event with or without it; mark events anyway, so that a
+	// reader of the proto sees which messages are stored forever.
 	//
 	// optional statefun.v1.EventOptions event = 51230;
 	E_Event = &file_statefun_v1_annotations_proto_extTypes[2]

@@ -20,6 +20,9 @@ func generateClient(out *jen.File, e *entity, n names) {
 	)
 	out.Line()
 	for _, m := range e.methods {
+		if m.readOnly {
+			continue // sending a read changes nothing: no call for it
+		}
 		call := n.base + m.method.GoName + "Call"
 		out.Commentf("%s returns a call of %s.%s with req, for a command's Send: the", call, n.base, m.method.GoName)
 		out.Comment("call is made once that command's events are durable.")

@@ -123,6 +123,9 @@ func (m *model) readConsumer(f *protogen.File, svc *protogen.Service) *consumer 
 				ev = e
 			}
 		}
+		if ev == nil && c.source.listed[meth.Input] {
+			continue // the entity's own error about this event says it all
+		}
 		if ev == nil {
 			m.diags.add(pos, "method %s takes %s, which is not an event of entity %s; its request type must be one of its events: %s",
 				mname, meth.Input.Desc.FullName(), c.source.service.Desc.Name(), eventNames(c.source))

@@ -457,6 +457,22 @@ message State {}
 message Added { option (statefun.v1.event) = { type: "statefun.call" }; }`,
 			want: `bad.proto:11:48: event type "statefun.call" of Added starts with "statefun.", which is reserved for the runtime's own records; choose another name`,
 		},
+		{
+			name: "a consumed event with a bad type name is reported once",
+			proto: `import "google/protobuf/empty.proto";
+service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" event_sourced: { events: ["Added"] } };
+  rpc Get(GetRequest) returns (State);
+}
+service Audit {
+  option (statefun.v1.consumer) = { name: "audit" source: "Cart" };
+  rpc OnAdded(Added) returns (google.protobuf.Empty);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message Added { option (statefun.v1.event) = { type: "item added" }; }`,
+			want: `bad.proto:16:48: event type "item added" of Added is not valid; use letters, digits, '.', '_' and '-', starting with a letter, at most 128 characters`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -32,6 +32,10 @@ type entity struct {
 	snapshotEvery uint32
 	passivation   time.Duration
 	methods       []*method
+	// listed holds every message the events option names, including those
+	// rejected with an error, so that a consumer of the entity does not
+	// report a second, misleading error about them.
+	listed map[*protogen.Message]bool
 }
 
 type event struct {
@@ -303,6 +307,12 @@ func (m *model) readEvents(e *entity, es *statefunv1.EventSourced, optsPos func(
 	for i, ref := range es.GetEvents() {
 		pos := optsPos(entityEventSourcedField, eventSourcedEventsField, int32(i))
 		msg := m.resolve(e.service, ref)
+		if msg != nil {
+			if e.listed == nil {
+				e.listed = map[*protogen.Message]bool{}
+			}
+			e.listed[msg] = true
+		}
 		switch {
 		case msg == nil:
 			m.diags.add(pos, "event message %q of entity %s not found; define it in package %s or give its fully qualified name",

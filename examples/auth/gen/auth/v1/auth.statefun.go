@@ -311,12 +311,6 @@ func UserLockCall(req *LockRequest) *statefun.Call {
 	return statefun.NewCall(UserService_Lock_FullMethodName, req)
 }
 
-// UserGetUserCall returns a call of User.GetUser with req, for a command's Send: the
-// call is made once that command's events are durable.
-func UserGetUserCall(req *GetUserRequest) *statefun.Call {
-	return statefun.NewCall(UserService_GetUser_FullMethodName, req)
-}
-
 // Register creates the user with a password.
 func (c *UserEntityClient) Register(ctx context.Context, req *RegisterRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
 	if _, err := userRegisterKey(req); err != nil {

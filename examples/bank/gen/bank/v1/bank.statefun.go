@@ -331,18 +331,6 @@ func AccountWithdrawCall(req *WithdrawRequest) *statefun.Call {
 	return statefun.NewCall(AccountService_Withdraw_FullMethodName, req)
 }
 
-// AccountGetBalanceCall returns a call of Account.GetBalance with req, for a command's Send: the
-// call is made once that command's events are durable.
-func AccountGetBalanceCall(req *GetBalanceRequest) *statefun.Call {
-	return statefun.NewCall(AccountService_GetBalance_FullMethodName, req)
-}
-
-// AccountGetStatementCall returns a call of Account.GetStatement with req, for a command's Send: the
-// call is made once that command's events are durable.
-func AccountGetStatementCall(req *GetStatementRequest) *statefun.Call {
-	return statefun.NewCall(AccountService_GetStatement_FullMethodName, req)
-}
-
 // Open opens the account for its owner, with an initial deposit of zero or
 // more, and returns the opening balance. An account is opened once:
 // opening it again fails with ALREADY_EXISTS.

@@ -195,12 +195,6 @@ func CustomerChangeAddressCall(req *ChangeAddressRequest) *statefun.Call {
 	return statefun.NewCall(CustomerService_ChangeAddress_FullMethodName, req)
 }
 
-// CustomerGetCall returns a call of Customer.Get with req, for a command's Send: the
-// call is made once that command's events are durable.
-func CustomerGetCall(req *GetRequest) *statefun.Call {
-	return statefun.NewCall(CustomerService_Get_FullMethodName, req)
-}
-
 // Create registers a customer and returns the record. It fails with
 // INVALID_ARGUMENT for an empty name or an email without '@', and with
 // ALREADY_EXISTS when the customer exists.

@@ -298,12 +298,6 @@ func ShoppingCartCheckoutCall(req *CheckoutRequest) *statefun.Call {
 	return statefun.NewCall(ShoppingCartService_Checkout_FullMethodName, req)
 }
 
-// ShoppingCartGetCartCall returns a call of ShoppingCart.GetCart with req, for a command's Send: the
-// call is made once that command's events are durable.
-func ShoppingCartGetCartCall(req *GetCartRequest) *statefun.Call {
-	return statefun.NewCall(ShoppingCartService_GetCart_FullMethodName, req)
-}
-
 // AddItem puts a quantity of a product into the cart.
 func (c *ShoppingCartEntityClient) AddItem(ctx context.Context, req *AddItemRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
 	if _, err := shoppingCartAddItemKey(req); err != nil {
