@@ -370,8 +370,11 @@ func readChunk(events *bolt.Bucket, ref store.Ref, prefix []byte, afterSeq int64
 	for k, v := c.Seek(eventKey(nil, ref, afterSeq+1)); k != nil; k, v = c.Next() {
 		// Keys are prefix-free, so the first key without the prefix is
 		// past the end of this entity's history.
-		if len(k) != len(prefix)+8 || !bytes.HasPrefix(k, prefix) {
+		if !bytes.HasPrefix(k, prefix) {
 			return chunk, false, nil
+		}
+		if len(k) != len(prefix)+8 {
+			continue // not an event key; skipped as lastSeq skips it
 		}
 		if len(chunk) == readChunkEvents || size >= readChunkBytes {
 			return chunk, true, nil

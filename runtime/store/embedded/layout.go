@@ -69,7 +69,7 @@ func checkKeySize(ref store.Ref, key []byte) error {
 
 // eventKey is entityKey ‖ big-endian uint64 seq. Big-endian makes bbolt's
 // byte order the numeric order, so a cursor walks a history in seq order.
-func eventKey(dst []byte, ref store.Ref, seq int64) []byte {
+func eventKey(dst []byte, ref store.Ref, seq int64) []byte { //nolint:unparam // dst keeps the append form of typePrefix and entityKey
 	dst = entityKey(dst, ref)
 	return binary.BigEndian.AppendUint64(dst, uint64(seq))
 }
@@ -128,10 +128,15 @@ func lastSeq(events *bolt.Bucket, prefix []byte) int64 {
 	} else {
 		k, _ = c.Prev()
 	}
-	if len(k) != len(prefix)+8 || !bytes.HasPrefix(k, prefix) {
-		return 0
+	// Walk back past keys that start like the entity's event keys but are
+	// not (statefun writes none: a damaged or foreign record), so that
+	// such a key cannot hide the head of the history from the fence.
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
+		if len(k) == len(prefix)+8 {
+			return int64(binary.BigEndian.Uint64(k[len(prefix):]))
+		}
 	}
-	return int64(binary.BigEndian.Uint64(k[len(prefix):]))
+	return 0
 }
 
 // errNotStatefun marks a bbolt file that some other program wrote.

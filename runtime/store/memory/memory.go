@@ -145,10 +145,11 @@ func (s *Store) ReadFeed(ctx context.Context, entityType string, after store.Pos
 	}
 	feed := s.feeds[entityType]
 	start = min(start, len(feed))
+	end := start + min(limit, len(feed)-start)
 	// Copy the events out under the lock: fn runs without it, and may
 	// commit to this store.
-	events := make([]store.FeedEvent, 0, min(limit, len(feed)-start))
-	for i, entry := range feed[start:min(len(feed), start+limit)] {
+	events := make([]store.FeedEvent, 0, end-start)
+	for i, entry := range feed[start:end] {
 		e := s.events[entry.ref][entry.seq-1]
 		e.Payload = slices.Clone(e.Payload)
 		events = append(events, store.FeedEvent{Event: e, Position: encodePosition(start + i + 1)})

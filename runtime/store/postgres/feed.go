@@ -51,9 +51,9 @@ func (s *Store) ReadFeed(ctx context.Context, entityType string, after store.Pos
 }
 
 // FeedHead implements store.Store. It returns the horizon itself, (xmin,
-// 0), rather than the newest event below it: both leave out exactly the
-// events of transactions that finished before xmin, and this one costs no
-// index lookup. It is no later than "now": events of transactions still
+// 0), rather than the newest event below it: both put before them
+// exactly the events of transactions below xmin, all of which have ended,
+// and this one costs no index lookup. It is no later than "now": events of transactions still
 // running, and events committed past the horizon while an older
 // transaction runs, are all after it, so a consumer starting there may
 // read a few events that committed just before it started, and never

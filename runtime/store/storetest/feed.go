@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -153,6 +154,9 @@ func testFeedReadsEveryEventOnce(t *testing.T, s store.Store) {
 		want = append(want, events...)
 	}
 	got, _ := followFeed(t, s, "cart", "", 100, len(want))
+	equalFeed(t, got, want)
+	// A limit of "all of them" is a limit too.
+	got, _ = followFeed(t, s, "cart", "", math.MaxInt, len(want))
 	equalFeed(t, got, want)
 }
 
