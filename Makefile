@@ -34,6 +34,36 @@ test: ## Run every test, with the race detector (starts the local Postgres if it
 	.ci/ensure-postgres
 	go test -race -count=1 ./...
 
+.PHONY: reliability
+reliability: ## Run the reliability suite alone (kill -9, outages, two owners, SIGTERM, hostile input; about 90s) and print its figures.
+	.ci/ensure-postgres
+	@report=$$(mktemp); trap 'rm -f "$$report"' EXIT; \
+	STATEFUN_RELIABILITY_REPORT=$$report go test -race -count=1 ./reliability/; \
+	cat "$$report"
+
+# Every fuzz target, as package:function. make test replays their seeds;
+# make fuzz explores for FUZZTIME each.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := \
+	./protoc-gen-statefun/internal/generator:FuzzGenerateFromSource \
+	./protoc-gen-statefun/internal/generator:FuzzGenerateFromDescriptor \
+	./runtime:FuzzAddItemWire \
+	./runtime:FuzzRequestWire \
+	./runtime:FuzzStoredEvent \
+	./runtime/store/embedded:FuzzRefRoundTrip \
+	./runtime/store/embedded:FuzzDamagedRecord \
+	./runtime/store/postgres:FuzzRefRoundTrip
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 30s; make fuzz FUZZTIME=5m).
+	.ci/ensure-postgres
+	@for target in $(FUZZ_TARGETS); do \
+		pkg=$${target%%:*}; fn=$${target##*:}; \
+		echo "== $$fn ($$pkg)"; \
+		go test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg 2>&1 \
+			| awk '/^fuzz: elapsed/ { last = $$0; next } { print } END { if (last) print last }'; \
+	done
+
 .PHONY: bench
 bench: ## Run the benchmarks (not part of test; about 10 minutes) and rewrite BENCHMARKS.md and bench/results/.
 	.ci/ensure-postgres

@@ -122,7 +122,15 @@ func ptr(id protogen.GoIdent) *jen.Statement {
 // docComment renders proto comments as Go doc comment text, or fallback
 // when the proto element has none.
 func docComment(c protogen.Comments, fallback string) string {
-	text := strings.TrimRight(string(c), "\n")
+	// Control characters other than newlines and tabs cannot appear in Go
+	// source; a .proto file cannot hold them either, but a hand-made
+	// descriptor can.
+	text := strings.Map(func(r rune) rune {
+		if r < ' ' && r != '\n' && r != '\t' || r == 0x7f {
+			return -1
+		}
+		return r
+	}, strings.TrimRight(string(c), "\n"))
 	if strings.TrimSpace(text) == "" {
 		return fallback
 	}
