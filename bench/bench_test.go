@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bytes"
+	"runtime/pprof"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseGoBench(t *testing.T) {
+	t.Parallel()
+	out := `goos: linux
+pkg: github.com/statefun-go/statefun/runtime
+BenchmarkCommands/postgres/10000-entities-2         	  100000	     40000 ns/op	     25000 cmds/s	        33.0 events/batch
+BenchmarkIdleEntityMemory-2   	       1	15000000000 ns/op	       512.5 bytes/entity
+PASS
+`
+	got := parseGoBench([]byte(out))
+	if len(got) != 2 {
+		t.Fatalf("parsed %d results, want 2: %+v", len(got), got)
+	}
+	if g := got[0]; g.Name != "BenchmarkCommands/postgres/10000-entities" || g.Package != "github.com/statefun-go/statefun/runtime" ||
+		g.Iterations != 100000 || g.Metrics["cmds/s"] != 25000 || g.Metrics["events/batch"] != 33 {
+		t.Errorf("first result %+v", g)
+	}
+	if g := got[1]; g.Name != "BenchmarkIdleEntityMemory" || g.Metrics["bytes/entity"] != 512.5 {
+		t.Errorf("second result %+v", g)
+	}
+}
+
+func TestParseSS(t *testing.T) {
+	t.Parallel()
+	out := "0      0      127.0.0.1:41154 127.0.0.1:5432 users:((\"shoppingcart\",pid=9083,fd=3))\n" +
+		"\t bbr wscale:10,10 bytes_sent:834 bytes_received:1883 segs_out:9 segs_in:8 data_segs_out:6 data_segs_in:4 lastsnd:408\n" +
+		"0      0      127.0.0.1:41156 127.0.0.1:5432 users:((\"psql\",pid=90831,fd=3))\n" +
+		"\t bbr bytes_sent:1 bytes_received:1 data_segs_out:100 data_segs_in:100\n" +
+		"0      0      127.0.0.1:41158 127.0.0.1:5432 users:((\"shoppingcart\",pid=9083,fd=4))\n" +
+		"\t bbr bytes_sent:166 bytes_received:117 data_segs_out:4 data_segs_in:6\n"
+	got := parseSS(out, 9083)
+	want := socketStats{conns: 2, segsOut: 10, segsIn: 10, bytesSent: 1000, bytesReceived: 2000}
+	if got != want {
+		t.Errorf("parseSS = %+v, want %+v", got, want)
+	}
+}
+
+// TestAnalyseProfile profiles a busy loop and finds it.
+func TestAnalyseProfile(t *testing.T) {
+	var buf bytes.Buffer
+	if err := pprof.StartCPUProfile(&buf); err != nil {
+		t.Skipf("CPU profiling unavailable: %v", err)
+	}
+	deadline := time.Now().Add(300 * time.Millisecond)
+	x := 0
+	for time.Now().Before(deadline) {
+		x += spin(1000)
+	}
+	pprof.StopCPUProfile()
+	p, err := analyseProfile(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.CPUSeconds <= 0 || len(p.Components) == 0 || len(p.Kinds) == 0 {
+		t.Fatalf("profile %+v", p)
+	}
+	found := false
+	for _, f := range p.TopCum {
+		if strings.HasSuffix(f.Name, ".spin") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("spin is not among the top functions: %+v (x=%d)", p.TopCum, x)
+	}
+}
+
+//go:noinline
+func spin(n int) int {
+	s := 0
+	for i := range n {
+		s += i * i
+	}
+	return s
+}

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/statefun-go/statefun/bench/report"
+)
+
+// goBenchmarks are the runtime's in-process benchmarks, run as a developer
+// would run them.
+var goBenchmarks = [][]string{
+	{"go", "test", "-run", "^$", "-bench", "BenchmarkCommands|BenchmarkRecovery", "-benchtime", "3s", "./runtime/"},
+	{"go", "test", "-run", "^$", "-bench", "BenchmarkIdleEntityMemory", "-benchtime", "1x", "./runtime/"},
+	{"go", "test", "-run", "^$", "-bench", "BenchmarkConsumerLag", "-benchtime", "300x", "./runtime/"},
+	{"go", "test", "-run", "^$", "-bench", "BenchmarkCommit", "./runtime/store/postgres/", "./runtime/store/embedded/"},
+}
+
+// runGoBenchmarks runs them, echoing their output, and parses their
+// result lines. A benchmark that fails is a problem of the run, not its
+// end: the load measurements stand on their own.
+func (b *bench) runGoBenchmarks(ctx context.Context) {
+	env := os.Environ()
+	if os.Getenv("STATEFUN_TEST_DATABASE_URL") == "" {
+		// Their schemas go into the benchmark's own database, dropped at
+		// the end, rather than the shared test database.
+		env = append(env, "STATEFUN_TEST_DATABASE_URL="+b.dbURL(report.StatefunPostgres, ""))
+	}
+	for _, args := range goBenchmarks {
+		line := strings.Join(quoteArgs(args), " ")
+		log.Printf("running %s", line)
+		b.record("Go benchmarks: "+benchPattern(args), args[0], quoteArgs(args[1:]))
+		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+		cmd.Env = env
+		var out bytes.Buffer
+		cmd.Stdout = io.MultiWriter(&out, os.Stderr)
+		cmd.Stderr = io.MultiWriter(&out, os.Stderr)
+		err := cmd.Run()
+		b.res.GoBench = append(b.res.GoBench, parseGoBench(out.Bytes())...)
+		if err != nil {
+			b.problem("%s: %v", line, err)
+		}
+	}
+}
+
+// benchPattern is the -bench argument of a go test command line.
+func benchPattern(args []string) string {
+	for i, a := range args {
+		if a == "-bench" && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return strings.Join(args, " ")
+}
+
+// quoteArgs quotes the arguments a shell would otherwise split or expand,
+// so that a recorded line can be pasted.
+func quoteArgs(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if strings.ContainsAny(a, "^$|*? ") {
+			a = "'" + a + "'"
+		}
+		out[i] = a
+	}
+	return out
+}
+
+// benchLine is a result line: name-GOMAXPROCS, iterations, then value and
+// unit pairs.
+var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+(\d+)\s+(.*)$`)
+
+func parseGoBench(out []byte) []report.GoBench {
+	var res []report.GoBench
+	pkg := ""
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		text := sc.Text()
+		if p, ok := strings.CutPrefix(text, "pkg: "); ok {
+			pkg = strings.TrimSpace(p)
+			continue
+		}
+		m := benchLine.FindStringSubmatch(text)
+		if m == nil {
+			continue
+		}
+		n, _ := strconv.ParseInt(m[2], 10, 64)
+		gb := report.GoBench{Package: pkg, Name: m[1], Iterations: n, Metrics: map[string]float64{}}
+		f := strings.Fields(m[3])
+		for i := 0; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				break
+			}
+			gb.Metrics[f[i+1]] = v
+		}
+		res = append(res, gb)
+	}
+	return res
+}

@@ -1,0 +1,118 @@
+package load_test
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/statefun-go/statefun/bench/load"
+	"github.com/statefun-go/statefun/bench/noop"
+	cartv1 "github.com/statefun-go/statefun/examples/shoppingcart/gen/shop/cart/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// counting is the no-op server, counting the carts each method saw.
+type counting struct {
+	noop.Server
+	mu     sync.Mutex
+	reads  map[string]int
+	writes map[string]int
+}
+
+func (c *counting) AddItem(ctx context.Context, req *cartv1.AddItemRequest) (*emptypb.Empty, error) {
+	c.mu.Lock()
+	c.writes[req.GetCartId()]++
+	c.mu.Unlock()
+	return c.Server.AddItem(ctx, req)
+}
+
+func (c *counting) GetCart(ctx context.Context, req *cartv1.GetCartRequest) (*cartv1.Cart, error) {
+	c.mu.Lock()
+	c.reads[req.GetCartId()]++
+	c.mu.Unlock()
+	return c.Server.GetCart(ctx, req)
+}
+
+func serve(t *testing.T) (*counting, []cartv1.ShoppingCartServiceClient) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	impl := &counting{reads: map[string]int{}, writes: map[string]int{}}
+	cartv1.RegisterShoppingCartServiceServer(srv, impl)
+	go func() { _ = srv.Serve(lis) }()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = conn.Close()
+		srv.Stop()
+	})
+	return impl, []cartv1.ShoppingCartServiceClient{cartv1.NewShoppingCartServiceClient(conn)}
+}
+
+func TestVisitTouchesEveryCartOnce(t *testing.T) {
+	t.Parallel()
+	impl, clients := serve(t)
+	n, err := load.Visit(context.Background(), clients, 500, 8, true)
+	if err != nil || n != 500 {
+		t.Fatalf("Visit = %d, %v; want 500, nil", n, err)
+	}
+	if len(impl.writes) != 500 {
+		t.Fatalf("%d carts written, want 500", len(impl.writes))
+	}
+	for id, k := range impl.writes {
+		if k != 1 {
+			t.Fatalf("cart %s written %d times", id, k)
+		}
+	}
+}
+
+func TestRunMixAndSkew(t *testing.T) {
+	t.Parallel()
+	impl, clients := serve(t)
+	var started, ended bool
+	res, err := load.Run(context.Background(), load.Config{
+		Clients: clients, Concurrency: 4, Carts: 1000, ReadFraction: 0.9, Zipf: 1.1,
+		Ramp: 50 * time.Millisecond, Duration: 300 * time.Millisecond,
+		OnStart: func() { started = true }, OnEnd: func() { ended = true },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !started || !ended {
+		t.Error("OnStart or OnEnd was not called")
+	}
+	if res.Requests == 0 || res.Errors != 0 || res.Sent < res.Requests {
+		t.Fatalf("result %+v", res)
+	}
+	if res.Reads.Count+res.Writes.Count != res.Requests {
+		t.Errorf("%d reads + %d writes != %d requests", res.Reads.Count, res.Writes.Count, res.Requests)
+	}
+	if share := float64(res.Reads.Count) / float64(res.Requests); share < 0.8 || share > 0.97 {
+		t.Errorf("read share %.2f, want about 0.9", share)
+	}
+	l := res.All
+	if l.P50 <= 0 || l.P50 > l.P90 || l.P90 > l.P99 || l.P99 > l.P999 || l.P999 > l.Max {
+		t.Errorf("latency quantiles out of order: %+v", l)
+	}
+	// With s = 1.1 the hottest cart takes about a sixth of the requests;
+	// uniform it would take a thousandth.
+	impl.mu.Lock()
+	hot := impl.reads[load.CartID(0)] + impl.writes[load.CartID(0)]
+	impl.mu.Unlock()
+	if float64(hot) < 0.05*float64(res.Sent) {
+		t.Errorf("hottest cart got %d of %d requests, want a large share", hot, res.Sent)
+	}
+}

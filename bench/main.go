@@ -1,0 +1,193 @@
+// Command bench is statefun's benchmark suite: `make bench` runs it from
+// the repository root. It measures four systems with one API (the
+// shopping cart) on the same machine, the same Postgres and the same load,
+// then writes BENCHMARKS.md, a chart and the raw results as JSON:
+//
+//   - noop: a gRPC server whose handlers return at once (the ceiling);
+//   - baseline: a stateless gRPC server that reads and writes each cart's
+//     row in Postgres per request (what statefun claims to beat);
+//   - statefun-postgres and statefun-embedded: the shopping cart example
+//     server, built as `go build ./examples/shoppingcart` builds it.
+//
+// Each system runs as its own process, built into a temporary directory;
+// the load generator (package load) runs in this process. Every workload
+// (writes, reads, a 90/10 mix) starts fresh server processes, warms them
+// up by touching every cart once, then measures every popularity and
+// concurrency with the systems interleaved cell by cell, so that a change
+// in the machine's background load during the run hits all systems alike.
+// Then the write workload is repeated with Postgres behind a proxy that
+// adds 0.5 ms each way (package pgproxy), the statefun server is profiled
+// under write load, and the runtime's own Go benchmarks run.
+//
+// Database work is counted three ways, each explained in the report:
+// TCP segments on the systems' connections to Postgres per cell (ss -ti),
+// exact protocol round trips and statements when the proxy is in the path,
+// and pg_stat_database deltas per server process (each DB-backed system
+// gets a database of its own, so the counters are its alone).
+//
+// Every process it starts is stopped, and the databases it creates are
+// dropped, also when it is interrupted.
+//
+// Usage (from the repository root):
+//
+//	go run ./bench                    # everything, about 10 minutes
+//	go run ./bench -duration 1s -skip-go-bench   # a quick look
+//	go run ./bench -render-only       # rewrite BENCHMARKS.md and the chart from bench/results/results.json
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/statefun-go/statefun/bench/report"
+)
+
+// options are the command line.
+type options struct {
+	databaseURL   string
+	carts         int
+	zipf          float64
+	concurrencies []int
+	ramp          time.Duration
+	duration      time.Duration
+	conns         int
+	baselinePool  int
+	proxyDelay    time.Duration
+	warmupWorkers int
+	skipGoBench   bool
+	skipProxy     bool
+	skipProfile   bool
+	renderOnly    bool
+	out           string
+	resultsDir    string
+}
+
+func parseOptions() (options, error) {
+	var o options
+	var conc string
+	flag.StringVar(&o.databaseURL, "database-url", envOr("STATEFUN_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
+		"Postgres URL of a role that may create databases; the benchmark creates its own and drops them ($STATEFUN_BENCH_DATABASE_URL)")
+	flag.IntVar(&o.carts, "carts", 10000, "number of carts the load spreads over")
+	flag.Float64Var(&o.zipf, "zipf", 1.1, "exponent of the skewed popularity (cart k drawn with weight (k+1)^-s)")
+	flag.StringVar(&conc, "concurrency", "1,16,64", "comma-separated concurrencies (requests in flight)")
+	flag.DurationVar(&o.ramp, "ramp", 500*time.Millisecond, "unmeasured load before each cell's window")
+	flag.DurationVar(&o.duration, "duration", 3*time.Second, "measured window of each cell")
+	flag.IntVar(&o.conns, "conns", 4, "gRPC connections from the load generator to each system (fewer when the concurrency is lower)")
+	flag.IntVar(&o.baselinePool, "baseline-pool", 16, "Postgres connections of the stateless baseline")
+	flag.DurationVar(&o.proxyDelay, "proxy-delay", 500*time.Microsecond, "delay the proxy adds each way for the networked-database cells")
+	flag.IntVar(&o.warmupWorkers, "warmup-workers", 64, "concurrency of the warm-up that touches every cart")
+	flag.BoolVar(&o.skipGoBench, "skip-go-bench", false, "skip the runtime's Go benchmarks")
+	flag.BoolVar(&o.skipProxy, "skip-proxy", false, "skip the cells with Postgres behind the delaying proxy")
+	flag.BoolVar(&o.skipProfile, "skip-profile", false, "skip the CPU profile of the statefun server")
+	flag.BoolVar(&o.renderOnly, "render-only", false, "measure nothing: render the report from the saved results")
+	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "report to write")
+	flag.StringVar(&o.resultsDir, "results", filepath.Join("bench", "results"), "directory for results.json, the chart and the profile")
+	flag.Parse()
+	for _, f := range strings.Split(conc, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return o, fmt.Errorf("-concurrency %q: want positive integers separated by commas", conc)
+		}
+		o.concurrencies = append(o.concurrencies, n)
+	}
+	return o, nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func main() {
+	log.SetFlags(log.Ltime)
+	log.SetPrefix("bench: ")
+	o, err := parseOptions()
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := run(o); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(o options) error {
+	if _, err := os.Stat("go.mod"); err != nil {
+		return errors.New("run from the repository root (make bench does)")
+	}
+	resultsFile := filepath.Join(o.resultsDir, "results.json")
+	if o.renderOnly {
+		data, err := os.ReadFile(resultsFile)
+		if err != nil {
+			return fmt.Errorf("read saved results: %w", err)
+		}
+		var res report.Results
+		if err := json.Unmarshal(data, &res); err != nil {
+			return fmt.Errorf("decode %s: %w", resultsFile, err)
+		}
+		return write(o, &res)
+	}
+
+	// Interrupting stops the measurement; cleanup still runs.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	b, err := newBench(ctx, o)
+	if err != nil {
+		return err
+	}
+	res, runErr := b.run(ctx)
+	// After a failure the servers' logs are kept for a look; after an
+	// interrupt nothing is.
+	if err := b.cleanup(runErr != nil && ctx.Err() == nil); err != nil {
+		runErr = errors.Join(runErr, err)
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if err := os.MkdirAll(o.resultsDir, 0o755); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(resultsFile, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	log.Printf("wrote %s", resultsFile)
+	return write(o, res)
+}
+
+// write renders the report and the chart next to each other's expected
+// places: the report links the chart by a path relative to itself.
+func write(o options, res *report.Results) error {
+	chart := filepath.Join(o.resultsDir, "throughput.svg")
+	if err := os.WriteFile(chart, []byte(report.Chart(res)), 0o644); err != nil {
+		return err
+	}
+	rel, err := filepath.Rel(filepath.Dir(o.out), chart)
+	if err != nil {
+		return err
+	}
+	md, err := report.Markdown(res, filepath.ToSlash(rel))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {
+		return err
+	}
+	log.Printf("wrote %s and %s", o.out, chart)
+	return nil
+}

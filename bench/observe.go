@@ -1,0 +1,345 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/statefun-go/statefun/bench/pgproxy"
+	"github.com/statefun-go/statefun/bench/report"
+)
+
+// clockTicks is USER_HZ, the unit of /proc CPU times: 100 on every Linux
+// architecture Go supports (the kernel converts to it for user space).
+const clockTicks = 100
+
+// sample is every counter a cell reads at the edges of its window.
+type sample struct {
+	at       time.Time
+	server   float64 // CPU seconds of the system's process
+	proxy    float64
+	postgres float64
+	self     float64
+	machine  cpuTimes
+	sockets  socketStats
+	proxyCnt *pgproxy.Stats
+	journal  *report.Journal
+}
+
+// takeSample reads the counters for a system; pid and proxyPID may be 0.
+func (b *bench) takeSample(ctx context.Context, s *system) sample {
+	smp := sample{at: time.Now()}
+	smp.server = processCPU(s.proc.pid())
+	if s.proxy != nil {
+		smp.proxy = processCPU(s.proxy.pid())
+		if st, err := proxyStats(ctx, s.proxyStats); err == nil {
+			smp.proxyCnt = &st
+		} else {
+			b.problem("read the proxy's counters: %v", err)
+		}
+	}
+	if s.metricsURL != "" {
+		j, err := journalStats(ctx, s.metricsURL)
+		if err != nil {
+			b.problem("read the metrics of %s: %v", s.name, err)
+		} else {
+			smp.journal = &j
+		}
+	}
+	smp.postgres = b.postgresCPU()
+	smp.self = processCPU(os.Getpid())
+	smp.machine = machineCPU()
+	if s.db != "" {
+		st, err := tcpStats(ctx, s.proc.pid(), s.dbPort)
+		if err != nil {
+			b.problem("read the TCP counters of %s: %v", s.name, err)
+		}
+		smp.sockets = st
+	}
+	return smp
+}
+
+// cellCPU turns two samples into cores used.
+func cellCPU(a, z sample) report.CPU {
+	secs := z.at.Sub(a.at).Seconds()
+	return report.CPU{
+		Server:   (z.server - a.server) / secs,
+		Postgres: (z.postgres - a.postgres) / secs,
+		Load:     (z.self - a.self) / secs,
+		Proxy:    (z.proxy - a.proxy) / secs,
+		SoftIRQ:  (z.machine.softirq - a.machine.softirq) / secs,
+		Steal:    (z.machine.steal - a.machine.steal) / secs,
+		Machine:  (z.machine.busy - a.machine.busy) / secs,
+	}
+}
+
+// cellJournal turns two samples into the journal's work in the window.
+func cellJournal(a, z sample) *report.Journal {
+	if a.journal == nil || z.journal == nil {
+		return nil
+	}
+	return &report.Journal{
+		Batches:       z.journal.Batches - a.journal.Batches,
+		Records:       z.journal.Records - a.journal.Records,
+		CommitSeconds: z.journal.CommitSeconds - a.journal.CommitSeconds,
+		Loads:         z.journal.Loads - a.journal.Loads,
+	}
+}
+
+// journalStats reads the journal's counters from a statefun server's
+// Prometheus text exposition.
+func journalStats(ctx context.Context, url string) (report.Journal, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return report.Journal{}, err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return report.Journal{}, err
+	}
+	defer res.Body.Close()
+	var j report.Journal
+	found := false
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") {
+			continue
+		}
+		name, _, _ = strings.Cut(name, "{") // labels: sum over them
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "statefun_journal_batches_total":
+			j.Batches += int64(v)
+			found = true
+		case "statefun_journal_records_total":
+			j.Records += int64(v)
+		case "statefun_journal_commit_seconds_total":
+			j.CommitSeconds += v
+		case "statefun_entity_loads_total":
+			j.Loads += int64(v)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return j, err
+	}
+	if !found {
+		return j, fmt.Errorf("%s has no statefun_journal_batches_total", url)
+	}
+	return j, nil
+}
+
+// cellDB turns two samples into the database work of the window.
+func cellDB(a, z sample) *report.DBWork {
+	w := &report.DBWork{
+		Connections:    z.sockets.conns,
+		ClientSegments: z.sockets.segsOut - a.sockets.segsOut,
+		ServerSegments: z.sockets.segsIn - a.sockets.segsIn,
+		ClientBytes:    z.sockets.bytesSent - a.sockets.bytesSent,
+		ServerBytes:    z.sockets.bytesReceived - a.sockets.bytesReceived,
+	}
+	if a.proxyCnt != nil && z.proxyCnt != nil {
+		w.Proxy = &pgproxy.Stats{
+			Connections:   z.proxyCnt.Connections - a.proxyCnt.Connections,
+			RoundTrips:    z.proxyCnt.RoundTrips - a.proxyCnt.RoundTrips,
+			Statements:    z.proxyCnt.Statements - a.proxyCnt.Statements,
+			Syncs:         z.proxyCnt.Syncs - a.proxyCnt.Syncs,
+			ClientBytes:   z.proxyCnt.ClientBytes - a.proxyCnt.ClientBytes,
+			ServerBytes:   z.proxyCnt.ServerBytes - a.proxyCnt.ServerBytes,
+			DelayedChunks: z.proxyCnt.DelayedChunks - a.proxyCnt.DelayedChunks,
+			DelayNanos:    z.proxyCnt.DelayNanos - a.proxyCnt.DelayNanos,
+			DelayMaxNanos: z.proxyCnt.DelayMaxNanos,
+		}
+	}
+	return w
+}
+
+// processCPU returns the user+system CPU seconds of a process, 0 if it is
+// gone. Fields 14 and 15 of /proc/PID/stat, counted after the command
+// name, which is in parentheses and may contain spaces.
+func processCPU(pid int) float64 {
+	if pid == 0 {
+		return 0
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	end := bytes.LastIndexByte(data, ')')
+	if end < 0 {
+		return 0
+	}
+	fields := strings.Fields(string(data[end+1:]))
+	// fields[0] is field 3 (state); utime is field 14, stime field 15.
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	return (utime + stime) / clockTicks
+}
+
+// postgresCPU sums the CPU seconds of the Postgres processes that work for
+// the benchmark: the backends of its databases and the server's own
+// background processes (WAL writer, checkpointer, ...). Backends of other
+// databases, such as other test runs on a shared machine, are left out;
+// their process titles name their database and client address.
+func (b *bench) postgresCPU() float64 {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	var total float64
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		title, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.HasPrefix(title, []byte("postgres: ")) {
+			continue
+		}
+		t := string(title)
+		client := strings.Contains(t, "(") || strings.Contains(t, "[local]")
+		ours := false
+		for _, db := range b.databases {
+			if strings.Contains(t, " "+db+" ") {
+				ours = true
+			}
+		}
+		if ours || !client {
+			total += processCPU(pid)
+		}
+	}
+	return total
+}
+
+// cpuTimes are the machine's CPU seconds so far, all cores together,
+// from the first line of /proc/stat (user nice system idle iowait irq
+// softirq steal; guest time is already in user).
+type cpuTimes struct {
+	busy    float64 // everything but idle and iowait
+	softirq float64 // packet processing, loopback included: charged to no process
+	steal   float64 // taken by the hypervisor for other guests
+}
+
+func machineCPU() cpuTimes {
+	f, err := os.Open("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	if !sc.Scan() {
+		return cpuTimes{}
+	}
+	fields := strings.Fields(sc.Text())
+	var t cpuTimes
+	for i, f := range fields[1:min(len(fields), 9)] {
+		v, _ := strconv.ParseFloat(f, 64)
+		v /= clockTicks
+		switch i {
+		case 3, 4: // idle, iowait
+			continue
+		case 6:
+			t.softirq = v
+		case 7:
+			t.steal = v
+		}
+		t.busy += v
+	}
+	return t
+}
+
+// socketStats sums the kernel's TCP counters over a process's connections
+// to one port.
+type socketStats struct {
+	conns                    int
+	segsOut, segsIn          int64 // data segments sent and received
+	bytesSent, bytesReceived int64
+}
+
+// tcpStats reads the counters with ss(8): -t TCP, -i internal info
+// (tcp_info), -n numeric, -p owning process, -H no header.
+func tcpStats(ctx context.Context, pid, port int) (socketStats, error) {
+	out, err := exec.CommandContext(ctx, "ss", "-tinpH", "state", "established", fmt.Sprintf("( dport = :%d )", port)).Output()
+	if err != nil {
+		return socketStats{}, fmt.Errorf("ss: %w", err)
+	}
+	return parseSS(string(out), pid), nil
+}
+
+// parseSS sums the counters of pid's sockets in the output of ss -tinpH:
+// a line per socket naming its process, then an indented line of
+// key:value counters.
+func parseSS(out string, pid int) socketStats {
+	var st socketStats
+	mine := false
+	owner := fmt.Sprintf("pid=%d,", pid)
+	for _, line := range strings.Split(out, "\n") {
+		if line == "" {
+			continue
+		}
+		if line[0] != ' ' && line[0] != '\t' {
+			mine = strings.Contains(line, owner)
+			if mine {
+				st.conns++
+			}
+			continue
+		}
+		if !mine {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			k, v, ok := strings.Cut(f, ":")
+			if !ok {
+				continue
+			}
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				continue
+			}
+			switch k {
+			case "data_segs_out":
+				st.segsOut += n
+			case "data_segs_in":
+				st.segsIn += n
+			case "bytes_sent":
+				st.bytesSent += n
+			case "bytes_received":
+				st.bytesReceived += n
+			}
+		}
+	}
+	return st
+}
+
+func proxyStats(ctx context.Context, url string) (pgproxy.Stats, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return pgproxy.Stats{}, err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return pgproxy.Stats{}, err
+	}
+	defer res.Body.Close()
+	var st pgproxy.Stats
+	return st, json.NewDecoder(res.Body).Decode(&st)
+}
