@@ -100,13 +100,12 @@ type consumerRunner struct {
 	window int
 	poll   time.Duration
 
-	mu       sync.Mutex
-	pending  []*delivery            // in feed order
-	queues   map[string][]*delivery // per entity, not yet handled
-	active   map[string]bool        // entities a goroutine is working on
-	handled  store.Position         // end of the fully handled prefix
-	saved    store.Position
-	failures uint64
+	mu      sync.Mutex
+	pending []*delivery            // in feed order
+	queues  map[string][]*delivery // per entity, not yet handled
+	active  map[string]bool        // entities a goroutine is working on
+	handled store.Position         // end of the fully handled prefix
+	saved   store.Position
 }
 
 type delivery struct {
@@ -192,6 +191,13 @@ func (r *consumerRunner) run(ctx context.Context, pos store.Position, err error)
 			}
 			r.mu.Unlock()
 		}
+		// Save on the tick also while busy: a consumer that always has
+		// more to read must still record its progress.
+		select {
+		case <-saveTick.C:
+			r.save(ctx)
+		default:
+		}
 		if read == consumerReadBatch {
 			continue // more may be waiting: read on at once
 		}
@@ -199,8 +205,6 @@ func (r *consumerRunner) run(ctx context.Context, pos store.Position, err error)
 		case <-ctx.Done():
 		case <-r.wake:
 		case <-time.After(r.poll):
-		case <-saveTick.C:
-			r.save(ctx)
 		}
 	}
 }
@@ -265,9 +269,6 @@ func (r *consumerRunner) deliver(ctx context.Context, d *delivery) bool {
 		if ctx.Err() != nil {
 			return false
 		}
-		r.mu.Lock()
-		r.failures++
-		r.mu.Unlock()
 		// Jitter keeps many failing entities from retrying in lockstep.
 		wait := backoff/2 + rand.N(backoff/2+1)
 		r.log.Warn("consumer handler failed; retrying", "entity", d.event.Entity.ID, "seq", d.event.Seq,

@@ -59,7 +59,7 @@ func (r *Runtime) startConsumers(consumers []*Consumer) {
 			continue
 		}
 		if _, found, err := feed.LoadConsumerPosition(ctx, callsConsumer, h.entityType()); err == nil && found {
-			r.consumers.startCalls(h.entityType())
+			r.consumers.startCalls(h.entityType(), true)
 		} else if err != nil {
 			r.log.Warn("cannot check for calls to resume; they resume when a command sends one", "entity", h.entityType(), "error", err)
 		}
@@ -103,8 +103,9 @@ func (s *consumerSet) start(cfg ConsumerConfig) {
 }
 
 // startCalls starts the dispatcher of the calls that commands of
-// entityType send, once per entity type.
-func (s *consumerSet) startCalls(entityType string) {
+// entityType send, once per entity type. recorded says the dispatcher
+// already has a stored position, which must be resumed, not reset.
+func (s *consumerSet) startCalls(entityType string, recorded bool) {
 	s.mu.Lock()
 	started := s.calls[entityType]
 	s.calls[entityType] = true
@@ -112,10 +113,16 @@ func (s *consumerSet) startCalls(entityType string) {
 	if started {
 		return
 	}
-	// Save a position at once: from now on a restart resumes the
-	// dispatcher even before a command sends a call.
-	if err := s.feed.SaveConsumerPosition(s.ctx, callsConsumer, entityType, ""); err != nil {
-		s.rt.log.Warn("cannot record the calls dispatcher; a restart resumes it with the next call sent", "entity", entityType, "error", err)
+	// Record a position at once, so that from now on a restart resumes
+	// the dispatcher even before a command sends a call.
+	if !recorded {
+		_, found, err := s.feed.LoadConsumerPosition(s.ctx, callsConsumer, entityType)
+		if err == nil && !found {
+			err = s.feed.SaveConsumerPosition(s.ctx, callsConsumer, entityType, "")
+		}
+		if err != nil {
+			s.rt.log.Warn("cannot record the calls dispatcher; a restart resumes it with the next call sent", "entity", entityType, "error", err)
+		}
 	}
 	s.start(ConsumerConfig{Name: callsConsumer, EntityType: entityType, Handle: s.dispatchCall})
 }

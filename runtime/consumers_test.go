@@ -258,6 +258,50 @@ func TestSendAfterCommit(t *testing.T) {
 	}
 }
 
+// TestSentCallsResumeAfterRestart: a restarted runtime resumes the calls
+// dispatcher where it stopped; it does not make every call ever sent again.
+func TestSentCallsResumeAfterRestart(t *testing.T) {
+	t.Parallel()
+	st := memory.New()
+	ctx := context.Background()
+	first, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(cartEntity{})}, statefun.WithStore(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	carts := cart.NewShoppingCartEntityClient(first.ClientConn())
+	if err := add(ctx, carts, "c1", "x", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carts.Checkout(ctx, &cart.CheckoutRequest{CartId: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the call", func() bool { return quantities(t, carts, "archive")["c1"] == 1 })
+	if err := first.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before, found, err := st.LoadConsumerPosition(ctx, "statefun.calls", cart.ShoppingCartEntityType)
+	if err != nil || !found || before == "" {
+		t.Fatalf("calls dispatcher position after close: %q found=%v err=%v", before, found, err)
+	}
+
+	second := newRuntime(t, statefun.WithStore(st))
+	after, _, err := st.LoadConsumerPosition(ctx, "statefun.calls", cart.ShoppingCartEntityType)
+	if err != nil || after != before {
+		t.Fatalf("restart moved the calls dispatcher from %q to %q (err %v): old calls would be made again", before, after, err)
+	}
+	carts = cart.NewShoppingCartEntityClient(second.ClientConn())
+	if err := add(ctx, carts, "c2", "x", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carts.Checkout(ctx, &cart.CheckoutRequest{CartId: "c2"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the new call", func() bool { return quantities(t, carts, "archive")["c2"] == 1 })
+	if q := quantities(t, carts, "archive")["c1"]; q != 1 {
+		t.Errorf("archive has c1 %d times, want 1: the old call was made again", q)
+	}
+}
+
 func drain(fs *faultStore) {
 	for {
 		select {

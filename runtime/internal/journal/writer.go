@@ -310,13 +310,16 @@ func (w *Writer) take() []*Commit {
 	var batch []*Commit
 	records := 0
 	kept := w.queue[:0] // filtering in place: kept never overtakes i
-	blocked := map[store.Ref]bool{}
+	var blocked map[store.Ref]bool // made only when a commit must wait
 	for i, c := range w.queue {
 		if len(batch) > 0 && records+len(c.Events)+len(c.Values) > w.opts.MaxBatch {
 			kept = append(kept, w.queue[i:]...)
 			break
 		}
 		if w.inFlight[c.entity] || blocked[c.entity] {
+			if blocked == nil {
+				blocked = map[store.Ref]bool{}
+			}
 			blocked[c.entity] = true
 			kept = append(kept, c)
 			continue
