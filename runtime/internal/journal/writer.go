@@ -309,7 +309,7 @@ func (w *Writer) run() {
 func (w *Writer) take() []*Commit {
 	var batch []*Commit
 	records := 0
-	kept := w.queue[:0] // filtering in place: kept never overtakes i
+	kept := w.queue[:0]            // filtering in place: kept never overtakes i
 	var blocked map[store.Ref]bool // made only when a commit must wait
 	for i, c := range w.queue {
 		if len(batch) > 0 && records+len(c.Events)+len(c.Values) > w.opts.MaxBatch {
