@@ -64,6 +64,11 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 30s; make fuzz FUZZTIME=5m).
 			| awk '/^fuzz: elapsed/ { last = $$0; next } { print } END { if (last) print last }'; \
 	done
 
+.PHONY: mutants
+mutants: ## Check the invariant tests can fail: apply each mutation in reliability/mutants, expect its tests to fail (about 3 minutes).
+	.ci/ensure-postgres
+	go run ./reliability/mutants
+
 .PHONY: bench
 bench: ## Run the benchmarks (not part of test; about 10 minutes) and rewrite BENCHMARKS.md and bench/results/.
 	.ci/ensure-postgres

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -50,7 +51,7 @@ func (c *localConn) Invoke(ctx context.Context, method string, args, reply any, 
 	if err != nil {
 		return status.Errorf(codes.Internal, "encode request: %v", err)
 	}
-	res, err := m.handler(m.impl, ctx, decoder(wire), nil)
+	res, err := m.handler(m.impl, serverContext(ctx, method), decoder(wire), nil)
 	if err != nil {
 		return err
 	}
@@ -76,9 +77,30 @@ func (c *localConn) invokeEncoded(ctx context.Context, method string, request []
 	if !ok {
 		return status.Errorf(codes.Unimplemented, "unknown method %s: the entity is not hosted by this server", method)
 	}
-	_, err := m.handler(m.impl, ctx, decoder(request), nil)
+	_, err := m.handler(m.impl, serverContext(ctx, method), decoder(request), nil)
 	return err
 }
+
+// serverContext turns a caller's context into what a handler behind a
+// gRPC server would see: the caller's outgoing metadata (an idempotency
+// key, say) as incoming metadata, and the method's name for grpc.Method.
+// The caller's own incoming metadata is not passed on, as over a network:
+// a handler that calls another entity must not lend it its idempotency
+// key.
+func serverContext(ctx context.Context, method string) context.Context {
+	md, _ := metadata.FromOutgoingContext(ctx)
+	ctx = metadata.NewIncomingContext(ctx, md.Copy())
+	return grpc.NewContextWithServerTransportStream(ctx, localStream(method))
+}
+
+// localStream names the method of an in-process call; an in-process
+// call has no headers or trailers to send.
+type localStream string
+
+func (s localStream) Method() string             { return string(s) }
+func (localStream) SetHeader(metadata.MD) error  { return nil }
+func (localStream) SendHeader(metadata.MD) error { return nil }
+func (localStream) SetTrailer(metadata.MD) error { return nil }
 
 // decoder returns the request decoder a generated method handler calls:
 // it fills the handler's request message from wire.

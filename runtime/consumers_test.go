@@ -228,7 +228,7 @@ func TestSendAfterCommit(t *testing.T) {
 	drain(fs)
 
 	// Held commit: the call waits for it.
-	fs.hold()
+	fs.hold(t)
 	checkout := async(func() error {
 		_, err := carts.Checkout(ctx, &cart.CheckoutRequest{CartId: "c1"})
 		return err

@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
+	"hash/maphash"
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -28,37 +29,15 @@ type Host[S proto.Message] struct {
 	snapshotEvery int64
 	idleTimeout   time.Duration
 
-	mu        sync.Mutex
-	instances map[string]*instance[S]
+	seed    maphash.Seed
+	stripes [hostStripes]stripe[S]
+	cached  atomic.Int64
 
-	hits, loads, evictions atomic.Uint64
-}
-
-// instance is one entity held in memory. It costs a few machine words on
-// top of its state: no goroutine, no channel while idle.
-type instance[S proto.Message] struct {
-	// mu is the single-writer lock: commands hold it exclusively while
-	// they decide, reads share it.
-	mu    sync.RWMutex
-	state S
-	// seq is the number of events applied (event-sourced) or the version
-	// of the state (key-value), including changes not yet durable.
-	seq int64
-	// snapshotSeq is the seq of the newest snapshot taken.
-	snapshotSeq int64
-	// last is the newest commit of this instance: replies that saw the
-	// current state wait for it.
-	last *journal.Commit
-	// broken is set when the in-memory state must not be used again: a
-	// commit failed, or a handler panicked. The next request reloads.
-	broken atomic.Bool
-	// lastUsed is when a request last touched the instance, in Unix
-	// nanoseconds, for passivation.
-	lastUsed atomic.Int64
+	hits, loads, evictions, resets atomic.Uint64
 }
 
 func newHost[S proto.Message](r *Runtime, cfg EntityConfig[S]) *Host[S] {
-	h := &Host[S]{cfg: cfg, rt: r, log: r.log, instances: map[string]*instance[S]{}}
+	h := &Host[S]{cfg: cfg, rt: r, log: r.log, seed: maphash.MakeSeed()}
 	h.snapshotEvery = int64(r.cfg.snapshotEvery)
 	if cfg.SnapshotEvery > 0 {
 		h.snapshotEvery = int64(cfg.SnapshotEvery)
@@ -82,7 +61,8 @@ var errReset = status.Error(codes.Aborted, "entity was reset by a failure of a c
 // on the current state. When fn succeeds, what it emitted (or the new state
 // it set) is applied in memory at once, so the next command can run, and
 // the reply is released once the change is durable. When fn fails, nothing
-// it emitted is kept.
+// it emitted is kept, and its error too waits until the state it was
+// decided on is durable.
 func Command[S, R proto.Message](ctx context.Context, h *Host[S], id string, fn func(*CommandContext, S) (R, error)) (R, error) {
 	var zero R
 	if err := h.rt.writer.Admit(ctx); err != nil {
@@ -100,19 +80,36 @@ func Command[S, R proto.Message](ctx context.Context, h *Host[S], id string, fn 
 			return zero, err
 		}
 		inst.mu.Lock()
-		if inst.broken.Load() {
-			// Reset while we waited for it: take the reloaded one.
+		if !inst.usable() {
+			// Reset, passivated or failed to load while we waited for it.
 			inst.mu.Unlock()
+			if err := inst.waitError(); err != nil {
+				return zero, err
+			}
 			if attempt < 3 {
 				continue
 			}
 			return zero, errReset
 		}
 		cc := &CommandContext{ctx: ctx, entityID: id, kind: h.cfg.Kind}
-		reply, err := callHandler(func() (R, error) { return fn(cc, inst.state) })
+		reply, err := callHandler(ctx, func() (R, error) { return fn(cc, inst.state) })
 		if err != nil {
+			if errors.Is(err, errPanic) {
+				// The handler may have changed the state before it panicked.
+				h.resetAfterPanic(id, inst, err)
+				inst.mu.Unlock()
+				return zero, errPanicked
+			}
+			// The handler decided on the state it saw, which may include
+			// changes still in flight: its error waits for them like a
+			// reply would (a "checked out" refusal must not escape if the
+			// checkout never commits).
+			wait := inst.last
 			inst.mu.Unlock()
-			return zero, h.handlerError(id, inst, err)
+			if err := waitDurable(ctx, wait); err != nil {
+				return zero, err
+			}
+			return zero, err
 		}
 		// The reply may share memory with the state, which the next
 		// command changes in place; the caller gets its own copy.
@@ -137,8 +134,8 @@ func Command[S, R proto.Message](ctx context.Context, h *Host[S], id string, fn 
 }
 
 // Read runs fn, a read-only handler, against the entity id. Reads of one
-// entity run concurrently with each other, never with a command. The reply
-// waits until the state the read saw is durable.
+// entity run concurrently with each other, never with a command. The
+// reply, or the error, waits until the state the read saw is durable.
 func Read[S, R proto.Message](ctx context.Context, h *Host[S], id string, fn func(*ReadContext, S) (R, error)) (R, error) {
 	var zero R
 	for attempt := 0; ; attempt++ {
@@ -147,38 +144,36 @@ func Read[S, R proto.Message](ctx context.Context, h *Host[S], id string, fn fun
 			return zero, err
 		}
 		inst.mu.RLock()
-		if inst.broken.Load() {
+		if !inst.usable() {
 			inst.mu.RUnlock()
+			if err := inst.waitError(); err != nil {
+				return zero, err
+			}
 			if attempt < 3 {
 				continue
 			}
 			return zero, errReset
 		}
 		rc := &ReadContext{ctx: ctx, entityID: id}
-		reply, err := callHandler(func() (R, error) { return fn(rc, inst.state) })
-		if err != nil {
+		reply, err := callHandler(ctx, func() (R, error) { return fn(rc, inst.state) })
+		if err != nil && errors.Is(err, errPanic) {
+			h.resetAfterPanic(id, inst, err)
 			inst.mu.RUnlock()
-			return zero, h.handlerError(id, inst, err)
+			return zero, errPanicked
 		}
-		reply = proto.Clone(reply).(R)
+		if err == nil {
+			reply = proto.Clone(reply).(R)
+		}
 		wait := inst.last
 		inst.mu.RUnlock()
 		if err := waitDurable(ctx, wait); err != nil {
 			return zero, err
 		}
-		return reply, nil
+		return reply, err
 	}
 }
 
-func (h *Host[S]) handlerError(id string, inst *instance[S], err error) error {
-	if errors.Is(err, errPanic) {
-		// The handler may have changed the state before it panicked.
-		h.reset(id, inst)
-		h.log.Error("handler panicked; entity reset", "entity", h.cfg.Type, "id", id, "error", err)
-		return status.Error(codes.Internal, "handler panicked; see the server log")
-	}
-	return err
-}
+var errPanicked = status.Error(codes.Internal, "handler panicked; see the server log")
 
 // waitDurable is the output gate: it returns once c, and so every change
 // before it, is durable.
@@ -196,15 +191,20 @@ var errPanic = errors.New("handler panicked")
 
 // callHandler runs a user handler, turning a panic into errPanic and a nil
 // reply into an error, so that one bad call cannot take the server down.
-func callHandler[R proto.Message](fn func() (R, error)) (reply R, err error) {
+func callHandler[R proto.Message](ctx context.Context, fn func() (R, error)) (reply R, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: %v", errPanic, p)
 		}
 	}()
 	reply, err = fn()
-	if err == nil && any(reply) == nil {
-		return reply, status.Error(codes.Internal, "handler returned neither a reply nor an error")
+	// A nil *Reply is a non-nil interface: ask the message itself.
+	if err == nil && (any(reply) == nil || !reply.ProtoReflect().IsValid()) {
+		method, _ := grpc.Method(ctx)
+		if method == "" {
+			method = "the handler"
+		}
+		return reply, status.Errorf(codes.Internal, "%s returned neither a reply nor an error; return a reply message (an empty one if there is nothing to say) or an error", method)
 	}
 	return reply, err
 }
@@ -214,7 +214,7 @@ func callHandler[R proto.Message](fn func() (R, error)) (reply R, err error) {
 // changed nothing. Called with inst.mu held.
 func (h *Host[S]) stage(id string, inst *instance[S], cc *CommandContext) (*journal.Commit, error) {
 	ref := store.Ref{Type: h.cfg.Type, ID: id}
-	commit := &journal.Commit{Abandoned: &inst.broken}
+	commit := &journal.Commit{Abandoned: &inst.abandoned, OnFail: func(err error) { h.commitFailed(id, inst, err) }}
 	switch h.cfg.Kind {
 	case EventSourced:
 		if len(cc.events) == 0 && len(cc.calls) == 0 {
@@ -247,8 +247,7 @@ func (h *Host[S]) stage(id string, inst *instance[S], cc *CommandContext) (*jour
 			if err := applyEvent(h.cfg.ApplyEvent, inst.state, e.msg); err != nil {
 				// Some events may be applied already: the state is
 				// unusable, and nothing of the command was queued.
-				h.reset(id, inst)
-				h.log.Error("event handler panicked; entity reset", "entity", h.cfg.Type, "id", id, "event", e.typ, "error", err)
+				h.resetAfterPanic(id, inst, fmt.Errorf("event %s: %w", e.typ, err))
 				return nil, status.Errorf(codes.Internal, "applying event %s panicked; see the server log", e.typ)
 			}
 		}
@@ -324,53 +323,23 @@ func writerError(err error) error {
 		return status.Error(codes.Unavailable, "server is shutting down; retry on another instance")
 	case errors.Is(err, journal.ErrBusy):
 		return status.Errorf(codes.ResourceExhausted, "%v; retry with backoff", err)
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "the caller canceled the call while it waited for room in the journal")
 	}
 	return status.Error(codes.Unavailable, err.Error())
 }
 
-// instance finds the entity in memory or loads it from the store.
-func (h *Host[S]) instance(ctx context.Context, id string) (*instance[S], error) {
-	if len(id) > maxEntityIDBytes {
-		// Refused here, before anything is staged: a store that cannot
-		// hold the key fails the whole group commit it lands in, and
-		// with it every other entity's change in that batch.
-		return nil, status.Errorf(codes.InvalidArgument, "the entity key of %s is %d bytes, over the limit of %d; use a shorter key", h.cfg.Type, len(id), maxEntityIDBytes)
-	}
-	now := time.Now().UnixNano()
-	h.mu.Lock()
-	inst, ok := h.instances[id]
-	if ok && !inst.broken.Load() {
-		h.mu.Unlock()
-		inst.lastUsed.Store(now)
-		h.hits.Add(1)
-		return inst, nil
-	}
-	inst = &instance[S]{}
-	inst.lastUsed.Store(now)
-	h.instances[id] = inst
-	// Hold the write lock while loading, so concurrent first requests wait
-	// for one load instead of each loading.
-	inst.mu.Lock()
-	h.mu.Unlock()
-	h.rt.cacheAdded()
-	h.loads.Add(1)
-	// A load is bounded like a commit: a database that stops answering
-	// (a partition, not a refused connection) must fail the call with
-	// UNAVAILABLE, not hold it for as long as the outage lasts.
+// loadBounded loads inst. A load is bounded like a commit: a database
+// that stops answering (a partition, not a refused connection) must fail
+// the call with UNAVAILABLE, not hold it for as long as the outage lasts.
+func (h *Host[S]) loadBounded(ctx context.Context, id string, inst *instance[S]) error {
 	loadCtx, cancel := context.WithTimeout(ctx, h.rt.cfg.commitTimeout)
+	defer cancel()
 	err := h.load(loadCtx, id, inst)
 	if err != nil && loadCtx.Err() != nil && ctx.Err() == nil {
 		err = status.Errorf(codes.Unavailable, "load %s/%s: the store did not answer within %v; retry the call", h.cfg.Type, id, h.rt.cfg.commitTimeout)
 	}
-	cancel()
-	if err != nil {
-		h.reset(id, inst)
-	}
-	inst.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	return inst, nil
+	return err
 }
 
 func (h *Host[S]) load(ctx context.Context, id string, inst *instance[S]) error {
@@ -441,70 +410,19 @@ func loadError(ref store.Ref, what string, err error) error {
 	return status.Errorf(codes.Unavailable, "load %s: %s: %v", ref, what, err)
 }
 
-// reset drops an instance from memory; the next request reloads it from the
-// store, so nothing the store did not accept survives in memory.
-func (h *Host[S]) reset(id string, inst *instance[S]) {
-	inst.broken.Store(true)
-	h.mu.Lock()
-	if h.instances[id] == inst {
-		delete(h.instances, id)
-		h.rt.cacheRemoved(1)
-	}
-	h.mu.Unlock()
-}
-
-// passivate evicts instances idle since before cutoff (or, when all is
-// true, any instance it can) whose changes are durable, up to max of them.
-// It never waits for an instance another call holds.
-func (h *Host[S]) passivate(cutoff int64, limit int) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	evicted := 0
-	for id, inst := range h.instances {
-		if evicted >= limit {
-			break
-		}
-		if inst.lastUsed.Load() > cutoff || !inst.mu.TryLock() {
-			continue
-		}
-		// Only committed state may be dropped: a pending change still
-		// needs this instance to fail it properly if its commit fails.
-		durable := inst.last == nil
-		if !durable {
-			select {
-			case <-inst.last.Done():
-				durable = inst.last.Err() == nil
-			default:
-			}
-		}
-		if durable {
-			delete(h.instances, id)
-			inst.broken.Store(true) // a request holding a stale pointer reloads
-			evicted++
-		}
-		inst.mu.Unlock()
-	}
-	if evicted > 0 {
-		h.evictions.Add(uint64(evicted))
-		h.rt.cacheRemoved(evicted)
-	}
-	return evicted
-}
-
 func (h *Host[S]) stats() HostStats {
-	h.mu.Lock()
-	n := len(h.instances)
-	h.mu.Unlock()
 	return HostStats{
 		EntityType: h.cfg.Type,
-		Cached:     n,
+		Cached:     int(h.cached.Load()),
+		Resets:     h.resets.Load(),
 		Hits:       h.hits.Load(),
 		Loads:      h.loads.Load(),
 		Evictions:  h.evictions.Load(),
 	}
 }
 
-func (h *Host[S]) kind() Kind { return h.cfg.Kind }
+func (h *Host[S]) kind() Kind   { return h.cfg.Kind }
+func (h *Host[S]) size() int64  { return h.cached.Load() }
 
 func (h *Host[S]) entityType() string              { return h.cfg.Type }
 func (h *Host[S]) passivationAfter() time.Duration { return h.idleTimeout }

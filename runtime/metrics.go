@@ -75,6 +75,7 @@ var (
 	descHits       = prometheus.NewDesc("statefun_entity_cache_hits_total", "Requests served from an entity already in memory.", []string{"entity_type"}, nil)
 	descLoads      = prometheus.NewDesc("statefun_entity_loads_total", "Entities loaded from the store.", []string{"entity_type"}, nil)
 	descEvictions  = prometheus.NewDesc("statefun_entity_evictions_total", "Entities passivated (dropped from memory).", []string{"entity_type"}, nil)
+	descResets     = prometheus.NewDesc("statefun_entity_resets_total", "Entities dropped from memory after a failed commit, a fencing conflict or a panic; each is logged.", []string{"entity_type"}, nil)
 	descBatches    = prometheus.NewDesc("statefun_journal_batches_total", "Store transactions written by the journal writer.", nil, nil)
 	descRecords    = prometheus.NewDesc("statefun_journal_records_total", "Events and values written.", nil, nil)
 	descFailed     = prometheus.NewDesc("statefun_journal_failed_batches_total", "Store transactions that failed.", nil, nil)
@@ -84,7 +85,7 @@ var (
 )
 
 func (c *runtimeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCached, descHits, descLoads, descEvictions, descBatches, descRecords, descFailed, descConflicts, descCommitTime, descPending} {
+	for _, d := range []*prometheus.Desc{descCached, descHits, descLoads, descEvictions, descResets, descBatches, descRecords, descFailed, descConflicts, descCommitTime, descPending} {
 		ch <- d
 	}
 }
@@ -96,6 +97,7 @@ func (c *runtimeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descHits, prometheus.CounterValue, float64(h.Hits), h.EntityType)
 		ch <- prometheus.MustNewConstMetric(descLoads, prometheus.CounterValue, float64(h.Loads), h.EntityType)
 		ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(h.Evictions), h.EntityType)
+		ch <- prometheus.MustNewConstMetric(descResets, prometheus.CounterValue, float64(h.Resets), h.EntityType)
 	}
 	j := s.Journal
 	ch <- prometheus.MustNewConstMetric(descBatches, prometheus.CounterValue, float64(j.Batches))

@@ -30,7 +30,8 @@ type Runtime struct {
 	hostsMu sync.Mutex
 	hosts   []hostHandle
 
-	cached    atomic.Int64
+	cached    atomic.Int64 // instances in every host's cache
+	resetLog  logLimiter
 	stop      chan struct{}
 	janitor   sync.WaitGroup
 	closeOnce sync.Once
@@ -42,7 +43,10 @@ type hostHandle interface {
 	entityType() string
 	kind() Kind
 	passivationAfter() time.Duration
-	passivate(cutoff int64, limit int) int
+	passivateIdle(cutoff int64) int
+	size() int64
+	sample() (id string, lastUsed int64, ok bool)
+	evictIfUnused(id string, lastUsed int64) bool
 	stats() HostStats
 }
 
@@ -59,6 +63,7 @@ type config struct {
 	passivationTimeout time.Duration
 	maxEntities        int
 	maxPending         int
+	admitTimeout       time.Duration
 	commitTimeout      time.Duration
 	commitConcurrency  int
 	observeBatch       func(records int, took time.Duration, err error)
@@ -100,7 +105,11 @@ func WithPassivation(idle time.Duration) Option {
 }
 
 // WithMaxEntities bounds the entities held in memory across all types;
-// beyond it, the least recently used idle entities are passivated.
+// beyond it, idle entities are passivated, least recently used first.
+// The order is approximate: each eviction takes the least recently used of
+// 8 entities sampled at random, so no list is kept per request. An entity
+// whose change is not yet durable is never evicted; while every sample has
+// one, the cache may exceed the bound until the next second's sweep.
 // Default 1,000,000.
 func WithMaxEntities(n int) Option {
 	return optionFunc(func(c *config) { c.maxEntities = n })
@@ -112,6 +121,13 @@ func WithMaxEntities(n int) Option {
 // Default 65,536.
 func WithMaxPending(n int) Option {
 	return optionFunc(func(c *config) { c.maxPending = n })
+}
+
+// WithAdmitTimeout bounds how long a command waits for room when the
+// journal is full (see WithMaxPending), whatever its caller's deadline:
+// past it, the command fails with codes.ResourceExhausted. Default 5s.
+func WithAdmitTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.admitTimeout = d })
 }
 
 // WithCommitTimeout bounds one write to the store; a store that does not
@@ -183,7 +199,7 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 		}
 	}
 	r.writer = journal.New(cfg.store, journal.Options{
-		MaxPending: cfg.maxPending, CommitTimeout: cfg.commitTimeout, Observe: observe,
+		MaxPending: cfg.maxPending, AdmitTimeout: cfg.admitTimeout, CommitTimeout: cfg.commitTimeout, Observe: observe,
 		Concurrency: cfg.commitConcurrency,
 	})
 	r.snapshots = newSnapshotter(cfg.store, cfg.log)
@@ -226,7 +242,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 		close(r.stop)
 		r.janitor.Wait()
 		err := r.writer.Close(ctx)
-		r.snapshots.close()
+		r.snapshots.close(ctx)
 		if r.cfg.ownStore {
 			err = errors.Join(err, r.store.Close())
 		}
@@ -248,6 +264,7 @@ type HostStats struct {
 	Hits       uint64 // requests served from memory
 	Loads      uint64 // instances loaded from the store
 	Evictions  uint64 // instances passivated
+	Resets     uint64 // instances dropped after a failed commit or a panic
 }
 
 // JournalStats describe the journal writer.
@@ -278,32 +295,10 @@ func (r *Runtime) Stats() Stats {
 	return s
 }
 
-func (r *Runtime) cacheAdded() {
-	if r.cached.Add(1) > int64(r.cfg.maxEntities) {
-		r.shrink()
-	}
-}
-
-func (r *Runtime) cacheRemoved(n int) { r.cached.Add(-int64(n)) }
-
-// shrink passivates entities until the cache is back under its bound. Map
-// iteration order in Go is random, so evicting the first evictable
-// instances found is random eviction: no LRU list to maintain per request.
-func (r *Runtime) shrink() {
-	over := int(r.cached.Load()) - r.cfg.maxEntities
-	if over <= 0 {
-		return
-	}
+func (r *Runtime) hostList() []hostHandle {
 	r.hostsMu.Lock()
-	hosts := append([]hostHandle(nil), r.hosts...)
-	r.hostsMu.Unlock()
-	cutoff := time.Now().UnixNano()
-	for _, h := range hosts {
-		over -= h.passivate(cutoff, over)
-		if over <= 0 {
-			return
-		}
-	}
+	defer r.hostsMu.Unlock()
+	return r.hosts
 }
 
 // passivateLoop evicts idle entities. It scans each type at a quarter of
@@ -327,9 +322,12 @@ func (r *Runtime) passivateLoop() {
 					continue
 				}
 				last[h] = now
-				h.passivate(now.Add(-idle).UnixNano(), int(^uint(0)>>1))
+				h.passivateIdle(now.Add(-idle).UnixNano())
 			}
-			r.shrink()
+			// Evictions the request path gave up on (every sample had a
+			// change in flight) are retried here.
+			for r.cached.Load() > int64(r.cfg.maxEntities) && r.evictOne() {
+			}
 		}
 	}
 }

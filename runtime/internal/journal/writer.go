@@ -28,6 +28,10 @@ type Commit struct {
 	// OnDurable, if set, runs in the writer after the commit is durable,
 	// before waiters are released. It must not block.
 	OnDurable func()
+	// OnFail, if set, runs in the writer when the store refused the commit
+	// or its outcome is unknown (not when it was abandoned), after
+	// Abandoned is set and before waiters are released. It must not block.
+	OnFail func(error)
 
 	entity store.Ref
 	done   chan struct{}
@@ -73,6 +77,9 @@ func (c *Commit) finish(err error) {
 	if err != nil && c.Abandoned != nil {
 		c.Abandoned.Store(true)
 	}
+	if err != nil && c.OnFail != nil && !errors.Is(err, ErrAbandoned) {
+		c.OnFail(err)
+	}
 	close(c.done)
 }
 
@@ -87,11 +94,19 @@ var (
 	ErrBusy = errors.New("journal writer is overloaded")
 )
 
+// DefaultAdmitTimeout bounds how long Admit waits for room when the
+// caller's context allows longer (or has no deadline at all).
+const DefaultAdmitTimeout = 5 * time.Second
+
 // Options tune a Writer.
 type Options struct {
 	// MaxPending bounds the commits admitted but not yet durable; Admit
 	// waits beyond it. Default 65536.
 	MaxPending int
+	// AdmitTimeout bounds Admit's wait for room, whatever the caller's
+	// deadline: a caller without one must not queue for as long as an
+	// outage lasts. Default DefaultAdmitTimeout.
+	AdmitTimeout time.Duration
 	// MaxBatch bounds the records written in one transaction. Default 4096.
 	MaxBatch int
 	// CommitTimeout bounds one store commit, so that a database that hangs
@@ -156,6 +171,9 @@ func New(st store.Store, opts Options) *Writer {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 1
 	}
+	if opts.AdmitTimeout <= 0 {
+		opts.AdmitTimeout = DefaultAdmitTimeout
+	}
 	w := &Writer{
 		store:    st,
 		opts:     opts,
@@ -176,11 +194,13 @@ func New(st store.Store, opts Options) *Writer {
 }
 
 // Admit reserves room for one commit, waiting while the writer is behind:
-// that is the backpressure that keeps memory bounded. It fails with
-// ErrBusy if no room appears before ctx ends, and with ErrClosed after
-// Close. Each successful Admit must be followed by exactly one Enqueue or
-// Release.
+// that is the backpressure that keeps memory bounded. It waits at most
+// AdmitTimeout, and fails with ErrBusy if no room appears by then or by
+// ctx's deadline, with ctx's error if ctx is canceled, and with ErrClosed
+// after Close. Each successful Admit must be followed by exactly one
+// Enqueue or Release.
 func (w *Writer) Admit(ctx context.Context) error {
+	var timeout <-chan time.Time
 	for {
 		w.mu.Lock()
 		if w.closed {
@@ -194,9 +214,20 @@ func (w *Writer) Admit(ctx context.Context) error {
 		}
 		space := w.space
 		w.mu.Unlock()
+		if timeout == nil {
+			// Only a caller that has to wait pays for a timer.
+			t := time.NewTimer(w.opts.AdmitTimeout)
+			defer t.Stop()
+			timeout = t.C
+		}
 		select {
 		case <-space:
+		case <-timeout:
+			return fmt.Errorf("%w: %d commits waiting for the store for %v", ErrBusy, w.opts.MaxPending, w.opts.AdmitTimeout)
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return ctx.Err()
+			}
 			return fmt.Errorf("%w: %d commits waiting for the store", ErrBusy, w.opts.MaxPending)
 		}
 	}
@@ -207,6 +238,8 @@ func (w *Writer) Release() {
 	w.mu.Lock()
 	w.release(1)
 	w.mu.Unlock()
+	// A closing writer's workers wait for the last admission to end.
+	w.ready.Broadcast()
 }
 
 func (w *Writer) release(n int) {

@@ -202,3 +202,69 @@ func (s *gatedStore) Commit(ctx context.Context, b *store.Batch) error {
 	<-s.gate
 	return s.Store.Commit(ctx, b)
 }
+
+// TestAdmitIsBoundedWithoutDeadline: a caller with no deadline still
+// gives up after AdmitTimeout, and a canceled caller is told so, not
+// "busy". Fails without Admit's own timer.
+func TestAdmitIsBoundedWithoutDeadline(t *testing.T) {
+	gate := make(chan struct{})
+	w := New(&gatedStore{Store: memory.New(), gate: gate}, Options{MaxPending: 1, AdmitTimeout: 50 * time.Millisecond})
+	defer closeWithin(t, w, gate)
+	if err := w.Admit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	w.Enqueue(&Commit{Events: []store.Event{{Entity: store.Ref{Type: "t", ID: "a"}, Seq: 1, EventType: "E"}}})
+	done := make(chan error, 1)
+	go func() { done <- w.Admit(context.Background()) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrBusy) {
+			t.Errorf("Admit without a deadline: %v, want ErrBusy", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Admit without a deadline waited past 5s with a 50ms admission timeout")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := w.Admit(ctx); !errors.Is(err, context.Canceled) || errors.Is(err, ErrBusy) {
+		t.Errorf("Admit canceled: %v, want context.Canceled", err)
+	}
+}
+
+// TestReleaseWakesClose: Close waits for admitted commands; one that ends
+// without a commit must let Close finish at once, not at its deadline.
+// Fails without the Broadcast in Release.
+func TestReleaseWakesClose(t *testing.T) {
+	w := New(memory.New(), Options{})
+	if err := w.Admit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		closed <- w.Close(ctx)
+	}()
+	time.Sleep(20 * time.Millisecond) // let the workers see the close
+	w.Release()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close: %v; a released admission must not hold it", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close still waiting 2s after the last admission was released")
+	}
+}
+
+// closeWithin opens gate and closes w, failing the test if that takes
+// more than 5s.
+func closeWithin(t *testing.T, w *Writer, gate chan struct{}) {
+	t.Helper()
+	close(gate)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.Close(ctx); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}

@@ -1,0 +1,173 @@
+package main
+
+// mutants are the deliberate defects make mutants applies. Each names the
+// invariant (INVARIANTS.md) its mutation breaks. Keep the old text short
+// and unique; when the code it names moves, update it here.
+var mutants = []mutant{
+	{
+		name: "gate: replies leave before their commit (2)",
+		file: "runtime/host.go",
+		old: `		wait := inst.last
+		inst.mu.Unlock()
+		if err := waitDurable(ctx, wait); err != nil {
+			return zero, err
+		}
+		return reply, nil`,
+		new: `		inst.mu.Unlock()
+		return reply, nil`,
+		pkg: "./runtime/", run: "TestOutputGate$|TestKeyValueGateAndFencing",
+	},
+	{
+		name: "gate: handler errors leave before their commit (2)",
+		file: "runtime/host.go",
+		old: `			wait := inst.last
+			inst.mu.Unlock()
+			if err := waitDurable(ctx, wait); err != nil {
+				return zero, err
+			}
+			return zero, err`,
+		new: `			inst.mu.Unlock()
+			return zero, err`,
+		pkg: "./runtime/", run: "TestOutputGateHoldsHandlerErrors",
+	},
+	{
+		name: "gate: read errors leave before their commit (2)",
+		file: "runtime/host.go",
+		old: `		if err == nil {
+			reply = proto.Clone(reply).(R)
+		}`,
+		new: `		if err != nil {
+			inst.mu.RUnlock()
+			return zero, err
+		}
+		reply = proto.Clone(reply).(R)`,
+		pkg: "./runtime/", run: "TestOutputGateHoldsReadErrors",
+	},
+	{
+		name: "reset: failed commit leaves later commits live (3)",
+		file: "runtime/internal/journal/writer.go",
+		old:  `			if c.Abandoned != nil && c.Abandoned.Load() {`,
+		new:  `			if false {`,
+		pkg:  "./runtime/", run: "TestFailedCommitResetsEntity",
+	},
+	{
+		name: "reset: successor loads before in-flight commits land (3)",
+		file: "runtime/instance.go",
+		old:  `			if barrier != nil {`,
+		new:  `			if false {`,
+		pkg:  "./runtime/", run: "TestPanicResetKeepsInFlightCommits",
+	},
+	{
+		name: "reset: a panic aborts healthy queued commits (3)",
+		file: "runtime/instance.go",
+		old:  `	inst.barrier.Store(inst.last)`,
+		new:  `	inst.barrier.Store(inst.last); inst.abandoned.Store(true)`,
+		pkg:  "./runtime/", run: "TestPanicResetKeepsQueuedCommits",
+	},
+	{
+		name: "reset: a read that panicked keeps its state (3)",
+		file: "runtime/host.go",
+		old: `		if err != nil && errors.Is(err, errPanic) {
+			h.resetAfterPanic(id, inst, err)`,
+		new: `		if err != nil && errors.Is(err, errPanic) {`,
+		pkg: "./runtime/", run: "TestReadPanicResets",
+	},
+	{
+		name: "atomic: a batch's events are written one at a time (4)",
+		file: "runtime/internal/journal/writer.go",
+		old:  `		err := w.store.Commit(ctx, &batch)`,
+		new: `		var err error
+		for i := range batch.Events {
+			if err = w.store.Commit(ctx, &store.Batch{Events: batch.Events[i : i+1]}); err != nil {
+				break
+			}
+		}
+		if err == nil && len(batch.Values) > 0 {
+			err = w.store.Commit(ctx, &store.Batch{Values: batch.Values})
+		}`,
+		pkg: "./runtime/", run: "TestMultiEventCommandIsAtomic",
+	},
+	{
+		name: "group commit: one command per batch (5)",
+		file: "runtime/internal/journal/writer.go",
+		old: `		batch = append(batch, c)
+		records += len(c.Events) + len(c.Values)`,
+		new: `		batch = append(batch, c)
+		records += len(c.Events) + len(c.Values)
+		if len(batch) == 1 {
+			kept = append(kept, w.queue[i+1:]...)
+			break
+		}`,
+		pkg: "./runtime/", run: "TestGroupCommit",
+	},
+	{
+		name: "memory: an entity with a change in flight is evicted (8)",
+		file: "runtime/instance.go",
+		old:  `	if !inst.usable() || !inst.durable() {`,
+		new:  `	if !inst.usable() {`,
+		pkg:  "./runtime/", run: "TestPassivation",
+	},
+	{
+		name: "memory: eviction takes a random entity, not the LRU (8)",
+		file: "runtime/instance.go",
+		old:  `		if ok && (best == nil || used < best.lastUsed) {`,
+		new:  `		if ok && best == nil {`,
+		pkg:  "./runtime/", run: "TestEvictionIsLeastRecentlyUsed",
+	},
+	{
+		name: "memory: a reset instance leaves the cache uncounted (8)",
+		file: "runtime/instance.go",
+		old: `			old.phase.Store(int32(phaseRetired))
+			h.remove(st, id, old)`,
+		new: `			old.phase.Store(int32(phaseRetired))
+			delete(st.instances, id)`,
+		pkg: "./runtime/", run: "TestCacheCountSurvivesFailedCommits",
+	},
+	{
+		name: "shutdown: a commit landing after a timed-out Close (11)",
+		file: "runtime/snapshot.go",
+		old: `	if s.closed {
+		return
+	}`,
+		new: ``,
+		pkg: "./runtime/", run: "TestCloseTimeoutThenCommit",
+	},
+	{
+		name: "shutdown: Release does not wake a closing writer (11)",
+		file: "runtime/internal/journal/writer.go",
+		old: `	// A closing writer's workers wait for the last admission to end.
+	w.ready.Broadcast()`,
+		new: ``,
+		pkg: "./runtime/internal/journal/", run: "TestReleaseWakesClose",
+	},
+	{
+		name: "bounded waits: admission waits as long as the caller (13)",
+		file: "runtime/internal/journal/writer.go",
+		old:  `			t := time.NewTimer(w.opts.AdmitTimeout)`,
+		new:  `			t := time.NewTimer(time.Hour)`,
+		pkg:  "./runtime/internal/journal/", run: "TestAdmitIsBoundedWithoutDeadline",
+	},
+	{
+		name: "bounded waits: a canceled admission is called busy (13)",
+		file: "runtime/internal/journal/writer.go",
+		old: `			if errors.Is(ctx.Err(), context.Canceled) {
+				return ctx.Err()
+			}`,
+		new: ``,
+		pkg: "./runtime/", run: "TestAdmissionCanceledIsCanceled",
+	},
+	{
+		name: "handlers: a nil reply is an empty OK",
+		file: "runtime/host.go",
+		old:  `	if err == nil && (any(reply) == nil || !reply.ProtoReflect().IsValid()) {`,
+		new:  `	if err == nil && any(reply) == nil {`,
+		pkg:  "./runtime/", run: "TestNilReplyIsInternal",
+	},
+	{
+		name: "operators: failed commits are not logged",
+		file: "runtime/instance.go",
+		old:  `		h.rt.logReset(h.cfg.Type, id, "a commit failed", err)`,
+		new:  ``,
+		pkg:  "./runtime/", run: "TestResetsAreLogged",
+	},
+}
