@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"hash/maphash"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -421,8 +421,8 @@ func (h *Host[S]) stats() HostStats {
 	}
 }
 
-func (h *Host[S]) kind() Kind   { return h.cfg.Kind }
-func (h *Host[S]) size() int64  { return h.cached.Load() }
+func (h *Host[S]) kind() Kind  { return h.cfg.Kind }
+func (h *Host[S]) size() int64 { return h.cached.Load() }
 
 func (h *Host[S]) entityType() string              { return h.cfg.Type }
 func (h *Host[S]) passivationAfter() time.Duration { return h.idleTimeout }
