@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Ref names one entity: its stable type name and its ID.
@@ -50,15 +51,40 @@ type Snapshot struct {
 	Payload []byte
 }
 
-// Batch is what one Commit writes: events and values of any number of
-// entities. An entity's events in a batch are consecutive and in order.
-type Batch struct {
-	Events []Event
-	Values []Value
+// Outcome is what a command that carried an idempotency key answered: stored with the
+// command's events (same transaction) so that a retry with the same key gets the same
+// answer without running the command again.
+//
+// (Entity, Key) names an outcome. While one is stored and has not expired,
+// a Commit carrying another outcome for the same (Entity, Key) is refused
+// as a conflict: two writers answered the same request, and one of them is
+// stale. Expiry is judged by the store's clock (a database server's, for
+// a store that has one, so that every node agrees), and stores keep
+// Expires to the microsecond.
+type Outcome struct {
+	Entity  Ref
+	Key     string
+	Code    uint32    // gRPC status code; 0 means OK and Reply holds the reply
+	Message string    // the error message when Code != 0
+	Reply   []byte    // the reply in protobuf binary encoding when Code == 0
+	Expires time.Time // after this the outcome may be deleted and the key reused
 }
 
-// Len returns the number of records in the batch.
-func (b *Batch) Len() int { return len(b.Events) + len(b.Values) }
+// Batch is what one Commit writes: events and values of any number of
+// entities, and the outcomes of the commands that produced them. An
+// entity's events in a batch are consecutive and in order. An outcome
+// needs no event or value of its entity in the batch (a command that
+// failed, or changed nothing, still records its answer); a batch holding
+// two outcomes for one (Entity, Key) contradicts itself and conflicts.
+type Batch struct {
+	Events   []Event
+	Values   []Value
+	Outcomes []Outcome
+}
+
+// Len returns the number of records in the batch, outcomes included: a
+// batch that holds only outcomes is written.
+func (b *Batch) Len() int { return len(b.Events) + len(b.Values) + len(b.Outcomes) }
 
 // Position is a place in an entity type's feed: the committed events of
 // every entity of that type, in the order consumers read them. It is
@@ -74,8 +100,9 @@ type FeedEvent struct {
 
 // ConflictError reports that Commit wrote nothing because the history of
 // some entities is not what the batch expected: another writer got there
-// first (an event at the same Seq exists, or the value has another
-// version). The writer of those entities is stale and must reload them.
+// first (an event at the same Seq exists, the value has another version,
+// or an outcome with the same key exists and has not expired). The writer
+// of those entities is stale and must reload them.
 type ConflictError struct {
 	Entities []Ref
 }
@@ -91,12 +118,24 @@ func (e *ConflictError) Error() string {
 // ErrClosed is returned by a store's methods after Close.
 var ErrClosed = errors.New("store is closed")
 
+// ErrOutcomeUnknown is wrapped by Commit errors after which the batch may or may not be
+// durable (the connection broke or the deadline passed after the batch was sent). A Commit
+// error that does not wrap it means nothing was written.
+//
+// Only a networked store returns it: a local store knows whether its own
+// transaction committed. The errors that wrap it keep the cause in their
+// chain too (errors.Is(err, context.DeadlineExceeded) still works).
+var ErrOutcomeUnknown = errors.New("the commit's outcome is unknown")
+
 // Store keeps entity history. Implementations are safe for concurrent use.
 type Store interface {
-	// Commit writes the batch atomically: all of it is durable when Commit
-	// returns nil, none of it otherwise. When some entities' history
-	// changed under the writer it returns a *ConflictError naming them, and
-	// writes nothing.
+	// Commit writes the batch atomically, outcomes included: all of it is
+	// durable when Commit returns nil. When some entities' history changed
+	// under the writer, or one of their outcomes' keys is already
+	// answered (stored and not expired), it returns a *ConflictError
+	// naming them, and writes nothing; an expired outcome with the same
+	// key is replaced. Any other error wrapping ErrOutcomeUnknown leaves
+	// the batch written or not; one that does not wrap it wrote nothing.
 	Commit(ctx context.Context, batch *Batch) error
 
 	// ReadEvents calls fn with the events of ref whose Seq is greater than
@@ -115,6 +154,13 @@ type Store interface {
 
 	// LoadValue returns the value of a key-value entity.
 	LoadValue(ctx context.Context, ref Ref) (Value, bool, error)
+
+	// LoadOutcome returns the outcome stored for key on ref, unless it has expired (Expires before now).
+	LoadOutcome(ctx context.Context, ref Ref, key string) (Outcome, bool, error)
+
+	// ExpireOutcomes deletes up to limit outcomes that expired before `before`, and returns how many it deleted.
+	// A caller that gets limit back calls again for the next chunk. limit must be at least 1.
+	ExpireOutcomes(ctx context.Context, before time.Time, limit int) (int, error)
 
 	// ReadFeed calls fn with up to limit committed events of entityType
 	// that follow after, in feed order. Feed order keeps each entity's

@@ -22,25 +22,32 @@
 //
 // # File layout
 //
-// dir/statefun.db holds seven buckets. Entity types, IDs and consumer
-// names are arbitrary bytes, so every variable-length field is
-// length-prefixed (uvarint) and no key can be read two ways:
+// dir/statefun.db holds nine buckets. Entity types, IDs, keys and
+// consumer names are arbitrary bytes, so every variable-length field
+// that something follows is length-prefixed (uvarint) and no key can be
+// read two ways:
 //
-//	meta        "format"                  → uint64 format version (2)
-//	events      len‖type‖len‖id‖seq       → len‖event type‖payload
-//	values      len‖type‖len‖id           → version‖payload
-//	snapshots   len‖type‖len‖id           → seq‖payload
-//	feed        len‖type‖n                → len‖id‖seq (the event's key after its type)
-//	feed-heads  len‖type                  → n of the type's newest feed entry
-//	consumers   len‖consumer‖len‖type     → n the consumer has read up to
+//	meta            "format"                    → uint64 format version (3)
+//	events          len‖type‖len‖id‖seq         → len‖event type‖payload
+//	values          len‖type‖len‖id             → version‖payload
+//	snapshots       len‖type‖len‖id             → seq‖payload
+//	feed            len‖type‖n                  → len‖id‖seq (the event's key after its type)
+//	feed-heads      len‖type                    → n of the type's newest feed entry
+//	consumers       len‖consumer‖len‖type       → n the consumer has read up to
+//	outcomes        len‖type‖len‖id‖key         → expires‖code‖len‖message‖reply
+//	outcome-expiry  expires‖len‖type‖len‖id‖key → nothing (an index)
 //
 // seq, version and n are big-endian uint64, so bbolt's byte order is
 // numeric order and a cursor reads a history in seq order and a feed in n
-// order. Only the newest snapshot of an entity is kept. Open refuses a
-// file with a newer format version rather than misread it, and upgrades
-// an older one in place: a format 1 file gets its feeds built from its
-// events, in one transaction, the first time a binary that knows feeds
-// opens it.
+// order. expires is microseconds since 1970 as a big-endian uint64 with
+// its sign bit flipped, which sorts in time order: ExpireOutcomes reads
+// the expiry index from its first key until it passes its cutoff, and
+// Commit keeps the index and the outcomes in step. code is a uvarint.
+// Only the newest snapshot of an entity is kept. Open refuses a file with
+// a newer format version rather than misread it, and upgrades an older
+// one in place, in one transaction, the first time a newer binary opens
+// it: a format 1 file gets its feeds built from its events, and a file
+// before format 3 gets the (empty) outcome buckets.
 //
 // # Feeds
 //
@@ -51,6 +58,14 @@
 // the last number it read cannot skip an event (DESIGN invariant 10),
 // and sees each event as soon as its Commit returns. A Position is the
 // number in 16 hex digits.
+//
+// # Outcomes
+//
+// An outcome commits in the same transaction as the rest of its batch.
+// Commit refuses the batch (a *store.ConflictError) when an outcome's key
+// is stored and has not expired by the process clock, and replaces one
+// that has expired. The store is local: Commit knows whether its
+// transaction committed and never returns store.ErrOutcomeUnknown.
 //
 // bbolt locks the file, so a second process opening the same directory gets
 // an error after a short wait instead of corrupting it.
@@ -247,7 +262,7 @@ func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 			return err
 		}
 		events, values := tx.Bucket(eventsBucket), tx.Bucket(valuesBucket)
-		eventKeys, valueKeys, err := checkBatch(events, values, b)
+		eventKeys, valueKeys, outcomeWrites, err := checkBatch(tx, b, time.Now())
 		if err != nil {
 			return err
 		}
@@ -261,15 +276,22 @@ func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 				return fmt.Errorf("write version %d of %s: %w", v.Version, v.Entity, err)
 			}
 		}
+		if err := writeOutcomes(tx, b.Outcomes, outcomeWrites); err != nil {
+			return err
+		}
 		return appendToFeeds(tx, b.Events, eventKeys)
 	})
-	return s.txError(err, func() string { return fmt.Sprintf("commit %d events and %d values", len(b.Events), len(b.Values)) })
+	return s.txError(err, func() string {
+		return fmt.Sprintf("commit %d events, %d values and %d outcomes", len(b.Events), len(b.Values), len(b.Outcomes))
+	})
 }
 
-// checkBatch checks the batch against the stored history and returns the
-// keys to write, or a *store.ConflictError naming every entity whose
-// history is not what the batch expects.
-func checkBatch(events, values *bolt.Bucket, b *store.Batch) (eventKeys, valueKeys [][]byte, err error) {
+// checkBatch checks the batch against the stored history and outcomes at
+// now, and returns the keys to write, or a *store.ConflictError naming
+// every entity whose history is not what the batch expects or whose
+// outcome key is answered already.
+func checkBatch(tx *bolt.Tx, b *store.Batch, now time.Time) (eventKeys, valueKeys [][]byte, outcomes []outcomeWrite, err error) {
+	events, values := tx.Bucket(eventsBucket), tx.Bucket(valuesBucket)
 	var conflicts []store.Ref
 	conflicted := map[store.Ref]bool{}
 	conflict := func(ref store.Ref) {
@@ -284,7 +306,7 @@ func checkBatch(events, values *bolt.Bucket, b *store.Batch) (eventKeys, valueKe
 	for i, e := range b.Events {
 		key := eventKey(nil, e.Entity, e.Seq)
 		if err := checkKeySize(e.Entity, key[:len(key)-8]); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		eventKeys[i] = key
 		want, ok := next[e.Entity]
@@ -302,14 +324,14 @@ func checkBatch(events, values *bolt.Bucket, b *store.Batch) (eventKeys, valueKe
 	for i, v := range b.Values {
 		key := entityKey(nil, v.Entity)
 		if err := checkKeySize(v.Entity, key); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		valueKeys[i] = key
 		cur, ok := versions[v.Entity]
 		if !ok {
 			if stored := values.Get(key); stored != nil {
 				if cur, _, err = decodeVersioned("value", v.Entity, stored); err != nil {
-					return nil, nil, err
+					return nil, nil, nil, err
 				}
 			}
 		}
@@ -319,10 +341,15 @@ func checkBatch(events, values *bolt.Bucket, b *store.Batch) (eventKeys, valueKe
 		versions[v.Entity] = v.Version
 	}
 
-	if len(conflicts) > 0 {
-		return nil, nil, &store.ConflictError{Entities: conflicts}
+	outcomes, err = checkOutcomes(tx.Bucket(outcomesBucket), b, now, conflict)
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	return eventKeys, valueKeys, nil
+
+	if len(conflicts) > 0 {
+		return nil, nil, nil, &store.ConflictError{Entities: conflicts}
+	}
+	return eventKeys, valueKeys, outcomes, nil
 }
 
 // ReadEvents implements store.Store.

@@ -49,9 +49,11 @@ func TestDataSurvivesReopen(t *testing.T) {
 	kv := store.Ref{Type: "customer", ID: "ada"}
 
 	s := open(t, dir)
+	answer := store.Outcome{Entity: cart, Key: "add-b", Reply: []byte("added"), Expires: time.Now().Add(time.Hour)}
 	if err := s.Commit(ctx, &store.Batch{
-		Events: []store.Event{{Entity: cart, Seq: 1, EventType: "ItemAdded", Payload: []byte("a")}, {Entity: cart, Seq: 2, EventType: "ItemAdded", Payload: []byte("b")}},
-		Values: []store.Value{{Entity: kv, Version: 1, Payload: []byte("london")}},
+		Events:   []store.Event{{Entity: cart, Seq: 1, EventType: "ItemAdded", Payload: []byte("a")}, {Entity: cart, Seq: 2, EventType: "ItemAdded", Payload: []byte("b")}},
+		Values:   []store.Value{{Entity: kv, Version: 1, Payload: []byte("london")}},
+		Outcomes: []store.Outcome{answer},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +100,13 @@ func TestDataSurvivesReopen(t *testing.T) {
 	}
 	if err := s.Commit(ctx, &store.Batch{Events: []store.Event{{Entity: cart, Seq: 3, EventType: "E"}}}); err != nil {
 		t.Errorf("next write after reopen: %v", err)
+	}
+	// So do the stored answers, and the fence of their keys.
+	if o, found, err := s.LoadOutcome(ctx, cart, "add-b"); err != nil || !found || string(o.Reply) != "added" {
+		t.Errorf("outcome after reopen: %+v found=%v err=%v", o, found, err)
+	}
+	if err := s.Commit(ctx, &store.Batch{Outcomes: []store.Outcome{answer}}); !errors.As(err, &conflict) {
+		t.Errorf("answering a stored key again after reopen: %v, want a conflict", err)
 	}
 	// The feed and the consumer's place in it survive too.
 	pos, found, err := s.LoadConsumerPosition(ctx, "projector", "cart")
@@ -161,7 +170,7 @@ func TestBadFile(t *testing.T) {
 				return err
 			}
 			return meta.Put([]byte("format"), binary.BigEndian.AppendUint64(nil, 99))
-		}), "the file has format version 99, written by a newer statefun; this binary reads formats up to 2: upgrade statefun"},
+		}), "the file has format version 99, written by a newer statefun; this binary reads formats up to 3: upgrade statefun"},
 		{"DamagedFormat", writeBolt(func(tx *bolt.Tx) error {
 			meta, err := tx.CreateBucket([]byte("meta"))
 			if err != nil {
@@ -327,8 +336,9 @@ func TestPayloadsAreCopies(t *testing.T) {
 	// file, which would hide a missing copy.
 	payload := bytes.Repeat([]byte("p"), 8<<10)
 	if err := s.Commit(ctx, &store.Batch{
-		Events: []store.Event{{Entity: ref, Seq: 1, EventType: "E", Payload: payload}},
-		Values: []store.Value{{Entity: ref, Version: 1, Payload: payload}},
+		Events:   []store.Event{{Entity: ref, Seq: 1, EventType: "E", Payload: payload}},
+		Values:   []store.Value{{Entity: ref, Version: 1, Payload: payload}},
+		Outcomes: []store.Outcome{{Entity: ref, Key: "k", Reply: payload, Expires: time.Now().Add(time.Hour)}},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -350,10 +360,14 @@ func TestPayloadsAreCopies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	outcome, _, err := s.LoadOutcome(ctx, ref, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for name, got := range map[string][]byte{"event": event.Payload, "feed event": fed.Payload, "value": value.Payload, "snapshot": snap.Payload} {
+	for name, got := range map[string][]byte{"event": event.Payload, "feed event": fed.Payload, "value": value.Payload, "snapshot": snap.Payload, "outcome": outcome.Reply} {
 		if !bytes.Equal(got, payload) {
 			t.Errorf("%s payload after Close = %q", name, got)
 		}
@@ -438,6 +452,18 @@ func TestOverlongEntityKey(t *testing.T) {
 	if err := s.SaveSnapshot(ctx, store.Snapshot{Entity: long, Seq: 1}); err == nil {
 		t.Error("SaveSnapshot of an overlong ID succeeded")
 	}
+	// An outcome's key counts against the limit too.
+	nearly := store.Ref{Type: "cart", ID: strings.Repeat("k", 32<<10-40)}
+	err = s.Commit(ctx, &store.Batch{
+		Events:   []store.Event{{Entity: nearly, Seq: 1, EventType: "E"}},
+		Outcomes: []store.Outcome{{Entity: nearly, Key: strings.Repeat("x", 256), Expires: time.Now().Add(time.Hour)}},
+	})
+	if err == nil || errors.As(err, &conflict) || !strings.Contains(err.Error(), "use shorter entity IDs or idempotency keys") {
+		t.Fatalf("Commit of an overlong outcome key: %v, want an error that says to shorten it", err)
+	}
+	if err := s.ReadEvents(ctx, nearly, 0, func(store.Event) error { return errors.New("written") }); err != nil {
+		t.Errorf("the events of a batch refused for its outcome: %v", err)
+	}
 }
 
 func TestClosed(t *testing.T) {
@@ -462,6 +488,8 @@ func TestClosed(t *testing.T) {
 	_, _, errs["LoadValue"] = s.LoadValue(ctx, ref)
 	_, errs["FeedHead"] = s.FeedHead(ctx, "cart")
 	_, _, errs["LoadConsumerPosition"] = s.LoadConsumerPosition(ctx, "c", "cart")
+	_, _, errs["LoadOutcome"] = s.LoadOutcome(ctx, ref, "k")
+	_, errs["ExpireOutcomes"] = s.ExpireOutcomes(ctx, time.Now(), 1)
 	for name, err := range errs {
 		if !errors.Is(err, store.ErrClosed) {
 			t.Errorf("%s after Close: %v, want store.ErrClosed", name, err)
@@ -476,8 +504,13 @@ func TestCanceledCommitWritesNothing(t *testing.T) {
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
 	ref := store.Ref{Type: "cart", ID: "c1"}
-	if err := s.Commit(canceled, &store.Batch{Events: []store.Event{{Entity: ref, Seq: 1}}}); !errors.Is(err, context.Canceled) {
+	err := s.Commit(canceled, &store.Batch{Events: []store.Event{{Entity: ref, Seq: 1}}})
+	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Commit with a canceled context: %v", err)
+	}
+	// The store is local: it knows nothing was written.
+	if errors.Is(err, store.ErrOutcomeUnknown) {
+		t.Errorf("Commit with a canceled context: %v wraps store.ErrOutcomeUnknown", err)
 	}
 	if err := s.Commit(ctx, &store.Batch{Events: []store.Event{{Entity: ref, Seq: 1}}}); err != nil {
 		t.Fatalf("seq 1 after a canceled commit: %v", err)

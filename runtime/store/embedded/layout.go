@@ -19,7 +19,11 @@ import (
 //  1. events, values, snapshots.
 //  2. feeds and consumer positions. Open builds the feeds of a version 1
 //     file from its events.
-const formatVersion = 2
+//  3. outcomes of idempotency keys and their expiry index. Open adds the
+//     empty buckets to an older file. An older binary must not open a
+//     file with outcomes: it would not consult them, and would run again
+//     a command whose answer is stored.
+const formatVersion = 3
 
 // Bucket names and the meta key. They are names on disk: never rename them.
 var (
@@ -30,6 +34,9 @@ var (
 	feedBucket      = []byte("feed")
 	feedHeadsBucket = []byte("feed-heads")
 	consumersBucket = []byte("consumers")
+	outcomesBucket  = []byte("outcomes")
+	// outcomeExpiryBucket is the expiry index of the outcomes.
+	outcomeExpiryBucket = []byte("outcome-expiry")
 
 	formatKey = []byte("format")
 )
@@ -171,7 +178,9 @@ func initLayout(tx *bolt.Tx) error {
 	case version < 1:
 		return fmt.Errorf("the file has unknown format version %d (this binary reads formats 1 to %d): the file is damaged; restore it from a backup", version, formatVersion)
 	}
-	for _, name := range [][]byte{eventsBucket, valuesBucket, snapshotsBucket, feedBucket, feedHeadsBucket, consumersBucket} {
+	// Creating the buckets a format lacks is the whole upgrade from 2 to
+	// 3, and part of the upgrade from 1.
+	for _, name := range [][]byte{eventsBucket, valuesBucket, snapshotsBucket, feedBucket, feedHeadsBucket, consumersBucket, outcomesBucket, outcomeExpiryBucket} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -180,6 +189,8 @@ func initLayout(tx *bolt.Tx) error {
 		if err := buildFeeds(tx); err != nil {
 			return fmt.Errorf("upgrade the file from format 1 to 2: %w", err)
 		}
+	}
+	if version < formatVersion {
 		if err := meta.Put(formatKey, binary.BigEndian.AppendUint64(nil, formatVersion)); err != nil {
 			return err
 		}

@@ -1,11 +1,13 @@
 package embedded
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -97,5 +99,91 @@ func TestOpenUpgradesFormat1(t *testing.T) {
 		return nil
 	}); err != nil || version != formatVersion {
 		t.Errorf("format version after the upgrade = %d (%v), want %d", version, err, formatVersion)
+	}
+}
+
+// TestOpenUpgradesFormat2 opens a file written before outcomes existed:
+// Open adds their buckets and bumps the format, the stored history is
+// untouched, and outcomes then commit, load and expire.
+func TestOpenUpgradesFormat2(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ref := store.Ref{Type: "cart", ID: "c1"}
+	s, err := Open(dir, WithNoSync(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(t.Context(), &store.Batch{Events: []store.Event{{Entity: ref, Seq: 1, EventType: "E", Payload: []byte("before")}}}); err != nil {
+		t.Fatal(err)
+	}
+	// Turn the file back into format 2: no outcome buckets.
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{outcomesBucket, outcomeExpiryBucket} {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(metaBucket).Put(formatKey, binary.BigEndian.AppendUint64(nil, 2))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = Open(dir, WithNoSync(true))
+	if err != nil {
+		t.Fatalf("Open of a format 2 file: %v", err)
+	}
+	defer s.Close()
+	var version uint64
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		version = binary.BigEndian.Uint64(tx.Bucket(metaBucket).Get(formatKey))
+		return nil
+	}); err != nil || version != formatVersion {
+		t.Errorf("format version after the upgrade = %d (%v), want %d", version, err, formatVersion)
+	}
+	var events []string
+	if err := s.ReadEvents(t.Context(), ref, 0, func(e store.Event) error {
+		events = append(events, string(e.Payload))
+		return nil
+	}); err != nil || strings.Join(events, " ") != "before" {
+		t.Errorf("events after the upgrade = %q, %v", events, err)
+	}
+	o := store.Outcome{Entity: ref, Key: "k", Reply: []byte("r"), Expires: time.Now().Add(time.Hour)}
+	if err := s.Commit(t.Context(), &store.Batch{Events: []store.Event{{Entity: ref, Seq: 2, EventType: "E"}}, Outcomes: []store.Outcome{o}}); err != nil {
+		t.Fatalf("Commit with an outcome after the upgrade: %v", err)
+	}
+	if got, found, err := s.LoadOutcome(t.Context(), ref, "k"); err != nil || !found || string(got.Reply) != "r" {
+		t.Errorf("LoadOutcome after the upgrade = %+v, %v, %v", got, found, err)
+	}
+	if n, err := s.ExpireOutcomes(t.Context(), time.Now().Add(2*time.Hour), 10); err != nil || n != 1 {
+		t.Errorf("ExpireOutcomes after the upgrade = %d, %v; want 1", n, err)
+	}
+}
+
+// TestExpiresSortsInTimeOrder holds the expiry index to its promise:
+// byte order is time order, before 1970 too.
+func TestExpiresSortsInTimeOrder(t *testing.T) {
+	t.Parallel()
+	times := []time.Time{
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(1969, 12, 31, 23, 59, 59, 999999000, time.UTC),
+		time.Unix(0, 0),
+		time.Unix(0, 1000),
+		time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
+	for i, tm := range times {
+		b := expiresBytes(tm)
+		if got := expiresTime(b[:]); !got.Equal(tm) {
+			t.Errorf("expiresTime(expiresBytes(%v)) = %v", tm, got)
+		}
+		if i > 0 {
+			prev := expiresBytes(times[i-1])
+			if bytes.Compare(prev[:], b[:]) >= 0 {
+				t.Errorf("expiresBytes(%v) does not sort before expiresBytes(%v)", times[i-1], tm)
+			}
+		}
 	}
 }

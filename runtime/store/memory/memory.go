@@ -1,5 +1,6 @@
 // Package memory is a Store that keeps everything in process memory: for
-// unit tests and the testkit. It fences exactly like the durable stores,
+// unit tests and the testkit. It fences exactly like the durable stores
+// (outcome keys included, judged by the process clock),
 // and its feeds are numbered in commit order under the store's lock, so a
 // reader sees an event as soon as its Commit returns and can never skip
 // one.
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/statefun-go/statefun/runtime/store"
 )
@@ -28,6 +30,7 @@ type Store struct {
 	// cannot skip an event (DESIGN invariant 10).
 	feeds     map[string][]feedEntry
 	positions map[consumerKey]store.Position
+	outcomes  map[outcomeKey]store.Outcome
 }
 
 // feedEntry names one event of a feed: its entity and its seq.
@@ -37,6 +40,11 @@ type feedEntry struct {
 }
 
 type consumerKey struct{ consumer, entityType string }
+
+type outcomeKey struct {
+	ref store.Ref
+	key string
+}
 
 var _ store.Store = (*Store)(nil)
 
@@ -48,6 +56,7 @@ func New() *Store {
 		snapshots: map[store.Ref]store.Snapshot{},
 		feeds:     map[string][]feedEntry{},
 		positions: map[consumerKey]store.Position{},
+		outcomes:  map[outcomeKey]store.Outcome{},
 	}
 }
 
@@ -82,6 +91,17 @@ func (s *Store) Commit(_ context.Context, b *store.Batch) error {
 		}
 		versions[v.Entity] = v.Version
 	}
+	now := time.Now()
+	answered := map[outcomeKey]bool{}
+	for _, o := range b.Outcomes {
+		k := outcomeKey{o.Entity, o.Key}
+		stored, ok := s.outcomes[k]
+		live := ok && !stored.Expires.Before(now)
+		if (live || answered[k]) && !slices.Contains(conflicts, o.Entity) {
+			conflicts = append(conflicts, o.Entity)
+		}
+		answered[k] = true
+	}
 	if len(conflicts) > 0 {
 		return &store.ConflictError{Entities: conflicts}
 	}
@@ -94,7 +114,49 @@ func (s *Store) Commit(_ context.Context, b *store.Batch) error {
 		v.Payload = slices.Clone(v.Payload)
 		s.values[v.Entity] = v
 	}
+	for _, o := range b.Outcomes {
+		o.Reply = slices.Clone(o.Reply)
+		s.outcomes[outcomeKey{o.Entity, o.Key}] = o
+	}
 	return nil
+}
+
+// LoadOutcome implements store.Store.
+func (s *Store) LoadOutcome(_ context.Context, ref store.Ref, key string) (store.Outcome, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.Outcome{}, false, store.ErrClosed
+	}
+	o, ok := s.outcomes[outcomeKey{ref, key}]
+	if !ok || o.Expires.Before(time.Now()) {
+		return store.Outcome{}, false, nil
+	}
+	o.Reply = slices.Clone(o.Reply)
+	return o, true, nil
+}
+
+// ExpireOutcomes implements store.Store.
+func (s *Store) ExpireOutcomes(_ context.Context, before time.Time, limit int) (int, error) {
+	if limit < 1 {
+		return 0, fmt.Errorf("expire outcomes: limit %d; ask for at least one", limit)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, store.ErrClosed
+	}
+	deleted := 0
+	for k, o := range s.outcomes {
+		if deleted == limit {
+			break
+		}
+		if o.Expires.Before(before) {
+			delete(s.outcomes, k)
+			deleted++
+		}
+	}
+	return deleted, nil
 }
 
 // ReadEvents implements store.Store.

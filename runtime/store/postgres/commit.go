@@ -1,11 +1,13 @@
 package postgres
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -58,7 +60,11 @@ func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 			return s.conflict(ctx, b, &plan, err)
 		}
 	}
-	return s.wrap(err, "commit %d events and %d values", len(b.Events), len(b.Values))
+	return s.wrap(err, "commit %s", describeBatch(b))
+}
+
+func describeBatch(b *store.Batch) string {
+	return fmt.Sprintf("%d events, %d values and %d outcomes", len(b.Events), len(b.Values), len(b.Outcomes))
 }
 
 // conflict returns the *store.ConflictError of a batch that wrote
@@ -69,7 +75,7 @@ func (s *Store) conflict(ctx context.Context, b *store.Batch, plan *commitPlan, 
 	refs, err := s.conflicting(ctx, plan)
 	if err != nil {
 		if cause == nil {
-			return s.wrap(err, "commit %d events and %d values: find the conflicting entities", len(b.Events), len(b.Values))
+			return s.wrap(err, "commit %s: find the conflicting entities", describeBatch(b))
 		}
 		// The fence did fail, so the batch is refused either way; without
 		// names, every entity of it must reload.
@@ -83,7 +89,7 @@ func (s *Store) conflict(ctx context.Context, b *store.Batch, plan *commitPlan, 
 		// Two writers collided, but nothing stored contradicts this
 		// batch (yet): a plain, retryable failure, not proof of a stale
 		// writer.
-		return s.wrap(cause, "commit %d events and %d values", len(b.Events), len(b.Values))
+		return s.wrap(cause, "commit %s", describeBatch(b))
 	}
 	// The fence failed, but by the time of the follow-up read the stored
 	// history matched again (the entity's predecessor event committed in
@@ -92,9 +98,18 @@ func (s *Store) conflict(ctx context.Context, b *store.Batch, plan *commitPlan, 
 	return &store.ConflictError{Entities: plan.refs()}
 }
 
-// conflicting reads the stored head of every entity of the batch, in one
-// round trip, and returns those that do not match what the batch expected.
+// conflicting reads the stored head of every entity of the batch, and
+// whether its outcome keys are answered, in one round trip, and returns
+// those that do not match what the batch expected.
 func (s *Store) conflicting(ctx context.Context, plan *commitPlan) ([]store.Ref, error) {
+	var refs []store.Ref
+	named := map[store.Ref]bool{}
+	name := func(ref store.Ref) {
+		if !named[ref] {
+			named[ref] = true
+			refs = append(refs, ref)
+		}
+	}
 	batch := &pgx.Batch{}
 	if len(plan.events) > 0 {
 		types, ids := refColumns(plan.events, func(r eventRun) store.Ref { return r.ref })
@@ -104,9 +119,15 @@ func (s *Store) conflicting(ctx context.Context, plan *commitPlan) ([]store.Ref,
 		types, ids := refColumns(plan.values, func(r valueRun) store.Ref { return r.ref })
 		batch.Queue(s.sql.valueVersions, types, ids)
 	}
+	if len(plan.outcomes) > 0 {
+		hashes := make([][]byte, len(plan.outcomes))
+		for i := range plan.outcomes {
+			hashes[i] = plan.outcomes[i].hash[:]
+		}
+		batch.Queue(s.sql.answeredOutcomes, hashes)
+	}
 	results := s.pool.SendBatch(ctx, batch)
 	defer results.Close()
-	var refs []store.Ref
 	if len(plan.events) > 0 {
 		rows, err := results.Query()
 		if err != nil {
@@ -121,7 +142,7 @@ func (s *Store) conflicting(ctx context.Context, plan *commitPlan) ([]store.Ref,
 		}
 		for i, run := range plan.events {
 			if !run.consistent || run.first != heads[i]+1 {
-				refs = append(refs, run.ref)
+				name(run.ref)
 			}
 		}
 	}
@@ -139,7 +160,25 @@ func (s *Store) conflicting(ctx context.Context, plan *commitPlan) ([]store.Ref,
 		}
 		for i, run := range plan.values {
 			if !run.consistent || run.expected != versions[i] {
-				refs = append(refs, run.ref)
+				name(run.ref)
+			}
+		}
+	}
+	if len(plan.outcomes) > 0 {
+		rows, err := results.Query()
+		if err != nil {
+			return nil, err
+		}
+		answered, err := pgx.CollectRows(rows, pgx.RowTo[bool])
+		if err != nil {
+			return nil, err
+		}
+		if len(answered) != len(plan.outcomes) {
+			return nil, fmt.Errorf("read %d answered keys for %d outcomes", len(answered), len(plan.outcomes))
+		}
+		for i, o := range plan.outcomes {
+			if !o.consistent || answered[i] {
+				name(o.ref)
 			}
 		}
 	}
@@ -151,6 +190,7 @@ func (s *Store) conflicting(ctx context.Context, plan *commitPlan) ([]store.Ref,
 type commitPlan struct {
 	events     []eventRun // in order of first appearance in the batch
 	values     []valueRun
+	outcomes   []outcomeKey // in batch order
 	consistent bool
 }
 
@@ -169,6 +209,14 @@ type valueRun struct {
 	expected int64 // the stored version the batch needs: first version - 1
 	last     store.Value
 	// consistent: the versions start at 1 or later and follow each other.
+	consistent bool
+}
+
+// outcomeKey is an outcome of a batch, by its primary key.
+type outcomeKey struct {
+	ref  store.Ref
+	hash [keyHashSize]byte
+	// consistent: no earlier outcome of the batch has the same key.
 	consistent bool
 }
 
@@ -198,6 +246,16 @@ func planCommit(b *store.Batch) commitPlan {
 		run.consistent = run.consistent && v.Version == run.last.Version+1
 		run.last = v
 	}
+	if len(b.Outcomes) > 0 {
+		plan.outcomes = make([]outcomeKey, len(b.Outcomes))
+		seen := make(map[[keyHashSize]byte]bool, len(b.Outcomes))
+		for i, o := range b.Outcomes {
+			hash := outcomeKeyHash(o.Entity, o.Key)
+			plan.outcomes[i] = outcomeKey{ref: o.Entity, hash: hash, consistent: !seen[hash]}
+			plan.consistent = plan.consistent && !seen[hash]
+			seen[hash] = true
+		}
+	}
 	for _, r := range plan.events {
 		plan.consistent = plan.consistent && r.consistent
 	}
@@ -215,6 +273,11 @@ func (p *commitPlan) refs() []store.Ref {
 	}
 	for _, r := range p.values {
 		refs = append(refs, r.ref)
+	}
+	for _, o := range p.outcomes {
+		if !slices.Contains(refs, o.ref) {
+			refs = append(refs, o.ref)
+		}
 	}
 	return refs
 }
@@ -275,6 +338,26 @@ func (p *commitPlan) commitStatements(b *store.Batch, sql *statements) *pgx.Batc
 			expected[i], versions[i], payloads[i] = r.expected, r.last.Version, notNull(r.last.Payload)
 		}
 		batch.Queue(sql.writeValues, types, ids, expected, versions, payloads)
+	}
+
+	if len(b.Outcomes) > 0 {
+		// Sorted by primary key, for the same reason as the events.
+		order := make([]int, len(b.Outcomes))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortFunc(order, func(x, y int) int { return bytes.Compare(p.outcomes[x].hash[:], p.outcomes[y].hash[:]) })
+		n := len(order)
+		expires, codes := make([]time.Time, n), make([]int64, n)
+		hashes, types, ids := make([][]byte, n), make([]string, n), make([][]byte, n)
+		keys, messages, replies := make([][]byte, n), make([][]byte, n), make([][]byte, n)
+		for i, j := range order {
+			o := &b.Outcomes[j]
+			expires[i], codes[i] = o.Expires, int64(o.Code)
+			hashes[i], types[i], ids[i] = p.outcomes[j].hash[:], o.Entity.Type, []byte(o.Entity.ID)
+			keys[i], messages[i], replies[i] = notNull([]byte(o.Key)), notNull([]byte(o.Message)), notNull(o.Reply)
+		}
+		batch.Queue(sql.insertOutcomes, expires, codes, hashes, types, ids, keys, messages, replies)
 	}
 	return batch
 }

@@ -169,17 +169,21 @@ func TestMigrationNumbersExistingEvents(t *testing.T) {
 		t.Fatalf("Open of a version 1 schema: %v", err)
 	}
 	defer s.Close()
-	if got := appliedMigrations(t, schema); fmt.Sprint(got) != "[1 2]" {
-		t.Errorf("schema_migrations = %v, want [1 2]", got)
+	if got := appliedMigrations(t, schema); fmt.Sprint(got) != "[1 2 3]" {
+		t.Errorf("schema_migrations = %v, want [1 2 3]", got)
 	}
 	got := waitForFeed(t, s, "", 5)
 	if want := "cart/c#1 cart/b#1 cart/b#2 cart/a#1 cart/a#2"; describe(got) != want {
 		t.Errorf("feed of migrated events = %s, want %s", describe(got), want)
 	}
-	if err := s.Commit(ctx, &store.Batch{Events: []store.Event{
-		{Entity: store.Ref{Type: "cart", ID: "a"}, Seq: 3, EventType: "E"},
-		{Entity: store.Ref{Type: "cart", ID: "0"}, Seq: 1, EventType: "E"},
-	}}); err != nil {
+	if err := s.Commit(ctx, &store.Batch{
+		Events: []store.Event{
+			{Entity: store.Ref{Type: "cart", ID: "a"}, Seq: 3, EventType: "E"},
+			{Entity: store.Ref{Type: "cart", ID: "0"}, Seq: 1, EventType: "E"},
+		},
+		// The migrated schema takes outcomes too.
+		Outcomes: []store.Outcome{{Entity: store.Ref{Type: "cart", ID: "a"}, Key: "k", Expires: time.Now().Add(time.Hour)}},
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if rest := waitForFeed(t, s, got[len(got)-1].Position, 2); describe(rest) != "cart/0#1 cart/a#3" {

@@ -11,6 +11,8 @@
 //	entity_values       (entity_type, entity_id)      -> version, payload
 //	snapshots           (entity_type, entity_id)      -> seq, payload  (the newest only)
 //	consumer_positions  (consumer, entity_type)       -> position
+//	outcomes            (key_hash)                    -> entity_type, entity_id, key, expires, code, message, reply
+//	                    index on expires
 //
 // Entity IDs are bytea because an ID is any Go string and Postgres text
 // cannot hold NUL bytes; type names are text. Payloads are the protobuf
@@ -23,13 +25,34 @@
 // leave a gap: the first event of each entity in a batch must follow the
 // entity's stored history, checked inside the same transaction. Values
 // are fenced by version the same way: a write of version v succeeds only
-// over version v-1. A batch that breaks either rule writes nothing, and
-// Commit returns a *store.ConflictError naming the entities concerned.
+// over version v-1. Outcomes are fenced by key: a batch may store the
+// outcome of a key only if the key has none that is still live. A batch
+// that breaks any of these rules writes nothing, and Commit returns a
+// *store.ConflictError naming the entities concerned.
+//
+// # Idempotency keys
+//
+// The outcomes table keeps what a command with an idempotency key
+// answered, written by the Commit of its batch. Its primary key is a
+// 16-byte digest of (entity type, entity ID, key), not those columns
+// themselves: a btree entry holds at most about 2700 bytes, which an
+// ID of 2048 bytes, a key of 256 and a type name would crowd, and the
+// digest keeps the index small whatever the IDs (migration 0003 gives
+// the reasons and the digest in SQL). The columns themselves are kept in
+// the row, and LoadOutcome compares them, so a digest collision could
+// refuse a key but never return another key's answer.
+//
+// Expiry is judged on the database server's clock (now(), the start of
+// the commit's transaction), so that every node agrees whether a key is
+// still answered. An expired outcome is replaced by the next commit of
+// its key, and deleted by ExpireOutcomes, a bounded chunk at a time
+// through the index on expires.
 //
 // # One round trip per commit
 //
 // Commit sends its statements (gap check, one INSERT of all events from
-// arrays, one statement for all values) as a single pgx batch: one
+// arrays, one statement for all values, one for all outcomes) as a
+// single pgx batch: one
 // pipeline ending in one Sync. Without BEGIN, Postgres runs everything up
 // to a Sync as one implicit transaction and rolls all of it back when any
 // statement fails, so the batch is atomic without the round trips of

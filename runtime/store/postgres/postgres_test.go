@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -312,9 +313,17 @@ func TestConflictNamesExactlyTheStale(t *testing.T) {
 	ref := func(id string) store.Ref { return store.Ref{Type: "cart", ID: id} }
 	kv := func(id string) store.Ref { return store.Ref{Type: "kv", ID: id} }
 	ev := func(r store.Ref, seq int64) store.Event { return store.Event{Entity: r, Seq: seq, EventType: "E"} }
+	answer := func(r store.Ref, key string, expires time.Duration) store.Outcome {
+		return store.Outcome{Entity: r, Key: key, Expires: time.Now().Add(expires)}
+	}
 	if err := s.Commit(ctx, &store.Batch{
 		Events: []store.Event{ev(ref("dup"), 1), ev(ref("dup"), 2), ev(ref("ok"), 1), ev(ref("gap"), 1)},
 		Values: []store.Value{{Entity: kv("stale"), Version: 1}, {Entity: kv("ok"), Version: 1}},
+		Outcomes: []store.Outcome{
+			answer(ref("answered"), "k", time.Hour),
+			answer(ref("ok"), "expired", -time.Hour),
+			answer(ref("dup"), "k", time.Hour),
+		},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -330,12 +339,19 @@ func TestConflictNamesExactlyTheStale(t *testing.T) {
 			{Entity: kv("stale"), Version: 1},
 			{Entity: kv("exists"), Version: 5},
 		},
+		Outcomes: []store.Outcome{
+			answer(ref("ok"), "expired", time.Hour), // replaces an expired answer
+			answer(ref("ok"), "new", time.Hour),
+			answer(ref("dup"), "k", time.Hour), // named once, for its events
+			answer(ref("answered"), "k", time.Hour),
+			answer(kv("twice"), "k", time.Hour), answer(kv("twice"), "k", time.Hour),
+		},
 	})
 	var conflict *store.ConflictError
 	if !errors.As(err, &conflict) {
 		t.Fatalf("Commit: %v, want a conflict", err)
 	}
-	want := []store.Ref{ref("dup"), ref("gap"), ref("skip"), kv("stale"), kv("exists")}
+	want := []store.Ref{ref("dup"), ref("gap"), ref("skip"), kv("stale"), kv("exists"), ref("answered"), kv("twice")}
 	if fmt.Sprint(conflict.Entities) != fmt.Sprint(want) {
 		t.Errorf("conflict names %v, want %v", conflict.Entities, want)
 	}
@@ -413,6 +429,7 @@ func TestCommitIsOneRoundTrip(t *testing.T) {
 			ref := store.Ref{Type: "cart", ID: id}
 			b.Events = append(b.Events, store.Event{Entity: ref, Seq: seq, EventType: "E"}, store.Event{Entity: ref, Seq: seq + 1, EventType: "E"})
 			b.Values = append(b.Values, store.Value{Entity: store.Ref{Type: "kv", ID: id}, Version: seq}, store.Value{Entity: store.Ref{Type: "kv", ID: id}, Version: seq + 1})
+			b.Outcomes = append(b.Outcomes, store.Outcome{Entity: ref, Key: fmt.Sprint(seq), Reply: []byte("r"), Expires: time.Now().Add(time.Hour)})
 		}
 		return &b
 	}
@@ -589,5 +606,39 @@ func BenchmarkCommit(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "events/s")
 		})
+	}
+}
+
+// TestOutcomeKeyHashMatchesTheSQL holds the digest to the SQL that the
+// migration documents for it, so that an outcome can be found by hand.
+func TestOutcomeKeyHashMatchesTheSQL(t *testing.T) {
+	t.Parallel()
+	s, schema := openStore(t)
+	defer s.Close()
+	exp := time.Now().Add(time.Hour)
+	outcomes := []store.Outcome{
+		{Entity: store.Ref{Type: "cart", ID: "c1"}, Key: "k", Expires: exp},
+		{Entity: store.Ref{Type: "ünï", ID: "with\x00nul"}, Key: "ünïcödé ✓", Expires: exp},
+		{Entity: store.Ref{Type: "cart", ID: strings.Repeat("i", 2048)}, Key: strings.Repeat("k", 256), Expires: exp},
+		{Entity: store.Ref{Type: "cart", ID: ""}, Key: "", Expires: exp},
+	}
+	if err := s.Commit(t.Context(), &store.Batch{Outcomes: outcomes}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(t.Context(), databaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	var rows, matching int
+	err = conn.QueryRow(t.Context(), `SELECT count(*), count(*) FILTER (WHERE key_hash = substring(sha256(
+		int4send(octet_length(convert_to(entity_type, 'UTF8'))) || convert_to(entity_type, 'UTF8')
+		|| int4send(length(entity_id)) || entity_id || key) FOR 16))
+		FROM `+pgx.Identifier{schema, "outcomes"}.Sanitize()).Scan(&rows, &matching)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows != len(outcomes) || matching != rows {
+		t.Errorf("%d of %d stored outcomes have the key_hash the SQL computes; want all %d", matching, rows, len(outcomes))
 	}
 }

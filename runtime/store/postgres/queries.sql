@@ -156,3 +156,53 @@ INSERT INTO {{schema}}.consumer_positions (consumer, entity_type, position)
 VALUES ($1, $2, $3)
 ON CONFLICT (consumer, entity_type) DO UPDATE
 SET position = excluded.position, updated_at = now();
+
+-- name: insert-outcomes
+-- The batch's outcomes, sorted by key_hash so that concurrent commits
+-- take index locks in one order. A stored outcome with the same key is
+-- replaced only if it has expired; one that has not is left alone, and
+-- the count falls short: the key is answered already, by another writer,
+-- and the batch is refused. An INSERT racing another for a new key waits
+-- for it and, if it commits, finds its row live.
+WITH written AS (
+    INSERT INTO {{schema}}.outcomes AS o (expires, code, key_hash, entity_type, entity_id, key, message, reply)
+    SELECT * FROM unnest($1::timestamptz[], $2::bigint[], $3::bytea[], $4::text[], $5::bytea[], $6::bytea[], $7::bytea[], $8::bytea[])
+    ON CONFLICT (key_hash) DO UPDATE
+    SET expires = excluded.expires, code = excluded.code,
+        entity_type = excluded.entity_type, entity_id = excluded.entity_id, key = excluded.key,
+        message = excluded.message, reply = excluded.reply
+    WHERE o.expires < now()
+    RETURNING 1
+)
+SELECT {{schema}}.conflict_unless((SELECT count(*) FROM written) = cardinality($3::bytea[]), 'outcomes');
+
+-- name: answered-outcomes
+-- Whether each key is answered (stored and not expired), in argument
+-- order: the follow-up that names the entities of a failed commit.
+SELECT EXISTS (
+    SELECT FROM {{schema}}.outcomes AS o
+    WHERE o.key_hash = r.key_hash AND o.expires >= now()
+)
+FROM unnest($1::bytea[]) WITH ORDINALITY AS r (key_hash, n)
+ORDER BY r.n;
+
+-- name: load-outcome
+-- key_hash finds the row; the other columns make sure it is this key's.
+SELECT code, message, reply, expires FROM {{schema}}.outcomes
+WHERE key_hash = $1 AND entity_type = $2 AND entity_id = $3 AND key = $4
+    AND expires >= now();
+
+-- name: expire-outcomes
+-- One chunk, oldest first, found through the expires index and deleted by
+-- row address (a TID scan). SKIP LOCKED lets expirers on several nodes
+-- take different rows, and passes over a row a commit is replacing; the
+-- outer test of expires is a second guard for the same.
+DELETE FROM {{schema}}.outcomes
+WHERE ctid = ANY (ARRAY(
+        SELECT ctid FROM {{schema}}.outcomes
+        WHERE expires < $1
+        ORDER BY expires
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    ))
+    AND expires < $1;

@@ -36,6 +36,11 @@ type statements struct {
 	eventHeads     string
 	valueVersions  string
 
+	insertOutcomes   string
+	answeredOutcomes string
+	loadOutcome      string
+	expireOutcomes   string
+
 	readEvents      string
 	latestSnapshot  string
 	saveSnapshot    string
@@ -70,6 +75,11 @@ func newStatements(quotedSchema string) *statements {
 		writeValues:    q("write-values"),
 		eventHeads:     q("event-heads"),
 		valueVersions:  q("value-versions"),
+
+		insertOutcomes:   q("insert-outcomes"),
+		answeredOutcomes: q("answered-outcomes"),
+		loadOutcome:      q("load-outcome"),
+		expireOutcomes:   q("expire-outcomes"),
 
 		readEvents:      q("read-events"),
 		latestSnapshot:  q("latest-snapshot"),

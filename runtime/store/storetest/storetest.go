@@ -39,10 +39,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ReadEventsStopsOnError", testReadEventsStopsOnError},
 		{"ClosedStore", testClosedStore},
 	}
-	for _, tt := range append(tests, feedTests...) {
+	tests = append(tests, feedTests...)
+	for _, tt := range append(tests, outcomeTests...) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := open(t)
-			if tt.name != "ClosedStore" {
+			if !closesItself[tt.name] {
 				t.Cleanup(func() { _ = s.Close() })
 			}
 			tt.fn(t, s)
