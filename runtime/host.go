@@ -65,6 +65,10 @@ var errReset = status.Error(codes.Aborted, "entity was reset by a failure of a c
 // decided on is durable.
 func Command[S, R proto.Message](ctx context.Context, h *Host[S], id string, fn func(*CommandContext, S) (R, error)) (R, error) {
 	var zero R
+	key, err := idempotencyKey(ctx)
+	if err != nil {
+		return zero, err
+	}
 	if err := h.rt.writer.Admit(ctx); err != nil {
 		return zero, writerError(err)
 	}
@@ -79,6 +83,20 @@ func Command[S, R proto.Message](ctx context.Context, h *Host[S], id string, fn 
 		if err != nil {
 			return zero, err
 		}
+		var forgotten uint64
+		if key != "" {
+			// Answers of earlier instances are durable (a successor loads
+			// only after its predecessor's commits finished): the store
+			// has them. This instance's own are in memory until durable.
+			forgotten = inst.forgotten.Load()
+			a, err := h.storedAnswer(ctx, id, key)
+			if err != nil {
+				return zero, err
+			}
+			if a != nil {
+				return replay[R](ctx, key, a)
+			}
+		}
 		inst.mu.Lock()
 		if !inst.usable() {
 			// Reset, passivated or failed to load while we waited for it.
@@ -91,42 +109,75 @@ func Command[S, R proto.Message](ctx context.Context, h *Host[S], id string, fn 
 			}
 			return zero, errReset
 		}
+		if key != "" {
+			a := inst.recall(key)
+			if a == nil && inst.forgotten.Load() != forgotten {
+				// An answer left memory between the store lookup and
+				// now: it may be this one, and durable. Ask again.
+				if a, err = h.storedAnswer(ctx, id, key); err != nil {
+					inst.mu.Unlock()
+					return zero, err
+				}
+			}
+			if a != nil {
+				inst.mu.Unlock()
+				if a.commit != nil {
+					if err := waitDurable(ctx, a.commit); err != nil {
+						return zero, err
+					}
+				}
+				return replay[R](ctx, key, a)
+			}
+		}
 		cc := &CommandContext{ctx: ctx, entityID: id, kind: h.cfg.Kind}
 		reply, err := callHandler(ctx, func() (R, error) { return fn(cc, inst.state) })
-		if err != nil {
-			if errors.Is(err, errPanic) {
-				// The handler may have changed the state before it panicked.
-				h.resetAfterPanic(id, inst, err)
-				inst.mu.Unlock()
-				return zero, errPanicked
-			}
-			// The handler decided on the state it saw, which may include
-			// changes still in flight: its error waits for them like a
-			// reply would (a "checked out" refusal must not escape if the
-			// checkout never commits).
-			wait := inst.last
+		if err != nil && errors.Is(err, errPanic) {
+			// The handler may have changed the state before it panicked.
+			h.resetAfterPanic(id, inst, err)
 			inst.mu.Unlock()
-			if err := waitDurable(ctx, wait); err != nil {
+			return zero, errPanicked
+		}
+		var commit *journal.Commit
+		if err == nil {
+			// The reply may share memory with the state, which the next
+			// command changes in place; the caller gets its own copy.
+			reply = proto.Clone(reply).(R)
+			commit, err = h.stage(id, inst, cc)
+			if err != nil {
+				inst.mu.Unlock()
 				return zero, err
 			}
-			return zero, err
 		}
-		// The reply may share memory with the state, which the next
-		// command changes in place; the caller gets its own copy.
-		reply = proto.Clone(reply).(R)
-		commit, err := h.stage(id, inst, cc)
-		if err != nil {
-			inst.mu.Unlock()
-			return zero, err
+		if key != "" {
+			// The answer, reply or refusal, is stored with the command's
+			// events, or alone if there are none.
+			a, aerr := newAnswer(ctx, reply, err)
+			if aerr != nil {
+				inst.mu.Unlock()
+				return zero, aerr
+			}
+			if commit == nil {
+				commit = h.newCommit(id, inst)
+			}
+			commit.Outcomes = append(commit.Outcomes, h.outcome(id, key, a))
+			a.commit = commit
+			inst.remember(key, a)
 		}
 		if commit != nil {
 			admitted = false
 			h.rt.writer.Enqueue(commit)
 			inst.last = commit
 		}
+		// The reply, or the handler's refusal, was decided on the state
+		// the handler saw, which may include changes still in flight: it
+		// waits for them (a "checked out" refusal must not escape if the
+		// checkout never commits).
 		wait := inst.last
 		inst.mu.Unlock()
-		if err := waitDurable(ctx, wait); err != nil {
+		if werr := waitDurable(ctx, wait); werr != nil {
+			return zero, werr
+		}
+		if err != nil {
 			return zero, err
 		}
 		return reply, nil
@@ -214,7 +265,7 @@ func callHandler[R proto.Message](ctx context.Context, fn func() (R, error)) (re
 // changed nothing. Called with inst.mu held.
 func (h *Host[S]) stage(id string, inst *instance[S], cc *CommandContext) (*journal.Commit, error) {
 	ref := store.Ref{Type: h.cfg.Type, ID: id}
-	commit := &journal.Commit{Abandoned: &inst.abandoned, OnFail: func(err error) { h.commitFailed(id, inst, err) }}
+	commit := h.newCommit(id, inst)
 	switch h.cfg.Kind {
 	case EventSourced:
 		if len(cc.events) == 0 && len(cc.calls) == 0 {
@@ -277,6 +328,10 @@ func (h *Host[S]) stage(id string, inst *instance[S], cc *CommandContext) (*jour
 	return commit, nil
 }
 
+func (h *Host[S]) newCommit(id string, inst *instance[S]) *journal.Commit {
+	return &journal.Commit{Abandoned: &inst.abandoned, OnFail: func(err error) { h.commitFailed(id, inst, err) }}
+}
+
 // attachSnapshot encodes the state now, while it is exactly the state after
 // inst.seq events, and saves it only once those events are durable: a
 // snapshot must never contain a change the store could still refuse.
@@ -309,11 +364,15 @@ func commitError(err error) error {
 		return status.Errorf(codes.Aborted, "%v; the entity was reset, retry the call", err)
 	case errors.Is(err, journal.ErrAbandoned):
 		return status.Error(codes.Aborted, "an earlier change of this entity failed to commit, so this one was dropped; the entity was reset, retry the call")
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+	case errors.Is(err, store.ErrOutcomeUnknown):
+		return unknownOutcome(err)
+	case errors.Is(err, context.DeadlineExceeded):
 		// The caller gave up waiting; the change may still commit.
-		return status.FromContextError(err).Err()
+		return status.Error(codes.DeadlineExceeded, "the deadline passed while the change was being stored: it may or may not be applied; retry with the same idempotency key")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "the call was canceled while the change was being stored: it may or may not be applied; retry with the same idempotency key")
 	default:
-		return status.Errorf(codes.Unavailable, "the change could not be stored: %v; the entity was reset, retry the call", err)
+		return status.Errorf(codes.Unavailable, "the change was not stored: %v; the entity was reset, retry the call", err)
 	}
 }
 

@@ -69,6 +69,10 @@ type instance[S proto.Message] struct {
 	// lastUsed is when a request last touched the instance, in Unix
 	// nanoseconds: passivation and eviction read it.
 	lastUsed atomic.Int64
+	// answers are the recent answers to commands with idempotency keys;
+	// nil until the first. forgotten counts those dropped from memory.
+	answers   *answers
+	forgotten atomic.Uint64
 }
 
 func (i *instance[S]) is(p phase) bool { return phase(i.phase.Load()) == p }

@@ -56,18 +56,19 @@ type boundService struct {
 }
 
 type config struct {
-	log                *slog.Logger
-	store              store.Store
-	ownStore           bool
-	snapshotEvery      int
-	passivationTimeout time.Duration
-	maxEntities        int
-	maxPending         int
-	admitTimeout       time.Duration
-	commitTimeout      time.Duration
-	commitConcurrency  int
-	observeBatch       func(records int, took time.Duration, err error)
-	consumers          []*Consumer
+	log                  *slog.Logger
+	store                store.Store
+	ownStore             bool
+	snapshotEvery        int
+	passivationTimeout   time.Duration
+	maxEntities          int
+	maxPending           int
+	admitTimeout         time.Duration
+	idempotencyRetention time.Duration
+	commitTimeout        time.Duration
+	commitConcurrency    int
+	observeBatch         func(records int, took time.Duration, err error)
+	consumers            []*Consumer
 }
 
 // Option configures a Runtime.
@@ -152,12 +153,13 @@ func WithCommitConcurrency(n int) Option {
 // duplicate entity type at once. Close it to flush and stop.
 func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 	cfg := config{
-		log:                slog.Default(),
-		snapshotEvery:      100,
-		passivationTimeout: 10 * time.Minute,
-		maxEntities:        1_000_000,
-		maxPending:         65536,
-		commitTimeout:      10 * time.Second,
+		log:                  slog.Default(),
+		snapshotEvery:        100,
+		passivationTimeout:   10 * time.Minute,
+		maxEntities:          1_000_000,
+		maxPending:           65536,
+		commitTimeout:        10 * time.Second,
+		idempotencyRetention: DefaultIdempotencyRetention,
 	}
 	for _, o := range opts {
 		o.apply(&cfg)
@@ -301,6 +303,9 @@ func (r *Runtime) hostList() []hostHandle {
 	return r.hosts
 }
 
+// outcomeExpiryEvery is how often expired idempotency keys are deleted.
+const outcomeExpiryEvery = time.Minute
+
 // passivateLoop evicts idle entities. It scans each type at a quarter of
 // its idle timeout, so an entity lives at most 1.25 timeouts unused.
 func (r *Runtime) passivateLoop() {
@@ -308,6 +313,14 @@ func (r *Runtime) passivateLoop() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	last := map[hostHandle]time.Time{}
+	var lastExpiry time.Time
+	// Store calls made here end when the runtime closes.
+	stopCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-r.stop
+		cancel()
+	}()
 	for {
 		select {
 		case <-r.stop:
@@ -327,6 +340,10 @@ func (r *Runtime) passivateLoop() {
 			// Evictions the request path gave up on (every sample had a
 			// change in flight) are retried here.
 			for r.cached.Load() > int64(r.cfg.maxEntities) && r.evictOne() {
+			}
+			if now.Sub(lastExpiry) >= outcomeExpiryEvery {
+				lastExpiry = now
+				r.expireOutcomes(stopCtx)
 			}
 		}
 	}

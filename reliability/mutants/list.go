@@ -171,3 +171,46 @@ var mutants = []mutant{
 		pkg:  "./runtime/", run: "TestResetsAreLogged",
 	},
 }
+
+// Idempotency keys (INVARIANTS.md, invariant 12).
+var idempotencyMutants = []mutant{
+	{
+		name: "idempotency: a retry after a restart runs the command again (12)",
+		file: "runtime/host.go",
+		old: `			if a != nil {
+				return replay[R](ctx, key, a)
+			}
+		}
+		inst.mu.Lock()`,
+		new: `			_ = a
+		}
+		inst.mu.Lock()`,
+		pkg: "./runtime/", run: "TestIdempotentRetryAfterRestart",
+	},
+	{
+		name: "idempotency: a retry on the same instance runs the command again (12)",
+		file: "runtime/host.go",
+		old:  `			a := inst.recall(key)`,
+		new:  `			var a *answer`,
+		pkg:  "./runtime/", run: "TestIdempotentRetryReturnsTheFirstReply|TestIdempotentConcurrentRetries",
+	},
+	{
+		name: "idempotency: refusals are not recorded (12)",
+		file: "runtime/idempotency.go",
+		old: `	if err != nil {
+		st := status.Convert(err)`,
+		new: `	if err != nil && false {
+		st := status.Convert(err)`,
+		pkg: "./runtime/", run: "TestIdempotentRetryReturnsTheFirstError",
+	},
+	{
+		name: "idempotency: an unknown outcome is reported as not stored (12)",
+		file: "runtime/host.go",
+		old: `	case errors.Is(err, store.ErrOutcomeUnknown):
+		return unknownOutcome(err)`,
+		new: ``,
+		pkg: "./runtime/", run: "TestUnknownOutcomeIsReported",
+	},
+}
+
+func init() { mutants = append(mutants, idempotencyMutants...) }

@@ -20,6 +20,9 @@ import (
 type Commit struct {
 	Events []store.Event
 	Values []store.Value
+	// Outcomes are the answers of commands with idempotency keys, stored
+	// with their events.
+	Outcomes []store.Outcome
 	// Abandoned is set (by the writer or the entity's host) once the
 	// entity's in-memory state is discarded; a commit of an abandoned
 	// entity is never written, because it was decided on state that the
@@ -46,6 +49,8 @@ func (c *Commit) ref() store.Ref {
 		return c.Events[0].Entity
 	case len(c.Values) > 0:
 		return c.Values[0].Entity
+	case len(c.Outcomes) > 0:
+		return c.Outcomes[0].Entity
 	}
 	return store.Ref{}
 }
@@ -345,7 +350,7 @@ func (w *Writer) take() []*Commit {
 	kept := w.queue[:0]            // filtering in place: kept never overtakes i
 	var blocked map[store.Ref]bool // made only when a commit must wait
 	for i, c := range w.queue {
-		if len(batch) > 0 && records+len(c.Events)+len(c.Values) > w.opts.MaxBatch {
+		if len(batch) > 0 && records+len(c.Events)+len(c.Values)+len(c.Outcomes) > w.opts.MaxBatch {
 			kept = append(kept, w.queue[i:]...)
 			break
 		}
@@ -358,7 +363,7 @@ func (w *Writer) take() []*Commit {
 			continue
 		}
 		batch = append(batch, c)
-		records += len(c.Events) + len(c.Values)
+		records += len(c.Events) + len(c.Values) + len(c.Outcomes)
 	}
 	for _, c := range batch {
 		w.inFlight[c.entity] = true
@@ -380,6 +385,7 @@ func (w *Writer) commit(commits []*Commit) {
 			live = append(live, c)
 			batch.Events = append(batch.Events, c.Events...)
 			batch.Values = append(batch.Values, c.Values...)
+			batch.Outcomes = append(batch.Outcomes, c.Outcomes...)
 		}
 		if len(live) == 0 {
 			return
@@ -399,8 +405,13 @@ func (w *Writer) commit(commits []*Commit) {
 			// The store did not answer in time. Its error wraps
 			// context.DeadlineExceeded, which callers would take for
 			// their own deadline (DEADLINE_EXCEEDED); this is the
-			// store being unavailable, so the chain is cut here.
-			err = fmt.Errorf("the store did not answer within %v: %s", w.opts.CommitTimeout, err.Error())
+			// store being unavailable, so the chain is cut here, but
+			// for whether the batch may have been written.
+			if errors.Is(err, store.ErrOutcomeUnknown) {
+				err = fmt.Errorf("%w: the store did not answer within %v: %s", store.ErrOutcomeUnknown, w.opts.CommitTimeout, err.Error())
+			} else {
+				err = fmt.Errorf("the store did not answer within %v: %s", w.opts.CommitTimeout, err.Error())
+			}
 		}
 		cancel()
 		took := time.Since(start)
@@ -463,6 +474,11 @@ func touches(c *Commit, refs map[store.Ref]bool) bool {
 	}
 	for _, v := range c.Values {
 		if refs[v.Entity] {
+			return true
+		}
+	}
+	for _, o := range c.Outcomes {
+		if refs[o.Entity] {
 			return true
 		}
 	}
