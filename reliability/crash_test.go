@@ -14,7 +14,7 @@ import (
 
 // TestCrashUnderLoad kills the server with SIGKILL at random moments while
 // clients add items to many carts, restarts it on the same store, and
-// checks DESIGN's row "process killed": every acknowledged event is there
+// checks INVARIANTS.md's row "process killed": every acknowledged event is there
 // after the restart, once, in order, with no gap and nothing half written,
 // and the restarted server's state is the fold of what is stored.
 func TestCrashUnderLoad(t *testing.T) {

@@ -4,7 +4,7 @@
 // stall the network to Postgres, run two owners of one entity, SIGTERM under
 // load, hostile input. After each fault they read the stored history
 // directly through the store packages and check the guarantees of
-// DESIGN.md's failure table: every acknowledged command stored once, in
+// INVARIANTS.md's failure table: every acknowledged command stored once, in
 // order, histories without gaps, and in-memory state equal to the fold of
 // the stored events.
 //

@@ -12,7 +12,7 @@ import (
 // TestDatabaseOutage puts a TCP proxy between the server and Postgres and
 // breaks it under load, twice: a cut (every connection closed, new ones
 // refused: the database restarting) and a stall (connections open, no byte
-// moving: a partition). DESIGN's row "database down": callers get
+// moving: a partition). INVARIANTS.md's row "database down": callers get
 // UNAVAILABLE quickly instead of hanging, nothing acknowledged is lost,
 // and the server recovers when the database returns, without a restart;
 // entities whose commits failed were reset, so what the server reports is

@@ -15,7 +15,7 @@ import (
 )
 
 // TestTwoOwners runs two server processes on one Postgres schema, both
-// taking writes for the same carts, as after a botched failover. DESIGN's
+// taking writes for the same carts, as after a botched failover. INVARIANTS.md's
 // row "two nodes think they own an entity": the stale one gets ABORTED and
 // resets (fencing), each history stays one linear sequence, and once a
 // process has written through its reset, what it reports is the fold of
@@ -77,7 +77,7 @@ func TestTwoOwners(t *testing.T) {
 	// Fencing guards writes only: a process that did not write since the
 	// other one did still reads its own, older state. Counted, not failed:
 	// it is the documented cost of running two owners, which the lease
-	// plan in DESIGN.md is to prevent.
+	// plan in INVARIANTS.md is to prevent.
 	staleReads := 0
 	for _, cart := range carts {
 		got, err := getCart(t.Context(), a.carts, cart)

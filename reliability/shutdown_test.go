@@ -13,7 +13,7 @@ import (
 	"github.com/statefun-go/statefun/runtime/store/embedded"
 )
 
-// TestShutdownUnderLoad sends SIGTERM while clients write (DESIGN
+// TestShutdownUnderLoad sends SIGTERM while clients write (INVARIANTS.md,
 // invariant 11): the process exits 0, every acknowledged command is
 // stored, and calls in flight either complete or fail with UNAVAILABLE,
 // never with an error that suggests something broke.

@@ -168,7 +168,7 @@ type Store interface {
 	// was given never misses an event, even one whose transaction
 	// committed after events that follow it in the feed: such an event
 	// must not be returned before every event ordered before it is
-	// committed (DESIGN.md, invariant 10).
+	// committed (INVARIANTS.md, invariant 10).
 	ReadFeed(ctx context.Context, entityType string, after Position, limit int, fn func(FeedEvent) error) error
 
 	// FeedHead returns the Position after the last committed event of

@@ -55,7 +55,7 @@
 // inside its write transaction. bbolt runs one write transaction at a
 // time, so numbers are taken in commit order and a reader never sees
 // number n before every number below it: a consumer that resumes after
-// the last number it read cannot skip an event (DESIGN invariant 10),
+// the last number it read cannot skip an event (INVARIANTS.md, invariant 10),
 // and sees each event as soon as its Commit returns. A Position is the
 // number in 16 hex digits.
 //

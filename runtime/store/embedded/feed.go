@@ -20,7 +20,7 @@ import (
 // committed ones, so numbers are handed out in commit order: once a
 // reader sees number n of a type, every number below it is committed
 // and visible too. A reader that resumes after the last number it saw
-// therefore never skips an event (DESIGN invariant 10). The events of
+// therefore never skips an event (INVARIANTS.md, invariant 10). The events of
 // one entity are consecutive and in seq order within a batch, and its
 // later events can only commit in later transactions, so the feed keeps
 // every entity's history in seq order.

@@ -27,7 +27,7 @@ type Store struct {
 	// feeds holds, per entity type, every committed event in commit
 	// order. Commit appends under the write lock, so an index is never
 	// given out before all the indexes below it are filled: a reader
-	// cannot skip an event (DESIGN invariant 10).
+	// cannot skip an event (INVARIANTS.md, invariant 10).
 	feeds     map[string][]feedEntry
 	positions map[consumerKey]store.Position
 	outcomes  map[outcomeKey]store.Outcome

@@ -52,7 +52,7 @@ func describe(feed []store.FeedEvent) string {
 	return strings.TrimSpace(b.String())
 }
 
-// TestFeedWaitsForOlderTransactions is DESIGN invariant 10 made
+// TestFeedWaitsForOlderTransactions is invariant 10 (INVARIANTS.md) made
 // deterministic: a transaction takes its ID, then a later one commits
 // first. A reader given the later event would resume past the earlier
 // one and never see it, so the feed must hold the later event back until

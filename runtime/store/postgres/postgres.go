@@ -20,7 +20,7 @@
 //
 // # Fencing
 //
-// The events primary key is the fence of DESIGN invariant 6: two writers
+// The events primary key is the fence of invariant 6 (INVARIANTS.md): two writers
 // of one entity cannot both store its event n. A commit also refuses to
 // leave a gap: the first event of each entity in a batch must follow the
 // entity's stored history, checked inside the same transaction. Values
@@ -62,7 +62,7 @@
 // # Feeds
 //
 // A consumer follows an entity type's feed and resumes after the last
-// Position it was given (DESIGN invariant 10). A number from a sequence,
+// Position it was given (INVARIANTS.md, invariant 10). A number from a sequence,
 // read with "pos > last", would skip events: transactions take sequence
 // numbers in one order and commit in another, so a reader can pass a
 // number whose transaction has not committed yet and never come back for

@@ -366,7 +366,7 @@ func testConsumerPositions(t *testing.T, s store.Store) {
 	}
 }
 
-// testFeedNeverSkipsUnderConcurrentWriters is DESIGN invariant 10:
+// testFeedNeverSkipsUnderConcurrentWriters is invariant 10 (INVARIANTS.md):
 // writers commit to their own entities at once while a reader follows
 // the feed in small pages, resuming from the last position it was given.
 // Every event must reach the reader exactly once, each entity's in seq
