@@ -95,17 +95,18 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 
 // serverConfig is the command line and environment of a server.
 type serverConfig struct {
-	listen          string
-	httpListen      string
-	databaseURL     string
-	schema          string
-	dataDir         string
-	logLevel        string
-	logFormat       string
-	shutdownTimeout time.Duration
-	maxMessageBytes int
-	tlsCert         string
-	tlsKey          string
+	listen            string
+	httpListen        string
+	databaseURL       string
+	schema            string
+	dataDir           string
+	logLevel          string
+	logFormat         string
+	shutdownTimeout   time.Duration
+	maxMessageBytes   int
+	commitConcurrency int
+	tlsCert           string
+	tlsKey            string
 }
 
 func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (serverConfig, error) {
@@ -144,6 +145,13 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 		}
 	}
 	fs.IntVar(&c.maxMessageBytes, "max-message-bytes", maxMsg, "largest request accepted, in bytes ($STATEFUN_MAX_MESSAGE_BYTES)")
+	concurrency := 1
+	if v := getenv("STATEFUN_COMMIT_CONCURRENCY"); v != "" {
+		if _, err := fmt.Sscan(v, &concurrency); err != nil {
+			errs = append(errs, fmt.Errorf("$STATEFUN_COMMIT_CONCURRENCY=%q is not a number", v))
+		}
+	}
+	fs.IntVar(&c.commitConcurrency, "commit-concurrency", concurrency, "store transactions the journal writer may have in flight at once; more than 1 helps when the database is far away and has cores to spare (see BENCHMARKS.md) ($STATEFUN_COMMIT_CONCURRENCY)")
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}
@@ -158,6 +166,9 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 	}
 	if c.maxMessageBytes <= 0 {
 		return c, errors.New("--max-message-bytes must be positive")
+	}
+	if c.commitConcurrency < 1 || c.commitConcurrency > 64 {
+		return c, fmt.Errorf("--commit-concurrency %d: use 1 (the default) to 64", c.commitConcurrency)
 	}
 	return c, nil
 }

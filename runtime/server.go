@@ -125,7 +125,7 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 		}
 	}()
 	m := newMetrics()
-	rt, err := New(entities, WithStore(st), WithLogger(log), WithConsumers(consumers...),
+	rt, err := New(entities, WithStore(st), WithLogger(log), WithConsumers(consumers...), WithCommitConcurrency(c.commitConcurrency),
 		optionFunc(func(cfg *config) { cfg.observeBatch = m.observeBatch }))
 	if err != nil {
 		return err

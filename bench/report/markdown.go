@@ -653,7 +653,7 @@ func writeGoBench(w *writer, r *Results) {
 	w.p("## In-process runtime benchmarks")
 	w.p("The runtime's Go benchmarks (`runtime/bench_test.go`, `runtime/store/*/bench_test.go`), run by `make bench` with the commands below. " +
 		"They call the runtime in process (no gRPC), so they show the runtime and the store alone; their targets are judged in the table at the top. " +
-		"BenchmarkCommands runs 64 callers with the journal settings in `runtime/bench_test.go`, which may differ from the server's defaults.")
+		"BenchmarkCommands runs 64 callers with the server's default settings; the rows ending in /commit-concurrency-4 run the same with the journal writer allowed 4 batches in flight (`--commit-concurrency 4`), reported beside the default.")
 	if v, ok := r.GoBenchMetric("BenchmarkCommands/postgres/10000-entities", "cmds/s"); ok && v < 20000 {
 		for _, g := range r.GoBench {
 			if g.Name != "BenchmarkCommands/postgres/10000-entities" || g.Iterations == 0 {

@@ -144,6 +144,11 @@ func Targets(r *Results) []Target {
 		"BenchmarkCommands/postgres/10000-entities", "cmds/s", func(v float64) bool { return v >= 20000 })
 	gb("In process: single-event commands from 64 callers on one hot entity, Postgres", "≥ 5,000 commands/s",
 		"BenchmarkCommands/postgres/hot-entity", "cmds/s", func(v float64) bool { return v >= 5000 })
+	// The same with a tuned setting, beside the default that is judged.
+	gb("… the same over 10,000 entities with --commit-concurrency 4 (tuned; the default is 1)", "a figure",
+		"BenchmarkCommands/postgres/10000-entities/commit-concurrency-4", "cmds/s", nil)
+	gb("… the same on one hot entity with --commit-concurrency 4 (tuned)", "a figure",
+		"BenchmarkCommands/postgres/hot-entity/commit-concurrency-4", "cmds/s", nil)
 	gb("In process: heap per idle entity beyond its state, 1,000,000 entities", "< 1 KiB",
 		"BenchmarkIdleEntityMemory", "bytes/entity", func(v float64) bool { return v < 1024 })
 	for _, kind := range []string{"postgres", "embedded", "memory"} {
