@@ -116,10 +116,15 @@ type delivery struct {
 const (
 	consumerWindow      = 4096
 	consumerReadBatch   = 512
-	consumerPoll        = 100 * time.Millisecond
 	consumerSaveEvery   = 200 * time.Millisecond
 	consumerParallelism = 16
 )
+
+// consumerPoll is how long an idle consumer waits for a wake-up before it
+// reads its feed again anyway. Commits wake consumers at once; the poll
+// only covers a wake-up that never comes. A variable so that a test can
+// make it long enough to prove the wake-up works.
+var consumerPoll = 100 * time.Millisecond
 
 func newConsumerRunner(cfg ConsumerConfig, st store.Store, conn grpc.ClientConnInterface, log *slog.Logger) *consumerRunner {
 	r := &consumerRunner{

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	statefun "github.com/statefun-go/statefun/runtime"
+	"github.com/statefun-go/statefun/runtime/store"
 	"github.com/statefun-go/statefun/runtime/store/memory"
 	"github.com/statefun-go/statefun/testdata/consumer"
 	cart "github.com/statefun-go/statefun/testdata/eventsourced"
@@ -185,129 +186,74 @@ func TestConsumerStartFromNow(t *testing.T) {
 	}
 }
 
-// TestConsumerNotifiedAfterCommit: a single event at idle reaches the
-// consumer (BenchmarkConsumerLag measures how fast).
-func TestConsumerNotifiedAfterCommit(t *testing.T) {
-	t.Parallel()
+// TestConsumerWokenByCommitNotByPoll: a commit wakes an idle consumer at
+// once. The poll is set to an hour, so only the wake-up can deliver the
+// event within the test's deadline. Deleting the send in
+// consumerRunner.notify (consumer.go, `case r.wake <- struct{}{}:`) or the
+// r.notify() call in consumerSet.notify (consumers.go) makes it fail.
+// BenchmarkConsumerLag measures how fast the wake-up is.
+//
+// Not parallel: it changes the poll of every runtime created meanwhile.
+func TestConsumerWokenByCommitNotByPoll(t *testing.T) {
+	defer statefun.SetConsumerPoll(time.Hour)()
+	st := &feedWatch{Store: memory.New(), read: make(chan struct{}, 1)}
 	a := newAudit()
-	rt := newRuntime(t, statefun.WithConsumers(consumer.NewCartAudit(a)))
+	rt := newClosingRuntime(t, statefun.WithStore(st), statefun.WithConsumers(consumer.NewCartAudit(a)))
+	// Wait until the consumer has read the empty feed: from then on it
+	// reads again only when woken (or in an hour).
+	select {
+	case <-st.read:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the consumer did not read its feed within 5 s of starting")
+	}
 	carts := cart.NewShoppingCartEntityClient(rt.ClientConn())
 	if err := add(context.Background(), carts, "c", "x", 1); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "delivery", func() bool {
+	eventually(t, "delivery after a wake-up (the poll is an hour away)", func() bool {
 		_, items := a.snapshot()
 		return items["c"] == 1
 	})
 }
 
-// TestSendAfterCommit: a call a command sends is made after its events
-// are durable, never before, and never when the commit fails.
-func TestSendAfterCommit(t *testing.T) {
-	t.Parallel()
-	fs := newFaultStore()
-	rt := newRuntime(t, statefun.WithStore(fs))
-	carts := cart.NewShoppingCartEntityClient(rt.ClientConn())
-	ctx := context.Background()
-	archived := func() map[string]int32 {
-		got, err := carts.GetCart(ctx, &cart.GetCartRequest{CartId: "archive"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := map[string]int32{}
-		for _, it := range got.GetItems() {
-			q[it.GetSku()] = it.GetQuantity()
-		}
-		return q
-	}
-	for _, id := range []string{"c1", "c2", "c3"} {
-		if err := add(ctx, carts, id, "x", 1); err != nil {
-			t.Fatal(err)
-		}
-	}
-	drain(fs)
-
-	// Held commit: the call waits for it.
-	fs.hold()
-	checkout := async(func() error {
-		_, err := carts.Checkout(ctx, &cart.CheckoutRequest{CartId: "c1"})
-		return err
-	})
-	<-fs.entered
-	time.Sleep(50 * time.Millisecond)
-	if q := archived(); q["c1"] != 0 {
-		t.Fatal("the call was made before the command's events were durable")
-	}
-	fs.release()
-	if err := checkout.wait(t); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the call after the commit", func() bool { return archived()["c1"] == 1 })
-
-	// Failed commit: the call is never made.
-	fs.failNext(errors.New("disk on fire"))
-	if _, err := carts.Checkout(ctx, &cart.CheckoutRequest{CartId: "c2"}); err == nil {
-		t.Fatal("checkout succeeded despite the failed commit")
-	}
-	if _, err := carts.Checkout(ctx, &cart.CheckoutRequest{CartId: "c3"}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the later call", func() bool { return archived()["c3"] == 1 })
-	if q := archived(); q["c2"] != 0 {
-		t.Errorf("a call from a failed commit was made: %v", q)
-	}
+// feedWatch reports each ReadFeed that returned.
+type feedWatch struct {
+	*memory.Store
+	read chan struct{}
 }
 
-// TestSentCallsResumeAfterRestart: a restarted runtime resumes the calls
-// dispatcher where it stopped; it does not make every call ever sent again.
-func TestSentCallsResumeAfterRestart(t *testing.T) {
-	t.Parallel()
-	st := memory.New()
-	ctx := context.Background()
-	first, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(cartEntity{})}, statefun.WithStore(st))
+func (f *feedWatch) ReadFeed(ctx context.Context, entityType string, after store.Position, limit int, fn func(store.FeedEvent) error) error {
+	err := f.Store.ReadFeed(ctx, entityType, after, limit, fn)
+	select {
+	case f.read <- struct{}{}:
+	default:
+	}
+	return err
+}
+
+// newClosingRuntime is newRuntime with a deadline on Close: a Close that
+// hangs fails the test instead of stalling the suite.
+func newClosingRuntime(t *testing.T, opts ...statefun.Option) *statefun.Runtime {
+	t.Helper()
+	rt, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(cartEntity{})}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	carts := cart.NewShoppingCartEntityClient(first.ClientConn())
-	if err := add(ctx, carts, "c1", "x", 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := carts.Checkout(ctx, &cart.CheckoutRequest{CartId: "c1"}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the call", func() bool { return quantities(t, carts, "archive")["c1"] == 1 })
-	if err := first.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	before, found, err := st.LoadConsumerPosition(ctx, "statefun.calls", cart.ShoppingCartEntityType)
-	if err != nil || !found || before == "" {
-		t.Fatalf("calls dispatcher position after close: %q found=%v err=%v", before, found, err)
-	}
-
-	second := newRuntime(t, statefun.WithStore(st))
-	after, _, err := st.LoadConsumerPosition(ctx, "statefun.calls", cart.ShoppingCartEntityType)
-	if err != nil || after != before {
-		t.Fatalf("restart moved the calls dispatcher from %q to %q (err %v): old calls would be made again", before, after, err)
-	}
-	carts = cart.NewShoppingCartEntityClient(second.ClientConn())
-	if err := add(ctx, carts, "c2", "x", 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := carts.Checkout(ctx, &cart.CheckoutRequest{CartId: "c2"}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the new call", func() bool { return quantities(t, carts, "archive")["c2"] == 1 })
-	if q := quantities(t, carts, "archive")["c1"]; q != 1 {
-		t.Errorf("archive has c1 %d times, want 1: the old call was made again", q)
-	}
+	t.Cleanup(func() { closeWithin(t, rt, 10*time.Second) })
+	return rt
 }
 
-func drain(fs *faultStore) {
-	for {
-		select {
-		case <-fs.entered:
-		default:
-			return
+func closeWithin(t *testing.T, rt *statefun.Runtime, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	closed := async(func() error { return rt.Close(ctx) })
+	select {
+	case <-closed.done:
+		if closed.err != nil {
+			t.Errorf("Close: %v", closed.err)
 		}
+	case <-time.After(d + time.Second):
+		t.Errorf("Close did not return within %v", d+time.Second)
 	}
 }
