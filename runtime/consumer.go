@@ -91,14 +91,36 @@ func DecodeEventError(eventType string, err error) error {
 // The stored position is the end of the longest prefix of the window that
 // is fully handled, so after a restart nothing unhandled is skipped; events
 // after it may be delivered again.
+//
+// Every store call it makes is bounded by timeout and runs on the
+// runner's own goroutine, never under a lock anyone else waits for: a
+// database that stops answering delays this consumer only.
 type consumerRunner struct {
-	cfg    ConsumerConfig
-	store  store.Store
-	conn   grpc.ClientConnInterface
-	log    *slog.Logger
-	wake   chan struct{}
-	window int
-	poll   time.Duration
+	cfg     ConsumerConfig
+	store   store.Store
+	conn    grpc.ClientConnInterface
+	log     *slog.Logger
+	wake    chan struct{}
+	window  int
+	poll    time.Duration
+	timeout time.Duration // bound on one store call
+
+	// recordStart makes a consumer without a stored position record its
+	// starting point as soon as it has one, so that a restart resumes
+	// from there: "now" does not move forward for a consumer that starts
+	// from now, and a calls dispatcher is resumed even before a command
+	// sends another call.
+	recordStart bool
+	// wanted, when not nil, holds back a consumer that has no stored
+	// position until it is closed (by want): the calls dispatcher of an
+	// entity type runs once a command of that type sends a call.
+	wanted   chan struct{}
+	wantOnce sync.Once
+	// started is closed when the first attempt to find the starting
+	// position has ended, successfully or not.
+	started chan struct{}
+	// finalContext bounds the last save, when the runner stops.
+	finalContext func() context.Context
 
 	mu      sync.Mutex
 	pending []*delivery            // in feed order
@@ -116,21 +138,30 @@ type delivery struct {
 const (
 	consumerWindow      = 4096
 	consumerReadBatch   = 512
-	consumerPoll        = 100 * time.Millisecond
 	consumerSaveEvery   = 200 * time.Millisecond
 	consumerParallelism = 16
+	consumerRetryFirst  = 100 * time.Millisecond // after a store error
+	consumerRetryMax    = 5 * time.Second
 )
 
-func newConsumerRunner(cfg ConsumerConfig, st store.Store, conn grpc.ClientConnInterface, log *slog.Logger) *consumerRunner {
-	r := &consumerRunner{
+// consumerPoll is how long an idle consumer waits for a wake-up before it
+// reads its feed again anyway. Commits wake consumers at once; the poll
+// only covers a wake-up that never comes. A variable so that a test can
+// make it long enough to prove the wake-up works.
+var consumerPoll = 100 * time.Millisecond
+
+func newConsumerRunner(cfg ConsumerConfig, st store.Store, conn grpc.ClientConnInterface, log *slog.Logger, timeout time.Duration) *consumerRunner {
+	return &consumerRunner{
 		cfg: cfg, store: st, conn: conn, log: log.With("consumer", cfg.Name),
-		wake: make(chan struct{}, 1), window: consumerWindow, poll: consumerPoll,
-		queues: map[string][]*delivery{}, active: map[string]bool{},
+		wake: make(chan struct{}, 1), window: consumerWindow, poll: consumerPoll, timeout: timeout,
+		recordStart: cfg.StartFromNow, started: make(chan struct{}),
+		finalContext: context.Background,
+		queues:       map[string][]*delivery{}, active: map[string]bool{},
 	}
-	return r
 }
 
-// notify wakes the reader: new events may have been committed.
+// notify wakes the reader: new events may have been committed. It never
+// blocks: the journal writer calls it after every commit.
 func (r *consumerRunner) notify() {
 	select {
 	case r.wake <- struct{}{}:
@@ -138,16 +169,19 @@ func (r *consumerRunner) notify() {
 	}
 }
 
-// run delivers events until ctx ends, then saves the position reached.
-// pos and err are the outcome of start, called before run so that "now"
-// is when the runtime started, not when this goroutine got to run.
-func (r *consumerRunner) run(ctx context.Context, pos store.Position, err error) {
-	for err != nil {
-		r.log.Error("consumer cannot read its position; retrying", "error", err)
-		if !sleep(ctx, time.Second) {
-			return
-		}
-		pos, err = r.start(ctx)
+// want lets a runner held back by wanted start. It never blocks.
+func (r *consumerRunner) want() {
+	if r.wanted != nil {
+		r.wantOnce.Do(func() { close(r.wanted) })
+	}
+}
+
+// run finds where to start, delivers events until ctx ends, then saves
+// the position reached.
+func (r *consumerRunner) run(ctx context.Context) {
+	pos, ok := r.bootstrap(ctx)
+	if !ok {
+		return
 	}
 	r.handled, r.saved = pos, pos
 	r.log.Info("consumer started", "entity", r.cfg.EntityType, "resume_after", string(pos))
@@ -157,25 +191,29 @@ func (r *consumerRunner) run(ctx context.Context, pos store.Position, err error)
 	defer saveTick.Stop()
 	defer func() {
 		// Let the workers stop (they watch ctx), then save how far the
-		// consumer got.
+		// consumer got, within the bound the runtime's shutdown sets.
 		workers.Wait()
-		r.save(context.WithoutCancel(ctx))
+		r.save(r.finalContext())
 	}()
 	readPos := pos
+	retry := consumerRetryFirst
 	for ctx.Err() == nil {
 		r.mu.Lock()
 		room := r.window - len(r.pending)
 		r.mu.Unlock()
 		read := 0
+		var readErr error
 		if room > 0 {
 			var fresh []*delivery
-			err := r.store.ReadFeed(ctx, r.cfg.EntityType, readPos, min(room, consumerReadBatch), func(e store.FeedEvent) error {
+			readCtx, cancel := context.WithTimeout(ctx, r.timeout)
+			readErr = r.store.ReadFeed(readCtx, r.cfg.EntityType, readPos, min(room, consumerReadBatch), func(e store.FeedEvent) error {
 				fresh = append(fresh, &delivery{event: e})
 				readPos = e.Position
 				return nil
 			})
-			if err != nil && ctx.Err() == nil {
-				r.log.Warn("reading the event feed failed; retrying", "error", err)
+			cancel()
+			if readErr != nil && ctx.Err() == nil {
+				r.log.Warn("reading the event feed failed; retrying", "retry_in", retry, "error", readErr)
 			}
 			read = len(fresh)
 			r.mu.Lock()
@@ -198,6 +236,16 @@ func (r *consumerRunner) run(ctx context.Context, pos store.Position, err error)
 			r.save(ctx)
 		default:
 		}
+		if readErr != nil {
+			// The events read before the error are kept; the read
+			// resumes after them once the store answers again.
+			if !sleep(ctx, jitter(retry)) {
+				break
+			}
+			retry = min(2*retry, consumerRetryMax)
+			continue
+		}
+		retry = consumerRetryFirst
 		if read == consumerReadBatch {
 			continue // more may be waiting: read on at once
 		}
@@ -209,18 +257,60 @@ func (r *consumerRunner) run(ctx context.Context, pos store.Position, err error)
 	}
 }
 
+// bootstrap finds the position to start after, retrying with backoff
+// until it does. It returns false if ctx ended first.
+func (r *consumerRunner) bootstrap(ctx context.Context) (store.Position, bool) {
+	retry := consumerRetryFirst
+	for attempt := 1; ; attempt++ {
+		pos, err := r.start(ctx)
+		if attempt == 1 {
+			close(r.started)
+		}
+		if err == nil {
+			return pos, true
+		}
+		if ctx.Err() != nil {
+			return "", false
+		}
+		r.log.Error("consumer cannot read its position; retrying", "retry_in", retry, "error", err)
+		if !sleep(ctx, jitter(retry)) {
+			return "", false
+		}
+		retry = min(2*retry, consumerRetryMax)
+	}
+}
+
+// start reads the stored position. Without one, it waits until the
+// consumer is wanted, picks the start of the feed (or its head, for a
+// consumer that starts from now) and records it if it must.
 func (r *consumerRunner) start(ctx context.Context) (store.Position, error) {
-	pos, found, err := r.store.LoadConsumerPosition(ctx, r.cfg.Name, r.cfg.EntityType)
-	if err != nil || found || !r.cfg.StartFromNow {
+	loadCtx, cancel := context.WithTimeout(ctx, r.timeout)
+	pos, found, err := r.store.LoadConsumerPosition(loadCtx, r.cfg.Name, r.cfg.EntityType)
+	cancel()
+	if err != nil || found {
 		return pos, err
 	}
-	head, err := r.store.FeedHead(ctx, r.cfg.EntityType)
-	if err != nil {
-		return "", err
+	if r.wanted != nil {
+		select {
+		case <-r.wanted:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
 	}
-	// Record the starting point at once, so that a restart does not move
-	// "now" forward past events that arrived in between.
-	return head, r.store.SaveConsumerPosition(ctx, r.cfg.Name, r.cfg.EntityType, head)
+	if r.cfg.StartFromNow {
+		headCtx, cancel := context.WithTimeout(ctx, r.timeout)
+		pos, err = r.store.FeedHead(headCtx, r.cfg.EntityType)
+		cancel()
+		if err != nil {
+			return "", err
+		}
+	}
+	if !r.recordStart {
+		return pos, nil
+	}
+	saveCtx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	return pos, r.store.SaveConsumerPosition(saveCtx, r.cfg.Name, r.cfg.EntityType, pos)
 }
 
 // work handles the queued events of one entity, in order.
@@ -269,8 +359,7 @@ func (r *consumerRunner) deliver(ctx context.Context, d *delivery) bool {
 		if ctx.Err() != nil {
 			return false
 		}
-		// Jitter keeps many failing entities from retrying in lockstep.
-		wait := backoff/2 + rand.N(backoff/2+1)
+		wait := jitter(backoff)
 		r.log.Warn("consumer handler failed; retrying", "entity", d.event.Entity.ID, "seq", d.event.Seq,
 			"event", d.event.EventType, "attempt", attempt, "retry_in", wait, "error", err)
 		if !sleep(ctx, wait) {
@@ -304,6 +393,7 @@ func (r *consumerRunner) advance() {
 	r.pending = r.pending[n:]
 }
 
+// save records the position reached, if it moved, within r.timeout.
 func (r *consumerRunner) save(ctx context.Context) {
 	r.mu.Lock()
 	pos := r.handled
@@ -312,6 +402,8 @@ func (r *consumerRunner) save(ctx context.Context) {
 	if !dirty {
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
 	if err := r.store.SaveConsumerPosition(ctx, r.cfg.Name, r.cfg.EntityType, pos); err != nil {
 		if !errors.Is(err, context.Canceled) {
 			r.log.Warn("saving the consumer position failed; events since the last save may be delivered again", "error", err)
@@ -321,6 +413,12 @@ func (r *consumerRunner) save(ctx context.Context) {
 	r.mu.Lock()
 	r.saved = pos
 	r.mu.Unlock()
+}
+
+// jitter returns a wait between d/2 and d: it keeps many failing
+// deliveries or consumers from retrying in lockstep.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2+1)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -32,37 +34,77 @@ func WithConsumers(consumers ...*Consumer) Option {
 // commands send; consumer names starting with "statefun" are reserved.
 const callsConsumer = "statefun.calls"
 
+// defaultStoreTimeout bounds a consumer's store call when the runtime's
+// commit timeout is not set; it matches the journal writer's default.
+const defaultStoreTimeout = 10 * time.Second
+
 // consumerSet runs the consumers of a runtime.
+//
+// Nothing here waits for the database while holding a lock: the journal
+// writer calls notify after every commit, and commands call startCalls
+// while they hold their entity, so both must return at once. Each runner
+// does its store I/O on its own goroutine, bounded by timeout.
 type consumerSet struct {
 	rt      *Runtime
 	feed    store.Store
+	timeout time.Duration // bound on one store call
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
-	mu      sync.Mutex
-	runners map[string]*consumerRunner // by name
-	calls   map[string]bool            // entity types with a calls dispatcher
+
+	// runners is replaced, never modified, so that notify reads it
+	// without a lock.
+	runners atomic.Pointer[[]*consumerRunner]
+
+	mu       sync.Mutex                 // guards the fields below and adding runners
+	calls    map[string]*consumerRunner // the calls dispatcher of each entity type
+	finalCtx context.Context            // bounds the runners' last saves; set by shutdown
 }
 
 func (r *Runtime) startConsumers(consumers []*Consumer) {
-	feed := r.store
-	ctx, cancel := context.WithCancel(context.Background())
-	r.consumers = &consumerSet{rt: r, feed: feed, ctx: ctx, cancel: cancel, runners: map[string]*consumerRunner{}, calls: map[string]bool{}}
-	for _, c := range consumers {
-		r.consumers.start(c.cfg)
+	// A consumer's store calls get the bound a commit gets: both are
+	// "the store did not answer".
+	timeout := r.cfg.commitTimeout
+	if timeout <= 0 {
+		timeout = defaultStoreTimeout
 	}
-	// A calls dispatcher that ran before resumes at startup, so that calls
-	// committed just before a crash are made even if no command sends
-	// another one.
-	for _, h := range r.hosts {
-		if h.kind() != EventSourced {
-			continue
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &consumerSet{
+		rt: r, feed: r.store, timeout: timeout, ctx: ctx, cancel: cancel,
+		calls: map[string]*consumerRunner{}, finalCtx: context.Background(),
+	}
+	s.runners.Store(&[]*consumerRunner{})
+	r.consumers = s
+	var fromNow []*consumerRunner
+	for _, c := range consumers {
+		runner := s.newRunner(c.cfg)
+		s.mu.Lock()
+		s.runLocked(runner)
+		s.mu.Unlock()
+		if c.cfg.StartFromNow {
+			fromNow = append(fromNow, runner)
 		}
-		if _, found, err := feed.LoadConsumerPosition(ctx, callsConsumer, h.entityType()); err == nil && found {
-			r.consumers.startCalls(h.entityType(), true)
-		} else if err != nil {
-			r.log.Warn("cannot check for calls to resume; they resume when a command sends one", "entity", h.entityType(), "error", err)
+	}
+	// Every event-sourced type has a calls dispatcher. One that ran
+	// before resumes at once, so that calls committed just before a crash
+	// are made even if no command sends another one; one that never ran
+	// waits until a command sends a call.
+	r.hostsMu.Lock()
+	hosts := append([]hostHandle(nil), r.hosts...)
+	r.hostsMu.Unlock()
+	s.mu.Lock()
+	for _, h := range hosts {
+		if h.kind() == EventSourced {
+			s.callsLocked(h.entityType())
 		}
+	}
+	s.mu.Unlock()
+	// "Now", for a consumer that starts from now, is when New returns,
+	// not when its goroutine gets to read the feed's head. Each store call
+	// is bounded, so a stalled database delays New by a bounded time; the
+	// consumer then goes on trying in the background.
+	for _, runner := range fromNow {
+		<-runner.started
 	}
 }
 
@@ -86,45 +128,51 @@ func validateConsumers(consumers []*Consumer) []error {
 	return errs
 }
 
-func (s *consumerSet) start(cfg ConsumerConfig) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *consumerSet) newRunner(cfg ConsumerConfig) *consumerRunner {
+	runner := newConsumerRunner(cfg, s.feed, s.rt.conn, s.rt.log, s.timeout)
+	runner.finalContext = s.finalContext
+	return runner
+}
+
+// runLocked starts runner, unless the set is stopping. Called with s.mu
+// held, which orders it before shutdown's wait.
+func (s *consumerSet) runLocked(runner *consumerRunner) {
 	if s.ctx.Err() != nil {
 		return
 	}
-	runner := newConsumerRunner(cfg, s.feed, s.rt.conn, s.rt.log)
-	s.runners[cfg.Name+"/"+cfg.EntityType] = runner
-	pos, err := runner.start(s.ctx)
+	runners := append(append([]*consumerRunner(nil), *s.runners.Load()...), runner)
+	s.runners.Store(&runners)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		runner.run(s.ctx, pos, err)
+		runner.run(s.ctx)
 	}()
 }
 
-// startCalls starts the dispatcher of the calls that commands of
-// entityType send, once per entity type. recorded says the dispatcher
-// already has a stored position, which must be resumed, not reset.
+// callsLocked returns the calls dispatcher of entityType, starting it if
+// there is none. Called with s.mu held.
+func (s *consumerSet) callsLocked(entityType string) *consumerRunner {
+	if runner := s.calls[entityType]; runner != nil {
+		return runner
+	}
+	runner := s.newRunner(ConsumerConfig{Name: callsConsumer, EntityType: entityType, Handle: s.dispatchCall})
+	runner.recordStart = true
+	runner.wanted = make(chan struct{})
+	s.calls[entityType] = runner
+	s.runLocked(runner)
+	return runner
+}
+
+// startCalls lets the dispatcher of the calls that commands of entityType
+// send run. A command that sends a call calls it while it holds its
+// entity, so it returns at once: the dispatcher reads and records its
+// position on its own goroutine. recorded is unused: the dispatcher finds
+// out itself whether it has a stored position.
 func (s *consumerSet) startCalls(entityType string, recorded bool) {
 	s.mu.Lock()
-	started := s.calls[entityType]
-	s.calls[entityType] = true
+	runner := s.callsLocked(entityType)
 	s.mu.Unlock()
-	if started {
-		return
-	}
-	// Record a position at once, so that from now on a restart resumes
-	// the dispatcher even before a command sends a call.
-	if !recorded {
-		_, found, err := s.feed.LoadConsumerPosition(s.ctx, callsConsumer, entityType)
-		if err == nil && !found {
-			err = s.feed.SaveConsumerPosition(s.ctx, callsConsumer, entityType, "")
-		}
-		if err != nil {
-			s.rt.log.Warn("cannot record the calls dispatcher; a restart resumes it with the next call sent", "entity", entityType, "error", err)
-		}
-	}
-	s.start(ConsumerConfig{Name: callsConsumer, EntityType: entityType, Handle: s.dispatchCall})
+	runner.want()
 }
 
 // dispatchCall makes one stored call. Calls that fail for a reason a retry
@@ -152,16 +200,54 @@ func (s *consumerSet) dispatchCall(ec *EventContext, eventType string, payload [
 	}
 }
 
-// notify tells every consumer that events were committed.
+// notify tells every consumer that events were committed. The journal
+// writer calls it after every commit: it takes no lock and never blocks.
 func (s *consumerSet) notify() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range s.runners {
+	for _, r := range *s.runners.Load() {
 		r.notify()
 	}
 }
 
+// finalContext is the context the runners' last saves run under.
+func (s *consumerSet) finalContext() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.finalCtx
+}
+
+// stop is shutdown without a deadline of the caller's: it is still
+// bounded by the store timeout.
 func (s *consumerSet) stop() {
+	_ = s.shutdown(context.Background())
+}
+
+// shutdown stops the consumers: deliveries in progress see their context
+// end, and each consumer saves how far it got. It returns when they have
+// stopped, when ctx ends, or after twice the store timeout, whichever is
+// first: neither a database that does not answer nor a handler that
+// ignores its context can hold up the runtime's shutdown. Events handled
+// since a save that did not finish are delivered again after a restart.
+func (s *consumerSet) shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.finalCtx = ctx
 	s.cancel()
-	s.wg.Wait()
+	s.mu.Unlock()
+	stopped := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(stopped)
+	}()
+	bound := time.NewTimer(2 * s.timeout)
+	defer bound.Stop()
+	var err error
+	select {
+	case <-stopped:
+		return nil
+	case <-ctx.Done():
+		err = fmt.Errorf("stopping consumers: %w", ctx.Err())
+	case <-bound.C:
+		err = fmt.Errorf("stopping consumers: not stopped within %v; a handler may ignore its context, or the store may not answer", 2*s.timeout)
+	}
+	s.rt.log.Warn("consumers did not stop in time; their unsaved progress is delivered again after a restart", "error", err)
+	return err
 }

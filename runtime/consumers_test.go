@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	statefun "github.com/statefun-go/statefun/runtime"
+	"github.com/statefun-go/statefun/runtime/store"
 	"github.com/statefun-go/statefun/runtime/store/memory"
 	"github.com/statefun-go/statefun/testdata/consumer"
 	cart "github.com/statefun-go/statefun/testdata/eventsourced"
@@ -185,20 +187,347 @@ func TestConsumerStartFromNow(t *testing.T) {
 	}
 }
 
-// TestConsumerNotifiedAfterCommit: a single event at idle reaches the
-// consumer (BenchmarkConsumerLag measures how fast).
-func TestConsumerNotifiedAfterCommit(t *testing.T) {
-	t.Parallel()
+// TestConsumerWokenByCommitNotByPoll: a commit wakes an idle consumer at
+// once. The poll is set to an hour, so only the wake-up can deliver the
+// event within the test's deadline. Deleting the send in
+// consumerRunner.notify (consumer.go, `case r.wake <- struct{}{}:`) or the
+// r.notify() call in consumerSet.notify (consumers.go) makes it fail.
+// BenchmarkConsumerLag measures how fast the wake-up is.
+//
+// Not parallel: it changes the poll of every runtime created meanwhile.
+func TestConsumerWokenByCommitNotByPoll(t *testing.T) {
+	defer statefun.SetConsumerPoll(time.Hour)()
+	st := &feedWatch{Store: memory.New(), read: make(chan struct{}, 1)}
 	a := newAudit()
-	rt := newRuntime(t, statefun.WithConsumers(consumer.NewCartAudit(a)))
+	rt := newClosingRuntime(t, statefun.WithStore(st), statefun.WithConsumers(consumer.NewCartAudit(a)))
+	// Wait until the consumer has read the empty feed: from then on it
+	// reads again only when woken (or in an hour).
+	select {
+	case <-st.read:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the consumer did not read its feed within 5 s of starting")
+	}
 	carts := cart.NewShoppingCartEntityClient(rt.ClientConn())
 	if err := add(context.Background(), carts, "c", "x", 1); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "delivery", func() bool {
+	eventually(t, "delivery after a wake-up (the poll is an hour away)", func() bool {
 		_, items := a.snapshot()
 		return items["c"] == 1
 	})
+}
+
+// feedWatch reports each ReadFeed that returned.
+type feedWatch struct {
+	*memory.Store
+	read chan struct{}
+}
+
+func (f *feedWatch) ReadFeed(ctx context.Context, entityType string, after store.Position, limit int, fn func(store.FeedEvent) error) error {
+	err := f.Store.ReadFeed(ctx, entityType, after, limit, fn)
+	select {
+	case f.read <- struct{}{}:
+	default:
+	}
+	return err
+}
+
+// stallStore is a store whose consumer positions stall on demand, the way
+// a database that stopped answering does: a stalled call returns when the
+// test releases it or when its context ends, whichever is first.
+type stallStore struct {
+	*memory.Store
+	mu      sync.Mutex
+	gate    chan struct{} // while non-nil, position calls wait for it
+	stalled chan string   // receives the name of each call that stalls
+	waiting atomic.Int64  // calls stalled now
+}
+
+func newStallStore() *stallStore {
+	return &stallStore{Store: memory.New(), stalled: make(chan string, 1024)}
+}
+
+func (s *stallStore) stall() {
+	s.mu.Lock()
+	if s.gate == nil {
+		s.gate = make(chan struct{})
+	}
+	s.mu.Unlock()
+}
+
+func (s *stallStore) release() {
+	s.mu.Lock()
+	if s.gate != nil {
+		close(s.gate)
+		s.gate = nil
+	}
+	s.mu.Unlock()
+}
+
+func (s *stallStore) wait(ctx context.Context, call string) error {
+	s.mu.Lock()
+	gate := s.gate
+	s.mu.Unlock()
+	if gate == nil {
+		return nil
+	}
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	select {
+	case s.stalled <- call:
+	default:
+	}
+	select {
+	case <-gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// awaitStall waits until a call named call has stalled.
+func (s *stallStore) awaitStall(t *testing.T, call string) {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case got := <-s.stalled:
+			if got == call {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no %s stalled within 5 s", call)
+		}
+	}
+}
+
+func (s *stallStore) LoadConsumerPosition(ctx context.Context, consumer, entityType string) (store.Position, bool, error) {
+	if err := s.wait(ctx, "load"); err != nil {
+		return "", false, err
+	}
+	return s.Store.LoadConsumerPosition(ctx, consumer, entityType)
+}
+
+func (s *stallStore) SaveConsumerPosition(ctx context.Context, consumer, entityType string, pos store.Position) error {
+	if err := s.wait(ctx, "save"); err != nil {
+		return err
+	}
+	return s.Store.SaveConsumerPosition(ctx, consumer, entityType, pos)
+}
+
+// newClosingRuntime is newRuntime with a deadline on Close: a Close that
+// hangs fails the test instead of stalling the suite.
+func newClosingRuntime(t *testing.T, opts ...statefun.Option) *statefun.Runtime {
+	t.Helper()
+	rt, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(cartEntity{})}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeWithin(t, rt, 10*time.Second) })
+	return rt
+}
+
+func closeWithin(t *testing.T, rt *statefun.Runtime, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	closed := async(func() error { return rt.Close(ctx) })
+	select {
+	case <-closed.done:
+		if closed.err != nil {
+			t.Errorf("Close: %v", closed.err)
+		}
+	case <-time.After(d + time.Second):
+		t.Errorf("Close did not return within %v", d+time.Second)
+	}
+}
+
+// within waits up to d for r, and reports whether it finished.
+func within(r *result, d time.Duration) bool {
+	select {
+	case <-r.done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// TestSendingACallDoesNotWaitForConsumerPositions: the first command of a
+// type that sends a call replies without waiting for the database to
+// record where the calls dispatcher starts; the call is made once the
+// database answers again.
+func TestSendingACallDoesNotWaitForConsumerPositions(t *testing.T) {
+	t.Parallel()
+	st := newStallStore()
+	rt := newClosingRuntime(t, statefun.WithStore(st))
+	t.Cleanup(st.release) // runs before Close
+	carts := cart.NewShoppingCartEntityClient(rt.ClientConn())
+	ctx := context.Background()
+	if err := add(ctx, carts, "c1", "x", 1); err != nil {
+		t.Fatal(err)
+	}
+	st.stall()
+	checkout := async(func() error {
+		_, err := carts.Checkout(ctx, &cart.CheckoutRequest{CartId: "c1"})
+		return err
+	})
+	if !within(checkout, 2*time.Second) {
+		t.Fatal("a command that sends a call waited for the stalled consumer-position store")
+	}
+	if checkout.err != nil {
+		t.Fatal(checkout.err)
+	}
+	st.release()
+	eventually(t, "the call, once the store answers", func() bool { return quantities(t, carts, "archive")["c1"] == 1 })
+}
+
+// TestCommitsDoNotWaitForAStalledConsumerStart: while a consumer is stuck
+// reading its position, the runtime starts and commits go on (each commit
+// notifies the consumers); the consumer catches up when the store answers.
+func TestCommitsDoNotWaitForAStalledConsumerStart(t *testing.T) {
+	t.Parallel()
+	st := newStallStore()
+	st.stall()
+	t.Cleanup(st.release)
+	a := newAudit()
+	var rt *statefun.Runtime
+	created := async(func() (err error) {
+		rt, err = statefun.New([]*statefun.Entity{cart.NewShoppingCart(cartEntity{})},
+			statefun.WithStore(st), statefun.WithConsumers(consumer.NewCartAudit(a)))
+		return err
+	})
+	if !within(created, 2*time.Second) {
+		st.release()
+		if within(created, 5*time.Second) && created.err == nil {
+			closeWithin(t, rt, 10*time.Second)
+		}
+		t.Fatal("New waited for the stalled consumer-position store")
+	}
+	if created.err != nil {
+		t.Fatal(created.err)
+	}
+	t.Cleanup(func() { closeWithin(t, rt, 10*time.Second) })
+	st.awaitStall(t, "load")
+	carts := cart.NewShoppingCartEntityClient(rt.ClientConn())
+	ctx := context.Background()
+	for i := range 5 {
+		id := fmt.Sprint("c", i)
+		added := async(func() error { return add(ctx, carts, id, "x", 1) })
+		if !within(added, 2*time.Second) {
+			t.Fatalf("a commit waited for a consumer stuck reading its position")
+		}
+		if added.err != nil {
+			t.Fatal(added.err)
+		}
+	}
+	st.release()
+	eventually(t, "every event delivered once the store answers", func() bool {
+		_, items := a.snapshot()
+		return len(items) == 5
+	})
+}
+
+// TestCloseDoesNotWaitForAHungPositionSave: Close returns within a bound
+// while the database does not answer the consumer's last position save.
+func TestCloseDoesNotWaitForAHungPositionSave(t *testing.T) {
+	t.Parallel()
+	st := newStallStore()
+	t.Cleanup(st.release)
+	a := newAudit()
+	rt, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(cartEntity{})},
+		statefun.WithStore(st), statefun.WithConsumers(consumer.NewCartAudit(a)), statefun.WithCommitTimeout(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	carts := cart.NewShoppingCartEntityClient(rt.ClientConn())
+	ctx := context.Background()
+	for i, id := range []string{"before", "after"} {
+		if i == 1 {
+			st.stall() // once the consumer is running
+		}
+		if err := add(ctx, carts, id, "x", 1); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "delivery", func() bool {
+			_, items := a.snapshot()
+			return items[id] == 1
+		})
+	}
+	st.awaitStall(t, "save") // the consumer's progress cannot be saved
+	closeCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	closed := async(func() error { return rt.Close(closeCtx) })
+	if !within(closed, 3*time.Second) {
+		st.release()
+		within(closed, 5*time.Second)
+		t.Fatal("Close waited for a position save the store never answered")
+	}
+	if closed.err != nil {
+		t.Fatal(closed.err)
+	}
+	// The save gave up by its deadline; it does not linger past Close.
+	eventually(t, "no store call left waiting after Close", func() bool { return st.waiting.Load() == 0 })
+}
+
+// TestConsumerSurvivesStoreErrors: a consumer whose position and feed
+// reads fail for a while delivers every event once they succeed again.
+func TestConsumerSurvivesStoreErrors(t *testing.T) {
+	t.Parallel()
+	st := &flakyFeed{Store: memory.New()}
+	st.failing.Store(true)
+	a := newAudit()
+	rt := newClosingRuntime(t, statefun.WithStore(st), statefun.WithConsumers(consumer.NewCartAudit(a)))
+	carts := cart.NewShoppingCartEntityClient(rt.ClientConn())
+	ctx := context.Background()
+	for i := range 3 {
+		if err := add(ctx, carts, fmt.Sprint("c", i), "x", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "failed consumer store calls", func() bool { return st.failures.Load() >= 3 })
+	st.failing.Store(false)
+	eventually(t, "every event delivered after the errors", func() bool {
+		_, items := a.snapshot()
+		return len(items) == 3
+	})
+}
+
+// flakyFeed fails consumer store calls while failing is set.
+type flakyFeed struct {
+	*memory.Store
+	failing  atomic.Bool
+	failures atomic.Int64
+}
+
+var errFeedDown = errors.New("feed down")
+
+func (f *flakyFeed) fail() error {
+	if f.failing.Load() {
+		f.failures.Add(1)
+		return errFeedDown
+	}
+	return nil
+}
+
+func (f *flakyFeed) LoadConsumerPosition(ctx context.Context, consumer, entityType string) (store.Position, bool, error) {
+	if err := f.fail(); err != nil {
+		return "", false, err
+	}
+	return f.Store.LoadConsumerPosition(ctx, consumer, entityType)
+}
+
+func (f *flakyFeed) SaveConsumerPosition(ctx context.Context, consumer, entityType string, pos store.Position) error {
+	if err := f.fail(); err != nil {
+		return err
+	}
+	return f.Store.SaveConsumerPosition(ctx, consumer, entityType, pos)
+}
+
+func (f *flakyFeed) ReadFeed(ctx context.Context, entityType string, after store.Position, limit int, fn func(store.FeedEvent) error) error {
+	if err := f.fail(); err != nil {
+		return err
+	}
+	return f.Store.ReadFeed(ctx, entityType, after, limit, fn)
 }
 
 // TestSendAfterCommit: a call a command sends is made after its events
