@@ -2,6 +2,8 @@ package statefun
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"sync"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/statefun-go/statefun/runtime/store"
@@ -155,7 +158,9 @@ func (s *consumerSet) callsLocked(entityType string) *consumerRunner {
 	if runner := s.calls[entityType]; runner != nil {
 		return runner
 	}
-	runner := s.newRunner(ConsumerConfig{Name: callsConsumer, EntityType: entityType, Handle: s.dispatchCall})
+	runner := s.newRunner(ConsumerConfig{Name: callsConsumer, EntityType: entityType, Handle: func(ec *EventContext, eventType string, payload []byte) error {
+		return s.dispatchCall(entityType, ec, eventType, payload)
+	}})
 	runner.recordStart = true
 	runner.wanted = make(chan struct{})
 	s.calls[entityType] = runner
@@ -175,11 +180,19 @@ func (s *consumerSet) startCalls(entityType string, recorded bool) {
 	runner.want()
 }
 
+// sentCallKey is the idempotency key of the call stored at seq in the
+// history of entityType/id: a digest, since IDs may be longer than a key.
+func sentCallKey(entityType, id string, seq int64) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%d:%s%d:%s%d", len(entityType), entityType, len(id), id, seq)
+	return "statefun.call:" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
 // dispatchCall makes one stored call. Calls that fail for a reason a retry
 // may cure (the target is unavailable, overloaded, fenced or slow) are
 // retried with backoff; other failures are the target's answer to this
 // call, and are logged and not retried.
-func (s *consumerSet) dispatchCall(ec *EventContext, eventType string, payload []byte) error {
+func (s *consumerSet) dispatchCall(entityType string, ec *EventContext, eventType string, payload []byte) error {
 	if eventType != callEventType {
 		return nil
 	}
@@ -188,7 +201,12 @@ func (s *consumerSet) dispatchCall(ec *EventContext, eventType string, payload [
 		s.rt.log.Error("stored call dropped", "entity", ec.entityID, "seq", ec.seq, "error", err)
 		return nil
 	}
-	err = s.rt.conn.invokeEncoded(ec.ctx, call.method, call.request)
+	// The call carries an idempotency key of its own: the dispatcher
+	// delivers at least once (a crash between the call and saving the
+	// position makes it again), and the key makes the repeat return the
+	// first answer instead of running the command twice.
+	ctx := metadata.AppendToOutgoingContext(ec.ctx, IdempotencyKeyHeader, sentCallKey(entityType, ec.entityID, ec.seq))
+	err = s.rt.conn.invokeEncoded(ctx, call.method, call.request)
 	switch status.Code(err) {
 	case codes.OK:
 		return nil
@@ -217,10 +235,6 @@ func (s *consumerSet) finalContext() context.Context {
 
 // stop is shutdown without a deadline of the caller's: it is still
 // bounded by the store timeout.
-func (s *consumerSet) stop() {
-	_ = s.shutdown(context.Background())
-}
-
 // shutdown stops the consumers: deliveries in progress see their context
 // end, and each consumer saves how far it got. It returns when they have
 // stopped, when ctx ends, or after twice the store timeout, whichever is

@@ -640,3 +640,37 @@ func drain(fs *faultStore) {
 		}
 	}
 }
+
+// TestRedeliveredCallRunsOnce: the dispatcher delivers at least once (a
+// crash after a call but before its position is saved makes the call
+// again); each stored call carries its own idempotency key, so the repeat
+// returns the first answer and the target changes once. Fails without the
+// key in dispatchCall (consumers.go).
+func TestRedeliveredCallRunsOnce(t *testing.T) {
+	t.Parallel()
+	st := memory.New()
+	ctx := testContext(t)
+	first := newRuntime(t, statefun.WithStore(st))
+	carts := cart.NewShoppingCartEntityClient(first.ClientConn())
+	if err := add(ctx, carts, "c1", "x", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carts.Checkout(ctx, &cart.CheckoutRequest{CartId: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the call", func() bool { return quantities(t, carts, "archive")["c1"] == 1 })
+	closeRuntime(t, first)
+	// As if the process died before the dispatcher saved its position.
+	if err := st.SaveConsumerPosition(ctx, "statefun.calls", cart.ShoppingCartEntityType, ""); err != nil {
+		t.Fatal(err)
+	}
+	second := newRuntime(t, statefun.WithStore(st))
+	carts = cart.NewShoppingCartEntityClient(second.ClientConn())
+	eventually(t, "the redelivery", func() bool {
+		pos, _, err := st.LoadConsumerPosition(ctx, "statefun.calls", cart.ShoppingCartEntityType)
+		return err == nil && pos != ""
+	})
+	if q := quantities(t, carts, "archive")["c1"]; q != 1 {
+		t.Errorf("archive has c1 %d times after a redelivery, want 1", q)
+	}
+}

@@ -132,7 +132,9 @@ func WithAdmitTimeout(d time.Duration) Option {
 }
 
 // WithCommitTimeout bounds one write to the store; a store that does not
-// answer in time fails the waiting calls with codes.Unavailable.
+// answer in time fails the waiting calls with codes.Unavailable. It also
+// bounds entity loads, idempotency-key lookups and each store call of a
+// consumer.
 // Default 10s.
 func WithCommitTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.commitTimeout = d })
@@ -240,10 +242,10 @@ func (r *Runtime) ClientConn() grpc.ClientConnInterface { return r.conn }
 func (r *Runtime) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
 		// Consumers first: they call entities, which need the writer.
-		r.consumers.stop()
+		err := r.consumers.shutdown(ctx)
 		close(r.stop)
 		r.janitor.Wait()
-		err := r.writer.Close(ctx)
+		err = errors.Join(err, r.writer.Close(ctx))
 		r.snapshots.close(ctx)
 		if r.cfg.ownStore {
 			err = errors.Join(err, r.store.Close())

@@ -214,3 +214,35 @@ var idempotencyMutants = []mutant{
 }
 
 func init() { mutants = append(mutants, idempotencyMutants...) }
+
+// Consumers and sent calls (INVARIANTS.md, invariants 2, 10 and 13).
+var consumerMutants = []mutant{
+	{
+		name: "consumers: a commit does not wake its consumers (10)",
+		file: "runtime/consumers.go",
+		old: `	for _, r := range *s.runners.Load() {
+		r.notify()
+	}`,
+		new: `	for range *s.runners.Load() {
+	}`,
+		pkg: "./runtime/", run: "TestConsumerWokenByCommitNotByPoll",
+	},
+	{
+		name: "sent calls: a redelivered call runs twice (12)",
+		file: "runtime/consumers.go",
+		old:  `	ctx := metadata.AppendToOutgoingContext(ec.ctx, IdempotencyKeyHeader, sentCallKey(entityType, ec.entityID, ec.seq))`,
+		new:  `	ctx := metadata.AppendToOutgoingContext(ec.ctx)`,
+		pkg:  "./runtime/", run: "TestRedeliveredCallRunsOnce",
+	},
+	{
+		name: "bounded waits: a consumer's last save has no deadline (13)",
+		file: "runtime/consumer.go",
+		old: `	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	if err := r.store.SaveConsumerPosition(ctx, r.cfg.Name, r.cfg.EntityType, pos); err != nil {`,
+		new: `	if err := r.store.SaveConsumerPosition(ctx, r.cfg.Name, r.cfg.EntityType, pos); err != nil {`,
+		pkg: "./runtime/", run: "TestCloseDoesNotWaitForAHungPositionSave",
+	},
+}
+
+func init() { mutants = append(mutants, consumerMutants...) }
