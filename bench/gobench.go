@@ -22,6 +22,8 @@ var goBenchmarks = [][]string{
 	{"go", "test", "-run", "^$", "-bench", "BenchmarkIdleEntityMemory", "-benchtime", "1x", "./runtime/"},
 	{"go", "test", "-run", "^$", "-bench", "BenchmarkConsumerLag", "-benchtime", "300x", "./runtime/"},
 	{"go", "test", "-run", "^$", "-bench", "BenchmarkCommit", "./runtime/store/postgres/", "./runtime/store/embedded/"},
+	// 200 batches of 500: storage per retained idempotency key.
+	{"go", "test", "-run", "^$", "-bench", "BenchmarkOutcomeStorage", "-benchtime", "200x", "./runtime/store/postgres/", "./runtime/store/embedded/"},
 }
 
 // runGoBenchmarks runs them, echoing their output, and parses their

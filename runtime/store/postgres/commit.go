@@ -31,10 +31,10 @@ const (
 // When the transaction fails on the fence, one more query finds which
 // entities' stored history differs from what the batch expected.
 //
-// As with any networked database, an error other than a
-// *store.ConflictError can leave the outcome unknown (the connection
-// broke after the commit was sent); the caller resets the entities and
-// reloads them, which reads whichever outcome happened.
+// An error that wraps store.ErrOutcomeUnknown means the batch may have
+// reached the server and committed: the connection broke, or ctx ended,
+// after the batch was sent (see outcomeUnknown). Any other error, a
+// *store.ConflictError included, means nothing was written.
 func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 	if s.closed.Load() {
 		return errClosed()
@@ -49,9 +49,19 @@ func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 		// match it, so there is nothing to try; only the names to find.
 		return s.conflict(ctx, b, &plan, nil)
 	}
-	err := s.pool.SendBatch(ctx, plan.commitStatements(b, s.sql)).Close()
-	if err == nil {
+	// Acquired apart from sending, so that a failure to connect is known
+	// to have sent nothing.
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return s.wrap(err, "commit %s", describeBatch(b))
+	}
+	err = conn.SendBatch(ctx, plan.commitStatements(b, s.sql)).Close()
+	conn.Release()
+	switch {
+	case err == nil:
 		return nil
+	case outcomeUnknown(err):
+		return fmt.Errorf("postgres: commit %s: %w: %w; reload its entities to learn what was stored", describeBatch(b), store.ErrOutcomeUnknown, err)
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
@@ -61,6 +71,34 @@ func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 		}
 	}
 	return s.wrap(err, "commit %s", describeBatch(b))
+}
+
+// outcomeUnknown reports whether a commit that failed with err may
+// nevertheless have committed.
+//
+// An error from the server (an ERROR) aborted the implicit transaction:
+// nothing was written. FATAL and PANIC end the session, and one can
+// arrive after the commit (a backend terminated while it waits for a
+// synchronous standby has committed locally): unknown. An error while
+// preparing or encoding the statements came before any of them was sent
+// (the pipeline is dropped without the Sync that would commit it), and
+// pgconn marks the errors that happened before anything was written as
+// safe to retry. Anything else (a broken connection, or ctx ending while
+// the batch was in flight) may have come after the server committed.
+func outcomeUnknown(err error) bool {
+	var preprocessing pgx.ErrPreprocessingBatch
+	if errors.As(err, &preprocessing) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch cmp.Or(pgErr.SeverityUnlocalized, pgErr.Severity) {
+		case "FATAL", "PANIC":
+			return true
+		}
+		return false
+	}
+	return !pgconn.SafeToRetry(err)
 }
 
 func describeBatch(b *store.Batch) string {

@@ -107,6 +107,16 @@
 // later commit. It rewrites every events row in one transaction, holding
 // a lock on the table meanwhile: plan for that on a large journal.
 //
+// # When a commit fails
+//
+// A Commit error that wraps store.ErrOutcomeUnknown means the batch may
+// be stored: it had reached the server when the connection broke or the
+// context ended, and the server goes on to commit a batch whose client
+// has left (it sees the loss only when it answers). Every other error
+// means nothing was written: the server refused the batch (its error
+// rolled back the implicit transaction), or it was never sent (no
+// connection could be had, or pgx failed before writing it).
+//
 // Database errors never carry the password of the URL: pgx redacts it
 // and this package never formats the URL.
 package postgres

@@ -543,8 +543,13 @@ func TestCanceledContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	ref := store.Ref{Type: "cart", ID: "c1"}
-	if err := s.Commit(ctx, &store.Batch{Events: []store.Event{{Entity: ref, Seq: 1}}}); !errors.Is(err, context.Canceled) {
+	err := s.Commit(ctx, &store.Batch{Events: []store.Event{{Entity: ref, Seq: 1}}})
+	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Commit with a canceled context: %v, want context.Canceled", err)
+	}
+	// Nothing was sent: the outcome is known.
+	if errors.Is(err, store.ErrOutcomeUnknown) {
+		t.Errorf("Commit with a context canceled before it started: %v wraps store.ErrOutcomeUnknown", err)
 	}
 	if err := s.ReadEvents(ctx, ref, 0, func(store.Event) error { return nil }); !errors.Is(err, context.Canceled) {
 		t.Errorf("ReadEvents with a canceled context: %v, want context.Canceled", err)
