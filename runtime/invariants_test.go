@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	statefun "github.com/statefun-go/statefun/runtime"
 	"github.com/statefun-go/statefun/runtime/store"
@@ -690,4 +691,44 @@ func TestCorruptJournal(t *testing.T) {
 	if err := add(ctx, carts, "fine", "x", 1); err != nil {
 		t.Fatalf("other entities must keep working: %v", err)
 	}
+}
+
+// TestStableNamesOnDisk: history is read by the names in the annotations
+// (entity type, event types), never by Go or proto names, so a history
+// written before a rename of the Go types or the proto package loads. The
+// events below are what any build writes: the names come from the
+// annotations and the payloads are protobuf binary, which depends on field
+// numbers only. Fails if the runtime stored or resolved events by their
+// full proto names.
+func TestStableNamesOnDisk(t *testing.T) {
+	t.Parallel()
+	st := memory.New()
+	ctx := testContext(t)
+	added, _ := proto.Marshal(&cart.ItemAdded{Sku: "apple", Quantity: 2})
+	checkedOut, _ := proto.Marshal(&cart.CheckedOut{At: timestamppb.Now()})
+	ref := store.Ref{Type: "shopping-cart", ID: "old"}
+	if err := st.Commit(ctx, &store.Batch{Events: []store.Event{
+		{Entity: ref, Seq: 1, EventType: "ItemAdded", Payload: added},
+		{Entity: ref, Seq: 2, EventType: "cart-checked-out", Payload: checkedOut},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	carts := cart.NewShoppingCartEntityClient(newRuntime(t, statefun.WithStore(st)).ClientConn())
+	got, err := carts.GetCart(ctx, &cart.GetCartRequest{CartId: "old"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.GetItems()) != 1 || got.GetItems()[0].GetQuantity() != 2 || got.GetCheckedOutAt() == nil {
+		t.Errorf("cart from stored names = %v, want 2 apples, checked out", got)
+	}
+	// And what the runtime writes uses the same names.
+	if _, err := carts.RemoveItem(ctx, &cart.RemoveItemRequest{CartId: "new", Sku: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	_ = st.ReadEvents(ctx, store.Ref{Type: "shopping-cart", ID: "new"}, 0, func(e store.Event) error {
+		if e.EventType != "ItemRemoved" {
+			t.Errorf("stored event type %q, want the annotation's name ItemRemoved", e.EventType)
+		}
+		return nil
+	})
 }

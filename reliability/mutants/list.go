@@ -246,3 +246,22 @@ var consumerMutants = []mutant{
 }
 
 func init() { mutants = append(mutants, consumerMutants...) }
+
+var storageMutants = []mutant{
+	{
+		name: "stable names: events stored under their proto names (9)",
+		file: "runtime/host.go",
+		old:  `commit.Events = append(commit.Events, store.Event{Entity: ref, Seq: seq, EventType: e.typ, Payload: payload})`,
+		new:  `commit.Events = append(commit.Events, store.Event{Entity: ref, Seq: seq, EventType: string(proto.MessageName(e.msg)), Payload: payload})`,
+		pkg:  "./runtime/", run: "TestStableNamesOnDisk",
+	},
+	{
+		name: "recovery: a snapshot's events are replayed again (7)",
+		file: "runtime/host.go",
+		old:  `				inst.seq, inst.snapshotSeq = snap.Seq, snap.Seq`,
+		new:  `				inst.snapshotSeq = snap.Seq`,
+		pkg:  "./runtime/", run: "TestRecoveryFromSnapshots",
+	},
+}
+
+func init() { mutants = append(mutants, storageMutants...) }
