@@ -42,8 +42,9 @@ func WithIdempotencyRetention(d time.Duration) Option {
 
 // idempotencyKey returns the request's key, or "" when it has none.
 func idempotencyKey(ctx context.Context) (string, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	values := md.Get(IdempotencyKeyHeader)
+	// ValueFromIncomingContext reads one key without copying the
+	// request's metadata: this runs on every command.
+	values := metadata.ValueFromIncomingContext(ctx, IdempotencyKeyHeader)
 	switch {
 	case len(values) == 0 || (len(values) == 1 && values[0] == ""):
 		return "", nil
