@@ -49,6 +49,8 @@ type Snapshot struct {
 	Entity  Ref
 	Seq     int64
 	Payload []byte
+	// Fence, when set, makes the save conditional like a Batch's.
+	Fence *Fence
 }
 
 // Outcome is what a command that carried an idempotency key answered: stored with the
@@ -80,6 +82,11 @@ type Batch struct {
 	Events   []Event
 	Values   []Value
 	Outcomes []Outcome
+	// Fence, when set, makes the whole batch conditional on the writer
+	// still holding the leases it names (Cluster stores only): if any is
+	// lost, Commit writes nothing and returns a *FencedError naming every
+	// lost shard.
+	Fence *Fence
 }
 
 // Len returns the number of records in the batch, outcomes included: a

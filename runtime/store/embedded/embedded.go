@@ -248,9 +248,16 @@ func (s *Store) txError(err error, what func() string) error {
 
 // Commit implements store.Store. The whole batch is one write transaction,
 // checked in full before anything is written.
+// errSingleNode refuses a write fenced by a cluster lease: the embedded
+// store is one process's file and cannot coordinate a cluster.
+var errSingleNode = errors.New("the embedded store is single-node and holds no cluster leases; use Postgres to run a cluster")
+
 func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 	if err := s.check(ctx); err != nil {
 		return err
+	}
+	if b.Fence != nil {
+		return errSingleNode
 	}
 	if b.Len() == 0 {
 		return nil
@@ -444,6 +451,9 @@ func (s *Store) LatestSnapshot(ctx context.Context, ref store.Ref) (store.Snapsh
 func (s *Store) SaveSnapshot(ctx context.Context, snap store.Snapshot) error {
 	if err := s.check(ctx); err != nil {
 		return err
+	}
+	if snap.Fence != nil {
+		return errSingleNode
 	}
 	key := entityKey(nil, snap.Entity)
 	if err := checkKeySize(snap.Entity, key); err != nil {

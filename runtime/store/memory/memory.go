@@ -31,6 +31,10 @@ type Store struct {
 	feeds     map[string][]feedEntry
 	positions map[consumerKey]store.Position
 	outcomes  map[outcomeKey]store.Outcome
+	// The cluster's tables (store.Cluster), judged by the process clock.
+	shards int
+	nodes  map[string]store.Node
+	leases map[int]store.Lease
 }
 
 // feedEntry names one event of a feed: its entity and its seq.
@@ -57,6 +61,8 @@ func New() *Store {
 		feeds:     map[string][]feedEntry{},
 		positions: map[consumerKey]store.Position{},
 		outcomes:  map[outcomeKey]store.Outcome{},
+		nodes:     map[string]store.Node{},
+		leases:    map[int]store.Lease{},
 	}
 }
 
@@ -66,6 +72,9 @@ func (s *Store) Commit(_ context.Context, b *store.Batch) error {
 	defer s.mu.Unlock()
 	if s.closed {
 		return store.ErrClosed
+	}
+	if err := s.checkFence(b.Fence); err != nil {
+		return err
 	}
 	// Check everything before writing anything: all or nothing.
 	var conflicts []store.Ref
@@ -302,10 +311,14 @@ func (s *Store) SaveSnapshot(_ context.Context, snap store.Snapshot) error {
 	if s.closed {
 		return store.ErrClosed
 	}
+	if err := s.checkFence(snap.Fence); err != nil {
+		return err
+	}
 	if cur, ok := s.snapshots[snap.Entity]; ok && cur.Seq >= snap.Seq {
 		return nil
 	}
 	snap.Payload = slices.Clone(snap.Payload)
+	snap.Fence = nil
 	s.snapshots[snap.Entity] = snap
 	return nil
 }
