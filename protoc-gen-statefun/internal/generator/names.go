@@ -9,8 +9,9 @@ import (
 
 // This file names everything the generator declares. The emitters take
 // their identifiers from here, and the declarations methods list the
-// package-level ones: a name added to an emitter but not listed here fails
-// TestDeclarationsMatchOutput.
+// package-level ones for the clash check (clash.go): a name added to an
+// emitter but not listed here fails TestDeclarationsMatchOutput and the fuzz
+// targets.
 
 // declaration is a package-level Go identifier, what declares it, and the
 // proto elements it comes from.
