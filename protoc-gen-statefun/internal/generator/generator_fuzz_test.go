@@ -82,7 +82,9 @@ func FuzzGenerateFromDescriptor(f *testing.F) {
 
 // checkGenerate runs the generator as protoc-gen-statefun does and fails
 // on a panic, on an error line that does not start with the place it is
-// about, and on generated code that is not Go.
+// about, on generated code that is not Go, on package-level names the clash
+// check does not know of, and on generated code that does not type-check
+// with what protoc-gen-go and protoc-gen-go-grpc write for the request.
 func checkGenerate(t *testing.T, req *pluginpb.CodeGeneratorRequest, input string) {
 	t.Helper()
 	plugin, ok := newPlugin(req)
@@ -114,10 +116,17 @@ func checkGenerate(t *testing.T, req *pluginpb.CodeGeneratorRequest, input strin
 		}
 		return
 	}
-	for _, f := range plugin.Response().GetFile() {
+	generated := plugin.Response().GetFile()
+	for _, f := range generated {
 		if _, err := parser.ParseFile(token.NewFileSet(), f.GetName(), f.GetContent(), parser.AllErrors); err != nil {
 			t.Fatalf("generated %s is not valid Go: %v\ninput:\n%s", f.GetName(), err, input)
 		}
+	}
+	if err := checkDeclarations(plugin, generated); err != nil {
+		t.Fatalf("%v\ninput:\n%s", err, input)
+	}
+	if _, err := typeCheckGenerated(req, plugin, generated); err != nil {
+		t.Fatalf("generated code does not compile: %v\ninput:\n%s", err, input)
 	}
 }
 
