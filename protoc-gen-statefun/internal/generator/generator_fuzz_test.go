@@ -24,8 +24,10 @@ import (
 	"google.golang.org/protobuf/types/pluginpb"
 )
 
-// The plugin must never panic and must report every mistake at its place
-// in the user's files, whatever it is given. Two fuzz targets feed it:
+// The plugin must never panic, must report every mistake at its place in
+// the user's files, and what it generates must compile next to what
+// protoc-gen-go and protoc-gen-go-grpc write for the same files (see
+// typecheck_test.go), whatever it is given. Two fuzz targets feed it:
 // proto source text (structure-aware: mutations stay close to real
 // protos, and the compiler sorts out what does not parse) and the raw
 // bytes of a FileDescriptorProto (what a buggy or hostile protoc could

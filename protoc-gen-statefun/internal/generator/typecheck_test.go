@@ -169,9 +169,19 @@ func typeCheckGenerated(req *pluginpb.CodeGeneratorRequest, plugin *protogen.Plu
 			return fmt.Sprintf("%s shares Go package %s with a file to generate, but has no generated code here", f.Desc.Path(), f.GoImportPath), nil
 		}
 	}
+	if len(generated) == 0 {
+		return "nothing generated", nil
+	}
+	// The other plugins copy comments verbatim, and refuse the code they
+	// write when a fuzzed comment does not survive gofmt; without them,
+	// their declarations stay the same.
+	bare := proto.Clone(req).(*pluginpb.CodeGeneratorRequest)
+	for _, fd := range bare.ProtoFile {
+		fd.SourceCodeInfo = nil
+	}
 	var others []*pluginpb.CodeGeneratorResponse_File
 	for _, tool := range []string{"protoc-gen-go", "protoc-gen-go-grpc"} {
-		res, err := runPlugin(toolchain.plugins[tool], req)
+		res, err := runPlugin(toolchain.plugins[tool], bare)
 		if err != nil {
 			return "", err
 		}
