@@ -65,7 +65,7 @@ func TestDeclarationsMatchOutput(t *testing.T) {
 func checkDeclarations(plugin *protogen.Plugin, generated []*pluginpb.CodeGeneratorResponse_File) error {
 	m, err := buildModel(plugin)
 	if err != nil {
-		return fmt.Errorf("the model of a request that generated code reports: %v", err)
+		return fmt.Errorf("the model of a request that generated code reports: %w", err)
 	}
 	for _, f := range plugin.Files {
 		if !f.Generate {

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 
@@ -63,9 +62,11 @@ var toolchain struct {
 // and lists the export data of typeCheckImports, once per process.
 func setUpToolchain() error {
 	toolchain.once.Do(func() {
+		// go test puts the go command that runs it first in PATH.
 		goCmd, err := exec.LookPath("go")
 		if err != nil {
-			goCmd = filepath.Join(runtime.GOROOT(), "bin", "go")
+			toolchain.err = err
+			return
 		}
 		run := func(args ...string) (string, error) {
 			cmd := exec.Command(goCmd, args...)
@@ -74,7 +75,7 @@ func setUpToolchain() error {
 			cmd.Stderr = &stderr
 			out, err := cmd.Output()
 			if err != nil {
-				return "", fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+				return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, stderr.Bytes())
 			}
 			return string(out), nil
 		}
@@ -139,7 +140,7 @@ func runPlugin(exe string, req *pluginpb.CodeGeneratorRequest) (*pluginpb.CodeGe
 	cmd.Stdin = bytes.NewReader(in)
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", filepath.Base(exe), err)
+		return nil, fmt.Errorf("%s: %w", filepath.Base(exe), err)
 	}
 	res := new(pluginpb.CodeGeneratorResponse)
 	if err := proto.Unmarshal(out, res); err != nil {
@@ -156,7 +157,7 @@ func runPlugin(exe string, req *pluginpb.CodeGeneratorRequest) (*pluginpb.CodeGe
 // own, or it imports a package the check does not know).
 func typeCheckGenerated(req *pluginpb.CodeGeneratorRequest, plugin *protogen.Plugin, generated []*pluginpb.CodeGeneratorResponse_File) (skip string, err error) {
 	if err := setUpToolchain(); err != nil {
-		return "", fmt.Errorf("cannot set up the type check: %v", err)
+		return "", fmt.Errorf("cannot set up the type check: %w", err)
 	}
 	packages := map[protogen.GoImportPath]bool{}
 	for _, f := range plugin.Files {
