@@ -44,6 +44,24 @@
 // Every mistake in the options is reported as
 // "file.proto:line:col: what is wrong; how to fix it", all of them in one
 // run, and the plugin exits non-zero.
+//
+// The Go names it declares come from the service name without a "Service"
+// suffix. For an entity Cart (service Cart or CartService): CartEntityType,
+// CartEvent, CartHandler, CartEventHandler, CartContext, CartReadContext,
+// NewCart, CartEntityClient, NewCartEntityClient, Cart<Method>Call,
+// CartTestKit, NewCartTestKit and CartTestResult, and unexported helpers
+// (cartServer, cart<Method>Key, ...); for a consumer Audit: AuditConsumerName,
+// AuditHandler, AuditContext and NewAudit. A name that is also declared in
+// the same Go package, by protoc-gen-go (a message, a nested message as
+// Outer_Inner, an enum or enum value, a oneof wrapper), by
+// protoc-gen-go-grpc (CartClient, UnimplementedCartServer, ...) or for
+// another entity or consumer, is reported like any other mistake, since the
+// generated code would not compile:
+//
+//	cart.proto:5:1: generated Go name LedgerEvent (the event interface of entity LedgerService) clashes with message acme.v1.LedgerEvent (cart.proto:12:1); rename message LedgerEvent or service LedgerService
+//
+// So is an RPC that would clash with a method of the generated types, such
+// as OnItemAdded next to the event ItemAdded.
 package main
 
 import (

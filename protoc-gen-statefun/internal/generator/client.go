@@ -23,11 +23,11 @@ func generateClient(out *jen.File, e *entity, n names) {
 		if m.readOnly {
 			continue // sending a read changes nothing: no call for it
 		}
-		call := n.base + m.method.GoName + "Call"
+		call := n.call(m)
 		out.Commentf("%s returns a call of %s.%s with req, for a command's Send: the", call, n.base, m.method.GoName)
 		out.Comment("call is made once that command's events are durable.")
 		out.Func().Id(call).Params(jen.Id("req").Add(ptr(m.method.Input.GoIdent))).Op("*").Qual(runtimePkg, "Call").Block(
-			jen.Return(jen.Qual(runtimePkg, "NewCall").Call(jen.Id(n.grpc+"_"+m.method.GoName+"_FullMethodName"), jen.Id("req"))),
+			jen.Return(jen.Qual(runtimePkg, "NewCall").Call(jen.Id(n.fullMethodName(m)), jen.Id("req"))),
 		)
 		out.Line()
 	}

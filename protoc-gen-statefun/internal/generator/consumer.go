@@ -2,26 +2,9 @@ package generator
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/dave/jennifer/jen"
 )
-
-// consumerNames are the Go identifiers generated for one consumer.
-type consumerNames struct{ base string }
-
-func consumerNamesOf(c *consumer) consumerNames {
-	base := c.service.GoName
-	if trimmed := strings.TrimSuffix(base, "Service"); trimmed != "" {
-		base = trimmed
-	}
-	return consumerNames{base: base}
-}
-
-func (n consumerNames) name() string        { return n.base + "ConsumerName" }
-func (n consumerNames) handler() string     { return n.base + "Handler" }
-func (n consumerNames) context() string     { return n.base + "Context" }
-func (n consumerNames) constructor() string { return "New" + n.base }
 
 // generateConsumer emits the interface a consumer implements, its context
 // and the constructor that registers it with the runtime.

@@ -84,6 +84,9 @@ type position struct {
 }
 
 func (p position) String() string {
+	if p.line == 0 {
+		return p.file
+	}
 	return fmt.Sprintf("%s:%d:%d", p.file, p.line, p.col)
 }
 

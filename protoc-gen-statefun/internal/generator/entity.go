@@ -194,11 +194,7 @@ func generateContexts(out *jen.File, e *entity, n names) {
 	}
 	out.Line()
 
-	hasRead := false
-	for _, m := range e.methods {
-		hasRead = hasRead || m.readOnly
-	}
-	if !hasRead {
+	if !hasReadMethod(e) {
 		return
 	}
 	out.Commentf("%s is given to %s's read-only handlers: it has no way", n.readContext(), n.base)

@@ -473,6 +473,147 @@ message State {}
 message Added { option (statefun.v1.event) = { type: "item added" }; }`,
 			want: `bad.proto:16:48: event type "item added" of Added is not valid; use letters, digits, '.', '_' and '-', starting with a letter, at most 128 characters`,
 		},
+		{
+			name: "message named like the event interface of an entity",
+			proto: `service LedgerService {
+  option (statefun.v1.entity) = { type: "ledger" state: "Book" event_sourced: { events: ["Posted"] } };
+  rpc Post(PostRequest) returns (Book);
+}
+message PostRequest { string ledger_id = 1 [(statefun.v1.field).key = true]; }
+message Book {}
+message Posted {}
+message LedgerEvent {}`,
+			want: `bad.proto:5:1: generated Go name LedgerEvent (the event interface of entity LedgerService) clashes with message acme.v1.LedgerEvent (bad.proto:12:1); rename message LedgerEvent or service LedgerService`,
+		},
+		{
+			name: "message named like the client of an entity",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message CartEntityClient {}`,
+			want: `bad.proto:5:1: generated Go name CartEntityClient (the client of entity Cart) clashes with message acme.v1.CartEntityClient (bad.proto:11:1); rename message CartEntityClient or service Cart`,
+		},
+		{
+			name: "message in another file of the Go package named like a generated name",
+			extra: map[string]string{"other.proto": `syntax = "proto3";
+package acme.v1;
+option go_package = "example.com/acme/v1;acmev1";
+message CartTestKit {}`},
+			proto: `import "other.proto";
+service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:6:1: generated Go name CartTestKit (the testkit of entity Cart) clashes with message acme.v1.CartTestKit (other.proto:4:1); rename message CartTestKit or service Cart`,
+		},
+		{
+			name: "entity in an imported file of the Go package with the same Go names",
+			extra: map[string]string{"other.proto": `syntax = "proto3";
+package acme.v1;
+import "statefun/v1/annotations.proto";
+option go_package = "example.com/acme/v1;acmev1";
+service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "Basket" key_value: {} };
+  rpc Open(OpenRequest) returns (Basket);
+}
+message OpenRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message Basket {}`},
+			proto: `import "other.proto";
+service CartService {
+  option (statefun.v1.entity) = { type: "cart-v2" state: "Basket" key_value: {} };
+  rpc Get(OpenRequest) returns (Basket);
+}`,
+			want: `bad.proto:6:1: generated Go names CartEntityType, CartHandler, CartContext, NewCart, cartServer, CartEntityClient, NewCartEntityClient, CartTestKit, NewCartTestKit and CartTestResult of entity CartService clash with the names of entity Cart (other.proto:5:1); rename service Cart or service CartService`,
+		},
+		{
+			name: "nested message whose Go name is a generated name",
+			proto: `service Shop_Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message Shop { message CartHandler {} }`,
+			want: `bad.proto:5:1: generated Go name Shop_CartHandler (the handler interface of entity Shop_Cart) clashes with message acme.v1.Shop.CartHandler (bad.proto:11:16); rename message CartHandler or service Shop_Cart`,
+		},
+		{
+			name: "enum named like a generated name",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+enum CartContext { CART_CONTEXT_UNSPECIFIED = 0; }`,
+			want: `bad.proto:5:1: generated Go name CartContext (the command context of entity Cart) clashes with enum acme.v1.CartContext (bad.proto:11:1); rename enum CartContext or service Cart`,
+		},
+		{
+			name: "service whose gRPC names are generated names of an entity",
+			proto: `service Ledger {
+  option (statefun.v1.entity) = { type: "ledger" state: "Book" key_value: {} };
+  rpc Get(GetRequest) returns (Book);
+}
+service LedgerEntity { rpc Ping(GetRequest) returns (Book); }
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message Book {}`,
+			want: `bad.proto:5:1: generated Go names LedgerEntityClient and NewLedgerEntityClient of entity Ledger clash with the names protoc-gen-go-grpc declares for service acme.v1.LedgerEntity (bad.proto:9:1); rename service LedgerEntity or service Ledger`,
+		},
+		{
+			name: "two entities with the same Go names",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Get(GetRequest) returns (State);
+}
+service CartService {
+  option (statefun.v1.entity) = { type: "cart-v2" state: "State" key_value: {} };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:9:1: generated Go names CartEntityType, CartHandler, CartContext, NewCart, cartServer, CartEntityClient, NewCartEntityClient, CartTestKit, NewCartTestKit, CartTestResult, cartGetKey and CartGetCall of entity CartService clash with the names of entity Cart (bad.proto:5:1); rename service Cart or service CartService`,
+		},
+		{
+			name: "consumer with the Go names of an entity",
+			proto: `import "google/protobuf/empty.proto";
+service CartService {
+  option (statefun.v1.entity) = { type: "cart" state: "State" event_sourced: { events: ["Added"] } };
+  rpc Add(AddRequest) returns (State);
+}
+service Cart {
+  option (statefun.v1.consumer) = { name: "cart-audit" source: "CartService" };
+  rpc OnAdded(Added) returns (google.protobuf.Empty);
+}
+message AddRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message Added {}`,
+			want: `bad.proto:10:1: generated Go names CartHandler, CartContext and NewCart of consumer Cart clash with the names of entity CartService (bad.proto:6:1); rename service CartService or service Cart`,
+		},
+		{
+			name: "method named like the method that applies an event",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" event_sourced: { events: ["Added"] } };
+  rpc OnAdded(AddRequest) returns (State);
+}
+message AddRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message Added {}`,
+			want: `bad.proto:7:3: generated method CartHandler.OnAdded (the handler of method Cart.OnAdded) clashes with CartEventHandler.OnAdded, which CartHandler embeds (it applies event acme.v1.Added, bad.proto:11:1); rename method Cart.OnAdded or message Added`,
+		},
+		{
+			name: "method named like the gRPC server base",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc UnimplementedCartServer(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:7:3: generated method cartServer.UnimplementedCartServer (the gRPC handler of method Cart.UnimplementedCartServer) clashes with the field UnimplementedCartServer that cartServer embeds; rename method Cart.UnimplementedCartServer`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

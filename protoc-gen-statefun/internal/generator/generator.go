@@ -1,14 +1,16 @@
 // Package generator turns statefun-annotated proto files into Go. Each
 // emitted construct has its own file: entity.go (handler interfaces,
 // contexts, the sealed event set), service.go (gRPC glue, key extraction,
-// the constructor), client.go (the typed client) and testkit.go (the
-// testkit for unit tests of the handlers).
+// the constructor), client.go (the typed client), testkit.go (the
+// testkit for unit tests of the handlers) and consumer.go (event
+// consumers). model.go and consumer_model.go read and check the options;
+// names.go names every Go identifier the emitters declare, and clash.go
+// checks those names against what protoc-gen-go and protoc-gen-go-grpc
+// declare in the same Go package, and against each other.
 package generator
 
 import (
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/dave/jennifer/jen"
 	"google.golang.org/protobuf/compiler/protogen"
@@ -66,50 +68,6 @@ func generateFile(plugin *protogen.Plugin, f *protogen.File, entities []*entity,
 	g := plugin.NewGeneratedFile(f.GeneratedFilenamePrefix+".statefun.go", f.GoImportPath)
 	return out.Render(g)
 }
-
-// names are the Go identifiers generated for one entity.
-type names struct {
-	base, lower string
-	grpc        string // the service's Go name, as protoc-gen-go-grpc uses it
-}
-
-// namesOf derives the generated names from the service name, without a
-// "Service" suffix: buf's lint asks for ShoppingCartService, and
-// ShoppingCartHandler reads better than ShoppingCartServiceHandler. The gRPC
-// names protoc-gen-go-grpc generates keep the full service name.
-func namesOf(e *entity) names {
-	base := e.service.GoName
-	if trimmed := strings.TrimSuffix(base, "Service"); trimmed != "" {
-		base = trimmed
-	}
-	r, size := utf8.DecodeRuneInString(base)
-	return names{base: base, lower: string(unicode.ToLower(r)) + base[size:], grpc: e.service.GoName}
-}
-
-func (n names) entityType() string       { return n.base + "EntityType" }
-func (n names) event() string            { return n.base + "Event" }
-func (n names) eventMarker() string      { return n.lower + "EventType" }
-func (n names) handler() string          { return n.base + "Handler" }
-func (n names) eventHandler() string     { return n.base + "EventHandler" }
-func (n names) context() string          { return n.base + "Context" }
-func (n names) readContext() string      { return n.base + "ReadContext" }
-func (n names) constructor() string      { return "New" + n.base }
-func (n names) server() string           { return n.lower + "Server" }
-func (n names) grpcServer() string       { return n.grpc + "Server" }
-func (n names) grpcUnimpl() string       { return "Unimplemented" + n.grpc + "Server" }
-func (n names) serviceDesc() string      { return n.grpc + "_ServiceDesc" }
-func (n names) grpcClient() string       { return n.grpc + "Client" }
-func (n names) grpcNewClient() string    { return "New" + n.grpc + "Client" }
-func (n names) client() string           { return n.base + "EntityClient" }
-func (n names) newClient() string        { return "New" + n.base + "EntityClient" }
-func (n names) applyEvent() string       { return "apply" + n.base + "Event" }
-func (n names) newEvent() string         { return "new" + n.base + "Event" }
-func (n names) key(m *method) string     { return n.lower + m.method.GoName + "Key" }
-func (n names) onEvent(ev *event) string { return "On" + ev.message.GoIdent.GoName }
-func (n names) eventMessages() string    { return n.lower + "EventMessages" }
-func (n names) testKit() string          { return n.base + "TestKit" }
-func (n names) newTestKit() string       { return "New" + n.base + "TestKit" }
-func (n names) testResult() string       { return n.base + "TestResult" }
 
 func qual(id protogen.GoIdent) *jen.Statement {
 	return jen.Qual(string(id.GoImportPath), id.GoName)

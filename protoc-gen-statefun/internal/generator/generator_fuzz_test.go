@@ -24,8 +24,10 @@ import (
 	"google.golang.org/protobuf/types/pluginpb"
 )
 
-// The plugin must never panic and must report every mistake at its place
-// in the user's files, whatever it is given. Two fuzz targets feed it:
+// The plugin must never panic, must report every mistake at its place in
+// the user's files, and what it generates must compile next to what
+// protoc-gen-go and protoc-gen-go-grpc write for the same files (see
+// typecheck_test.go), whatever it is given. Two fuzz targets feed it:
 // proto source text (structure-aware: mutations stay close to real
 // protos, and the compiler sorts out what does not parse) and the raw
 // bytes of a FileDescriptorProto (what a buggy or hostile protoc could
@@ -82,7 +84,9 @@ func FuzzGenerateFromDescriptor(f *testing.F) {
 
 // checkGenerate runs the generator as protoc-gen-statefun does and fails
 // on a panic, on an error line that does not start with the place it is
-// about, and on generated code that is not Go.
+// about, on generated code that is not Go, on package-level names the clash
+// check does not know of, and on generated code that does not type-check
+// with what protoc-gen-go and protoc-gen-go-grpc write for the request.
 func checkGenerate(t *testing.T, req *pluginpb.CodeGeneratorRequest, input string) {
 	t.Helper()
 	plugin, ok := newPlugin(req)
@@ -114,10 +118,17 @@ func checkGenerate(t *testing.T, req *pluginpb.CodeGeneratorRequest, input strin
 		}
 		return
 	}
-	for _, f := range plugin.Response().GetFile() {
+	generated := plugin.Response().GetFile()
+	for _, f := range generated {
 		if _, err := parser.ParseFile(token.NewFileSet(), f.GetName(), f.GetContent(), parser.AllErrors); err != nil {
 			t.Fatalf("generated %s is not valid Go: %v\ninput:\n%s", f.GetName(), err, input)
 		}
+	}
+	if err := checkDeclarations(plugin, generated); err != nil {
+		t.Fatalf("%v\ninput:\n%s", err, input)
+	}
+	if _, err := typeCheckGenerated(req, plugin, generated); err != nil {
+		t.Fatalf("generated code does not compile: %v\ninput:\n%s", err, input)
 	}
 }
 

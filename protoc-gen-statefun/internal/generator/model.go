@@ -155,6 +155,7 @@ func buildModel(plugin *protogen.Plugin) (*model, error) {
 			m.consumers[f] = append(m.consumers[f], c)
 		}
 	}
+	m.checkClashes(plugin)
 	return m, m.diags.err()
 }
 
