@@ -51,7 +51,7 @@ func (c *localConn) Invoke(ctx context.Context, method string, args, reply any, 
 	if err != nil {
 		return status.Errorf(codes.Internal, "encode request: %v", err)
 	}
-	res, err := m.handler(m.impl, serverContext(ctx, method), decoder(wire), nil)
+	res, err := m.handler(m.impl, serverContext(ctx, method), decoder(wire), keepRequest)
 	if err != nil {
 		return err
 	}
@@ -77,8 +77,14 @@ func (c *localConn) invokeEncoded(ctx context.Context, method string, request []
 	if !ok {
 		return status.Errorf(codes.Unimplemented, "unknown method %s: the entity is not hosted by this server", method)
 	}
-	_, err := m.handler(m.impl, serverContext(ctx, method), decoder(request), nil)
+	_, err := m.handler(m.impl, serverContext(ctx, method), decoder(request), keepRequest)
 	return err
+}
+
+// keepRequest puts the decoded request in the call's context, where a
+// node of a cluster finds it to forward the call to the entity's owner.
+func keepRequest(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	return handler(withRequest(ctx, req), req)
 }
 
 // serverContext turns a caller's context into what a handler behind a

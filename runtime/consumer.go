@@ -118,7 +118,11 @@ type consumerRunner struct {
 	wantOnce sync.Once
 	// started is closed when the first attempt to find the starting
 	// position has ended, successfully or not.
-	started chan struct{}
+	started     chan struct{}
+	startedOnce sync.Once
+	// fence, in a cluster, is the lease the consumer runs under: its
+	// position is saved only while this node holds it.
+	fence *store.Fence
 	// finalContext bounds the last save, when the runner stops.
 	finalContext func() context.Context
 
@@ -183,7 +187,12 @@ func (r *consumerRunner) run(ctx context.Context) {
 	if !ok {
 		return
 	}
+	// A runner runs again after its node took its shard back: it starts
+	// from the stored position with an empty window.
+	r.mu.Lock()
+	r.pending, r.queues, r.active = nil, map[string][]*delivery{}, map[string]bool{}
 	r.handled, r.saved = pos, pos
+	r.mu.Unlock()
 	r.log.Info("consumer started", "entity", r.cfg.EntityType, "resume_after", string(pos))
 	sem := make(chan struct{}, consumerParallelism)
 	var workers sync.WaitGroup
@@ -264,7 +273,7 @@ func (r *consumerRunner) bootstrap(ctx context.Context) (store.Position, bool) {
 	for attempt := 1; ; attempt++ {
 		pos, err := r.start(ctx)
 		if attempt == 1 {
-			close(r.started)
+			r.startedOnce.Do(func() { close(r.started) })
 		}
 		if err == nil {
 			return pos, true
@@ -310,7 +319,17 @@ func (r *consumerRunner) start(ctx context.Context) (store.Position, error) {
 	}
 	saveCtx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	return pos, r.store.SaveConsumerPosition(saveCtx, r.cfg.Name, r.cfg.EntityType, pos)
+	return pos, r.savePosition(saveCtx, pos)
+}
+
+// savePosition stores pos: fenced by the consumer's lease in a cluster.
+func (r *consumerRunner) savePosition(ctx context.Context, pos store.Position) error {
+	if r.fence != nil {
+		if cs, ok := r.store.(store.Cluster); ok {
+			return cs.SaveConsumerPositionFenced(ctx, r.cfg.Name, r.cfg.EntityType, pos, r.fence)
+		}
+	}
+	return r.store.SaveConsumerPosition(ctx, r.cfg.Name, r.cfg.EntityType, pos)
 }
 
 // work handles the queued events of one entity, in order.
@@ -404,7 +423,7 @@ func (r *consumerRunner) save(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	if err := r.store.SaveConsumerPosition(ctx, r.cfg.Name, r.cfg.EntityType, pos); err != nil {
+	if err := r.savePosition(ctx, pos); err != nil {
 		if !errors.Is(err, context.Canceled) {
 			r.log.Warn("saving the consumer position failed; events since the last save may be delivered again", "error", err)
 		}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/statefun-go/statefun/runtime/internal/cluster"
 	"github.com/statefun-go/statefun/runtime/store"
 )
 
@@ -59,6 +60,9 @@ type consumerSet struct {
 	// without a lock.
 	runners atomic.Pointer[[]*consumerRunner]
 
+	changeMu sync.Mutex
+	changed  chan struct{} // closed and replaced when this node's shards change
+
 	mu       sync.Mutex                 // guards the fields below and adding runners
 	calls    map[string]*consumerRunner // the calls dispatcher of each entity type
 	finalCtx context.Context            // bounds the runners' last saves; set by shutdown
@@ -75,6 +79,7 @@ func (r *Runtime) startConsumers(consumers []*Consumer) {
 	s := &consumerSet{
 		rt: r, feed: r.store, timeout: timeout, ctx: ctx, cancel: cancel,
 		calls: map[string]*consumerRunner{}, finalCtx: context.Background(),
+		changed: make(chan struct{}),
 	}
 	s.runners.Store(&[]*consumerRunner{})
 	r.consumers = s
@@ -148,8 +153,69 @@ func (s *consumerSet) runLocked(runner *consumerRunner) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		if s.rt.cluster != nil {
+			s.supervise(runner)
+			return
+		}
 		runner.run(s.ctx)
 	}()
+}
+
+// supervise runs runner, in a cluster, only while this node holds the
+// lease of the runner's shard, and under that lease: each consumer (and
+// each entity type's calls dispatcher) runs on exactly one node, and a
+// node that lost the shard cannot move the consumer's position.
+func (s *consumerSet) supervise(runner *consumerRunner) {
+	node := s.rt.cluster.node
+	shard := cluster.ShardOf("statefun.consumer", runner.cfg.Name+"\x00"+runner.cfg.EntityType, node.Shards())
+	for s.ctx.Err() == nil {
+		epoch, ok := node.Serving(shard)
+		if !ok {
+			// Not ours: let a consumer that starts from now be started
+			// by its owner, and wait for the shard to come here.
+			runner.startedOnce.Do(func() { close(runner.started) })
+			s.waitClusterChange(200 * time.Millisecond)
+			continue
+		}
+		runCtx, cancel := context.WithCancel(s.ctx)
+		runner.fence = &store.Fence{Node: node.ID(), Shards: []store.ShardEpoch{{Shard: shard, Epoch: epoch}}}
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			for runCtx.Err() == nil {
+				if e, ok := node.Serving(shard); !ok || e != epoch {
+					cancel()
+					return
+				}
+				s.waitClusterChange(100 * time.Millisecond)
+			}
+		}()
+		runner.run(runCtx)
+		cancel()
+		<-watched
+	}
+}
+
+// clusterChanged wakes the supervisors: this node's shards changed.
+func (s *consumerSet) clusterChanged() {
+	s.changeMu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.changeMu.Unlock()
+}
+
+// waitClusterChange waits for a change of this node's shards, at most d.
+func (s *consumerSet) waitClusterChange(d time.Duration) {
+	s.changeMu.Lock()
+	ch := s.changed
+	s.changeMu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-s.ctx.Done():
+	}
 }
 
 // callsLocked returns the calls dispatcher of entityType, starting it if
@@ -162,7 +228,12 @@ func (s *consumerSet) callsLocked(entityType string) *consumerRunner {
 		return s.dispatchCall(entityType, ec, eventType, payload)
 	}})
 	runner.recordStart = true
-	runner.wanted = make(chan struct{})
+	if s.rt.cluster == nil {
+		// Outside a cluster the dispatcher waits for the first call a
+		// command sends here. In a cluster the command may run on
+		// another node than the dispatcher, so it starts at once.
+		runner.wanted = make(chan struct{})
+	}
 	s.calls[entityType] = runner
 	s.runLocked(runner)
 	return runner

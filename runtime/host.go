@@ -64,6 +64,15 @@ var errReset = status.Error(codes.Aborted, "entity was reset by a failure of a c
 // it emitted is kept, and its error too waits until the state it was
 // decided on is durable.
 func Command[S, R proto.Message](ctx context.Context, h *Host[S], id string, fn func(*CommandContext, S) (R, error)) (R, error) {
+	if h.rt.cluster != nil {
+		return routed(ctx, h, id, false, func(shard int, epoch int64) (R, error) { return command(ctx, h, id, shard, epoch, fn) })
+	}
+	return command(ctx, h, id, 0, 0, fn)
+}
+
+// command runs a command here. In a cluster, shard and epoch name the
+// lease it runs under.
+func command[S, R proto.Message](ctx context.Context, h *Host[S], id string, shard int, epoch int64, fn func(*CommandContext, S) (R, error)) (R, error) {
 	var zero R
 	key, err := idempotencyKey(ctx)
 	if err != nil {
@@ -79,7 +88,7 @@ func Command[S, R proto.Message](ctx context.Context, h *Host[S], id string, fn 
 		}
 	}()
 	for attempt := 0; ; attempt++ {
-		inst, err := h.instance(ctx, id)
+		inst, err := h.instance(ctx, id, shard, epoch)
 		if err != nil {
 			return zero, err
 		}
@@ -188,9 +197,16 @@ func Command[S, R proto.Message](ctx context.Context, h *Host[S], id string, fn 
 // entity run concurrently with each other, never with a command. The
 // reply, or the error, waits until the state the read saw is durable.
 func Read[S, R proto.Message](ctx context.Context, h *Host[S], id string, fn func(*ReadContext, S) (R, error)) (R, error) {
+	if h.rt.cluster != nil {
+		return routed(ctx, h, id, true, func(shard int, epoch int64) (R, error) { return read(ctx, h, id, shard, epoch, fn) })
+	}
+	return read(ctx, h, id, 0, 0, fn)
+}
+
+func read[S, R proto.Message](ctx context.Context, h *Host[S], id string, shard int, epoch int64, fn func(*ReadContext, S) (R, error)) (R, error) {
 	var zero R
 	for attempt := 0; ; attempt++ {
-		inst, err := h.instance(ctx, id)
+		inst, err := h.instance(ctx, id, shard, epoch)
 		if err != nil {
 			return zero, err
 		}
@@ -329,7 +345,10 @@ func (h *Host[S]) stage(id string, inst *instance[S], cc *CommandContext) (*jour
 }
 
 func (h *Host[S]) newCommit(id string, inst *instance[S]) *journal.Commit {
-	return &journal.Commit{Abandoned: &inst.abandoned, OnFail: func(err error) { h.commitFailed(id, inst, err) }}
+	return &journal.Commit{
+		Abandoned: &inst.abandoned, OnFail: func(err error) { h.commitFailed(id, inst, err) },
+		Shard: int(inst.shard), Epoch: inst.epoch,
+	}
 }
 
 // attachSnapshot encodes the state now, while it is exactly the state after
@@ -359,7 +378,10 @@ func applyEvent[S proto.Message](apply func(S, proto.Message), state S, event pr
 // commitError maps a failed commit to what the caller sees.
 func commitError(err error) error {
 	var conflict *store.ConflictError
+	var fenced *store.FencedError
 	switch {
+	case errors.As(err, &fenced) && len(fenced.Shards) > 0:
+		return errMoved(fenced.Shards[0])
 	case errors.As(err, &conflict):
 		return status.Errorf(codes.Aborted, "%v; the entity was reset, retry the call", err)
 	case errors.Is(err, journal.ErrAbandoned):

@@ -73,6 +73,11 @@ type instance[S proto.Message] struct {
 	// nil until the first. forgotten counts those dropped from memory.
 	answers   *answers
 	forgotten atomic.Uint64
+	// shard and epoch, in a cluster, name the lease the instance was
+	// loaded under; a request under another epoch reloads it (another
+	// node may have changed the entity in between).
+	shard int32
+	epoch int64
 }
 
 func (i *instance[S]) is(p phase) bool { return phase(i.phase.Load()) == p }
@@ -140,7 +145,7 @@ func (h *Host[S]) remove(st *stripe[S], id string, inst *instance[S]) {
 }
 
 // instance finds the entity in memory or loads it from the store.
-func (h *Host[S]) instance(ctx context.Context, id string) (*instance[S], error) {
+func (h *Host[S]) instance(ctx context.Context, id string, shard int, epoch int64) (*instance[S], error) {
 	if len(id) > maxEntityIDBytes {
 		// Refused here, before anything is staged: a store that cannot
 		// hold the key fails the whole group commit it lands in, and
@@ -154,6 +159,11 @@ func (h *Host[S]) instance(ctx context.Context, id string) (*instance[S], error)
 		old, ok := st.instances[id]
 		if ok {
 			stale, barrier := old.stale()
+			if old.epoch != epoch && !old.is(phaseLoading) {
+				// Loaded under an older lease: its commits are fenced, and
+				// the entity may have changed on another node since.
+				stale, barrier = true, nil
+			}
 			if !stale {
 				st.mu.Unlock()
 				old.lastUsed.Store(now)
@@ -180,7 +190,7 @@ func (h *Host[S]) instance(ctx context.Context, id string) (*instance[S], error)
 			old.phase.Store(int32(phaseRetired))
 			h.remove(st, id, old)
 		}
-		inst := &instance[S]{}
+		inst := &instance[S]{shard: int32(shard), epoch: epoch}
 		inst.lastUsed.Store(now)
 		// Hold the write lock while loading, so concurrent first requests
 		// wait for one load instead of each loading.
@@ -256,13 +266,23 @@ func (h *Host[S]) passivateIdle(cutoff int64) int {
 				}
 				continue
 			}
-			if inst.lastUsed.Load() <= cutoff && h.passivateLocked(st, id, inst) {
+			if (inst.lastUsed.Load() <= cutoff || !h.servedHere(inst)) && h.passivateLocked(st, id, inst) {
 				evicted++
 			}
 		}
 		st.mu.Unlock()
 	}
 	return evicted
+}
+
+// servedHere says whether inst's shard is still served here under the
+// lease inst was loaded with; one that is not is dropped once durable.
+func (h *Host[S]) servedHere(inst *instance[S]) bool {
+	if h.rt.cluster == nil {
+		return true
+	}
+	epoch, ok := h.rt.cluster.node.Serving(int(inst.shard))
+	return ok && epoch == inst.epoch
 }
 
 // passivateLocked evicts inst if no call holds it and every change of it

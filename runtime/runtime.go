@@ -18,14 +18,16 @@ import (
 
 // Runtime hosts a set of entity types and serves them as gRPC services.
 type Runtime struct {
-	cfg       config
-	log       *slog.Logger
-	store     store.Store
-	writer    *journal.Writer
-	snapshots *snapshotter
-	services  []boundService
-	conn      *localConn
-	consumers *consumerSet
+	cfg        config
+	log        *slog.Logger
+	store      store.Store
+	writer     *journal.Writer
+	snapshots  *snapshotter
+	services   []boundService
+	conn       *localConn
+	consumers  *consumerSet
+	cluster    *clusterNode // nil outside a cluster
+	writerNode string
 
 	hostsMu sync.Mutex
 	hosts   []hostHandle
@@ -69,6 +71,7 @@ type config struct {
 	commitConcurrency    int
 	observeBatch         func(records int, took time.Duration, err error)
 	consumers            []*Consumer
+	cluster              *ClusterConfig
 }
 
 // Option configures a Runtime.
@@ -202,9 +205,21 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 			r.consumers.notify()
 		}
 	}
+	if cfg.cluster != nil {
+		// Join before anything writes: every commit names its lease.
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.commitTimeout)
+		err := r.startCluster(ctx, *cfg.cluster)
+		cancel()
+		if err != nil {
+			if cfg.ownStore {
+				_ = cfg.store.Close()
+			}
+			return nil, fmt.Errorf("statefun: join the cluster: %w", err)
+		}
+	}
 	r.writer = journal.New(cfg.store, journal.Options{
 		MaxPending: cfg.maxPending, AdmitTimeout: cfg.admitTimeout, CommitTimeout: cfg.commitTimeout, Observe: observe,
-		Concurrency: cfg.commitConcurrency,
+		Concurrency: cfg.commitConcurrency, Node: r.writerNode,
 	})
 	r.snapshots = newSnapshotter(cfg.store, cfg.log)
 	r.conn = newLocalConn(r.services)
@@ -243,6 +258,10 @@ func (r *Runtime) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
 		// Consumers first: they call entities, which need the writer.
 		err := r.consumers.shutdown(ctx)
+		if r.cluster != nil {
+			// Hand the shards off while calls can still be forwarded.
+			err = errors.Join(err, r.cluster.close(ctx))
+		}
 		close(r.stop)
 		r.janitor.Wait()
 		err = errors.Join(err, r.writer.Close(ctx))
@@ -255,10 +274,36 @@ func (r *Runtime) Close(ctx context.Context) error {
 	return r.closeErr
 }
 
+// Leave hands this node's shards to the other nodes of its cluster and
+// leaves it: a server calls it on SIGTERM before it stops taking calls, so
+// that calls for those shards go on at their new owners. Calls that still
+// arrive are forwarded. Close leaves too, if Leave was not called.
+func (r *Runtime) Leave(ctx context.Context) error {
+	if r.cluster == nil {
+		return nil
+	}
+	return r.cluster.leave(ctx)
+}
+
 // Stats is a point-in-time view of the runtime, for metrics.
 type Stats struct {
 	Entities []HostStats
 	Journal  JournalStats
+	Cluster  ClusterStats // zero outside a cluster
+}
+
+// ClusterStats describe this node's part in its cluster.
+type ClusterStats struct {
+	ShardsHeld      int           // shards this node serves now
+	Members         int           // live nodes, as last seen
+	Renewals        uint64        // heartbeats that renewed the leases
+	RenewalFailures uint64        // heartbeats that failed
+	Acquired        uint64        // leases taken
+	Lost            uint64        // leases lost to another node
+	HandedOff       uint64        // shards handed off
+	HandoffTime     time.Duration // total time spent handing off
+	Forwards        uint64        // calls forwarded to another node
+	ForwardRetries  uint64        // forwards routed again (the owner moved)
 }
 
 // HostStats describe the in-memory cache of one entity type.
@@ -290,6 +335,16 @@ func (r *Runtime) Stats() Stats {
 	var s Stats
 	for _, h := range hosts {
 		s.Entities = append(s.Entities, h.stats())
+	}
+	if cn := r.cluster; cn != nil {
+		ns := &cn.node.Stats
+		s.Cluster = ClusterStats{
+			ShardsHeld: cn.node.Held(), Members: len(cn.node.Members()),
+			Renewals: ns.Renewals.Load(), RenewalFailures: ns.RenewalFailures.Load(),
+			Acquired: ns.Acquired.Load(), Lost: ns.Lost.Load(), HandedOff: ns.HandedOff.Load(),
+			HandoffTime: time.Duration(ns.HandoffNanos.Load()),
+			Forwards:    cn.forwards.Load(), ForwardRetries: cn.forwardRetries.Load(),
+		}
 	}
 	js := r.writer.Stats()
 	s.Journal = JournalStats{

@@ -143,7 +143,7 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 	}
 	serverOpts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(c.maxMessageBytes),
-		grpc.ChainUnaryInterceptor(m.unaryInterceptor, recoverInterceptor(log)),
+		grpc.ChainUnaryInterceptor(m.unaryInterceptor, recoverInterceptor(log), keepRequest),
 	}
 	if tlsConfig != nil {
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(tlsConfig)))

@@ -46,7 +46,9 @@ type Cluster interface {
 	// epoch, until when (by the store's clock).
 	Leases(ctx context.Context) ([]Lease, error)
 
-	// Leave removes node from the nodes and releases its leases.
+	// Leave removes node from the nodes. Its leases stay as they are: a
+	// leaving node hands its shards off (Release) after the other nodes
+	// have seen it leave, so that they are ready to take them.
 	Leave(ctx context.Context, node string) error
 
 	// SaveConsumerPositionFenced is SaveConsumerPosition for a consumer

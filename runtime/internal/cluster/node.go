@@ -369,6 +369,30 @@ func (n *Node) setLease(l store.Lease) {
 	}
 }
 
+// Deregister removes the node from the cluster's members, keeping its
+// leases: the other nodes compute an assignment without it and wait for
+// its shards, which Leave then hands off. Stop Run first, or the next
+// heartbeat registers the node again.
+func (n *Node) Deregister(ctx context.Context) error {
+	return n.cfg.Store.Leave(ctx, n.cfg.ID)
+}
+
+// View reads the leases, for routing, without a heartbeat: a node that
+// left keeps forwarding the calls that still reach it.
+func (n *Node) View(ctx context.Context) error {
+	leases, err := n.cfg.Store.Leases(ctx)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.leases = leases
+	n.mu.Unlock()
+	return nil
+}
+
+// Renew returns the time between heartbeats.
+func (n *Node) Renew() time.Duration { return n.cfg.Renew }
+
 // Leave hands off every shard and leaves the cluster: a graceful stop.
 func (n *Node) Leave(ctx context.Context) error {
 	n.mu.Lock()

@@ -23,6 +23,11 @@ type Commit struct {
 	// Outcomes are the answers of commands with idempotency keys, stored
 	// with their events.
 	Outcomes []store.Outcome
+	// Shard and Epoch, in a cluster, name the lease the commit was decided
+	// under: the batch is fenced on it, so a node that lost the shard
+	// writes nothing. Epoch 0 means no cluster.
+	Shard int
+	Epoch int64
 	// Abandoned is set (by the writer or the entity's host) once the
 	// entity's in-memory state is discarded; a commit of an abandoned
 	// entity is never written, because it was decided on state that the
@@ -124,6 +129,8 @@ type Options struct {
 	// commit waits while its entity is part of a batch in flight.
 	// Default 1.
 	Concurrency int
+	// Node, in a cluster, is the node the batches' fences name.
+	Node string
 	// Observe, if set, is called after every store commit with the
 	// number of records, the time it took and its error. It must not block.
 	Observe func(records int, took time.Duration, err error)
@@ -135,6 +142,7 @@ type Stats struct {
 	Records        uint64
 	FailedBatches  uint64
 	Conflicts      uint64
+	Fenced         uint64        // batches refused because a lease was lost
 	CommitDuration time.Duration // total time spent in store commits
 	Pending        int           // commits admitted and not yet finished
 	Queued         int           // commits waiting for the next batch
@@ -157,8 +165,8 @@ type Writer struct {
 	stopped  chan struct{}
 
 	stats struct {
-		batches, records, failed, conflicts atomic.Uint64
-		commitNanos                         atomic.Int64
+		batches, records, failed, conflicts, fenced atomic.Uint64
+		commitNanos                                 atomic.Int64
 	}
 }
 
@@ -301,6 +309,7 @@ func (w *Writer) Stats() Stats {
 		Records:        w.stats.records.Load(),
 		FailedBatches:  w.stats.failed.Load(),
 		Conflicts:      w.stats.conflicts.Load(),
+		Fenced:         w.stats.fenced.Load(),
 		CommitDuration: time.Duration(w.stats.commitNanos.Load()),
 		Pending:        pending,
 		Queued:         queued,
@@ -390,6 +399,7 @@ func (w *Writer) commit(commits []*Commit) {
 		if len(live) == 0 {
 			return
 		}
+		batch.Fence = w.fence(live)
 		if batch.Len() == 0 {
 			// Commands that changed nothing still wait here, behind the
 			// commits queued before them.
@@ -422,7 +432,31 @@ func (w *Writer) commit(commits []*Commit) {
 		w.stats.batches.Add(1)
 
 		var conflict *store.ConflictError
+		var fenced *store.FencedError
 		switch {
+		case errors.As(err, &fenced) && len(fenced.Shards) > 0:
+			// This node lost those shards' leases: their commits fail,
+			// the rest of the batch is written.
+			w.stats.fenced.Add(1)
+			lost := map[int]bool{}
+			for _, s := range fenced.Shards {
+				lost[s] = true
+			}
+			var rest []*Commit
+			for _, c := range live {
+				if c.Epoch > 0 && lost[c.Shard] {
+					c.finish(err)
+				} else {
+					rest = append(rest, c)
+				}
+			}
+			if len(rest) == len(live) {
+				for _, c := range rest {
+					c.finish(err)
+				}
+				return
+			}
+			commits = rest
 		case err == nil:
 			w.stats.records.Add(uint64(batch.Len()))
 			for _, c := range live {
@@ -464,6 +498,28 @@ func (w *Writer) commit(commits []*Commit) {
 			return
 		}
 	}
+}
+
+// fence is the claim a batch of commits makes on its shards' leases, or
+// nil outside a cluster.
+func (w *Writer) fence(commits []*Commit) *store.Fence {
+	var f *store.Fence
+	seen := map[store.ShardEpoch]bool{}
+	for _, c := range commits {
+		if c.Epoch == 0 {
+			continue
+		}
+		se := store.ShardEpoch{Shard: c.Shard, Epoch: c.Epoch}
+		if seen[se] {
+			continue
+		}
+		seen[se] = true
+		if f == nil {
+			f = &store.Fence{Node: w.opts.Node}
+		}
+		f.Shards = append(f.Shards, se)
+	}
+	return f
 }
 
 func touches(c *Commit, refs map[store.Ref]bool) bool {

@@ -149,13 +149,6 @@ func (s *Store) Leave(_ context.Context, node string) error {
 		return store.ErrClosed
 	}
 	delete(s.nodes, node)
-	var held []int
-	for i, l := range s.leases {
-		if l.Owner == node {
-			held = append(held, i)
-		}
-	}
-	s.release(node, held)
 	return nil
 }
 

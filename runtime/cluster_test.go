@@ -1,0 +1,196 @@
+package statefun_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	statefun "github.com/statefun-go/statefun/runtime"
+	"github.com/statefun-go/statefun/runtime/store"
+	"github.com/statefun-go/statefun/runtime/store/memory"
+	cart "github.com/statefun-go/statefun/testdata/eventsourced"
+)
+
+// clusterNode is one node of an in-process cluster: a runtime and the
+// gRPC server its peers forward to.
+type clusterNode struct {
+	rt     *statefun.Runtime
+	server *grpc.Server
+	addr   string
+	carts  *cart.ShoppingCartEntityClient
+}
+
+func startNode(t *testing.T, st store.Store, ttl time.Duration, opts ...statefun.Option) *clusterNode {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	opts = append([]statefun.Option{statefun.WithStore(st), statefun.WithCluster(statefun.ClusterConfig{Address: addr, Shards: 64, LeaseTTL: ttl})}, opts...)
+	rt, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(cartEntity{})}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.UnaryInterceptor(statefun.UnaryServerInterceptor()))
+	rt.RegisterServices(srv)
+	go func() { _ = srv.Serve(lis) }()
+	n := &clusterNode{rt: rt, server: srv, addr: addr, carts: cart.NewShoppingCartEntityClient(rt.ClientConn())}
+	t.Cleanup(func() { n.stop(t) })
+	return n
+}
+
+// stop leaves the cluster gracefully (once).
+func (n *clusterNode) stop(t *testing.T) {
+	if n.server == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := n.rt.Leave(ctx); err != nil {
+		t.Errorf("leave %s: %v", n.addr, err)
+	}
+	n.server.Stop()
+	if err := n.rt.Close(ctx); err != nil {
+		t.Errorf("close %s: %v", n.addr, err)
+	}
+	n.server = nil
+}
+
+func held(n *clusterNode) int { return n.rt.Stats().Cluster.ShardsHeld }
+
+// TestClusterServesEveryEntityOnce: three nodes on one store split the
+// shards; a call through any node reaches the entity's one owner, so the
+// result is the same as on one node.
+func TestClusterServesEveryEntityOnce(t *testing.T) {
+	t.Parallel()
+	st := memory.New()
+	nodes := []*clusterNode{startNode(t, st, 2*time.Second), startNode(t, st, 2*time.Second), startNode(t, st, 2*time.Second)}
+	eventually(t, "the shards to spread over the nodes", func() bool {
+		total := 0
+		for _, n := range nodes {
+			if held(n) < 20 {
+				return false
+			}
+			total += held(n)
+		}
+		return total == 64
+	})
+	ctx := testContext(t)
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() {
+			for c := range 30 {
+				if err := add(ctx, n.carts, fmt.Sprint("cart", c), fmt.Sprint("from", i), 1); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for c := range 30 {
+		for _, n := range nodes {
+			q := quantities(t, n.carts, fmt.Sprint("cart", c))
+			if len(q) != 3 || q["from0"] != 1 || q["from1"] != 1 || q["from2"] != 1 {
+				t.Fatalf("cart%d through %s = %v, want one item from each node", c, n.addr, q)
+			}
+		}
+	}
+	var forwards uint64
+	for _, n := range nodes {
+		forwards += n.rt.Stats().Cluster.Forwards
+	}
+	if forwards == 0 {
+		t.Error("no call was forwarded: every node served every entity itself")
+	}
+}
+
+// TestClusterHandoffOnLeave: a node that leaves hands its shards over;
+// its entities go on at their new owners with their state, and calls made
+// through the leaving node meanwhile succeed.
+func TestClusterHandoffOnLeave(t *testing.T) {
+	t.Parallel()
+	st := memory.New()
+	a, b := startNode(t, st, 5*time.Second), startNode(t, st, 5*time.Second)
+	eventually(t, "the shards to spread", func() bool { return held(a) == 32 && held(b) == 32 })
+	ctx := testContext(t)
+	for c := range 20 {
+		if err := add(ctx, a.carts, fmt.Sprint("cart", c), "before", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	var failures []error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := add(ctx, b.carts, fmt.Sprint("cart", i%20), fmt.Sprint("during", i), 1); err != nil {
+				mu.Lock()
+				failures = append(failures, err)
+				mu.Unlock()
+			}
+		}
+	})
+	time.Sleep(50 * time.Millisecond)
+	leaveCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := b.rt.Leave(leaveCtx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a to hold every shard", func() bool { return held(a) == 64 })
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Errorf("%d calls failed during the handoff, first: %v", len(failures), failures[0])
+	}
+	for c := range 20 {
+		if q := quantities(t, a.carts, fmt.Sprint("cart", c)); q["before"] != 1 {
+			t.Errorf("cart%d after the handoff = %v", c, q)
+		}
+	}
+}
+
+// TestClusterFailover: when a node stops renewing its leases (it died),
+// another takes its shards once they lapse, and calls that waited succeed.
+func TestClusterFailover(t *testing.T) {
+	t.Parallel()
+	st := memory.New()
+	const ttl = time.Second
+	a, b := startNode(t, st, ttl), startNode(t, st, ttl)
+	eventually(t, "the shards to spread", func() bool { return held(a) == 32 && held(b) == 32 })
+	ctx := testContext(t)
+	for c := range 20 {
+		if err := add(ctx, a.carts, fmt.Sprint("cart", c), "before", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// b dies: no more heartbeats, no answers. Calls carry idempotency
+	// keys, so a call cut on its way to b may be routed again safely.
+	b.server.Stop()
+	statefun.StopHeartbeatsForTest(b.rt)
+	start := time.Now()
+	for c := range 20 {
+		if err := add(withKey(ctx, fmt.Sprint("after", c)), a.carts, fmt.Sprint("cart", c), "after", 1); err != nil {
+			t.Fatalf("cart%d after b died: %v", c, err)
+		}
+	}
+	t.Logf("calls served again %v after the failure (lease TTL %v)", time.Since(start), ttl)
+	for c := range 20 {
+		if q := quantities(t, a.carts, fmt.Sprint("cart", c)); q["before"] != 1 || q["after"] != 1 {
+			t.Errorf("cart%d after failover = %v", c, q)
+		}
+	}
+}
