@@ -13,6 +13,7 @@ import (
 	statefun "github.com/statefun-go/statefun/runtime"
 	"github.com/statefun-go/statefun/runtime/store"
 	"github.com/statefun-go/statefun/runtime/store/memory"
+	"github.com/statefun-go/statefun/testdata/consumer"
 	cart "github.com/statefun-go/statefun/testdata/eventsourced"
 )
 
@@ -193,4 +194,60 @@ func TestClusterFailover(t *testing.T) {
 			t.Errorf("cart%d after failover = %v", c, q)
 		}
 	}
+}
+
+// TestClusterConsumersRunOnce: in a cluster a consumer runs on exactly
+// one node, the owner of its shard, and sees the events written through
+// every node; sent calls reach their targets on whichever node owns them,
+// once each. When the consumer's node leaves, another takes the consumer
+// over from its stored position.
+func TestClusterConsumersRunOnce(t *testing.T) {
+	t.Parallel()
+	st := memory.New()
+	audits := []*audit{newAudit(), newAudit()}
+	a := startNode(t, st, 5*time.Second, statefun.WithConsumers(consumer.NewCartAudit(audits[0])))
+	b := startNode(t, st, 5*time.Second, statefun.WithConsumers(consumer.NewCartAudit(audits[1])))
+	eventually(t, "the shards to spread", func() bool { return held(a) == 32 && held(b) == 32 })
+	ctx := testContext(t)
+	for c := range 10 {
+		n := []*clusterNode{a, b}[c%2]
+		if err := add(ctx, n.carts, fmt.Sprint("cart", c), "x", 2); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.carts.Checkout(ctx, &cart.CheckoutRequest{CartId: fmt.Sprint("cart", c)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	delivered := func(au *audit) int {
+		seen, _ := au.snapshot()
+		n := 0
+		for _, s := range seen {
+			n += len(s)
+		}
+		return n
+	}
+	eventually(t, "every event to be delivered", func() bool { return delivered(audits[0])+delivered(audits[1]) >= 20 })
+	eventually(t, "the archive to get every checkout", func() bool { return len(quantities(t, a.carts, "archive")) == 10 })
+	running, idle := audits[0], audits[1]
+	leaving, staying := a, b
+	if delivered(running) == 0 {
+		running, idle, leaving, staying = idle, running, b, a
+	}
+	if delivered(idle) != 0 {
+		t.Fatalf("the consumer ran on both nodes: %d and %d deliveries", delivered(running), delivered(idle))
+	}
+	for cartID, n := range quantities(t, a.carts, "archive") {
+		if n != 1 {
+			t.Errorf("archive has %s %d times, want once", cartID, n)
+		}
+	}
+
+	leaving.stop(t)
+	if err := add(ctx, staying.carts, "later", "y", 1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the consumer to resume on the other node", func() bool {
+		seen, _ := idle.snapshot()
+		return len(seen["later"]) == 1
+	})
 }

@@ -82,10 +82,23 @@ var (
 	descConflicts  = prometheus.NewDesc("statefun_journal_conflicts_total", "Transactions that hit an entity another writer changed (fencing).", nil, nil)
 	descCommitTime = prometheus.NewDesc("statefun_journal_commit_seconds_total", "Time spent in store commits; divide by batches for the mean commit latency.", nil, nil)
 	descPending    = prometheus.NewDesc("statefun_journal_pending", "Commands whose changes are not yet durable.", nil, nil)
+	descFenced     = prometheus.NewDesc("statefun_journal_fenced_batches_total", "Transactions refused because this node lost a shard's lease.", nil, nil)
+
+	descShards          = prometheus.NewDesc("statefun_cluster_shards_owned", "Shards this node holds the lease of and serves.", nil, nil)
+	descMembers         = prometheus.NewDesc("statefun_cluster_members", "Live nodes of the cluster, as this node last saw them.", nil, nil)
+	descRenewals        = prometheus.NewDesc("statefun_cluster_lease_renewals_total", "Heartbeats that renewed this node's leases.", nil, nil)
+	descRenewalFailures = prometheus.NewDesc("statefun_cluster_lease_renewal_failures_total", "Heartbeats that failed; leases run out if they keep failing.", nil, nil)
+	descAcquired        = prometheus.NewDesc("statefun_cluster_leases_acquired_total", "Shard leases this node took.", nil, nil)
+	descLost            = prometheus.NewDesc("statefun_cluster_leases_lost_total", "Shard leases another node took from this one after they lapsed.", nil, nil)
+	descHandoffs        = prometheus.NewDesc("statefun_cluster_handoffs_total", "Shards this node handed off (drained, then released).", nil, nil)
+	descHandoffTime     = prometheus.NewDesc("statefun_cluster_handoff_seconds_total", "Time spent handing shards off; divide by handoffs for the mean.", nil, nil)
+	descForwards        = prometheus.NewDesc("statefun_cluster_forwards_total", "Calls forwarded to the node that owns their entity.", nil, nil)
+	descForwardRetries  = prometheus.NewDesc("statefun_cluster_forward_retries_total", "Forwarded calls routed again because the owner had moved.", nil, nil)
 )
 
 func (c *runtimeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCached, descHits, descLoads, descEvictions, descResets, descBatches, descRecords, descFailed, descConflicts, descCommitTime, descPending} {
+	for _, d := range []*prometheus.Desc{descCached, descHits, descLoads, descEvictions, descResets, descBatches, descRecords, descFailed, descConflicts, descCommitTime, descPending, descFenced,
+		descShards, descMembers, descRenewals, descRenewalFailures, descAcquired, descLost, descHandoffs, descHandoffTime, descForwards, descForwardRetries} {
 		ch <- d
 	}
 }
@@ -106,4 +119,16 @@ func (c *runtimeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descConflicts, prometheus.CounterValue, float64(j.Conflicts))
 	ch <- prometheus.MustNewConstMetric(descCommitTime, prometheus.CounterValue, j.CommitDuration.Seconds())
 	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(j.Pending))
+	ch <- prometheus.MustNewConstMetric(descFenced, prometheus.CounterValue, float64(j.Fenced))
+	cs := s.Cluster
+	ch <- prometheus.MustNewConstMetric(descShards, prometheus.GaugeValue, float64(cs.ShardsHeld))
+	ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(cs.Members))
+	ch <- prometheus.MustNewConstMetric(descRenewals, prometheus.CounterValue, float64(cs.Renewals))
+	ch <- prometheus.MustNewConstMetric(descRenewalFailures, prometheus.CounterValue, float64(cs.RenewalFailures))
+	ch <- prometheus.MustNewConstMetric(descAcquired, prometheus.CounterValue, float64(cs.Acquired))
+	ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(cs.Lost))
+	ch <- prometheus.MustNewConstMetric(descHandoffs, prometheus.CounterValue, float64(cs.HandedOff))
+	ch <- prometheus.MustNewConstMetric(descHandoffTime, prometheus.CounterValue, cs.HandoffTime.Seconds())
+	ch <- prometheus.MustNewConstMetric(descForwards, prometheus.CounterValue, float64(cs.Forwards))
+	ch <- prometheus.MustNewConstMetric(descForwardRetries, prometheus.CounterValue, float64(cs.ForwardRetries))
 }

@@ -322,6 +322,7 @@ type JournalStats struct {
 	Records        uint64        // events and values written
 	FailedBatches  uint64        // transactions that failed
 	Conflicts      uint64        // transactions that hit a fenced entity
+	Fenced         uint64        // transactions refused: this node lost a shard's lease
 	CommitDuration time.Duration // total time in store commits
 	Pending        int           // commands admitted and not yet durable
 	Queued         int           // commands waiting for the next batch
@@ -349,7 +350,7 @@ func (r *Runtime) Stats() Stats {
 	js := r.writer.Stats()
 	s.Journal = JournalStats{
 		Batches: js.Batches, Records: js.Records, FailedBatches: js.FailedBatches,
-		Conflicts: js.Conflicts, CommitDuration: js.CommitDuration, Pending: js.Pending, Queued: js.Queued,
+		Conflicts: js.Conflicts, Fenced: js.Fenced, CommitDuration: js.CommitDuration, Pending: js.Pending, Queued: js.Queued,
 	}
 	return s
 }
