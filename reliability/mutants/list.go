@@ -9,25 +9,27 @@ var mutants = []mutant{
 		file: "runtime/host.go",
 		old: `		wait := inst.last
 		inst.mu.Unlock()
-		if err := waitDurable(ctx, wait); err != nil {
-			return zero, err
+		if werr := waitDurable(ctx, wait); werr != nil {`,
+		new: `		wait := inst.last
+		inst.mu.Unlock()
+		if err == nil {
+			return reply, nil
 		}
-		return reply, nil`,
-		new: `		inst.mu.Unlock()
-		return reply, nil`,
+		if werr := waitDurable(ctx, wait); werr != nil {`,
 		pkg: "./runtime/", run: "TestOutputGate$|TestKeyValueGateAndFencing",
 	},
 	{
 		name: "gate: handler errors leave before their commit (2)",
 		file: "runtime/host.go",
-		old: `			wait := inst.last
-			inst.mu.Unlock()
-			if err := waitDurable(ctx, wait); err != nil {
-				return zero, err
-			}
-			return zero, err`,
-		new: `			inst.mu.Unlock()
-			return zero, err`,
+		old: `		wait := inst.last
+		inst.mu.Unlock()
+		if werr := waitDurable(ctx, wait); werr != nil {`,
+		new: `		wait := inst.last
+		inst.mu.Unlock()
+		if err != nil {
+			return zero, err
+		}
+		if werr := waitDurable(ctx, wait); werr != nil {`,
 		pkg: "./runtime/", run: "TestOutputGateHoldsHandlerErrors",
 	},
 	{
@@ -91,9 +93,9 @@ var mutants = []mutant{
 		name: "group commit: one command per batch (5)",
 		file: "runtime/internal/journal/writer.go",
 		old: `		batch = append(batch, c)
-		records += len(c.Events) + len(c.Values)`,
+		records += len(c.Events) + len(c.Values) + len(c.Outcomes)`,
 		new: `		batch = append(batch, c)
-		records += len(c.Events) + len(c.Values)
+		records += len(c.Events) + len(c.Values) + len(c.Outcomes)
 		if len(batch) == 1 {
 			kept = append(kept, w.queue[i+1:]...)
 			break
@@ -239,8 +241,8 @@ var consumerMutants = []mutant{
 		file: "runtime/consumer.go",
 		old: `	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	if err := r.store.SaveConsumerPosition(ctx, r.cfg.Name, r.cfg.EntityType, pos); err != nil {`,
-		new: `	if err := r.store.SaveConsumerPosition(ctx, r.cfg.Name, r.cfg.EntityType, pos); err != nil {`,
+	if err := r.savePosition(ctx, pos); err != nil {`,
+		new: `	if err := r.savePosition(ctx, pos); err != nil {`,
 		pkg: "./runtime/", run: "TestCloseDoesNotWaitForAHungPositionSave",
 	},
 }
@@ -265,3 +267,33 @@ var storageMutants = []mutant{
 }
 
 func init() { mutants = append(mutants, storageMutants...) }
+
+// The cluster (INVARIANTS.md, invariant 14).
+var clusterMutants = []mutant{
+	{
+		name: "cluster: commits carry no lease epoch (14)",
+		file: "runtime/internal/journal/writer.go",
+		old:  `		batch.Fence = w.fence(live)`,
+		new:  `		batch.Fence = nil`,
+		pkg:  "./runtime/", run: "TestClusterStaleNodeCannotWrite",
+	},
+	{
+		name: "cluster: a call for another node's shard runs here (14)",
+		file: "runtime/cluster.go",
+		old:  `		epoch, serving := cn.node.Serving(shard)`,
+		new:  `		epoch, serving := cn.node.Serving(shard); serving = true`,
+		pkg:  "./runtime/", run: "TestClusterServesEveryEntityOnce",
+	},
+	{
+		name: "cluster: a consumer runs on every node (14)",
+		file: "runtime/consumers.go",
+		old:  `		epoch, ok := node.Serving(shard)
+		if !ok {`,
+		new: `		epoch, ok := node.Serving(shard)
+		ok = true
+		if !ok {`,
+		pkg: "./runtime/", run: "TestClusterConsumersRunOnce",
+	},
+}
+
+func init() { mutants = append(mutants, clusterMutants...) }
