@@ -287,7 +287,7 @@ var clusterMutants = []mutant{
 	{
 		name: "cluster: a consumer runs on every node (14)",
 		file: "runtime/consumers.go",
-		old:  `		epoch, ok := node.Serving(shard)
+		old: `		epoch, ok := node.Serving(shard)
 		if !ok {`,
 		new: `		epoch, ok := node.Serving(shard)
 		ok = true
