@@ -56,7 +56,17 @@ func (n *clusterNode) stop(t *testing.T) {
 	if err := n.rt.Leave(ctx); err != nil {
 		t.Errorf("leave %s: %v", n.addr, err)
 	}
-	n.server.Stop()
+	// As on SIGTERM: calls in flight (forwarded ones too) finish.
+	stopped := make(chan struct{})
+	go func() {
+		n.server.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		n.server.Stop()
+	}
 	if err := n.rt.Close(ctx); err != nil {
 		t.Errorf("close %s: %v", n.addr, err)
 	}
@@ -243,6 +253,7 @@ func TestClusterConsumersRunOnce(t *testing.T) {
 	}
 
 	leaving.stop(t)
+	eventually(t, "the other node to take every shard", func() bool { return held(staying) == 64 })
 	if err := add(ctx, staying.carts, "later", "y", 1); err != nil {
 		t.Fatal(err)
 	}

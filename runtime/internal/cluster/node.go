@@ -424,6 +424,17 @@ func (n *Node) Serving(shard int) (int64, bool) {
 	return h.epoch, true
 }
 
+// Lapsed says whether this node holds shard's lease but may no longer
+// serve it because the lease ran out by its own clock (its heartbeats are
+// failing), as opposed to a shard it is handing off.
+func (n *Node) Lapsed(shard int) bool {
+	n.mu.RLock()
+	h, ok := n.held[shard]
+	drained := n.drained[shard]
+	n.mu.RUnlock()
+	return ok && !drained && !n.cfg.Now().Before(h.until)
+}
+
 // Owner returns the node that holds shard's lease by the last view of the
 // leases, or "" when none does (or its lease lapsed).
 func (n *Node) Owner(shard int) string {
