@@ -34,6 +34,9 @@ func (s *Store) InitShards(_ context.Context, n int) (int, error) {
 
 // Heartbeat implements store.Cluster.
 func (s *Store) Heartbeat(_ context.Context, node store.Node, ttl time.Duration) ([]store.Lease, error) {
+	if err := checkLeaseArgs(node.ID, ttl); err != nil {
+		return nil, fmt.Errorf("heartbeat: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -61,6 +64,18 @@ func (s *Store) Heartbeat(_ context.Context, node store.Node, ttl time.Duration)
 	return held, nil
 }
 
+// checkLeaseArgs refuses what would register a nameless node or hand out
+// a lease that is expired from the start.
+func checkLeaseArgs(node string, ttl time.Duration) error {
+	if node == "" {
+		return errors.New("the node ID is empty; name the node (its advertised address)")
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("lease time to live %v: use a positive duration", ttl)
+	}
+	return nil
+}
+
 // Nodes implements store.Cluster.
 func (s *Store) Nodes(_ context.Context) ([]store.Node, error) {
 	s.mu.RLock()
@@ -80,6 +95,9 @@ func (s *Store) Nodes(_ context.Context) ([]store.Node, error) {
 
 // Acquire implements store.Cluster.
 func (s *Store) Acquire(_ context.Context, node string, shards []int, ttl time.Duration) ([]store.Lease, error) {
+	if err := checkLeaseArgs(node, ttl); err != nil {
+		return nil, fmt.Errorf("acquire leases: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

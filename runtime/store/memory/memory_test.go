@@ -11,3 +11,7 @@ import (
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(*testing.T) store.Store { return memory.New() })
 }
+
+func TestClusterConformance(t *testing.T) {
+	storetest.RunCluster(t, func(*testing.T) store.Store { return memory.New() })
+}

@@ -28,8 +28,10 @@ const (
 //
 // The common case is one round trip: the statements travel as one
 // pipeline and run as one implicit transaction (see the package doc).
-// When the transaction fails on the fence, one more query finds which
-// entities' stored history differs from what the batch expected.
+// When the transaction fails on the fence of invariant 6, one more query
+// finds which entities' stored history differs from what the batch
+// expected. A batch with a lease Fence starts with its check, which names
+// the lost shards itself: a *store.FencedError costs no second query.
 //
 // An error that wraps store.ErrOutcomeUnknown means the batch may have
 // reached the server and committed: the connection broke, or ctx ended,
@@ -41,6 +43,11 @@ func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 	}
 	if b.Len() == 0 {
 		return nil
+	}
+	if b.Fence != nil {
+		if err := checkNode(b.Fence.Node); err != nil {
+			return fmt.Errorf("postgres: commit %s: fence: %w", describeBatch(b), err)
+		}
 	}
 	plan := planCommit(b)
 	if !plan.consistent {
@@ -62,6 +69,11 @@ func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 		return nil
 	case outcomeUnknown(err):
 		return fmt.Errorf("postgres: commit %s: %w: %w; reload its entities to learn what was stored", describeBatch(b), store.ErrOutcomeUnknown, err)
+	}
+	if fenced := asFenced(err, b.Fence); fenced != nil {
+		// The fence is checked first, so the batch's other checks never
+		// ran: whether it also conflicts is unknown, and moot.
+		return fenced
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
@@ -324,6 +336,13 @@ func (p *commitPlan) refs() []store.Ref {
 // arrays, so its size and plan do not depend on the batch's size.
 func (p *commitPlan) commitStatements(b *store.Batch, sql *statements) *pgx.Batch {
 	batch := &pgx.Batch{}
+
+	// The fence first: it takes the lease rows FOR SHARE before anything
+	// is written, and a writer that lost a lease learns it without the
+	// other statements running.
+	if b.Fence != nil {
+		queueFence(batch, sql, b.Fence)
+	}
 
 	// Entities whose batch starts past seq 1 need their predecessor
 	// checked; the primary key takes care of the rest.

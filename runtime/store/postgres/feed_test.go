@@ -169,8 +169,12 @@ func TestMigrationNumbersExistingEvents(t *testing.T) {
 		t.Fatalf("Open of a version 1 schema: %v", err)
 	}
 	defer s.Close()
-	if got := appliedMigrations(t, schema); fmt.Sprint(got) != "[1 2 3]" {
-		t.Errorf("schema_migrations = %v, want [1 2 3]", got)
+	if got := appliedMigrations(t, schema); fmt.Sprint(got) != "[1 2 3 4]" {
+		t.Errorf("schema_migrations = %v, want [1 2 3 4]", got)
+	}
+	// The upgraded schema runs a cluster too (migration 0004).
+	if n, err := s.InitShards(ctx, 4); err != nil || n != 4 {
+		t.Errorf("InitShards on the migrated schema = %d, %v", n, err)
 	}
 	got := waitForFeed(t, s, "", 5)
 	if want := "cart/c#1 cart/b#1 cart/b#2 cart/a#1 cart/a#2"; describe(got) != want {

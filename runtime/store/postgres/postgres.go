@@ -13,6 +13,9 @@
 //	consumer_positions  (consumer, entity_type)       -> position
 //	outcomes            (key_hash)                    -> entity_type, entity_id, key, expires, code, message, reply
 //	                    index on expires
+//	cluster_config      (one row)                     -> shards, created_at
+//	cluster_nodes       (id)                          -> address, started_at, heartbeat
+//	shard_leases        (shard)                       -> owner, epoch, expires
 //
 // Entity IDs are bytea because an ID is any Go string and Postgres text
 // cannot hold NUL bytes; type names are text. Payloads are the protobuf
@@ -106,6 +109,58 @@
 // order) under this migration's transaction ID, so they come before every
 // later commit. It rewrites every events row in one transaction, holding
 // a lock on the table meanwhile: plan for that on a large journal.
+//
+// # Cluster
+//
+// Store implements store.Cluster: nodes sharing the database coordinate
+// through the last three tables, on the database server's clock (now()),
+// so no node compares its clock with another's. InitShards records the
+// shard count once and creates one lease row per shard. A lease is
+// (owner, epoch, expires); Acquire takes a lease that is free, expired or
+// already the caller's, and raises its epoch every time, so that
+// (owner, epoch) names one tenure and a node restarted under the same ID
+// fences its previous incarnation. Release and Leave clear the owner and
+// keep the epoch; the next Acquire raises it, so epochs only grow.
+// Heartbeat refreshes the node's row and extends its leases in one
+// statement.
+//
+// A fenced write (a Batch or Snapshot with a Fence, or
+// SaveConsumerPositionFenced) starts its transaction with check-fence
+// (queries.sql), in the same pipeline as the write, so a commit still
+// takes one round trip. The check reads the named lease rows FOR SHARE
+// and aborts the transaction with SQLSTATE SF412 unless the fence's node
+// holds each at the named epoch; the error's DETAIL lists the lost shards,
+// and Commit returns them as a *store.FencedError. Nothing is written, and
+// the batch's other checks never run: a batch both fenced and stale in
+// its history reports only the fence (unless it contradicts itself, and
+// is refused as a conflict without being sent).
+//
+// Why FOR SHARE: every change of a lease row (Acquire, Release, Leave,
+// Heartbeat) is an UPDATE, whose row lock conflicts with a share lock.
+// Take a fenced write W of node A at epoch e and an Acquire T by node B
+// of the same shard. If W locks the row first, T waits until W's
+// transaction has ended: W committed under epoch e before epoch e+1
+// existed, and B, which loads entities only after T returned, sees W's
+// writes. If T updates the row first, W's share lock waits for T's
+// transaction; when T commits, Postgres rereads the row for W as T left
+// it (READ COMMITTED rechecks a locked row against its newest version),
+// so W sees epoch e+1 and owner B, and is refused. If T committed before
+// W began, W's statement snapshot already shows the new epoch. So no
+// write under epoch e can commit after epoch e+1 is visible. A plain
+// SELECT would read the epoch of W's snapshot and let W commit beside a
+// takeover that committed a moment earlier; that is what
+// TestTakeoverWaitsForFencedCommit and TestCommitBehindTakeoverIsFenced
+// pin down. Whether the lease has expired does not matter to the check:
+// an expired lease not yet taken over still excludes every other writer
+// (store.Fence).
+//
+// Every statement that locks lease rows locks them in shard order (the
+// ORDER BY of a locking subquery), so that a commit spanning many shards
+// and a heartbeat or Acquire over the same ones wait for each other
+// instead of deadlocking. A heartbeat does wait for the node's commits in
+// flight, and they for it; both are short. The price of the share lock is
+// a lock record in the WAL per lease row per fenced commit (a MultiXact
+// when several commits hold one row), small beside the events.
 //
 // # When a commit fails
 //
@@ -340,9 +395,12 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap store.Snapshot) error {
 	if s.closed.Load() {
 		return errClosed()
 	}
-	_, err := s.pool.Exec(ctx, s.sql.saveSnapshot, snap.Entity.Type, []byte(snap.Entity.ID), snap.Seq, notNull(snap.Payload))
-	if err != nil {
-		return s.wrap(err, "save the snapshot of %q at seq %d", snap.Entity, snap.Seq)
+	doing := fmt.Sprintf("save the snapshot of %q at seq %d", snap.Entity, snap.Seq)
+	if snap.Fence != nil {
+		return s.fencedWrite(ctx, snap.Fence, doing, s.sql.saveSnapshot, snap.Entity.Type, []byte(snap.Entity.ID), snap.Seq, notNull(snap.Payload))
+	}
+	if _, err := s.pool.Exec(ctx, s.sql.saveSnapshot, snap.Entity.Type, []byte(snap.Entity.ID), snap.Seq, notNull(snap.Payload)); err != nil {
+		return s.wrap(err, "%s", doing)
 	}
 	return nil
 }

@@ -92,6 +92,13 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestClusterConformance(t *testing.T) {
+	storetest.RunCluster(t, func(t *testing.T) store.Store {
+		s, _ := openStore(t)
+		return s
+	})
+}
+
 func appliedMigrations(t *testing.T, schema string) []int {
 	t.Helper()
 	conn, err := pgx.Connect(t.Context(), databaseURL())

@@ -206,3 +206,118 @@ WHERE ctid = ANY (ARRAY(
         FOR UPDATE SKIP LOCKED
     ))
     AND expires < $1;
+
+-- name: record-shard-count
+-- The first InitShards records its count; a later one, or one racing it,
+-- waits for the first to commit and leaves its row alone.
+INSERT INTO {{schema}}.cluster_config (shards) VALUES ($1) ON CONFLICT DO NOTHING;
+
+-- name: create-shard-leases
+-- One lease row per recorded shard, whoever recorded the count. Runs
+-- after record-shard-count, in a statement of its own: its snapshot sees
+-- the row a racing InitShards committed while this one waited.
+INSERT INTO {{schema}}.shard_leases (shard)
+SELECT generate_series(0, shards - 1) FROM {{schema}}.cluster_config
+ON CONFLICT (shard) DO NOTHING;
+
+-- name: shard-count
+SELECT shards FROM {{schema}}.cluster_config;
+
+-- name: heartbeat
+-- Registers or refreshes the node, and extends the leases it holds, in one
+-- statement. started_at is kept from the first heartbeat of the node ID.
+-- Lease rows are locked in shard order before they are updated, as by
+-- every statement that locks them (see the package doc, "Cluster"), so
+-- that a heartbeat and a commit of the same node cannot deadlock.
+WITH member AS (
+    INSERT INTO {{schema}}.cluster_nodes AS n (id, address, started_at, heartbeat)
+    VALUES ($1, $2, coalesce($3::timestamptz, now()), now())
+    ON CONFLICT (id) DO UPDATE SET address = excluded.address, heartbeat = excluded.heartbeat
+),
+held AS (
+    SELECT shard FROM {{schema}}.shard_leases
+    WHERE owner = $1
+    ORDER BY shard
+    FOR NO KEY UPDATE
+)
+UPDATE {{schema}}.shard_leases AS l
+SET expires = now() + $4::bigint * interval '1 microsecond'
+FROM held AS h
+WHERE l.shard = h.shard AND l.owner = $1
+RETURNING l.shard, l.owner, l.epoch, l.expires, now();
+
+-- name: cluster-nodes
+SELECT id, address, started_at, heartbeat, now() FROM {{schema}}.cluster_nodes ORDER BY id;
+
+-- name: acquire-leases
+-- Takes the named leases that are free, expired or already $1's, each with
+-- a new epoch. The lock waits for commits in flight that checked the old
+-- epoch (they hold the row FOR SHARE) and for a racing Acquire, and then
+-- rechecks the condition on the row as they left it: of two nodes asking
+-- for one free lease, the second finds it taken.
+WITH takeable AS (
+    SELECT shard FROM {{schema}}.shard_leases
+    WHERE shard = ANY($2::bigint[]) AND (owner IS NULL OR owner = $1 OR expires < now())
+    ORDER BY shard
+    FOR NO KEY UPDATE
+)
+UPDATE {{schema}}.shard_leases AS l
+SET owner = $1, epoch = l.epoch + 1, expires = now() + $3::bigint * interval '1 microsecond'
+FROM takeable AS t
+WHERE l.shard = t.shard
+RETURNING l.shard, l.owner, l.epoch, l.expires, now();
+
+-- name: release-leases
+-- The epoch stays: the next Acquire raises it.
+WITH held AS (
+    SELECT shard FROM {{schema}}.shard_leases
+    WHERE owner = $1 AND shard = ANY($2::bigint[])
+    ORDER BY shard
+    FOR NO KEY UPDATE
+)
+UPDATE {{schema}}.shard_leases AS l
+SET owner = NULL, expires = now()
+FROM held AS h
+WHERE l.shard = h.shard AND l.owner = $1;
+
+-- name: leave-cluster
+WITH gone AS (
+    DELETE FROM {{schema}}.cluster_nodes WHERE id = $1
+),
+held AS (
+    SELECT shard FROM {{schema}}.shard_leases
+    WHERE owner = $1
+    ORDER BY shard
+    FOR NO KEY UPDATE
+)
+UPDATE {{schema}}.shard_leases AS l
+SET owner = NULL, expires = now()
+FROM held AS h
+WHERE l.shard = h.shard AND l.owner = $1;
+
+-- name: shard-leases
+SELECT shard, owner, epoch, expires, now() FROM {{schema}}.shard_leases ORDER BY shard;
+
+-- name: check-fence
+-- The first statement of a fenced write: $1 must hold every lease named in
+-- $2 at the epoch in $3, or the transaction aborts (SF412) naming those it
+-- lost. FOR SHARE is the point: it waits for an Acquire in flight and
+-- then reads the row as that left it, and it keeps any Acquire of these
+-- rows waiting until the write's transaction has ended. A plain read
+-- would see the epoch of its snapshot while a takeover commits beside it.
+-- Rows are locked in shard order, like every other locker of leases.
+WITH fence AS (
+    SELECT * FROM unnest($2::bigint[], $3::bigint[]) AS f (shard, epoch)
+),
+held AS (
+    SELECT shard, owner, epoch FROM {{schema}}.shard_leases
+    WHERE shard = ANY($2::bigint[])
+    ORDER BY shard
+    FOR SHARE
+)
+SELECT {{schema}}.fenced_unless(coalesce(
+    array_agg(DISTINCT f.shard ORDER BY f.shard)
+        FILTER (WHERE h.shard IS NULL OR h.owner IS DISTINCT FROM $1::text OR h.epoch <> f.epoch),
+    '{}'
+))
+FROM fence AS f LEFT JOIN held AS h ON h.shard = f.shard;

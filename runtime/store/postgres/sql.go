@@ -51,6 +51,17 @@ type statements struct {
 	feedHorizon          string
 	loadConsumerPosition string
 	saveConsumerPosition string
+
+	recordShardCount  string
+	createShardLeases string
+	shardCount        string
+	heartbeat         string
+	clusterNodes      string
+	acquireLeases     string
+	releaseLeases     string
+	leaveCluster      string
+	shardLeases       string
+	checkFence        string
 }
 
 func newStatements(quotedSchema string) *statements {
@@ -91,6 +102,17 @@ func newStatements(quotedSchema string) *statements {
 		feedHorizon:          q("feed-horizon"),
 		loadConsumerPosition: q("load-consumer-position"),
 		saveConsumerPosition: q("save-consumer-position"),
+
+		recordShardCount:  q("record-shard-count"),
+		createShardLeases: q("create-shard-leases"),
+		shardCount:        q("shard-count"),
+		heartbeat:         q("heartbeat"),
+		clusterNodes:      q("cluster-nodes"),
+		acquireLeases:     q("acquire-leases"),
+		releaseLeases:     q("release-leases"),
+		leaveCluster:      q("leave-cluster"),
+		shardLeases:       q("shard-leases"),
+		checkFence:        q("check-fence"),
 	}
 }
 
