@@ -38,7 +38,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
-	case "serve", "migrate":
+	case "serve", "migrate", "cluster":
 	case "version":
 		fmt.Fprintf(stdout, "statefun %s\n", Version)
 		return 0
@@ -46,7 +46,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		usage(stderr, nil)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "unknown command %q; the commands are serve, migrate and version\n", cmd)
+		fmt.Fprintf(stderr, "unknown command %q; the commands are serve, migrate, cluster and version\n", cmd)
 		return 2
 	}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
@@ -71,6 +71,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch cmd {
 	case "migrate":
 		err = migrate(ctx, cfg, log, stdout)
+	case "cluster":
+		err = showCluster(ctx, cfg, stdout)
 	default:
 		err = serve(ctx, cfg, log, components)
 	}
@@ -86,6 +88,7 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 
   serve     serve the entities over gRPC and HTTP/JSON (the default)
   migrate   create or upgrade the Postgres schema, then exit
+  cluster   list the cluster's nodes, their addresses, heartbeats and shards
   version   print the statefun version`)
 	if fs != nil {
 		fmt.Fprintln(w, "\nflags:")
@@ -105,6 +108,9 @@ type serverConfig struct {
 	shutdownTimeout   time.Duration
 	maxMessageBytes   int
 	commitConcurrency int
+	advertiseAddress  string
+	shards            int
+	leaseTTL          time.Duration
 	tlsCert           string
 	tlsKey            string
 }
@@ -145,6 +151,15 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 		}
 	}
 	fs.IntVar(&c.maxMessageBytes, "max-message-bytes", maxMsg, "largest request accepted, in bytes ($STATEFUN_MAX_MESSAGE_BYTES)")
+	str(&c.advertiseAddress, "advertise-address", "STATEFUN_ADVERTISE_ADDRESS", "", "host:port where the other nodes of the cluster reach this node's gRPC port; it also names the node (default: --listen, when that names a host)")
+	dur(&c.leaseTTL, "lease-ttl", "STATEFUN_LEASE_TTL", 5*time.Second, "how long a dead node's shards wait before another node takes them over")
+	shards := DefaultShards
+	if v := getenv("STATEFUN_SHARDS"); v != "" {
+		if _, err := fmt.Sscan(v, &shards); err != nil {
+			errs = append(errs, fmt.Errorf("$STATEFUN_SHARDS=%q is not a number", v))
+		}
+	}
+	fs.IntVar(&c.shards, "shards", shards, "number of shards entities are spread over; fixed when the cluster's first node starts ($STATEFUN_SHARDS)")
 	concurrency := 1
 	if v := getenv("STATEFUN_COMMIT_CONCURRENCY"); v != "" {
 		if _, err := fmt.Sscan(v, &concurrency); err != nil {
@@ -166,6 +181,15 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 	}
 	if c.maxMessageBytes <= 0 {
 		return c, errors.New("--max-message-bytes must be positive")
+	}
+	if c.shards < 1 || c.shards > 1<<20 {
+		return c, fmt.Errorf("--shards %d: use 1 to 1048576 (default %d)", c.shards, DefaultShards)
+	}
+	if c.leaseTTL < 500*time.Millisecond {
+		return c, fmt.Errorf("--lease-ttl %v: use at least 500ms (default 5s)", c.leaseTTL)
+	}
+	if c.databaseURL == "" && c.advertiseAddress != "" {
+		return c, errors.New("--advertise-address makes this server a node of a cluster, which needs a database the nodes share: set --database-url (Postgres); the embedded store is single-node")
 	}
 	if c.commitConcurrency < 1 || c.commitConcurrency > 64 {
 		return c, fmt.Errorf("--commit-concurrency %d: use 1 (the default) to 64", c.commitConcurrency)

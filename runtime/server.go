@@ -3,6 +3,7 @@ package statefun
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +12,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"connectrpc.com/connect"
@@ -56,6 +59,82 @@ func openStore(ctx context.Context, c serverConfig, log *slog.Logger) (store.Sto
 		log.Info("store: embedded", "data_dir", c.dataDir)
 		return st, nil
 	}
+}
+
+// clusterConfig is this server's place in its cluster.
+func clusterConfig(c serverConfig) (ClusterConfig, error) {
+	addr := c.advertiseAddress
+	if addr == "" {
+		host, _, err := net.SplitHostPort(c.listen)
+		if err != nil || host == "" || host == "0.0.0.0" || host == "::" {
+			return ClusterConfig{}, fmt.Errorf("--listen %q does not say how other nodes reach this one; set --advertise-address to this node's host:port", c.listen)
+		}
+		addr = c.listen
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return ClusterConfig{}, fmt.Errorf("--advertise-address %q: %v; use host:port", addr, err)
+	}
+	cc := ClusterConfig{Address: addr, Shards: c.shards, LeaseTTL: c.leaseTTL}
+	if c.tlsCert != "" {
+		// Peers are reached over TLS too, trusting the system's roots and
+		// this node's own certificate (a cluster sharing one certificate).
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if pem, err := os.ReadFile(c.tlsCert); err == nil {
+			pool.AppendCertsFromPEM(pem)
+		}
+		cc.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))}
+	}
+	return cc, nil
+}
+
+// showCluster prints the cluster's nodes and how many shards each holds.
+func showCluster(ctx context.Context, c serverConfig, stdout io.Writer) error {
+	if c.databaseURL == "" {
+		return errors.New("cluster needs the cluster's database: set --database-url or $STATEFUN_DATABASE_URL")
+	}
+	st, err := postgres.Open(ctx, c.databaseURL, postgres.WithSchema(c.schema))
+	if err != nil {
+		return fmt.Errorf("open Postgres store: %w", err)
+	}
+	defer st.Close()
+	cs, ok := any(st).(store.Cluster)
+	if !ok {
+		return errors.New("this store cannot hold a cluster")
+	}
+	nodes, err := cs.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	leases, err := cs.Leases(ctx)
+	if err != nil {
+		return err
+	}
+	held := map[string]int{}
+	free := 0
+	for _, l := range leases {
+		if l.Owner == "" || l.Remaining < 0 {
+			free++
+			continue
+		}
+		held[l.Owner]++
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tADDRESS\tSTARTED\tLAST HEARTBEAT\tSHARDS")
+	for _, n := range nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%d\n", n.ID, n.Address, n.StartedAt.Format(time.RFC3339), n.Age.Round(time.Millisecond), held[n.ID])
+		delete(held, n.ID)
+	}
+	for owner, k := range held {
+		fmt.Fprintf(tw, "%s\t(left)\t\t\t%d\n", owner, k)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%d shards, %d without a live lease\n", len(leases), free)
+	return nil
 }
 
 // redactURL drops the password from a database URL for logging, from
@@ -125,8 +204,20 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 		}
 	}()
 	m := newMetrics()
-	rt, err := New(entities, WithStore(st), WithLogger(log), WithConsumers(consumers...), WithCommitConcurrency(c.commitConcurrency),
-		optionFunc(func(cfg *config) { cfg.observeBatch = m.observeBatch }))
+	opts := []Option{WithStore(st), WithLogger(log), WithConsumers(consumers...), WithCommitConcurrency(c.commitConcurrency)}
+	if c.databaseURL != "" {
+		// Every server on Postgres is a node of a cluster, of one node
+		// when it is alone: two servers on one database share the
+		// entities instead of both serving them.
+		cc, err := clusterConfig(c)
+		if err != nil {
+			return err
+		}
+		log.Info("joining the cluster", "node", cc.Address, "shards", cc.Shards, "lease_ttl", cc.LeaseTTL)
+		opts = append(opts, WithCluster(cc))
+	}
+	rt, err := New(entities, append(opts,
+		optionFunc(func(cfg *config) { cfg.observeBatch = m.observeBatch }))...)
 	if err != nil {
 		return err
 	}
@@ -209,6 +300,11 @@ func shutdown(timeout time.Duration, log *slog.Logger, grpcServer *grpc.Server, 
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	hs.Shutdown()
+	// Hand the shards to the other nodes first, while this server still
+	// takes calls: calls for them are forwarded to their new owners.
+	if err := rt.Leave(ctx); err != nil {
+		log.Warn("leaving the cluster", "error", err)
+	}
 	stopped := make(chan struct{})
 	go func() {
 		grpcServer.GracefulStop()

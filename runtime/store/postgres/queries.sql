@@ -281,19 +281,9 @@ FROM held AS h
 WHERE l.shard = h.shard AND l.owner = $1;
 
 -- name: leave-cluster
-WITH gone AS (
-    DELETE FROM {{schema}}.cluster_nodes WHERE id = $1
-),
-held AS (
-    SELECT shard FROM {{schema}}.shard_leases
-    WHERE owner = $1
-    ORDER BY shard
-    FOR NO KEY UPDATE
-)
-UPDATE {{schema}}.shard_leases AS l
-SET owner = NULL, expires = now()
-FROM held AS h
-WHERE l.shard = h.shard AND l.owner = $1;
+-- The node's leases stay: it hands its shards off with Release once the
+-- other nodes have seen it leave (store.Cluster.Leave).
+DELETE FROM {{schema}}.cluster_nodes WHERE id = $1;
 
 -- name: shard-leases
 SELECT shard, owner, epoch, expires, now() FROM {{schema}}.shard_leases ORDER BY shard;

@@ -30,7 +30,7 @@ var clusterTests = []struct {
 	{"AcquireTakesFreeAndExpiredLeases", testAcquireTakesFreeAndExpiredLeases},
 	{"ReacquireOwnLeaseRaisesEpoch", testReacquireOwnLeaseRaisesEpoch},
 	{"ReleaseFreesAtOnce", testReleaseFreesAtOnce},
-	{"LeaveReleasesEverything", testLeaveReleasesEverything},
+	{"LeaveKeepsLeases", testLeaveKeepsLeases},
 	{"FencedCommitWrites", testFencedCommitWrites},
 	{"StaleFenceWritesNothing", testStaleFenceWritesNothing},
 	{"FenceAndSeqBothStale", testFenceAndSeqBothStale},
@@ -312,7 +312,10 @@ func testReleaseFreesAtOnce(t *testing.T, s store.Store, c store.Cluster) {
 	wantOwners(t, c, "b@3", "a@1")
 }
 
-func testLeaveReleasesEverything(t *testing.T, _ store.Store, c store.Cluster) {
+// testLeaveKeepsLeases: a node that leaves the membership keeps its
+// leases until it releases them: it hands its shards off after the other
+// nodes have seen it go.
+func testLeaveKeepsLeases(t *testing.T, _ store.Store, c store.Cluster) {
 	initShards(t, c, 4)
 	for _, id := range []string{"a", "b"} {
 		if _, err := c.Heartbeat(ctx, store.Node{ID: id, Address: id + ":9000"}, live); err != nil {
@@ -328,8 +331,14 @@ func testLeaveReleasesEverything(t *testing.T, _ store.Store, c store.Cluster) {
 	if err != nil || len(nodes) != 1 || nodes[0].ID != "b" {
 		t.Errorf("Nodes after a left = %+v, %v; want b alone", nodes, err)
 	}
-	wantOwners(t, c, "@1", "@1", "@1", "b@1")
-	wantLeases(t, "Acquire after a left", acquire(t, c, "c", live, 0, 1, 2, 3), "0@2", "1@2", "2@2")
+	wantOwners(t, c, "a@1", "a@1", "a@1", "b@1")
+	if got := acquire(t, c, "c", live, 0, 1, 2, 3); len(got) != 0 {
+		t.Errorf("c took %v from a node that left but still holds them", got)
+	}
+	if err := c.Release(ctx, "a", []int{0, 1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	wantLeases(t, "Acquire after a released", acquire(t, c, "c", live, 0, 1, 2, 3), "0@2", "1@2", "2@2")
 }
 
 // fencedBatch writes one of everything a Commit holds for ref.
