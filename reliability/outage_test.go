@@ -2,6 +2,7 @@ package reliability
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,11 @@ import (
 // and the server recovers when the database returns, without a restart;
 // entities whose commits failed were reset, so what the server reports is
 // the fold of what is stored.
+//
+// Two more clients run alongside (retryRun), retrying every failed command
+// through the outages until it is acknowledged: one with an idempotency
+// key, which must end with every command acknowledged and stored once, and
+// one without, whose duplicates the test reports.
 func TestDatabaseOutage(t *testing.T) {
 	t.Parallel()
 	schema := newSchema(t, "outage")
@@ -36,6 +42,8 @@ func TestDatabaseOutage(t *testing.T) {
 	ld := &load{ledger: l, carts: carts, prefix: "o", workers: 16, retryPause: 20 * time.Millisecond}
 	done := make(chan struct{})
 	go func() { ld.run(ctx, srv.carts); close(done) }()
+	retries := newRetryRun("outage")
+	retries.start(t, srv.carts)
 
 	// phase runs the load for a while in one state of the network, and
 	// returns the ledger times it began and ended at: what the calls sent
@@ -86,6 +94,7 @@ func TestDatabaseOutage(t *testing.T) {
 
 	stop()
 	<-done
+	retries.finish(t)
 	report("cut", cutDuring, cutAfter)
 	report("stall", during, after)
 	if l.window(before.from, before.to).Acked == 0 {
@@ -100,10 +109,12 @@ func TestDatabaseOutage(t *testing.T) {
 	default:
 	}
 
-	served := getCarts(t, srv.carts, carts)
-	h := readHistory(t, openPostgres(t, schema), carts)
-	v := l.check(t, h)
+	all := slices.Concat(carts, retries.carts())
+	served := getCarts(t, srv.carts, all)
+	h := readHistory(t, openPostgres(t, schema), all)
+	v := l.check(t, h.only(carts))
 	checkConverged(t, served, h)
+	retries.check(t, h)
 	if err := srv.term(); err != nil {
 		t.Errorf("SIGTERM: %v", err)
 	}
@@ -111,12 +122,15 @@ func TestDatabaseOutage(t *testing.T) {
 	if strings.Contains(srv.log.String(), password) {
 		t.Errorf("the server log shows the database password:\n%s", srv.log)
 	}
-	if l.errorsContain(password) {
-		t.Error("an error returned to a caller shows the database password")
+	for _, client := range append(retries.ledgers(), l) {
+		if client.errorsContain(password) {
+			t.Error("an error returned to a caller shows the database password")
+		}
 	}
 	t.Logf("%d commands sent, longest call %v: %v", l.sent(), l.maxLatency.Round(time.Millisecond), v)
 	note("outage: %d commands sent, longest call %v, %d proxy connections: %v", l.sent(), l.maxLatency.Round(time.Millisecond), proxy.Accepted(), v)
 	count("commands acknowledged", v.Acked)
 	count("lost", v.Lost)
 	count("duplicated", v.Duplicated)
+	count("told not stored, yet stored", v.ToldNotStoredYetStored)
 }
