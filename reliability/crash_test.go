@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	cartv1 "github.com/statefun-go/statefun/examples/shoppingcart/gen/shop/cart/v1"
 	"github.com/statefun-go/statefun/runtime/store/embedded"
 )
 
@@ -17,6 +19,11 @@ import (
 // checks INVARIANTS.md's row "process killed": every acknowledged event is there
 // after the restart, once, in order, with no gap and nothing half written,
 // and the restarted server's state is the fold of what is stored.
+//
+// Two more clients run alongside (retryRun), retrying every failed command
+// across the kills and restarts until it is acknowledged: one with an
+// idempotency key, which must end with every command acknowledged and
+// stored once, and one without, whose duplicates the test reports.
 func TestCrashUnderLoad(t *testing.T) {
 	t.Parallel()
 	t.Run("postgres", func(t *testing.T) {
@@ -57,8 +64,15 @@ func crashUnderLoad(t *testing.T, name string, flags []string, read func(*testin
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
 	carts := cartNames("crash-"+name, 24)
 	l := newLedger()
+	// The retrying clients keep their commands across restarts: their
+	// calls go to whichever server runs.
+	retries, to := newRetryRun("crash-"+name), &redirect{}
 	for round := range crashRounds {
 		srv := startServer(t, serverConfig{flags: flags})
+		to.set(srv.conn)
+		if round == 0 {
+			retries.start(t, cartv1.NewShoppingCartServiceClient(to))
+		}
 		ctx, stop := context.WithCancel(t.Context())
 		ld := &load{ledger: l, carts: carts, prefix: fmt.Sprintf("r%d", round), workers: 16, retryPause: 20 * time.Millisecond}
 		done := make(chan struct{})
@@ -73,18 +87,22 @@ func crashUnderLoad(t *testing.T, name string, flags []string, read func(*testin
 		count("crashes injected (kill -9)", 1)
 	}
 
-	// The last start: recovery only, then a clean stop so that the
-	// embedded store's file can be read.
+	// The last start: recovery, the retrying clients' last retries, then
+	// a clean stop so that the embedded store's file can be read.
 	srv := startServer(t, serverConfig{flags: flags})
-	served := getCarts(t, srv.carts, carts)
+	to.set(srv.conn)
+	retries.finish(t)
+	all := slices.Concat(carts, retries.carts())
+	served := getCarts(t, srv.carts, all)
 	if err := srv.term(); err != nil {
 		t.Errorf("SIGTERM after recovery: %v\n%s", err, srv.log)
 	}
 	srv.checkNoRaces(t)
 
-	h := read(t, carts)
-	v := l.check(t, h)
+	h := read(t, all)
+	v := l.check(t, h.only(carts))
 	checkConverged(t, served, h)
+	retries.check(t, h)
 	if v.Acked == 0 {
 		t.Fatal("no command was acknowledged: the load never ran")
 	}
@@ -92,6 +110,7 @@ func crashUnderLoad(t *testing.T, name string, flags []string, read func(*testin
 	count("commands acknowledged", v.Acked)
 	count("lost", v.Lost)
 	count("duplicated", v.Duplicated)
+	count("told not stored, yet stored", v.ToldNotStoredYetStored)
 	note("crash/%s: %d kill -9, %d commands sent, %v", name, crashRounds, l.sent(), v)
 }
 

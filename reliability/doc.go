@@ -6,7 +6,10 @@
 // directly through the store packages and check the guarantees of
 // INVARIANTS.md's failure table: every acknowledged command stored once, in
 // order, histories without gaps, and in-memory state equal to the fold of
-// the stored events.
+// the stored events. Through the kills and the database faults, two more
+// clients retry every failed command until it is acknowledged, one with
+// an idempotency key (every command must end stored exactly once) and one
+// without (the suite reports how many commands its retries stored twice).
 //
 // The package holds no product code: only the TCP proxy the outage tests
 // put between a server and Postgres, and the tests. RELIABILITY.md records

@@ -180,9 +180,18 @@ func hostileInput(t *testing.T, flags []string, read func(*testing.T, []string) 
 // postJSON sends a Connect JSON request to the cart service.
 func postJSON(t *testing.T, srv *server, method, body string) (int, string) {
 	t.Helper()
+	return postJSONWith(t, srv, method, body, nil)
+}
+
+// postJSONWith sends a Connect JSON request with extra headers.
+func postJSONWith(t *testing.T, srv *server, method, body string, header http.Header) (int, string) {
+	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+srv.httpAddr+"/shop.cart.v1.ShoppingCartService/"+method, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Connect-Protocol-Version", "1")

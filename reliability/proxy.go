@@ -11,8 +11,10 @@ import (
 // fail the way a database's network fails: Cut closes every connection and
 // refuses new ones (the database host is down or restarting), Stall keeps
 // connections open but moves no bytes (a partition: packets vanish, nothing
-// is refused). The outage tests put it between a server and Postgres, so
-// that faults hit only the server under test and never the shared database.
+// is refused). StallReplies is half a stall: requests still reach the
+// target, answers do not come back (a commit lands, its acknowledgement is
+// lost). The outage tests put it between a server and Postgres, so that
+// faults hit only the server under test and never the shared database.
 //
 // A cut proxy keeps its port and resets each new connection at once
 // rather than closing its listener: a port given up for the length of an
@@ -25,11 +27,13 @@ type Proxy struct {
 	mu      sync.Mutex
 	ln      net.Listener
 	cut     bool
-	stalled bool
-	resume  chan struct{} // closed when a stall ends
-	conns   map[net.Conn]struct{}
-	closed  bool
-	wg      sync.WaitGroup
+	stalled bool // nothing moves
+	// repliesStalled: bytes from the target are held, those to it move.
+	repliesStalled bool
+	resume         chan struct{} // closed when a stall ends
+	conns          map[net.Conn]struct{}
+	closed         bool
+	wg             sync.WaitGroup
 
 	accepted int // connections accepted, for the report
 }
@@ -92,7 +96,7 @@ func (p *Proxy) forward(client net.Conn) {
 	defer p.drop(client)
 	// A connection made during a stall waits like the packets of one
 	// would: the dial to the target happens only when the stall ends.
-	if !p.waitUnstalled(client) {
+	if !p.waitUnstalled(client, false) {
 		return
 	}
 	server, err := net.DialTimeout("tcp", p.target, 5*time.Second)
@@ -105,8 +109,8 @@ func (p *Proxy) forward(client net.Conn) {
 	}
 	defer p.drop(server)
 	done := make(chan struct{}, 2)
-	go func() { p.copy(server, client); done <- struct{}{} }()
-	go func() { p.copy(client, server); done <- struct{}{} }()
+	go func() { p.copy(server, client, false); done <- struct{}{} }()
+	go func() { p.copy(client, server, true); done <- struct{}{} }()
 	<-done
 	// One direction ended: end the other, as a dying peer would.
 	_ = client.Close()
@@ -115,14 +119,15 @@ func (p *Proxy) forward(client net.Conn) {
 }
 
 // copy moves bytes from src to dst, holding them while the proxy is
-// stalled. A read that lands during a stall is delivered after it, or
-// dropped with the connection if the stall ends in a Cut.
-func (p *Proxy) copy(dst, src net.Conn) {
+// stalled (replies, from the target, also while replies are). A read that
+// lands during a stall is delivered after it, or dropped with the
+// connection if the stall ends in a Cut.
+func (p *Proxy) copy(dst, src net.Conn, replies bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			if !p.waitUnstalled(src) {
+			if !p.waitUnstalled(src, replies) {
 				return
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -135,16 +140,21 @@ func (p *Proxy) copy(dst, src net.Conn) {
 	}
 }
 
-// waitUnstalled returns once the proxy is not stalled, false if c was
-// closed meanwhile (a Cut during the stall).
-func (p *Proxy) waitUnstalled(c net.Conn) bool {
+// waitUnstalled returns once the proxy is not stalled for c's direction
+// (replies or not), false if c was closed meanwhile (a Cut during the
+// stall, or c's peer hung up).
+func (p *Proxy) waitUnstalled(c net.Conn, replies bool) bool {
 	for {
 		p.mu.Lock()
 		resume := p.resume
+		held := p.stalled || (replies && p.repliesStalled)
 		_, open := p.conns[c]
 		p.mu.Unlock()
 		if !open {
 			return false
+		}
+		if !held {
+			return true
 		}
 		select {
 		case <-resume:
@@ -200,23 +210,37 @@ func (p *Proxy) Cut() {
 // and nothing reaches either side until Restore (or a Cut).
 func (p *Proxy) Stall() {
 	p.mu.Lock()
+	if !p.stalled && !p.repliesStalled {
+		p.resume = make(chan struct{})
+	}
 	if !p.stalled {
 		p.stalled = true
-		p.resume = make(chan struct{})
 	}
 	p.mu.Unlock()
 }
 
-// Restore ends a Cut or a Stall. After a Stall the held connections are
-// cut first, as a long partition ends for TCP: their peers have long
-// given up on them.
+// StallReplies holds every byte coming back from the target until
+// Restore (or a Cut); bytes to the target still move. A commit sent
+// meanwhile is applied, and its sender never hears so.
+func (p *Proxy) StallReplies() {
+	p.mu.Lock()
+	if !p.stalled && !p.repliesStalled {
+		p.resume = make(chan struct{})
+	}
+	p.repliesStalled = true
+	p.mu.Unlock()
+}
+
+// Restore ends a Cut, a Stall or a StallReplies. After a stall the held
+// connections are cut first, as a long partition ends for TCP: their
+// peers have long given up on them.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
 	var held map[net.Conn]struct{}
-	if p.stalled {
+	if p.stalled || p.repliesStalled {
 		held = p.conns
 		p.conns = map[net.Conn]struct{}{}
-		p.stalled = false
+		p.stalled, p.repliesStalled = false, false
 		close(p.resume)
 	}
 	p.cut = false
@@ -230,8 +254,8 @@ func (p *Proxy) Restore() {
 func (p *Proxy) Close() error {
 	p.mu.Lock()
 	p.closed = true
-	if p.stalled {
-		p.stalled = false
+	if p.stalled || p.repliesStalled {
+		p.stalled, p.repliesStalled = false, false
 		close(p.resume)
 	}
 	p.mu.Unlock()

@@ -11,7 +11,8 @@ import (
 
 // TestProxy checks that the proxy injects the faults the outage tests
 // claim: forwarding when up, an immediate failure when cut, silence when
-// stalled, and service again after Restore, on the same address.
+// stalled, requests delivered but no answer when replies are stalled, and
+// service again after Restore, on the same address.
 func TestProxy(t *testing.T) {
 	t.Parallel()
 	echo, err := net.Listen("tcp", "127.0.0.1:0")
@@ -19,13 +20,18 @@ func TestProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer echo.Close()
+	// received has a value for every read of the echo server.
+	received := make(chan struct{}, 100)
 	go func() {
 		for {
 			c, err := echo.Accept()
 			if err != nil {
 				return
 			}
-			go func() { _, _ = io.Copy(c, c); _ = c.Close() }()
+			go func() {
+				_, _ = io.Copy(c, readNotifier{c, received})
+				_ = c.Close()
+			}()
 		}
 	}()
 	p, err := NewProxy(echo.Addr().String())
@@ -94,6 +100,47 @@ func TestProxy(t *testing.T) {
 	if err := roundTrip(dial(), 5*time.Second); err != nil {
 		t.Errorf("after the stall: %v", err)
 	}
+
+	held = dial()
+	if err := roundTrip(held, 5*time.Second); err != nil {
+		t.Fatalf("before stalling replies: %v", err)
+	}
+	for len(received) > 0 {
+		<-received
+	}
+	p.StallReplies()
+	if err := roundTrip(held, 300*time.Millisecond); !isTimeout(err) {
+		t.Errorf("while replies are stalled: %v, want no answer", err)
+	}
+	select {
+	case <-received:
+	case <-time.After(5 * time.Second):
+		t.Error("while replies are stalled, a request did not reach the target")
+	}
+	p.Restore()
+	if err := roundTrip(held, 5*time.Second); err == nil || isTimeout(err) {
+		t.Errorf("a connection held while replies were stalled: %v, want it closed after", err)
+	}
+	if err := roundTrip(dial(), 5*time.Second); err != nil {
+		t.Errorf("after replies were stalled: %v", err)
+	}
+}
+
+// readNotifier signals each successful read of its reader.
+type readNotifier struct {
+	io.Reader
+	reads chan<- struct{}
+}
+
+func (r readNotifier) Read(b []byte) (int, error) {
+	n, err := r.Reader.Read(b)
+	if n > 0 {
+		select {
+		case r.reads <- struct{}{}:
+		default:
+		}
+	}
+	return n, err
 }
 
 func isTimeout(err error) bool {
