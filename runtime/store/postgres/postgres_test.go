@@ -403,18 +403,18 @@ func (c *countingConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// TestCommitIsOneRoundTrip holds Commit to its design: a batch with a gap
-// check, events of several entities and values costs one round trip once
-// the connection has prepared the statements; a conflict costs two.
-func TestCommitIsOneRoundTrip(t *testing.T) {
-	t.Parallel()
+// openCountingStore opens a store on a pool of one connection, whose
+// statements so stay prepared, and counts its round trips. The store and
+// pool close when the test ends.
+func openCountingStore(t *testing.T) (*postgres.Store, *roundTrips) {
+	t.Helper()
 	schema := newSchema(t)
-	var trips roundTrips
+	trips := &roundTrips{}
 	config, err := pgxpool.ParseConfig(databaseURL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	config.MaxConns = 1 // one connection: its statements stay prepared
+	config.MaxConns = 1
 	config.ConnConfig.DialFunc = trips.dial
 	// The pool pings connections idle for over a second before use; a
 	// slow test machine must not count that.
@@ -423,12 +423,21 @@ func TestCommitIsOneRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.Close()
+	t.Cleanup(pool.Close)
 	s, err := postgres.FromPool(t.Context(), pool, postgres.WithSchema(schema))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { _ = s.Close() })
+	return s, trips
+}
+
+// TestCommitIsOneRoundTrip holds Commit to its design: a batch with a gap
+// check, events of several entities and values costs one round trip once
+// the connection has prepared the statements; a conflict costs two.
+func TestCommitIsOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	s, trips := openCountingStore(t)
 
 	batch := func(seq int64) *store.Batch {
 		var b store.Batch
