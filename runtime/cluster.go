@@ -74,6 +74,7 @@ type clusterNode struct {
 
 	leaveOnce sync.Once
 	leaveErr  error
+	leaving   atomic.Bool
 	stopView  context.CancelFunc
 	viewDone  chan struct{}
 }
@@ -139,17 +140,21 @@ func (cn *clusterNode) leave(ctx context.Context) error {
 }
 
 func (cn *clusterNode) handOffAll(ctx context.Context) error {
+	cn.leaving.Store(true)
 	cn.cancel()
 	<-cn.done
+	alone := len(cn.others()) == 0
 	// Leave the membership first and give the other nodes a heartbeat to
 	// see it: they then wait for this node's shards, and take each one
 	// moments after it is released. Meanwhile this node serves them.
 	if err := cn.node.Deregister(ctx); err != nil {
 		return fmt.Errorf("leave the cluster: %w", err)
 	}
-	select {
-	case <-time.After(cn.node.Renew() + 100*time.Millisecond):
-	case <-ctx.Done():
+	if !alone {
+		select {
+		case <-time.After(cn.node.Renew() + 100*time.Millisecond):
+		case <-ctx.Done():
+		}
 	}
 	err := cn.node.Leave(ctx)
 	// Calls that still reach this node are forwarded to the new owners.
@@ -170,6 +175,17 @@ func (cn *clusterNode) handOffAll(ctx context.Context) error {
 		}
 	}()
 	return err
+}
+
+// others returns the other live nodes, as last seen.
+func (cn *clusterNode) others() []string {
+	var out []string
+	for _, m := range cn.node.Members() {
+		if m != cn.node.ID() {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // close stops the cluster node for good.
@@ -278,12 +294,16 @@ func routed[S, R proto.Message](ctx context.Context, h *Host[S], id string, read
 			// The forwarding node has a stale view; it retries.
 			return zero, errMoved(shard)
 		}
-		if owner := cn.node.Owner(shard); owner != "" && owner != cn.node.ID() {
+		owner := cn.node.Owner(shard)
+		if owner != "" && owner != cn.node.ID() {
 			reply, err, retry := forward[R](ctx, cn, owner, readOnly)
 			if !retry {
 				return reply, err
 			}
 			cn.forwardRetries.Add(1)
+		} else if cn.leaving.Load() && len(cn.others()) == 0 {
+			// The last node is stopping: no one will take the shard.
+			return zero, status.Error(codes.Unavailable, "server is shutting down; retry on another instance")
 		}
 		cn.node.Refresh()
 		select {

@@ -282,7 +282,10 @@ func (r *Runtime) Leave(ctx context.Context) error {
 	if r.cluster == nil {
 		return nil
 	}
-	return r.cluster.leave(ctx)
+	// Consumers first: they run under leases of this node, and their last
+	// saved position must be saved while those are still held.
+	err := r.consumers.shutdown(ctx)
+	return errors.Join(err, r.cluster.leave(ctx))
 }
 
 // Stats is a point-in-time view of the runtime, for metrics.

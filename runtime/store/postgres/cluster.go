@@ -162,13 +162,13 @@ func (s *Store) SaveConsumerPositionFenced(ctx context.Context, consumer, entity
 		return fmt.Errorf("postgres: save the position of consumer %q in the feed of %q: %w", consumer, entityType, err)
 	}
 	return s.fencedWrite(ctx, fence, fmt.Sprintf("save the position of consumer %q in the feed of %q", consumer, entityType),
-		s.sql.saveConsumerPosition, consumer, entityType, string(pos))
+		func(b *pgx.Batch) { b.Queue(s.sql.saveConsumerPosition, consumer, entityType, string(pos)) })
 }
 
 // fencedWrite runs one statement after the check of fence, in one
 // pipeline: one round trip and one implicit transaction, so the statement
 // is written only if fence holds. A nil fence leaves the statement alone.
-func (s *Store) fencedWrite(ctx context.Context, fence *store.Fence, doing, sql string, args ...any) error {
+func (s *Store) fencedWrite(ctx context.Context, fence *store.Fence, doing string, queue func(*pgx.Batch)) error {
 	batch := &pgx.Batch{}
 	if fence != nil {
 		if err := checkNode(fence.Node); err != nil {
@@ -176,7 +176,7 @@ func (s *Store) fencedWrite(ctx context.Context, fence *store.Fence, doing, sql 
 		}
 		queueFence(batch, s.sql, fence)
 	}
-	batch.Queue(sql, args...)
+	queue(batch)
 	err := s.pool.SendBatch(ctx, batch).Close()
 	if fenced := asFenced(err, fence); fenced != nil {
 		return fenced

@@ -397,7 +397,9 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap store.Snapshot) error {
 	}
 	doing := fmt.Sprintf("save the snapshot of %q at seq %d", snap.Entity, snap.Seq)
 	if snap.Fence != nil {
-		return s.fencedWrite(ctx, snap.Fence, doing, s.sql.saveSnapshot, snap.Entity.Type, []byte(snap.Entity.ID), snap.Seq, notNull(snap.Payload))
+		return s.fencedWrite(ctx, snap.Fence, doing, func(b *pgx.Batch) {
+			b.Queue(s.sql.saveSnapshot, snap.Entity.Type, []byte(snap.Entity.ID), snap.Seq, notNull(snap.Payload))
+		})
 	}
 	if _, err := s.pool.Exec(ctx, s.sql.saveSnapshot, snap.Entity.Type, []byte(snap.Entity.ID), snap.Seq, notNull(snap.Payload)); err != nil {
 		return s.wrap(err, "%s", doing)
