@@ -198,6 +198,10 @@ type serverConfig struct {
 	flags []string
 	// tls, when set, makes the client connection use TLS with it.
 	tls *tls.Config
+	// grpcAddr and httpAddr, when set, are where the server listens
+	// instead of free ports: a restarted cluster node keeps its address,
+	// which is its ID, and so takes its leases back.
+	grpcAddr, httpAddr string
 }
 
 func freeAddr(t testing.TB) string {
@@ -215,7 +219,13 @@ func freeAddr(t testing.TB) string {
 func startServer(t testing.TB, cfg serverConfig) *server {
 	t.Helper()
 	bin := serverBinary(t)
-	s := &server{grpcAddr: freeAddr(t), httpAddr: freeAddr(t), log: &logBuffer{}, exited: make(chan struct{})}
+	s := &server{grpcAddr: cfg.grpcAddr, httpAddr: cfg.httpAddr, log: &logBuffer{}, exited: make(chan struct{})}
+	if s.grpcAddr == "" {
+		s.grpcAddr = freeAddr(t)
+	}
+	if s.httpAddr == "" {
+		s.httpAddr = freeAddr(t)
+	}
 	args := append([]string{"serve", "--listen", s.grpcAddr, "--http-listen", s.httpAddr}, cfg.flags...)
 	s.cmd = exec.Command(bin, args...)
 	// The server reads its flags' environment variables too: start it
