@@ -242,9 +242,9 @@ func (s *consumerSet) callsLocked(entityType string) *consumerRunner {
 // startCalls lets the dispatcher of the calls that commands of entityType
 // send run. A command that sends a call calls it while it holds its
 // entity, so it returns at once: the dispatcher reads and records its
-// position on its own goroutine. recorded is unused: the dispatcher finds
-// out itself whether it has a stored position.
-func (s *consumerSet) startCalls(entityType string, recorded bool) {
+// position on its own goroutine; it finds out itself whether it has a
+// stored position.
+func (s *consumerSet) startCalls(entityType string) {
 	s.mu.Lock()
 	runner := s.callsLocked(entityType)
 	s.mu.Unlock()

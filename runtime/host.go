@@ -308,7 +308,7 @@ func (h *Host[S]) stage(id string, inst *instance[S], cc *CommandContext) (*jour
 			commit.Events = append(commit.Events, store.Event{Entity: ref, Seq: seq, EventType: callEventType, Payload: payload})
 		}
 		if len(cc.calls) > 0 {
-			h.rt.consumers.startCalls(h.cfg.Type, false)
+			h.rt.consumers.startCalls(h.cfg.Type)
 		}
 		for _, e := range cc.events {
 			if err := applyEvent(h.cfg.ApplyEvent, inst.state, e.msg); err != nil {

@@ -72,7 +72,7 @@ func clusterConfig(c serverConfig) (ClusterConfig, error) {
 		addr = c.listen
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return ClusterConfig{}, fmt.Errorf("--advertise-address %q: %v; use host:port", addr, err)
+		return ClusterConfig{}, fmt.Errorf("--advertise-address %q: %w; use host:port", addr, err)
 	}
 	cc := ClusterConfig{Address: addr, Shards: c.shards, LeaseTTL: c.leaseTTL}
 	if c.tlsCert != "" {

@@ -26,19 +26,22 @@ import (
 	"time"
 )
 
-func main() {
-	run := flag.String("run", "", "only mutants whose name matches this regular expression")
+func main() { os.Exit(run()) }
+
+// run runs the mutants and returns the exit code.
+func run() int {
+	only := flag.String("run", "", "only mutants whose name matches this regular expression")
 	timeout := flag.Duration("timeout", 3*time.Minute, "time limit for the tests of one mutant; a mutant still running then counts as killed (a hang is a failure)")
 	flag.Parse()
-	filter, err := regexp.Compile(*run)
+	filter, err := regexp.Compile(*only)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mutants: -run: %v\n", err)
-		os.Exit(2)
+		return 2
 	}
 	tmp, err := os.MkdirTemp("", "statefun-mutants-")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mutants: %v\n", err)
-		os.Exit(2)
+		return 2
 	}
 	defer os.RemoveAll(tmp)
 
@@ -71,8 +74,9 @@ func main() {
 		fmt.Printf("survivors (a test that should fail did not): %s\n", strings.Join(survivors, ", "))
 	}
 	if killed != total {
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // mutant is one deliberate defect: in file, the text old (which must occur

@@ -246,12 +246,12 @@ func (s *Store) txError(err error, what func() string) error {
 	}
 }
 
-// Commit implements store.Store. The whole batch is one write transaction,
-// checked in full before anything is written.
 // errSingleNode refuses a write fenced by a cluster lease: the embedded
 // store is one process's file and cannot coordinate a cluster.
 var errSingleNode = errors.New("the embedded store is single-node and holds no cluster leases; use Postgres to run a cluster")
 
+// Commit implements store.Store. The whole batch is one write transaction,
+// checked in full before anything is written.
 func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 	if err := s.check(ctx); err != nil {
 		return err

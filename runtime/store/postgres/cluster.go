@@ -223,8 +223,9 @@ func asFenced(err error, fence *store.Fence) *store.FencedError {
 
 // parseShards reads a non-empty array literal of integers, "{1,3}".
 func parseShards(literal string) ([]int, bool) {
-	body, ok := strings.CutPrefix(literal, "{")
-	if body, ok = strings.CutSuffix(body, "}"); !ok || body == "" {
+	body, hasPrefix := strings.CutPrefix(literal, "{")
+	body, hasSuffix := strings.CutSuffix(body, "}")
+	if !hasPrefix || !hasSuffix || body == "" {
 		return nil, false
 	}
 	var shards []int

@@ -107,7 +107,7 @@ func TestTakeoverWaitsForFencedCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer blocker.Rollback(context.WithoutCancel(ctx))
+	defer func() { _ = blocker.Rollback(context.WithoutCancel(ctx)) }()
 	if _, err := blocker.Exec(ctx, "SELECT FROM "+pgx.Identifier{schema, "entity_values"}.Sanitize()+" FOR UPDATE"); err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestCommitBehindTakeoverIsFenced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer takeover.Rollback(context.WithoutCancel(ctx))
+	defer func() { _ = takeover.Rollback(context.WithoutCancel(ctx)) }()
 	if _, err := takeover.Exec(ctx, "UPDATE "+pgx.Identifier{schema, "shard_leases"}.Sanitize()+
 		" SET owner = 'b', epoch = epoch + 1, expires = now() + interval '1 hour' WHERE shard = 0"); err != nil {
 		t.Fatal(err)
@@ -203,7 +203,7 @@ func TestRacingAcquiresOneWins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer blocker.Rollback(context.WithoutCancel(ctx))
+	defer func() { _ = blocker.Rollback(context.WithoutCancel(ctx)) }()
 	if _, err := blocker.Exec(ctx, "SELECT FROM "+pgx.Identifier{schema, "shard_leases"}.Sanitize()+" FOR UPDATE"); err != nil {
 		t.Fatal(err)
 	}

@@ -129,9 +129,9 @@ func wantOwners(t *testing.T, c store.Cluster, want ...string) {
 	}
 }
 
-// fenceOf is node's claim to the given leases.
-func fenceOf(node string, leases ...store.Lease) *store.Fence {
-	f := &store.Fence{Node: node}
+// fenceOf is node a's claim to the given leases.
+func fenceOf(leases ...store.Lease) *store.Fence {
+	f := &store.Fence{Node: "a"}
 	for _, l := range leases {
 		f.Shards = append(f.Shards, store.ShardEpoch{Shard: l.Shard, Epoch: l.Epoch})
 	}
@@ -285,9 +285,9 @@ func testReacquireOwnLeaseRaisesEpoch(t *testing.T, s store.Store, c store.Clust
 	after := acquire(t, c, "a", live, 0)
 	wantLeases(t, "second Acquire of a's own live lease", after, "0@2")
 	ref := store.Ref{Type: "cart", ID: "c1"}
-	err := s.Commit(ctx, &store.Batch{Events: []store.Event{ev(ref, 1, "E", "old")}, Fence: fenceOf("a", before...)})
+	err := s.Commit(ctx, &store.Batch{Events: []store.Event{ev(ref, 1, "E", "old")}, Fence: fenceOf(before...)})
 	wantFenced(t, err, 0)
-	commit(t, s, &store.Batch{Events: []store.Event{ev(ref, 1, "E", "new")}, Fence: fenceOf("a", after...)})
+	commit(t, s, &store.Batch{Events: []store.Event{ev(ref, 1, "E", "new")}, Fence: fenceOf(after...)})
 	equalEvents(t, readAll(t, s, ref, 0), []store.Event{ev(ref, 1, "E", "new")})
 }
 
@@ -306,7 +306,7 @@ func testReleaseFreesAtOnce(t *testing.T, s store.Store, c store.Cluster) {
 	// Free at once, with its epoch kept for the next Acquire to raise.
 	wantOwners(t, c, "@2", "a@1")
 	ref := store.Ref{Type: "cart", ID: "c1"}
-	err := s.Commit(ctx, &store.Batch{Events: []store.Event{ev(ref, 1, "E", "")}, Fence: fenceOf("a", held...)})
+	err := s.Commit(ctx, &store.Batch{Events: []store.Event{ev(ref, 1, "E", "")}, Fence: fenceOf(held...)})
 	wantFenced(t, err, 0)
 	wantLeases(t, "Acquire of a released lease", acquire(t, c, "b", live, 0), "0@3")
 	wantOwners(t, c, "b@3", "a@1")
@@ -364,7 +364,7 @@ func testFencedCommitWrites(t *testing.T, s store.Store, c store.Cluster) {
 	initShards(t, c, 2)
 	leases := acquire(t, c, "a", live, 0, 1)
 	ref := store.Ref{Type: "cart", ID: "c1"}
-	b := fencedBatch(ref, fenceOf("a", leases...))
+	b := fencedBatch(ref, fenceOf(leases...))
 	commit(t, s, b)
 	equalEvents(t, readAll(t, s, ref, 0), b.Events)
 	if v, found, err := s.LoadValue(ctx, ref); err != nil || !found || v.Version != 1 {
@@ -389,7 +389,7 @@ func testStaleFenceWritesNothing(t *testing.T, s store.Store, c store.Cluster) {
 	wantOwners(t, c, "a@1", "b@2", "b@2")
 
 	ref := store.Ref{Type: "cart", ID: "c1"}
-	wantFenced(t, s.Commit(ctx, fencedBatch(ref, fenceOf("a", held...))), 1, 2)
+	wantFenced(t, s.Commit(ctx, fencedBatch(ref, fenceOf(held...))), 1, 2)
 	wantNothingStored(t, s, ref)
 
 	// The owner counts as well as the epoch.
@@ -399,7 +399,7 @@ func testStaleFenceWritesNothing(t *testing.T, s store.Store, c store.Cluster) {
 	wantNothingStored(t, s, ref)
 
 	// What a still holds, it writes.
-	commit(t, s, fencedBatch(ref, fenceOf("a", held[0])))
+	commit(t, s, fencedBatch(ref, fenceOf(held[0])))
 	equalEvents(t, readAll(t, s, ref, 0), fencedBatch(ref, nil).Events)
 }
 
@@ -409,17 +409,17 @@ func testFenceAndSeqBothStale(t *testing.T, s store.Store, c store.Cluster) {
 	initShards(t, c, 1)
 	old := acquire(t, c, "a", live, 0)
 	ref := store.Ref{Type: "cart", ID: "c1"}
-	commit(t, s, &store.Batch{Events: []store.Event{ev(ref, 1, "E", "first")}, Fence: fenceOf("a", old...)})
+	commit(t, s, &store.Batch{Events: []store.Event{ev(ref, 1, "E", "first")}, Fence: fenceOf(old...)})
 	cur := acquire(t, c, "a", live, 0)
 
-	err := s.Commit(ctx, &store.Batch{Events: []store.Event{ev(ref, 1, "E", "again")}, Fence: fenceOf("a", old...)})
+	err := s.Commit(ctx, &store.Batch{Events: []store.Event{ev(ref, 1, "E", "again")}, Fence: fenceOf(old...)})
 	var fenced *store.FencedError
 	var conflict *store.ConflictError
 	if !errors.As(err, &fenced) && !errors.As(err, &conflict) {
 		t.Errorf("Commit stale in fence and seq: %v, want a FencedError or a ConflictError", err)
 	}
-	wantFenced(t, s.Commit(ctx, &store.Batch{Events: []store.Event{ev(ref, 2, "E", "stale")}, Fence: fenceOf("a", old...)}), 0)
-	wantConflict(t, s.Commit(ctx, &store.Batch{Events: []store.Event{ev(ref, 1, "E", "again")}, Fence: fenceOf("a", cur...)}), ref)
+	wantFenced(t, s.Commit(ctx, &store.Batch{Events: []store.Event{ev(ref, 2, "E", "stale")}, Fence: fenceOf(old...)}), 0)
+	wantConflict(t, s.Commit(ctx, &store.Batch{Events: []store.Event{ev(ref, 1, "E", "again")}, Fence: fenceOf(cur...)}), ref)
 	equalEvents(t, readAll(t, s, ref, 0), []store.Event{ev(ref, 1, "E", "first")})
 }
 
@@ -427,11 +427,11 @@ func testFencedSnapshot(t *testing.T, s store.Store, c store.Cluster) {
 	initShards(t, c, 1)
 	old := acquire(t, c, "a", live, 0)
 	ref := store.Ref{Type: "cart", ID: "c1"}
-	if err := s.SaveSnapshot(ctx, store.Snapshot{Entity: ref, Seq: 5, Payload: []byte("five"), Fence: fenceOf("a", old...)}); err != nil {
+	if err := s.SaveSnapshot(ctx, store.Snapshot{Entity: ref, Seq: 5, Payload: []byte("five"), Fence: fenceOf(old...)}); err != nil {
 		t.Fatalf("SaveSnapshot with a valid fence: %v", err)
 	}
 	acquire(t, c, "a", live, 0)
-	wantFenced(t, s.SaveSnapshot(ctx, store.Snapshot{Entity: ref, Seq: 9, Payload: []byte("nine"), Fence: fenceOf("a", old...)}), 0)
+	wantFenced(t, s.SaveSnapshot(ctx, store.Snapshot{Entity: ref, Seq: 9, Payload: []byte("nine"), Fence: fenceOf(old...)}), 0)
 	snap, found, err := s.LatestSnapshot(ctx, ref)
 	if err != nil || !found || snap.Seq != 5 || string(snap.Payload) != "five" {
 		t.Errorf("LatestSnapshot = %+v found=%v err=%v; want seq 5, the fenced save ignored", snap, found, err)
@@ -453,14 +453,14 @@ func testFencedConsumerPosition(t *testing.T, s store.Store, c store.Cluster) {
 		}
 		return pos
 	}
-	if err := c.SaveConsumerPositionFenced(ctx, "projector", "cart", first, fenceOf("a", old...)); err != nil {
+	if err := c.SaveConsumerPositionFenced(ctx, "projector", "cart", first, fenceOf(old...)); err != nil {
 		t.Fatalf("SaveConsumerPositionFenced with a valid fence: %v", err)
 	}
 	if got := load(); got != first {
 		t.Fatalf("position = %q, want %q", got, first)
 	}
 	acquire(t, c, "a", live, 0)
-	wantFenced(t, c.SaveConsumerPositionFenced(ctx, "projector", "cart", second, fenceOf("a", old...)), 0)
+	wantFenced(t, c.SaveConsumerPositionFenced(ctx, "projector", "cart", second, fenceOf(old...)), 0)
 	if got := load(); got != first {
 		t.Errorf("position after a fenced save = %q, want it still %q", got, first)
 	}
@@ -576,7 +576,7 @@ func testCommitRacingTakeover(t *testing.T, s store.Store, c store.Cluster) {
 		ref := store.Ref{Type: "cart", ID: fmt.Sprint("race", round)}
 		held := acquire(t, c, "a", brief, 0)
 		lapse()
-		b := &store.Batch{Fence: fenceOf("a", held...)}
+		b := &store.Batch{Fence: fenceOf(held...)}
 		for seq := range int64(events) {
 			b.Events = append(b.Events, ev(ref, seq+1, "E", "from a"))
 		}
