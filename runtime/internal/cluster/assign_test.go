@@ -69,12 +69,12 @@ func TestAssignMovesLittle(t *testing.T) {
 func TestAssignMatchesReference(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
-	for range 60 {
+	for range 30 {
 		nodes := make([]string, 1+rng.IntN(40))
 		for i := range nodes {
 			nodes[i] = fmt.Sprintf("10.0.%d.%d:8080", rng.IntN(4), rng.IntN(256))
 		}
-		shards := 1 + rng.IntN(700)
+		shards := 1 + rng.IntN(500)
 		if got, want := Assign(nodes, shards), assignReference(nodes, shards); !slices.Equal(got, want) {
 			t.Fatalf("Assign(%q, %d) differs from the reference", nodes, shards)
 		}
