@@ -89,8 +89,8 @@ var (
 //
 // make test runs 3 seeds of 10–22 nodes and 256 shards, 2 virtual minutes
 // each (about 2s of CPU each with the race detector). Run longer, 150–220
-// nodes and 4096 shards for 30 virtual minutes a seed (about 5 minutes of
-// CPU each), with
+// nodes and 4096 shards for 30 virtual minutes a seed (2–6 minutes of CPU
+// and up to 1GB of memory each; seeds run in parallel), with
 //
 //	go test ./runtime/internal/cluster/ -run 'TestSimulation$' -sim.long -sim.seeds=8 -v -timeout 2h
 func TestSimulation(t *testing.T) {
