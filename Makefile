@@ -65,7 +65,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 30s; make fuzz FUZZTIME=5m).
 	done
 
 .PHONY: mutants
-mutants: ## Check the invariant tests can fail: apply each mutation in reliability/mutants, expect its tests to fail (about 3 minutes).
+mutants: ## Check the invariant tests can fail: apply each mutation in reliability/mutants, expect its tests to fail (about 4 minutes).
 	.ci/ensure-postgres
 	go run ./reliability/mutants
 

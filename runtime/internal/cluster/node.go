@@ -49,6 +49,10 @@ type Config struct {
 	// node holds.
 	Changed func()
 	Log     *slog.Logger
+
+	// assign computes the assignment from the live nodes: Assign, or, in
+	// the simulation, a memo of it that its hundreds of nodes share.
+	assign func(nodes []string, shards int) []string
 }
 
 // Node is this process's member of the cluster.
@@ -109,6 +113,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.assign == nil {
+		cfg.assign = Assign
 	}
 	return &Node{
 		cfg: cfg, held: map[int]holding{}, target: map[int]bool{}, drained: map[int]bool{},
@@ -212,7 +219,7 @@ func (n *Node) Tick(ctx context.Context) error {
 			live = append(live, node.ID)
 		}
 	}
-	owners := Assign(live, n.cfg.Shards)
+	owners := n.cfg.assign(live, n.cfg.Shards)
 	target := map[int]bool{}
 	for s, o := range owners {
 		if o == n.cfg.ID {
