@@ -319,7 +319,7 @@ func (b *bench) warm(ctx context.Context, s *system, write bool) error {
 		s.writes += n
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %w (log: %s)", s.name, err, s.proc.logPath)
+		return fmt.Errorf("%s: %w (%s)", s.name, err, s.logs())
 	}
 	s.warmedAt = time.Now()
 	log.Printf("  %s warmed up: %d carts in %v", s.name, n, time.Since(start).Round(time.Millisecond))
@@ -328,6 +328,17 @@ func (b *bench) warm(ctx context.Context, s *system, write bool) error {
 
 // cell measures one system at one workload, popularity and concurrency.
 func (b *bench) cell(ctx context.Context, s *system, wl, pop string, c int, readFraction float64) error {
+	cell, err := b.measure(ctx, s, wl, pop, c, readFraction)
+	if err != nil {
+		return err
+	}
+	b.res.Cells = append(b.res.Cells, cell)
+	return nil
+}
+
+// measure measures one system at one workload, popularity and
+// concurrency, and logs the result.
+func (b *bench) measure(ctx context.Context, s *system, wl, pop string, c int, readFraction float64) (report.Cell, error) {
 	cfg := load.Config{
 		Clients: s.clientsFor(c), Concurrency: c, Carts: b.o.carts, ReadFraction: readFraction,
 		Ramp: b.o.ramp, Duration: b.o.duration, Seed: uint64(c),
@@ -340,7 +351,7 @@ func (b *bench) cell(ctx context.Context, s *system, wl, pop string, c int, read
 	cfg.OnEnd = func() { last = b.takeSample(ctx, s) }
 	res, err := load.Run(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("%s %s %s c=%d: %w", s.name, wl, pop, c, err)
+		return report.Cell{}, fmt.Errorf("%s %s %s c=%d: %w", s.name, wl, pop, c, err)
 	}
 	s.sent += res.Sent
 	s.writes += int64(float64(res.Sent) * (1 - readFraction))
@@ -352,7 +363,9 @@ func (b *bench) cell(ctx context.Context, s *system, wl, pop string, c int, read
 		cell.DB = cellDB(first, last)
 	}
 	cell.Journal = cellJournal(first, last)
-	b.res.Cells = append(b.res.Cells, cell)
+	if s.clustered {
+		cell.Cluster = cellCluster(first, last)
+	}
 	line := fmt.Sprintf("  %-8s %-7s c=%-3d %-18s %8.0f req/s  p50 %7s  p99 %7s", wl, pop, c, s.name,
 		res.Throughput, time.Duration(res.All.P50).Round(time.Microsecond), time.Duration(res.All.P99).Round(time.Microsecond))
 	if cell.DB != nil && res.Requests > 0 {
@@ -361,12 +374,15 @@ func (b *bench) cell(ctx context.Context, s *system, wl, pop string, c int, read
 			line += fmt.Sprintf(" (%.2f round trips/req)", float64(cell.DB.Proxy.RoundTrips)/float64(res.Requests))
 		}
 	}
+	if f := cell.Cluster.Forwarded(); s.clustered && res.Sent > 0 {
+		line += fmt.Sprintf("  %.0f%% forwarded", 100*float64(f)/float64(max(res.Requests, 1)))
+	}
 	if res.Errors > 0 {
 		line += fmt.Sprintf("  %d ERRORS: %s", res.Errors, res.FirstError)
 		b.problem("%s %s %s c=%d: %d errors, the first: %s", s.name, wl, pop, c, res.Errors, res.FirstError)
 	}
 	log.Print(line)
-	return nil
+	return cell, nil
 }
 
 // problem records a failure that does not stop the run.
@@ -378,10 +394,11 @@ func (b *bench) problem(format string, args ...any) {
 	b.mu.Unlock()
 }
 
-// system is one running system under test.
+// system is one running system under test: one server process, or the
+// nodes of a cluster.
 type system struct {
 	name    string
-	proc    *process
+	nodes   []*node
 	proxy   *process
 	delay   time.Duration
 	conns   []*grpc.ClientConn
@@ -391,8 +408,9 @@ type system struct {
 	db         string
 	dbPort     int
 	proxyStats string
-	// metricsURL is a statefun server's Prometheus endpoint.
-	metricsURL string
+	// clustered: a system of the cluster benchmarks, whose cells record
+	// the nodes' cluster counters.
+	clustered bool
 	// Requests answered over the process's life (for its database
 	// counters, which are read when it has exited).
 	sent, writes int64
@@ -403,6 +421,45 @@ type system struct {
 // clientsFor returns the connections a load of concurrency c uses.
 func (s *system) clientsFor(c int) []cartv1.ShoppingCartServiceClient {
 	return s.clients[:min(c, len(s.clients))]
+}
+
+// logs names the log files of the system's processes.
+func (s *system) logs() string {
+	var paths []string
+	for _, n := range s.nodes {
+		paths = append(paths, n.proc.logPath)
+	}
+	return "log: " + strings.Join(paths, ", ")
+}
+
+// node is one server process of a system, with what it takes to start it
+// again on the same addresses.
+type node struct {
+	name     string
+	addr     string // gRPC
+	httpAddr string // a statefun server's /metrics and /healthz; "" for others
+	env      []string
+	bin      string
+	args     []string
+	proc     *process
+}
+
+// metricsURL is a statefun server's Prometheus endpoint, "" for others.
+func (n *node) metricsURL() string {
+	if n.httpAddr == "" {
+		return ""
+	}
+	return "http://" + n.httpAddr + "/metrics"
+}
+
+// startNode starts a node's process.
+func (b *bench) startNode(n *node) error {
+	p, err := b.start(n.name, n.env, n.bin, n.args...)
+	if err != nil {
+		return err
+	}
+	n.proc = p
+	return nil
 }
 
 func (s *system) close() {
@@ -442,7 +499,7 @@ func (b *bench) startSystemWith(ctx context.Context, name string, so startOption
 	}
 	addr := freeAddr()
 	var args []string
-	var bin string
+	var bin, httpAddr string
 	switch name {
 	case report.Noop:
 		bin, args = b.bins["noopserver"], []string{"--listen", addr}
@@ -455,8 +512,7 @@ func (b *bench) startSystemWith(ctx context.Context, name string, so startOption
 	case report.StatefunPostgres, report.StatefunEmbedded:
 		// The HTTP listener serves /metrics, read at the edges of each
 		// window for the journal's counters; it is idle in between.
-		httpAddr := freeAddr()
-		s.metricsURL = "http://" + httpAddr + "/metrics"
+		httpAddr = freeAddr()
 		bin, args = b.bins["shoppingcart"], []string{"serve", "--listen", addr, "--http-listen", httpAddr}
 		if name == report.StatefunPostgres {
 			args = append(args, "--database-url", b.dbURL(name, hostPort), "--database-schema", statefunSchema)
@@ -473,11 +529,11 @@ func (b *bench) startSystemWith(ctx context.Context, name string, so startOption
 			bin, env = b.bins["shoppingcart-pprof"], []string{"STATEFUN_BENCH_PPROF=" + so.pprof}
 		}
 	}
-	p, err := b.start(procName, env, bin, args...)
-	if err != nil {
+	n := &node{name: procName, addr: addr, httpAddr: httpAddr, env: env, bin: bin, args: args}
+	if err := b.startNode(n); err != nil {
 		return nil, err
 	}
-	s.proc = p
+	s.nodes = []*node{n}
 	for range min(b.o.conns, 64) {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -486,15 +542,15 @@ func (b *bench) startSystemWith(ctx context.Context, name string, so startOption
 		s.conns = append(s.conns, conn)
 		s.clients = append(s.clients, cartv1.NewShoppingCartServiceClient(conn))
 	}
-	err = waitFor(ctx, func() error {
-		if p.done() {
+	err := waitFor(ctx, func() error {
+		if n.proc.done() {
 			return fmt.Errorf("%s exited at start", name)
 		}
 		_, err := s.clients[0].GetCart(ctx, &cartv1.GetCartRequest{CartId: "ready"})
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s did not start: %w (log: %s)", name, err, p.logPath)
+		return nil, fmt.Errorf("%s did not start: %w (log: %s)", name, err, n.proc.logPath)
 	}
 	return s, nil
 }
@@ -503,8 +559,10 @@ func (b *bench) startSystemWith(ctx context.Context, name string, so startOption
 // workload wl, records its database counters (wl "" records nothing).
 func (b *bench) stopSystem(ctx context.Context, s *system, wl string) error {
 	s.close()
-	if err := s.proc.stop(); err != nil {
-		b.problem("%s did not stop cleanly: %v (log: %s)", s.name, err, s.proc.logPath)
+	for _, n := range s.nodes {
+		if err := n.proc.stop(); err != nil {
+			b.problem("%s did not stop cleanly: %v", n.name, err)
+		}
 	}
 	if s.proxy != nil {
 		if err := s.proxy.stop(); err != nil {
