@@ -33,8 +33,12 @@ const SKUs = 4
 // Config is one measurement.
 type Config struct {
 	// Clients are the connections to the system; worker i uses
-	// Clients[i%len(Clients)].
-	Clients     []cartv1.ShoppingCartServiceClient
+	// Clients[i%len(Clients)], unless Route chooses.
+	Clients []cartv1.ShoppingCartServiceClient
+	// Route, if set, returns the index of the client that worker sends
+	// its request for cart through: a client that knows where each cart
+	// lives.
+	Route       func(cart, worker int) int
 	Concurrency int
 	Carts       int
 	// ReadFraction is the share of requests that are GetCart; the rest
@@ -121,10 +125,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		go func() {
 			defer wg.Done()
 			for phase.Load() < 2 && ctx.Err() == nil {
-				id := ids[w.cart()]
+				cart := w.cart()
 				read := w.rng.Float64() < cfg.ReadFraction
+				client := i
+				if cfg.Route != nil {
+					client = cfg.Route(cart, i)
+				}
 				start := time.Now()
-				attempts, err := w.request(ctx, cfg, i, id, read)
+				attempts, err := w.request(ctx, cfg, client, ids[cart], read)
 				took := time.Since(start)
 				sent.Add(1)
 				if phase.Load() != 1 {
@@ -287,9 +295,9 @@ func (w *worker) cart() int {
 // refused a request once, before it goes round them again.
 const retryPause = 10 * time.Millisecond
 
-// request sends one request from worker i, through its own client or,
-// with cfg.Retry, through the next ones after each UNAVAILABLE answer. It
-// returns the number of attempts.
+// request sends one request through client i or, with cfg.Retry,
+// through the next ones after each UNAVAILABLE answer. It returns the
+// number of attempts.
 func (w *worker) request(ctx context.Context, cfg Config, i int, id string, read bool) (int, error) {
 	if !cfg.Retry {
 		return 1, w.call(ctx, cfg.Clients[i%len(cfg.Clients)], id, read)

@@ -2,6 +2,7 @@ package load_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -193,5 +194,35 @@ func TestRunRetriesOnAnotherClient(t *testing.T) {
 	}
 	if len(up.writes) == 0 {
 		t.Error("no write reached the serving server")
+	}
+}
+
+func TestRunRoutes(t *testing.T) {
+	t.Parallel()
+	even, evenClients := serve(t)
+	odd, oddClients := serve(t)
+	clients := append(evenClients, oddClients...)
+	_, err := load.Run(context.Background(), load.Config{
+		Clients: clients, Concurrency: 4, Carts: 100, ReadFraction: 0.5,
+		Route:    func(cart, _ int) int { return cart % 2 },
+		Duration: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		srv  *counting
+		want int
+	}{{even, 0}, {odd, 1}} {
+		c.srv.mu.Lock()
+		for _, m := range []map[string]int{c.srv.reads, c.srv.writes} {
+			for id := range m {
+				var n int
+				if _, err := fmt.Sscanf(id, "cart-%d", &n); err != nil || n%2 != c.want {
+					t.Errorf("cart %s reached the server for carts %% 2 == %d", id, c.want)
+				}
+			}
+		}
+		c.srv.mu.Unlock()
 	}
 }
