@@ -43,6 +43,9 @@ type bench struct {
 	seq      int
 	res      *report.Results
 	commands map[string]bool
+	// problems is where problem records: the run's list, or the cluster
+	// part's while it runs.
+	problems *[]string
 }
 
 // The schemas the systems keep their tables in, inside their databases.
@@ -66,6 +69,7 @@ func newBench(ctx context.Context, o options) (*bench, error) {
 		procs: map[*process]struct{}{}, commands: map[string]bool{},
 		res: &report.Results{Started: time.Now().UTC()},
 	}
+	b.problems = &b.res.Problems
 	if err := b.setup(ctx); err != nil {
 		return nil, errors.Join(err, b.cleanup(true))
 	}
@@ -87,19 +91,20 @@ func (b *bench) setup(ctx context.Context) error {
 	b.res.Machine.Postgres, b.res.Machine.PostgresConf = postgresInfo(ctx, b.admin)
 
 	log.Printf("building the systems into %s", b.tmp)
-	for name, pkg := range map[string]string{
-		"shoppingcart":   "./examples/shoppingcart",
-		"noopserver":     "./bench/cmd/noopserver",
-		"baselineserver": "./bench/cmd/baselineserver",
-		"pgproxy":        "./bench/cmd/pgproxy",
-	} {
+	builds := map[string]string{"shoppingcart": "./examples/shoppingcart"}
+	if !b.clusterOnly() {
+		builds["noopserver"] = "./bench/cmd/noopserver"
+		builds["baselineserver"] = "./bench/cmd/baselineserver"
+		builds["pgproxy"] = "./bench/cmd/pgproxy"
+	}
+	for name, pkg := range builds {
 		bin := filepath.Join(b.tmp, name)
 		if err := b.runCommand(ctx, "build "+name, "go", "build", "-o", bin, pkg); err != nil {
 			return err
 		}
 		b.bins[name] = bin
 	}
-	if !b.o.skipProfile {
+	if !b.o.skipProfile && !b.clusterOnly() {
 		if err := b.buildProfiled(ctx); err != nil {
 			return err
 		}
@@ -107,22 +112,46 @@ func (b *bench) setup(ctx context.Context) error {
 
 	// A database per system that uses Postgres: its pg_stat_database row
 	// then counts that system's work and nothing else's.
-	for _, sys := range []string{report.Baseline, report.StatefunPostgres} {
+	var systems []string
+	if !b.clusterOnly() {
+		systems = append(systems, report.Baseline, report.StatefunPostgres)
+	}
+	if !b.o.skipCluster || b.clusterOnly() {
+		systems = append(systems, report.OneNode, report.ThreeNodes)
+	}
+	for _, sys := range systems {
 		name := fmt.Sprintf("statefun_bench_%d_%s", os.Getpid(), strings.ReplaceAll(sys, "-", "_"))
 		if _, err := b.admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 			return fmt.Errorf("create database %s (the -database-url role must be allowed to): %w", name, err)
 		}
 		b.databases[sys] = name
 	}
-	if err := b.runCommand(ctx, "create the baseline's table", b.bins["baselineserver"], "migrate",
-		"--database-url", b.dbURL(report.Baseline, ""), "--database-schema", baselineSchema); err != nil {
-		return err
+	if _, ok := b.databases[report.Baseline]; ok {
+		if err := b.runCommand(ctx, "create the baseline's table", b.bins["baselineserver"], "migrate",
+			"--database-url", b.dbURL(report.Baseline, ""), "--database-schema", baselineSchema); err != nil {
+			return err
+		}
 	}
 	// Migrating before the server starts keeps the catalog writes of
 	// CREATE TABLE out of the first workload's database counters.
-	return b.runCommand(ctx, "create statefun's tables", b.bins["shoppingcart"], "migrate",
-		"--database-url", b.dbURL(report.StatefunPostgres, ""), "--database-schema", statefunSchema, "--log-level", "warn")
+	for _, sys := range []string{report.StatefunPostgres, report.OneNode, report.ThreeNodes} {
+		if _, ok := b.databases[sys]; !ok {
+			continue
+		}
+		what := "create statefun's tables"
+		if sys != report.StatefunPostgres {
+			what += " for " + sys
+		}
+		if err := b.runCommand(ctx, what, b.bins["shoppingcart"], "migrate",
+			"--database-url", b.dbURL(sys, ""), "--database-schema", statefunSchema, "--log-level", "warn"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
+
+// clusterOnly says whether this run measures the cluster and nothing else.
+func (b *bench) clusterOnly() bool { return b.o.only == "cluster" }
 
 // dbURL is the URL of a system's database, through hostPort when it is
 // not empty (the proxy).
@@ -148,6 +177,14 @@ func (b *bench) run(ctx context.Context) (*report.Results, error) {
 		Carts: o.carts, Zipf: o.zipf, Concurrencies: o.concurrencies, Ramp: o.ramp, Duration: o.duration,
 		ClientConns: o.conns, BaselinePool: o.baselinePool, ProxyDelay: o.proxyDelay, WarmupWorkers: o.warmupWorkers,
 	}
+	if b.clusterOnly() {
+		if err := b.runCluster(ctx); err != nil {
+			return nil, err
+		}
+		b.res.Machine.LoadEnd = loadAverage()
+		b.res.WallTime = time.Since(b.started).Round(time.Second)
+		return b.res, ctx.Err()
+	}
 	for _, wl := range report.Workloads {
 		if err := b.runWorkload(ctx, wl); err != nil {
 			return nil, err
@@ -160,6 +197,11 @@ func (b *bench) run(ctx context.Context) (*report.Results, error) {
 	}
 	if !o.skipProfile {
 		if err := b.runProfile(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if !o.skipCluster {
+		if err := b.runCluster(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -341,7 +383,10 @@ func (b *bench) cell(ctx context.Context, s *system, wl, pop string, c int, read
 func (b *bench) measure(ctx context.Context, s *system, wl, pop string, c int, readFraction float64) (report.Cell, error) {
 	cfg := load.Config{
 		Clients: s.clientsFor(c), Concurrency: c, Carts: b.o.carts, ReadFraction: readFraction,
-		Ramp: b.o.ramp, Duration: b.o.duration, Seed: uint64(c),
+		Ramp: b.o.ramp, Duration: b.o.duration, Seed: uint64(c), Route: s.route,
+	}
+	if s.route != nil {
+		cfg.Clients = s.clients
 	}
 	if pop == report.Zipf {
 		cfg.Zipf = b.o.zipf
@@ -374,8 +419,8 @@ func (b *bench) measure(ctx context.Context, s *system, wl, pop string, c int, r
 			line += fmt.Sprintf(" (%.2f round trips/req)", float64(cell.DB.Proxy.RoundTrips)/float64(res.Requests))
 		}
 	}
-	if f := cell.Cluster.Forwarded(); s.clustered && res.Sent > 0 {
-		line += fmt.Sprintf("  %.0f%% forwarded", 100*float64(f)/float64(max(res.Requests, 1)))
+	if s.clustered {
+		line += fmt.Sprintf("  %.0f%% forwarded", 100*cell.Cluster.ForwardedShare())
 	}
 	if res.Errors > 0 {
 		line += fmt.Sprintf("  %d ERRORS: %s", res.Errors, res.FirstError)
@@ -390,7 +435,7 @@ func (b *bench) problem(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	log.Print("problem: ", msg)
 	b.mu.Lock()
-	b.res.Problems = append(b.res.Problems, msg)
+	*b.problems = append(*b.problems, msg)
 	b.mu.Unlock()
 }
 
@@ -411,6 +456,8 @@ type system struct {
 	// clustered: a system of the cluster benchmarks, whose cells record
 	// the nodes' cluster counters.
 	clustered bool
+	// route, if set, picks the client of each request (load.Config.Route).
+	route func(cart, worker int) int
 	// Requests answered over the process's life (for its database
 	// counters, which are read when it has exited).
 	sent, writes int64
@@ -622,13 +669,20 @@ func (b *bench) cleanup(keepLogs bool) error {
 
 // runCommand runs a command to completion, recording it.
 func (b *bench) runCommand(ctx context.Context, what, name string, args ...string) error {
+	_, err := b.commandOutput(ctx, what, name, args...)
+	return err
+}
+
+// commandOutput runs a command to completion, recording it, and returns
+// its output.
+func (b *bench) commandOutput(ctx context.Context, what, name string, args ...string) (string, error) {
 	b.record(what, name, args)
 	cmd := exec.CommandContext(ctx, name, args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s: %s %s: %w\n%s", what, name, strings.Join(args, " "), err, out)
+		return "", fmt.Errorf("%s: %s %s: %w\n%s", what, name, strings.Join(args, " "), err, out)
 	}
-	return nil
+	return string(out), nil
 }
 
 // record keeps a command line for the report, once per purpose. The

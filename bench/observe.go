@@ -136,6 +136,7 @@ func readCounters(ctx context.Context, nodes []*node) (counters, error) {
 		c.journal.CommitSeconds += m["statefun_journal_commit_seconds_total"]
 		c.journal.Loads += int64(m["statefun_entity_loads_total"])
 		c.cluster.Nodes++
+		c.cluster.Calls += int64(m["statefun_request_duration_seconds_count"])
 		c.cluster.Forwards += int64(m["statefun_cluster_forwards_total"])
 		c.cluster.ForwardRetries += int64(m["statefun_cluster_forward_retries_total"])
 		c.cluster.Renewals += int64(m["statefun_cluster_lease_renewals_total"])
@@ -247,6 +248,31 @@ func processCPU(pid int) float64 {
 // databases, such as other test runs on a shared machine, are left out;
 // their process titles name their database and client address.
 func (b *bench) postgresCPU() float64 {
+	return postgresProcessCPU(func(title string, client bool) bool {
+		if !client {
+			return true
+		}
+		for _, db := range b.databases {
+			if strings.Contains(title, " "+db+" ") {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// backendCPU sums the CPU seconds of the backends of one database.
+func (b *bench) backendCPU(db string) float64 {
+	return postgresProcessCPU(func(title string, client bool) bool {
+		return client && strings.Contains(title, " "+db+" ")
+	})
+}
+
+// postgresProcessCPU sums the CPU seconds of the Postgres processes that
+// keep picks by their process title; client says whether the process
+// serves a client connection (a backend) rather than being one of the
+// server's own.
+func postgresProcessCPU(keep func(title string, client bool) bool) float64 {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0
@@ -263,13 +289,7 @@ func (b *bench) postgresCPU() float64 {
 		}
 		t := string(title)
 		client := strings.Contains(t, "(") || strings.Contains(t, "[local]")
-		ours := false
-		for _, db := range b.databases {
-			if strings.Contains(t, " "+db+" ") {
-				ours = true
-			}
-		}
-		if ours || !client {
+		if keep(t, client) {
 			total += processCPU(pid)
 		}
 	}

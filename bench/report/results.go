@@ -23,11 +23,18 @@ const (
 var Systems = []string{Noop, Baseline, StatefunPostgres, StatefunEmbedded}
 
 // The systems of the cluster benchmarks: the shopping cart server on
-// Postgres as one node, and as a cluster of three on one database.
+// Postgres as one node, and as a cluster of three on one database, which
+// the load reaches in two ways: each call sent to the node that owns its
+// cart (nothing forwarded), or spread round-robin over the nodes (two
+// calls in three forwarded).
 const (
-	OneNode    = "statefun-1-node"
-	ThreeNodes = "statefun-3-nodes"
+	OneNode           = "statefun-1-node"
+	ThreeNodesToOwner = "statefun-3-nodes-to-owner"
+	ThreeNodes        = "statefun-3-nodes"
 )
+
+// ClusterSystems lists them in display order.
+var ClusterSystems = []string{OneNode, ThreeNodesToOwner, ThreeNodes}
 
 // The workloads, by their share of reads.
 const (
@@ -125,6 +132,9 @@ type Cell struct {
 // ClusterWork sums the cluster counters of a system's nodes over a window.
 type ClusterWork struct {
 	Nodes int `json:"nodes"`
+	// Calls are the calls the nodes served (statefun_request_duration_seconds):
+	// a forwarded call counts at both nodes.
+	Calls int64 `json:"calls"`
 	// Forwards counts calls sent on to the owner of their shard, retries
 	// included; ForwardRetries the retries (the owner had moved).
 	Forwards       int64 `json:"forwards"`
@@ -140,7 +150,7 @@ type ClusterWork struct {
 // Minus is the work from b to w.
 func (w ClusterWork) Minus(b ClusterWork) ClusterWork {
 	return ClusterWork{
-		Nodes: w.Nodes, Forwards: w.Forwards - b.Forwards, ForwardRetries: w.ForwardRetries - b.ForwardRetries,
+		Nodes: w.Nodes, Calls: w.Calls - b.Calls, Forwards: w.Forwards - b.Forwards, ForwardRetries: w.ForwardRetries - b.ForwardRetries,
 		Renewals: w.Renewals - b.Renewals, RenewalFailures: w.RenewalFailures - b.RenewalFailures,
 		Acquired: w.Acquired - b.Acquired, HandedOff: w.HandedOff - b.HandedOff, HandoffSeconds: w.HandoffSeconds - b.HandoffSeconds,
 	}
@@ -152,6 +162,16 @@ func (w *ClusterWork) Forwarded() int64 {
 		return 0
 	}
 	return w.Forwards - w.ForwardRetries
+}
+
+// ForwardedShare is the share of the clients' requests that were
+// forwarded, from counters read together: the windows of the load and of
+// the counters differ by the time it takes to read them.
+func (w *ClusterWork) ForwardedShare() float64 {
+	if w == nil || w.Calls-w.Forwarded() <= 0 {
+		return 0
+	}
+	return float64(w.Forwarded()) / float64(w.Calls-w.Forwarded())
 }
 
 // Journal counts the group commits of a statefun server.
@@ -236,15 +256,14 @@ type ClusterRun struct {
 	// Listing is the output of the server's cluster command once the
 	// cluster had settled.
 	Listing string `json:"listing"`
-	// Cells are the same workload on one node and on the cluster
-	// (systems OneNode and ThreeNodes).
+	// Cells are the same workloads on one node and on the cluster
+	// (ClusterSystems).
 	Cells    []Cell          `json:"cells"`
 	Upkeep   []LeaseUpkeep   `json:"lease_upkeep"`
 	Failover []FailoverTrial `json:"failover"`
 	Rolling  *RollingRestart `json:"rolling_restart,omitempty"`
-	// Commands are the command lines of this part, for a run that
-	// measured nothing else.
-	Commands []Command `json:"commands"`
+	// Problems are this part's failures that did not stop it.
+	Problems []string `json:"problems,omitempty"`
 }
 
 // LeaseUpkeep is the database work of an idle cluster: no requests, only
