@@ -463,10 +463,12 @@ func (b *bench) failover(ctx context.Context, s *system, victim *node, shards in
 		return t, err
 	}
 	killed := time.Now()
-	var left time.Duration
-	if err := conn.QueryRow(ctx, "SELECT extract(epoch FROM max(expires) - now())::float8 * 1e9 FROM "+leases+" WHERE owner = $1", victim.addr).Scan(&left); err == nil {
-		t.LeaseLeft = left + time.Since(killed)
+	// The database's clock at the kill, give or take the query's time.
+	var dbKilled time.Time
+	if err := conn.QueryRow(ctx, "SELECT now()").Scan(&dbKilled); err != nil {
+		return t, err
 	}
+	dbKilled = dbKilled.Add(-time.Since(killed))
 	served := make(chan probeResult, len(probes))
 	for i, id := range probes {
 		go func() { served <- probe(ctx, liveClients, i, id, killed) }()
@@ -475,6 +477,15 @@ func (b *bench) failover(ctx context.Context, s *system, victim *node, shards in
 		return t, fmt.Errorf("after killing %s: %w", victim.name, err)
 	}
 	t.Owned = time.Since(killed)
+	// The killed node's leases run out at its last heartbeat plus the
+	// TTL (one statement sets both). Read only now: a heartbeat it had
+	// sent before it died may have committed after the kill.
+	var heartbeat time.Time
+	nodes := pgx.Identifier{statefunSchema, "cluster_nodes"}.Sanitize()
+	if err := conn.QueryRow(ctx, "SELECT heartbeat FROM "+nodes+" WHERE id = $1", victim.addr).Scan(&heartbeat); err != nil {
+		return t, fmt.Errorf("read the last heartbeat of %s: %w", victim.name, err)
+	}
+	t.LeaseLeft = heartbeat.Add(b.o.leaseTTL).Sub(dbKilled)
 	for range probes {
 		r := <-served
 		if r.err != nil {

@@ -366,22 +366,41 @@ func writeForwardingVerdict(w *writer, r *Results, top int) {
 		if !ok || k.ratio() <= 1.6 {
 			continue
 		}
-		text := fmt.Sprintf("**A forwarded %s costs %s a local one at concurrency %d, not 1.6x.** The hop took %.0f µs of server CPU against %.0f µs for the whole local %s. ",
-			singular(wl), times(k.ratio()), top, k.hop, k.local, singular(wl))
-		if noop := r.Cell(Noop, wl, Uniform, top, false); noop != nil {
-			cn := costOf(noop)
-			text += fmt.Sprintf("A hop is a whole gRPC call on each side: by the no-op cells above, a gRPC call costs a server %.0f µs and its client %.0f µs "+
-				"(the load generator, which is a gRPC client like the forwarding node), %.0f µs together, already %s of a local %s here; "+
-				"1.6x needs the hop under %.0f µs. ", cn.server, cn.load, cn.server+cn.load, pct((cn.server+cn.load)/k.local), singular(wl), 0.6*k.local)
+		text := fmt.Sprintf("**A forwarded %s costs %s a local one at concurrency %d, not 1.6x.** The hop took %.0f µs of server CPU, "+
+			"against %.0f µs for the whole local %s; 1.6x needs it under %.0f µs. ",
+			singular(wl), times(k.ratio()), top, k.hop, k.local, singular(wl), 0.6*k.local)
+		if cn := costOf(r.Cell(Noop, wl, Uniform, top, false)); cn.server > 0 {
+			floor := cn.server + cn.load
+			text += fmt.Sprintf("A hop is a whole gRPC call on each side, and by the no-op cells above a gRPC server spends %.0f µs on a call and its client "+
+				"(the load generator, a gRPC client as the forwarding node is) %.0f µs: %.0f µs together, %s of a local %s, before any work of statefun's. ",
+				cn.server, cn.load, floor, pct(floor/k.local), singular(wl))
+			if floor > 0.6*k.local {
+				text += "So no gRPC hop can meet the target for this call on this machine. "
+			}
+			if k.hop > 1.5*floor {
+				text += fmt.Sprintf("The measured hop is %s that; this run takes no profile of a cluster node, so the rest is not attributed here. ", times(k.hop/floor))
+			}
 		}
 		if one := r.ClusterCell(OneNode, wl, top); one != nil && k.local > serverMicros(one) {
-			text += fmt.Sprintf("Even a local call costs more in the cluster than on one node (%.0f against %.0f µs): each process serves a third of the calls, "+
-				"so fewer of them share each socket read and write, each HTTP/2 frame and each journal batch, and three Go runtimes collect garbage and schedule. ",
-				k.local, serverMicros(one))
+			text += fmt.Sprintf("Part of it is the rate: even a local call costs more in the cluster than on one node (%.0f against %.0f µs), because each process "+
+				"serves a third of the calls, so fewer of them share each socket read and write, each HTTP/2 frame and each journal batch, and three Go "+
+				"runtimes collect garbage and schedule. ", k.local, serverMicros(one))
 		}
-		text += "A hop cheaper than a gRPC call needs a leaner transport between nodes (calls batched per peer connection), or clients that send each call " +
-			"to its owner (as the owner-routed cells do), so that nothing is forwarded in the steady state."
+		text += "A hop cheaper than a gRPC call needs a leaner transport between nodes (calls batched per peer connection); clients that send " +
+			"each call to its owner, as the owner-routed cells do, forward nothing in the steady state."
 		w.p("%s", text)
+	}
+	for _, wl := range []string{Write, Read} {
+		one, rr := r.ClusterCell(OneNode, wl, top), r.ClusterCell(ThreeNodes, wl, top)
+		if one == nil || rr == nil || one.Load.All.P99 == 0 || rr.Load.Throughput == 0 || rr.Load.All.P99 <= 2*one.Load.All.P99 {
+			continue
+		}
+		w.p("**The p99 of %s is %s one node's at concurrency %d, not 2x or less.** The load is a closed loop of %d workers, so a request's latency "+
+			"is the time the others' requests keep the cores: the throughput fell to %s of one node's (%s the CPU per call on the same cores), "+
+			"and the latency rose by about its inverse (p50 %s, p99 %s). On cores of its own a node would not queue behind its peers' work; here the p99 follows the CPU.",
+			workloadPlural(wl), times(float64(rr.Load.All.P99)/float64(one.Load.All.P99)), top, top, pct(rr.Load.Throughput/one.Load.Throughput),
+			times(serverMicros(rr)/max(serverMicros(one), 1)), times(float64(rr.Load.All.P50)/float64(max(one.Load.All.P50, 1))),
+			times(float64(rr.Load.All.P99)/float64(one.Load.All.P99)))
 	}
 }
 
@@ -411,11 +430,16 @@ func writeFailover(w *writer, r *Results) {
 	if s.servedMax > limit || s.errors > 0 {
 		verdict = "**beyond**"
 	}
+	after := make([]time.Duration, 0, len(cr.Failover))
+	for _, t := range cr.Failover {
+		after = append(after, t.Served-t.LeaseLeft)
+	}
 	w.p("Every shard of the killed node served again after %s at the median and %s at most over %d trials, %s the target of TTL + 1 s = %s. "+
-		"The time is the lease's remaining life, which the TTL bounds, plus the time for a live node to notice and take the shard. "+
-		"That second part is short because calls were waiting: a call that finds no live owner for its shard asks its node for a heartbeat at once, "+
-		"and the heartbeat that sees the lease lapsed takes it. With no call waiting, a node notices at its next regular heartbeat, up to TTL/4 (%s) later.",
-		seconds(s.servedP50), seconds(s.servedMax), s.trials, verdict, seconds(limit), seconds(cr.LeaseTTL/4))
+		"The time is the lease's remaining life at the kill, which the TTL bounds (the last heartbeat was up to TTL/4 = %s before it), "+
+		"plus the time for a live node to see the lease lapsed and take the shard: %s to %s here. A node looks at every heartbeat, and at once "+
+		"when a call is waiting for a shard without a live owner (each such call asks its node for a heartbeat).",
+		seconds(s.servedP50), seconds(s.servedMax), s.trials, verdict, seconds(limit), seconds(cr.LeaseTTL/4),
+		seconds(slices.Min(after)), seconds(slices.Max(after)))
 }
 
 func writeRolling(w *writer, r *Results) {
