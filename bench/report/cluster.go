@@ -280,7 +280,7 @@ func writeCluster(w *writer, r *Results) {
 		when = fmt.Sprintf("by a run of its own (`go run ./bench -only cluster`) on %s, merged into these results", cr.Started.Format("2006-01-02 15:04 MST"))
 	}
 	w.p("Measured %s, in %s of wall time, at revision `%s`. Load average (1, 5, 15 min) at its start: %s; at its end: %s.%s",
-		when, cr.WallTime, cr.Revision, cr.LoadStart, cr.LoadEnd, loadNote(cr.LoadStart, r.Machine.Cores))
+		when, cr.WallTime, cr.Revision, cr.LoadStart, cr.LoadEnd, loadNote(cr.LoadStart, cr.LoadEnd, r.Machine.Cores))
 	w.p("The shopping cart server, as built above, runs as one node and as a cluster of %d nodes, each system on a Postgres database of its own, "+
 		"with the servers' default cluster settings: %s shards, lease TTL %v (a heartbeat every TTL/4). Every node is on this machine, on the same %d cores, "+
 		"so the cluster cannot be faster than one node: these cells measure what it costs. The load is the one above (a closed loop of *c* workers, "+
@@ -473,7 +473,8 @@ func writeRolling(w *writer, r *Results) {
 	}
 	w.nl()
 	if rr.During.Errors == 0 {
-		w.p("No request failed: every call a stopping node could not take any more was taken by another node, and every write retried with its key ran once.")
+		w.p("No request failed: every call a stopping node could no longer take was answered by another node within the deadline. " +
+			"(That a write retried with its key ran once is the reliability suite's to check, with a ledger; see RELIABILITY.md.)")
 	} else {
 		w.p("**%s requests failed** after their retries; the first error: `%s`.", count(float64(rr.During.Errors)), rr.During.FirstError)
 	}
@@ -541,14 +542,21 @@ func writeUpkeep(w *writer, r *Results) {
 		count(pr.statements), rows(pr.rowsRead), rows(k.rowsReadPerBeat*k.heartbeatsPerNode*float64(u.Nodes)))
 }
 
-// loadNote warns when the machine was busy at the start of the part.
-func loadNote(load string, cores int) string {
-	var one float64
-	if _, err := fmt.Sscan(load, &one); err != nil || cores == 0 || one < 0.5*float64(cores) {
+// loadNote warns when the machine was busy at the start or the end of
+// the part.
+func loadNote(start, end string, cores int) string {
+	var high float64
+	for _, l := range []string{start, end} {
+		var one float64
+		if _, err := fmt.Sscan(l, &one); err == nil {
+			high = max(high, one)
+		}
+	}
+	if cores == 0 || high < 0.5*float64(cores) {
 		return ""
 	}
-	return fmt.Sprintf(" **The machine was busy with other work** (a 1-minute load of %.1f on %d cores): the \"other\" CPU column shows how much it took, "+
-		"and the figures are lower and noisier than on a quiet machine.", one, cores)
+	return fmt.Sprintf(" **The machine was busy with other work** (a 1-minute load of up to %.1f on %d cores): the \"other\" CPU column shows how much "+
+		"it took from each cell, cells where it took much are marked †, and the figures are noisier than on a quiet machine.", high, cores)
 }
 
 func nodesTitle(n int) string {
