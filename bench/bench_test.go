@@ -122,8 +122,8 @@ func TestShardOfMatchesTheRuntime(t *testing.T) {
 		{"cart-00000", 1024, 661}, {"cart-00001", 1024, 226}, {"cart-09999", 1024, 905}, {"probe-7", 1024, 532},
 		{"cart-00000", 10000, 7861}, {"cart-00001", 10000, 9650}, {"cart-09999", 10000, 6249}, {"probe-7", 10000, 4836},
 	} {
-		if got := shardOf("shopping-cart", c.id, c.shards); got != c.shard {
-			t.Errorf("shardOf(%q, %d) = %d, want %d", c.id, c.shards, got, c.shard)
+		if got := cartShard(c.id, c.shards); got != c.shard {
+			t.Errorf("cartShard(%q, %d) = %d, want %d", c.id, c.shards, got, c.shard)
 		}
 	}
 }
@@ -137,7 +137,7 @@ func TestProbeIDsCoverEveryShard(t *testing.T) {
 	}
 	seen := map[int]bool{}
 	for _, id := range ids {
-		s := shardOf("shopping-cart", id, 1024)
+		s := cartShard(id, 1024)
 		if !slices.Contains(shards, s) || seen[s] {
 			t.Errorf("probe %s is in shard %d: not asked for, or twice", id, s)
 		}

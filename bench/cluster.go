@@ -78,7 +78,7 @@ func (b *bench) runCluster(ctx context.Context) error {
 	}
 	cr.Shards = shards
 	for _, s := range systems {
-		took, err := b.waitShards(ctx, s.nodes, balanced(shards), time.Minute)
+		took, err := b.waitShards(ctx, s.nodes, balanced(shards))
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
@@ -216,7 +216,7 @@ func (b *bench) routedToOwners(ctx context.Context, s *system, shards int) (*sys
 	}
 	owner := make([]int, b.o.carts)
 	for c := range owner {
-		owner[c] = ownerOfShard[shardOf(cartv1.ShoppingCartEntityType, cartID(c), shards)]
+		owner[c] = ownerOfShard[cartShard(cartID(c), shards)]
 	}
 	routed := *s
 	routed.name = report.ThreeNodesToOwner
@@ -264,9 +264,12 @@ func allHeld(shards int) func([]int) bool {
 	}
 }
 
+// settleTimeout bounds the wait for a cluster's shards to settle.
+const settleTimeout = time.Minute
+
 // waitShards polls the nodes' statefun_cluster_shards_owned until ok
 // holds, and returns how long that took.
-func (b *bench) waitShards(ctx context.Context, nodes []*node, ok func([]int) bool, timeout time.Duration) (time.Duration, error) {
+func (b *bench) waitShards(ctx context.Context, nodes []*node, ok func([]int) bool) (time.Duration, error) {
 	start := time.Now()
 	var last []int
 	for {
@@ -277,8 +280,11 @@ func (b *bench) waitShards(ctx context.Context, nodes []*node, ok func([]int) bo
 			}
 			last = c.shards
 		}
-		if time.Since(start) > timeout {
-			return 0, fmt.Errorf("the nodes' shards did not settle within %v (last seen: %v, error: %v)", timeout, last, err)
+		if time.Since(start) > settleTimeout {
+			if err != nil {
+				return 0, fmt.Errorf("the nodes' shards did not settle within %v: %w", settleTimeout, err)
+			}
+			return 0, fmt.Errorf("the nodes' shards did not settle within %v (last seen: %v)", settleTimeout, last)
 		}
 		if !sleepCtx(ctx, 25*time.Millisecond) {
 			return 0, ctx.Err()
@@ -456,7 +462,7 @@ func (b *bench) failover(ctx context.Context, s *system, victim *node, shards in
 		return t, err
 	}
 	if f := after.cluster.Forwards - before.cluster.Forwards; f > 0 {
-		b.problem("%s forwarded %d of %d probes for its own shards: the benchmark's copy of the shard map (shardOf) differs from the server's, so the failover probes miss some of its shards", victim.name, f, len(probes))
+		b.problem("%s forwarded %d of %d probes for its own shards: the benchmark's copy of the shard map (cartShard) differs from the server's, so the failover probes miss some of its shards", victim.name, f, len(probes))
 	}
 
 	if err := victim.proc.kill(); err != nil {
@@ -473,7 +479,7 @@ func (b *bench) failover(ctx context.Context, s *system, victim *node, shards in
 	for i, id := range probes {
 		go func() { served <- probe(ctx, liveClients, i, id, killed) }()
 	}
-	if _, err := b.waitShards(ctx, live, allHeld(shards), time.Minute); err != nil {
+	if _, err := b.waitShards(ctx, live, allHeld(shards)); err != nil {
 		return t, fmt.Errorf("after killing %s: %w", victim.name, err)
 	}
 	t.Owned = time.Since(killed)
@@ -505,7 +511,7 @@ func (b *bench) failover(ctx context.Context, s *system, victim *node, shards in
 	if err := waitHealthy(ctx, victim); err != nil {
 		return t, err
 	}
-	if _, err := b.waitShards(ctx, s.nodes, balanced(shards), time.Minute); err != nil {
+	if _, err := b.waitShards(ctx, s.nodes, balanced(shards)); err != nil {
 		return t, fmt.Errorf("after restarting %s: %w", victim.name, err)
 	}
 	t.Rebalanced = time.Since(restarted)
@@ -547,14 +553,14 @@ func probeIDs(shards []int, carts, total int) []string {
 	var ids []string
 	for i := range carts {
 		id := cartID(i)
-		if s := shardOf(cartv1.ShoppingCartEntityType, id, total); want[s] {
+		if s := cartShard(id, total); want[s] {
 			ids = append(ids, id)
 			delete(want, s)
 		}
 	}
 	for i := 0; len(want) > 0 && i < 100*total; i++ {
 		id := fmt.Sprintf("probe-%d", i)
-		if s := shardOf(cartv1.ShoppingCartEntityType, id, total); want[s] {
+		if s := cartShard(id, total); want[s] {
 			ids = append(ids, id)
 			delete(want, s)
 		}
@@ -565,15 +571,15 @@ func probeIDs(shards []int, carts, total int) []string {
 // cartID names cart i as package load does.
 func cartID(i int) string { return fmt.Sprintf("cart-%05d", i) }
 
-// shardOf maps an entity to its shard as the runtime does
+// cartShard maps a cart to its shard as the runtime maps an entity
 // (runtime/internal/cluster.ShardOf, which this package cannot import):
 // FNV-1a (64-bit) over the entity type, a zero byte and the ID, modulo
 // the shard count. The map is part of the stored format and never
 // changes; the failover trials check this copy against a server before
 // they rely on it.
-func shardOf(entityType, id string, shards int) int {
+func cartShard(id string, shards int) int {
 	h := fnv.New64a()
-	_, _ = h.Write([]byte(entityType))
+	_, _ = h.Write([]byte(cartv1.ShoppingCartEntityType))
 	_, _ = h.Write([]byte{0})
 	_, _ = h.Write([]byte(id))
 	return int(h.Sum64() % uint64(shards))
@@ -680,7 +686,7 @@ func (b *bench) restartNode(ctx context.Context, s *system, n *node, shards int)
 		return step, err
 	}
 	step.Serving = time.Since(start)
-	if _, err := b.waitShards(ctx, s.nodes, balanced(shards), time.Minute); err != nil {
+	if _, err := b.waitShards(ctx, s.nodes, balanced(shards)); err != nil {
 		return step, fmt.Errorf("after restarting %s: %w", n.name, err)
 	}
 	step.Balanced = time.Since(start)

@@ -101,7 +101,7 @@ func (p *process) kill() error {
 		p.b.mu.Unlock()
 	}()
 	if p.done() {
-		return fmt.Errorf("%s had exited before it was to be killed: %v (log: %s)", p.name, p.err, p.logPath)
+		return fmt.Errorf("%s had exited before it was to be killed (log: %s): %w", p.name, p.logPath, p.err)
 	}
 	if err := p.cmd.Process.Kill(); err != nil {
 		return fmt.Errorf("kill %s: %w", p.name, err)
