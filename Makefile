@@ -70,9 +70,14 @@ mutants: ## Check the invariant tests can fail: apply each mutation in reliabili
 	go run ./reliability/mutants
 
 .PHONY: bench
-bench: ## Run the benchmarks (not part of test; about 10 minutes) and rewrite BENCHMARKS.md and bench/results/.
+bench: ## Run the benchmarks (not part of test; about 12 minutes) and rewrite BENCHMARKS.md and bench/results/.
 	.ci/ensure-postgres
 	go run ./bench
+
+.PHONY: bench-cluster
+bench-cluster: ## Run only the cluster benchmarks (about 3 minutes), merge them into bench/results/results.json and rewrite BENCHMARKS.md.
+	.ci/ensure-postgres
+	go run ./bench -only cluster
 
 .PHONY: lint
 lint: ## Lint Go (golangci-lint) and protos (buf lint, buf format).

@@ -43,6 +43,9 @@ type bench struct {
 	seq      int
 	res      *report.Results
 	commands map[string]bool
+	// problems is where problem records: the run's list, or the cluster
+	// part's while it runs.
+	problems *[]string
 }
 
 // The schemas the systems keep their tables in, inside their databases.
@@ -66,6 +69,7 @@ func newBench(ctx context.Context, o options) (*bench, error) {
 		procs: map[*process]struct{}{}, commands: map[string]bool{},
 		res: &report.Results{Started: time.Now().UTC()},
 	}
+	b.problems = &b.res.Problems
 	if err := b.setup(ctx); err != nil {
 		return nil, errors.Join(err, b.cleanup(true))
 	}
@@ -87,19 +91,20 @@ func (b *bench) setup(ctx context.Context) error {
 	b.res.Machine.Postgres, b.res.Machine.PostgresConf = postgresInfo(ctx, b.admin)
 
 	log.Printf("building the systems into %s", b.tmp)
-	for name, pkg := range map[string]string{
-		"shoppingcart":   "./examples/shoppingcart",
-		"noopserver":     "./bench/cmd/noopserver",
-		"baselineserver": "./bench/cmd/baselineserver",
-		"pgproxy":        "./bench/cmd/pgproxy",
-	} {
+	builds := map[string]string{"shoppingcart": "./examples/shoppingcart"}
+	if !b.clusterOnly() {
+		builds["noopserver"] = "./bench/cmd/noopserver"
+		builds["baselineserver"] = "./bench/cmd/baselineserver"
+		builds["pgproxy"] = "./bench/cmd/pgproxy"
+	}
+	for name, pkg := range builds {
 		bin := filepath.Join(b.tmp, name)
 		if err := b.runCommand(ctx, "build "+name, "go", "build", "-o", bin, pkg); err != nil {
 			return err
 		}
 		b.bins[name] = bin
 	}
-	if !b.o.skipProfile {
+	if !b.o.skipProfile && !b.clusterOnly() {
 		if err := b.buildProfiled(ctx); err != nil {
 			return err
 		}
@@ -107,22 +112,46 @@ func (b *bench) setup(ctx context.Context) error {
 
 	// A database per system that uses Postgres: its pg_stat_database row
 	// then counts that system's work and nothing else's.
-	for _, sys := range []string{report.Baseline, report.StatefunPostgres} {
+	var systems []string
+	if !b.clusterOnly() {
+		systems = append(systems, report.Baseline, report.StatefunPostgres)
+	}
+	if !b.o.skipCluster || b.clusterOnly() {
+		systems = append(systems, report.OneNode, report.ThreeNodes)
+	}
+	for _, sys := range systems {
 		name := fmt.Sprintf("statefun_bench_%d_%s", os.Getpid(), strings.ReplaceAll(sys, "-", "_"))
 		if _, err := b.admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 			return fmt.Errorf("create database %s (the -database-url role must be allowed to): %w", name, err)
 		}
 		b.databases[sys] = name
 	}
-	if err := b.runCommand(ctx, "create the baseline's table", b.bins["baselineserver"], "migrate",
-		"--database-url", b.dbURL(report.Baseline, ""), "--database-schema", baselineSchema); err != nil {
-		return err
+	if _, ok := b.databases[report.Baseline]; ok {
+		if err := b.runCommand(ctx, "create the baseline's table", b.bins["baselineserver"], "migrate",
+			"--database-url", b.dbURL(report.Baseline, ""), "--database-schema", baselineSchema); err != nil {
+			return err
+		}
 	}
 	// Migrating before the server starts keeps the catalog writes of
 	// CREATE TABLE out of the first workload's database counters.
-	return b.runCommand(ctx, "create statefun's tables", b.bins["shoppingcart"], "migrate",
-		"--database-url", b.dbURL(report.StatefunPostgres, ""), "--database-schema", statefunSchema, "--log-level", "warn")
+	for _, sys := range []string{report.StatefunPostgres, report.OneNode, report.ThreeNodes} {
+		if _, ok := b.databases[sys]; !ok {
+			continue
+		}
+		what := "create statefun's tables"
+		if sys != report.StatefunPostgres {
+			what += " for " + sys
+		}
+		if err := b.runCommand(ctx, what, b.bins["shoppingcart"], "migrate",
+			"--database-url", b.dbURL(sys, ""), "--database-schema", statefunSchema, "--log-level", "warn"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
+
+// clusterOnly says whether this run measures the cluster and nothing else.
+func (b *bench) clusterOnly() bool { return b.o.only == "cluster" }
 
 // dbURL is the URL of a system's database, through hostPort when it is
 // not empty (the proxy).
@@ -148,6 +177,14 @@ func (b *bench) run(ctx context.Context) (*report.Results, error) {
 		Carts: o.carts, Zipf: o.zipf, Concurrencies: o.concurrencies, Ramp: o.ramp, Duration: o.duration,
 		ClientConns: o.conns, BaselinePool: o.baselinePool, ProxyDelay: o.proxyDelay, WarmupWorkers: o.warmupWorkers,
 	}
+	if b.clusterOnly() {
+		if err := b.runCluster(ctx); err != nil {
+			return nil, err
+		}
+		b.res.Machine.LoadEnd = loadAverage()
+		b.res.WallTime = time.Since(b.started).Round(time.Second)
+		return b.res, ctx.Err()
+	}
 	for _, wl := range report.Workloads {
 		if err := b.runWorkload(ctx, wl); err != nil {
 			return nil, err
@@ -160,6 +197,11 @@ func (b *bench) run(ctx context.Context) (*report.Results, error) {
 	}
 	if !o.skipProfile {
 		if err := b.runProfile(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if !o.skipCluster {
+		if err := b.runCluster(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -319,7 +361,7 @@ func (b *bench) warm(ctx context.Context, s *system, write bool) error {
 		s.writes += n
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %w (log: %s)", s.name, err, s.proc.logPath)
+		return fmt.Errorf("%s: %w (%s)", s.name, err, s.logs())
 	}
 	s.warmedAt = time.Now()
 	log.Printf("  %s warmed up: %d carts in %v", s.name, n, time.Since(start).Round(time.Millisecond))
@@ -328,9 +370,23 @@ func (b *bench) warm(ctx context.Context, s *system, write bool) error {
 
 // cell measures one system at one workload, popularity and concurrency.
 func (b *bench) cell(ctx context.Context, s *system, wl, pop string, c int, readFraction float64) error {
+	cell, err := b.measure(ctx, s, wl, pop, c, readFraction)
+	if err != nil {
+		return err
+	}
+	b.res.Cells = append(b.res.Cells, cell)
+	return nil
+}
+
+// measure measures one system at one workload, popularity and
+// concurrency, and logs the result.
+func (b *bench) measure(ctx context.Context, s *system, wl, pop string, c int, readFraction float64) (report.Cell, error) {
 	cfg := load.Config{
 		Clients: s.clientsFor(c), Concurrency: c, Carts: b.o.carts, ReadFraction: readFraction,
-		Ramp: b.o.ramp, Duration: b.o.duration, Seed: uint64(c),
+		Ramp: b.o.ramp, Duration: b.o.duration, Seed: uint64(c), Route: s.route,
+	}
+	if s.route != nil {
+		cfg.Clients = s.clients
 	}
 	if pop == report.Zipf {
 		cfg.Zipf = b.o.zipf
@@ -340,7 +396,7 @@ func (b *bench) cell(ctx context.Context, s *system, wl, pop string, c int, read
 	cfg.OnEnd = func() { last = b.takeSample(ctx, s) }
 	res, err := load.Run(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("%s %s %s c=%d: %w", s.name, wl, pop, c, err)
+		return report.Cell{}, fmt.Errorf("%s %s %s c=%d: %w", s.name, wl, pop, c, err)
 	}
 	s.sent += res.Sent
 	s.writes += int64(float64(res.Sent) * (1 - readFraction))
@@ -352,7 +408,9 @@ func (b *bench) cell(ctx context.Context, s *system, wl, pop string, c int, read
 		cell.DB = cellDB(first, last)
 	}
 	cell.Journal = cellJournal(first, last)
-	b.res.Cells = append(b.res.Cells, cell)
+	if s.clustered {
+		cell.Cluster = cellCluster(first, last)
+	}
 	line := fmt.Sprintf("  %-8s %-7s c=%-3d %-18s %8.0f req/s  p50 %7s  p99 %7s", wl, pop, c, s.name,
 		res.Throughput, time.Duration(res.All.P50).Round(time.Microsecond), time.Duration(res.All.P99).Round(time.Microsecond))
 	if cell.DB != nil && res.Requests > 0 {
@@ -361,12 +419,15 @@ func (b *bench) cell(ctx context.Context, s *system, wl, pop string, c int, read
 			line += fmt.Sprintf(" (%.2f round trips/req)", float64(cell.DB.Proxy.RoundTrips)/float64(res.Requests))
 		}
 	}
+	if s.clustered {
+		line += fmt.Sprintf("  %.0f%% forwarded", 100*cell.Cluster.ForwardedShare())
+	}
 	if res.Errors > 0 {
 		line += fmt.Sprintf("  %d ERRORS: %s", res.Errors, res.FirstError)
 		b.problem("%s %s %s c=%d: %d errors, the first: %s", s.name, wl, pop, c, res.Errors, res.FirstError)
 	}
 	log.Print(line)
-	return nil
+	return cell, nil
 }
 
 // problem records a failure that does not stop the run.
@@ -374,14 +435,15 @@ func (b *bench) problem(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	log.Print("problem: ", msg)
 	b.mu.Lock()
-	b.res.Problems = append(b.res.Problems, msg)
+	*b.problems = append(*b.problems, msg)
 	b.mu.Unlock()
 }
 
-// system is one running system under test.
+// system is one running system under test: one server process, or the
+// nodes of a cluster.
 type system struct {
 	name    string
-	proc    *process
+	nodes   []*node
 	proxy   *process
 	delay   time.Duration
 	conns   []*grpc.ClientConn
@@ -391,8 +453,11 @@ type system struct {
 	db         string
 	dbPort     int
 	proxyStats string
-	// metricsURL is a statefun server's Prometheus endpoint.
-	metricsURL string
+	// clustered: a system of the cluster benchmarks, whose cells record
+	// the nodes' cluster counters.
+	clustered bool
+	// route, if set, picks the client of each request (load.Config.Route).
+	route func(cart, worker int) int
 	// Requests answered over the process's life (for its database
 	// counters, which are read when it has exited).
 	sent, writes int64
@@ -403,6 +468,45 @@ type system struct {
 // clientsFor returns the connections a load of concurrency c uses.
 func (s *system) clientsFor(c int) []cartv1.ShoppingCartServiceClient {
 	return s.clients[:min(c, len(s.clients))]
+}
+
+// logs names the log files of the system's processes.
+func (s *system) logs() string {
+	var paths []string
+	for _, n := range s.nodes {
+		paths = append(paths, n.proc.logPath)
+	}
+	return "log: " + strings.Join(paths, ", ")
+}
+
+// node is one server process of a system, with what it takes to start it
+// again on the same addresses.
+type node struct {
+	name     string
+	addr     string // gRPC
+	httpAddr string // a statefun server's /metrics and /healthz; "" for others
+	env      []string
+	bin      string
+	args     []string
+	proc     *process
+}
+
+// metricsURL is a statefun server's Prometheus endpoint, "" for others.
+func (n *node) metricsURL() string {
+	if n.httpAddr == "" {
+		return ""
+	}
+	return "http://" + n.httpAddr + "/metrics"
+}
+
+// startNode starts a node's process.
+func (b *bench) startNode(n *node) error {
+	p, err := b.start(n.name, n.env, n.bin, n.args...)
+	if err != nil {
+		return err
+	}
+	n.proc = p
+	return nil
 }
 
 func (s *system) close() {
@@ -442,7 +546,7 @@ func (b *bench) startSystemWith(ctx context.Context, name string, so startOption
 	}
 	addr := freeAddr()
 	var args []string
-	var bin string
+	var bin, httpAddr string
 	switch name {
 	case report.Noop:
 		bin, args = b.bins["noopserver"], []string{"--listen", addr}
@@ -455,8 +559,7 @@ func (b *bench) startSystemWith(ctx context.Context, name string, so startOption
 	case report.StatefunPostgres, report.StatefunEmbedded:
 		// The HTTP listener serves /metrics, read at the edges of each
 		// window for the journal's counters; it is idle in between.
-		httpAddr := freeAddr()
-		s.metricsURL = "http://" + httpAddr + "/metrics"
+		httpAddr = freeAddr()
 		bin, args = b.bins["shoppingcart"], []string{"serve", "--listen", addr, "--http-listen", httpAddr}
 		if name == report.StatefunPostgres {
 			args = append(args, "--database-url", b.dbURL(name, hostPort), "--database-schema", statefunSchema)
@@ -473,11 +576,11 @@ func (b *bench) startSystemWith(ctx context.Context, name string, so startOption
 			bin, env = b.bins["shoppingcart-pprof"], []string{"STATEFUN_BENCH_PPROF=" + so.pprof}
 		}
 	}
-	p, err := b.start(procName, env, bin, args...)
-	if err != nil {
+	n := &node{name: procName, addr: addr, httpAddr: httpAddr, env: env, bin: bin, args: args}
+	if err := b.startNode(n); err != nil {
 		return nil, err
 	}
-	s.proc = p
+	s.nodes = []*node{n}
 	for range min(b.o.conns, 64) {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -486,15 +589,15 @@ func (b *bench) startSystemWith(ctx context.Context, name string, so startOption
 		s.conns = append(s.conns, conn)
 		s.clients = append(s.clients, cartv1.NewShoppingCartServiceClient(conn))
 	}
-	err = waitFor(ctx, func() error {
-		if p.done() {
+	err := waitFor(ctx, func() error {
+		if n.proc.done() {
 			return fmt.Errorf("%s exited at start", name)
 		}
 		_, err := s.clients[0].GetCart(ctx, &cartv1.GetCartRequest{CartId: "ready"})
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s did not start: %w (log: %s)", name, err, p.logPath)
+		return nil, fmt.Errorf("%s did not start: %w (log: %s)", name, err, n.proc.logPath)
 	}
 	return s, nil
 }
@@ -503,8 +606,10 @@ func (b *bench) startSystemWith(ctx context.Context, name string, so startOption
 // workload wl, records its database counters (wl "" records nothing).
 func (b *bench) stopSystem(ctx context.Context, s *system, wl string) error {
 	s.close()
-	if err := s.proc.stop(); err != nil {
-		b.problem("%s did not stop cleanly: %v (log: %s)", s.name, err, s.proc.logPath)
+	for _, n := range s.nodes {
+		if err := n.proc.stop(); err != nil {
+			b.problem("%s did not stop cleanly: %v", n.name, err)
+		}
 	}
 	if s.proxy != nil {
 		if err := s.proxy.stop(); err != nil {
@@ -564,13 +669,20 @@ func (b *bench) cleanup(keepLogs bool) error {
 
 // runCommand runs a command to completion, recording it.
 func (b *bench) runCommand(ctx context.Context, what, name string, args ...string) error {
+	_, err := b.commandOutput(ctx, what, name, args...)
+	return err
+}
+
+// commandOutput runs a command to completion, recording it, and returns
+// its output.
+func (b *bench) commandOutput(ctx context.Context, what, name string, args ...string) (string, error) {
 	b.record(what, name, args)
 	cmd := exec.CommandContext(ctx, name, args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s: %s %s: %w\n%s", what, name, strings.Join(args, " "), err, out)
+		return "", fmt.Errorf("%s: %s %s: %w\n%s", what, name, strings.Join(args, " "), err, out)
 	}
-	return nil
+	return string(out), nil
 }
 
 // record keeps a command line for the report, once per purpose. The

@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/statefun-go/statefun/bench/report"
 )
 
 func TestParseGoBench(t *testing.T) {
@@ -81,4 +84,84 @@ func spin(n int) int {
 		s += i * i
 	}
 	return s
+}
+
+func TestParseMetrics(t *testing.T) {
+	t.Parallel()
+	text := `# HELP statefun_cluster_forwards_total Calls forwarded.
+# TYPE statefun_cluster_forwards_total counter
+statefun_cluster_forwards_total 1234
+statefun_entity_loads_total{entity_type="shopping-cart"} 7
+statefun_entity_loads_total{entity_type="other type"} 3
+statefun_journal_commit_seconds_total 1.5e+01
+`
+	m, err := parseMetrics(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]float64{
+		"statefun_cluster_forwards_total":       1234,
+		"statefun_entity_loads_total":           10,
+		"statefun_journal_commit_seconds_total": 15,
+	} {
+		if m[name] != want {
+			t.Errorf("%s = %v, want %v", name, m[name], want)
+		}
+	}
+}
+
+// TestShardOfMatchesTheRuntime pins the copy of the runtime's shard map
+// to values of runtime/internal/cluster.ShardOf, which this package
+// cannot import.
+func TestShardOfMatchesTheRuntime(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		id            string
+		shards, shard int
+	}{
+		{"cart-00000", 1024, 661}, {"cart-00001", 1024, 226}, {"cart-09999", 1024, 905}, {"probe-7", 1024, 532},
+		{"cart-00000", 10000, 7861}, {"cart-00001", 10000, 9650}, {"cart-09999", 10000, 6249}, {"probe-7", 10000, 4836},
+	} {
+		if got := cartShard(c.id, c.shards); got != c.shard {
+			t.Errorf("cartShard(%q, %d) = %d, want %d", c.id, c.shards, got, c.shard)
+		}
+	}
+}
+
+func TestProbeIDsCoverEveryShard(t *testing.T) {
+	t.Parallel()
+	shards := []int{0, 7, 100, 661, 1023}
+	ids := probeIDs(shards, 50, 1024)
+	if len(ids) != len(shards) {
+		t.Fatalf("%d probes for %d shards: %v", len(ids), len(shards), ids)
+	}
+	seen := map[int]bool{}
+	for _, id := range ids {
+		s := cartShard(id, 1024)
+		if !slices.Contains(shards, s) || seen[s] {
+			t.Errorf("probe %s is in shard %d: not asked for, or twice", id, s)
+		}
+		seen[s] = true
+	}
+}
+
+func TestMergeKeepsTheSavedRun(t *testing.T) {
+	t.Parallel()
+	saved := &report.Results{
+		Cells:    []report.Cell{{System: report.Noop}},
+		Commands: []report.Command{{What: "build shoppingcart", Line: "old"}, {What: "start noop", Line: "noop"}},
+		Cluster:  &report.ClusterRun{Nodes: 2},
+	}
+	part := &report.Results{
+		Commands: []report.Command{{What: "build shoppingcart", Line: "new"}, {What: "start statefun-3-nodes-1", Line: "node"}},
+		Cluster:  &report.ClusterRun{Nodes: 3},
+	}
+	got := merge(saved, part)
+	if len(got.Cells) != 1 || got.Cluster.Nodes != 3 {
+		t.Errorf("merged cells %v, cluster %+v: want the saved cells and the new cluster", got.Cells, got.Cluster)
+	}
+	want := []report.Command{{What: "build shoppingcart", Line: "new"}, {What: "start noop", Line: "noop"}, {What: "start statefun-3-nodes-1", Line: "node"}}
+	if !slices.Equal(got.Commands, want) {
+		t.Errorf("merged commands %v, want %v", got.Commands, want)
+	}
 }

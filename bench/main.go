@@ -17,7 +17,20 @@
 // in the machine's background load during the run hits all systems alike.
 // Then the write workload is repeated with Postgres behind a proxy that
 // adds 0.5 ms each way (package pgproxy), the statefun server is profiled
-// under write load, and the runtime's own Go benchmarks run.
+// under write load, the cluster is measured, and the runtime's own Go
+// benchmarks run.
+//
+// The cluster benchmarks (cluster.go) run the shopping cart server as one
+// node and as three nodes on one database (each on a database of its
+// own): the idle clusters' lease upkeep (the nodes' heartbeat counters,
+// pg_stat_database and pg_stat_user_tables), then the write and read
+// workloads at every concurrency on one node, on the three nodes with
+// each call sent to its owner, and on the three nodes with the calls
+// spread round-robin (two in three forwarded); then kill -9 of a node,
+// several times (until its shards are held and served again), and a
+// rolling restart under load with clients that retry on another node.
+// They take about three minutes and can run alone (-only cluster), their
+// results merged into the saved ones.
 //
 // Database work is counted three ways, each explained in the report:
 // TCP segments on the systems' connections to Postgres per cell (ss -ti),
@@ -30,8 +43,9 @@
 //
 // Usage (from the repository root):
 //
-//	go run ./bench                    # everything, about 10 minutes
+//	go run ./bench                    # everything, about 12 minutes
 //	go run ./bench -duration 1s -skip-go-bench   # a quick look
+//	go run ./bench -only cluster      # the cluster part alone (about 3 minutes), merged into bench/results/results.json
 //	go run ./bench -render-only       # rewrite BENCHMARKS.md and the chart from bench/results/results.json
 package main
 
@@ -45,6 +59,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -68,9 +83,15 @@ type options struct {
 	skipGoBench   bool
 	skipProxy     bool
 	skipProfile   bool
-	renderOnly    bool
-	out           string
-	resultsDir    string
+	skipCluster   bool
+	// only names the one part to run ("cluster"), whose results are
+	// merged into the saved ones; "" runs everything.
+	only           string
+	leaseTTL       time.Duration
+	failoverTrials int
+	renderOnly     bool
+	out            string
+	resultsDir     string
 }
 
 func parseOptions() (options, error) {
@@ -90,6 +111,10 @@ func parseOptions() (options, error) {
 	flag.BoolVar(&o.skipGoBench, "skip-go-bench", false, "skip the runtime's Go benchmarks")
 	flag.BoolVar(&o.skipProxy, "skip-proxy", false, "skip the cells with Postgres behind the delaying proxy")
 	flag.BoolVar(&o.skipProfile, "skip-profile", false, "skip the CPU profile of the statefun server")
+	flag.BoolVar(&o.skipCluster, "skip-cluster", false, "skip the cluster benchmarks")
+	flag.StringVar(&o.only, "only", "", `run only this part and merge its results into the saved ones, then render: "cluster"`)
+	flag.DurationVar(&o.leaseTTL, "lease-ttl", 5*time.Second, "--lease-ttl of the cluster nodes (the server's default is 5s)")
+	flag.IntVar(&o.failoverTrials, "failover-trials", 5, "kill -9 trials of the cluster")
 	flag.BoolVar(&o.renderOnly, "render-only", false, "measure nothing: render the report from the saved results")
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "report to write")
 	flag.StringVar(&o.resultsDir, "results", filepath.Join("bench", "results"), "directory for results.json, the chart and the profile")
@@ -100,6 +125,12 @@ func parseOptions() (options, error) {
 			return o, fmt.Errorf("-concurrency %q: want positive integers separated by commas", conc)
 		}
 		o.concurrencies = append(o.concurrencies, n)
+	}
+	if o.only != "" && o.only != "cluster" {
+		return o, fmt.Errorf(`-only %q: the one part that runs alone is "cluster"`, o.only)
+	}
+	if o.failoverTrials < 1 {
+		return o, fmt.Errorf("-failover-trials %d: want at least 1", o.failoverTrials)
 	}
 	return o, nil
 }
@@ -129,15 +160,11 @@ func run(o options) error {
 	}
 	resultsFile := filepath.Join(o.resultsDir, "results.json")
 	if o.renderOnly {
-		data, err := os.ReadFile(resultsFile)
+		res, err := readResults(resultsFile)
 		if err != nil {
-			return fmt.Errorf("read saved results: %w", err)
+			return err
 		}
-		var res report.Results
-		if err := json.Unmarshal(data, &res); err != nil {
-			return fmt.Errorf("decode %s: %w", resultsFile, err)
-		}
-		return write(o, &res)
+		return write(o, res)
 	}
 
 	// Interrupting stops the measurement; cleanup still runs.
@@ -156,6 +183,18 @@ func run(o options) error {
 	if runErr != nil {
 		return runErr
 	}
+	if o.only != "" {
+		saved, err := readResults(resultsFile)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			log.Printf("no saved results in %s: the report will hold the %s part alone", resultsFile, o.only)
+		case err != nil:
+			return err
+		default:
+			res = merge(saved, res)
+			log.Printf("merged the %s part into the results saved in %s", o.only, resultsFile)
+		}
+	}
 	if err := os.MkdirAll(o.resultsDir, 0o755); err != nil {
 		return err
 	}
@@ -168,6 +207,34 @@ func run(o options) error {
 	}
 	log.Printf("wrote %s", resultsFile)
 	return write(o, res)
+}
+
+func readResults(file string) (*report.Results, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read saved results: %w", err)
+	}
+	var res report.Results
+	if err := json.Unmarshal(data, &res); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", file, err)
+	}
+	return &res, nil
+}
+
+// merge puts the cluster part of a run into saved results: its results,
+// and its command lines, each replacing the saved line for the same
+// purpose. The rest of the saved run stays as it was measured.
+func merge(saved, part *report.Results) *report.Results {
+	saved.Cluster = part.Cluster
+	for _, c := range part.Commands {
+		i := slices.IndexFunc(saved.Commands, func(s report.Command) bool { return s.What == c.What })
+		if i < 0 {
+			saved.Commands = append(saved.Commands, c)
+			continue
+		}
+		saved.Commands[i] = c
+	}
+	return saved
 }
 
 // write renders the report and the chart next to each other's expected

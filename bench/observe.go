@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -33,12 +34,15 @@ type sample struct {
 	sockets  socketStats
 	proxyCnt *pgproxy.Stats
 	journal  *report.Journal
+	cluster  *report.ClusterWork
 }
 
-// takeSample reads the counters for a system; pid and proxyPID may be 0.
+// takeSample reads the counters for a system.
 func (b *bench) takeSample(ctx context.Context, s *system) sample {
 	smp := sample{at: time.Now()}
-	smp.server = processCPU(s.proc.pid())
+	for _, n := range s.nodes {
+		smp.server += processCPU(n.proc.pid())
+	}
 	if s.proxy != nil {
 		smp.proxy = processCPU(s.proxy.pid())
 		if st, err := proxyStats(ctx, s.proxyStats); err == nil {
@@ -47,19 +51,23 @@ func (b *bench) takeSample(ctx context.Context, s *system) sample {
 			b.problem("read the proxy's counters: %v", err)
 		}
 	}
-	if s.metricsURL != "" {
-		j, err := journalStats(ctx, s.metricsURL)
+	if s.nodes[0].httpAddr != "" {
+		c, err := readCounters(ctx, s.nodes)
 		if err != nil {
 			b.problem("read the metrics of %s: %v", s.name, err)
 		} else {
-			smp.journal = &j
+			smp.journal, smp.cluster = &c.journal, &c.cluster
 		}
 	}
 	smp.postgres = b.postgresCPU()
 	smp.self = processCPU(os.Getpid())
 	smp.machine = machineCPU()
 	if s.db != "" {
-		st, err := tcpStats(ctx, s.proc.pid(), s.dbPort)
+		var pids []int
+		for _, n := range s.nodes {
+			pids = append(pids, n.proc.pid())
+		}
+		st, err := tcpStats(ctx, s.dbPort, pids...)
 		if err != nil {
 			b.problem("read the TCP counters of %s: %v", s.name, err)
 		}
@@ -95,52 +103,93 @@ func cellJournal(a, z sample) *report.Journal {
 	}
 }
 
-// journalStats reads the journal's counters from a statefun server's
-// Prometheus text exposition.
-func journalStats(ctx context.Context, url string) (report.Journal, error) {
+// cellCluster turns two samples into the cluster's work in the window.
+func cellCluster(a, z sample) *report.ClusterWork {
+	if a.cluster == nil || z.cluster == nil {
+		return nil
+	}
+	d := z.cluster.Minus(*a.cluster)
+	return &d
+}
+
+// counters are what a system's statefun servers count, summed over its
+// nodes, and the shards each node holds.
+type counters struct {
+	journal report.Journal
+	cluster report.ClusterWork
+	shards  []int
+}
+
+// readCounters scrapes every node's /metrics.
+func readCounters(ctx context.Context, nodes []*node) (counters, error) {
+	var c counters
+	for _, n := range nodes {
+		m, err := scrape(ctx, n.metricsURL())
+		if err != nil {
+			return c, err
+		}
+		if _, ok := m["statefun_journal_batches_total"]; !ok {
+			return c, fmt.Errorf("%s has no statefun_journal_batches_total", n.metricsURL())
+		}
+		c.journal.Batches += int64(m["statefun_journal_batches_total"])
+		c.journal.Records += int64(m["statefun_journal_records_total"])
+		c.journal.CommitSeconds += m["statefun_journal_commit_seconds_total"]
+		c.journal.Loads += int64(m["statefun_entity_loads_total"])
+		c.cluster.Nodes++
+		c.cluster.Calls += int64(m["statefun_request_duration_seconds_count"])
+		c.cluster.Forwards += int64(m["statefun_cluster_forwards_total"])
+		c.cluster.ForwardRetries += int64(m["statefun_cluster_forward_retries_total"])
+		c.cluster.Renewals += int64(m["statefun_cluster_lease_renewals_total"])
+		c.cluster.RenewalFailures += int64(m["statefun_cluster_lease_renewal_failures_total"])
+		c.cluster.Acquired += int64(m["statefun_cluster_leases_acquired_total"])
+		c.cluster.HandedOff += int64(m["statefun_cluster_handoffs_total"])
+		c.cluster.HandoffSeconds += m["statefun_cluster_handoff_seconds_total"]
+		c.shards = append(c.shards, int(m["statefun_cluster_shards_owned"]))
+	}
+	return c, nil
+}
+
+// scrape reads a Prometheus text exposition into a value per metric
+// name, summed over the labels.
+func scrape(ctx context.Context, url string) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return report.Journal{}, err
+		return nil, err
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return report.Journal{}, err
+		return nil, err
 	}
 	defer res.Body.Close()
-	var j report.Journal
-	found := false
-	sc := bufio.NewScanner(res.Body)
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", url, res.Status)
+	}
+	return parseMetrics(res.Body)
+}
+
+func parseMetrics(r io.Reader) (map[string]float64, error) {
+	m := map[string]float64{}
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || strings.HasPrefix(name, "#") {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
 			continue
 		}
-		name, _, _ = strings.Cut(name, "{") // labels: sum over them
-		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		// The value is the last field; labels may contain spaces.
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
 		if err != nil {
 			continue
 		}
-		switch name {
-		case "statefun_journal_batches_total":
-			j.Batches += int64(v)
-			found = true
-		case "statefun_journal_records_total":
-			j.Records += int64(v)
-		case "statefun_journal_commit_seconds_total":
-			j.CommitSeconds += v
-		case "statefun_entity_loads_total":
-			j.Loads += int64(v)
-		}
+		name, _, _ := strings.Cut(line[:i], "{")
+		m[strings.TrimSpace(name)] += v
 	}
-	if err := sc.Err(); err != nil {
-		return j, err
-	}
-	if !found {
-		return j, fmt.Errorf("%s has no statefun_journal_batches_total", url)
-	}
-	return j, nil
+	return m, sc.Err()
 }
 
 // cellDB turns two samples into the database work of the window.
@@ -199,6 +248,31 @@ func processCPU(pid int) float64 {
 // databases, such as other test runs on a shared machine, are left out;
 // their process titles name their database and client address.
 func (b *bench) postgresCPU() float64 {
+	return postgresProcessCPU(func(title string, client bool) bool {
+		if !client {
+			return true
+		}
+		for _, db := range b.databases {
+			if strings.Contains(title, " "+db+" ") {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// backendCPU sums the CPU seconds of the backends of one database.
+func (b *bench) backendCPU(db string) float64 {
+	return postgresProcessCPU(func(title string, client bool) bool {
+		return client && strings.Contains(title, " "+db+" ")
+	})
+}
+
+// postgresProcessCPU sums the CPU seconds of the Postgres processes that
+// keep picks by their process title; client says whether the process
+// serves a client connection (a backend) rather than being one of the
+// server's own.
+func postgresProcessCPU(keep func(title string, client bool) bool) float64 {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0
@@ -215,13 +289,7 @@ func (b *bench) postgresCPU() float64 {
 		}
 		t := string(title)
 		client := strings.Contains(t, "(") || strings.Contains(t, "[local]")
-		ours := false
-		for _, db := range b.databases {
-			if strings.Contains(t, " "+db+" ") {
-				ours = true
-			}
-		}
-		if ours || !client {
+		if keep(t, client) {
 			total += processCPU(pid)
 		}
 	}
@@ -275,27 +343,31 @@ type socketStats struct {
 
 // tcpStats reads the counters with ss(8): -t TCP, -i internal info
 // (tcp_info), -n numeric, -p owning process, -H no header.
-func tcpStats(ctx context.Context, pid, port int) (socketStats, error) {
+func tcpStats(ctx context.Context, port int, pids ...int) (socketStats, error) {
 	out, err := exec.CommandContext(ctx, "ss", "-tinpH", "state", "established", fmt.Sprintf("( dport = :%d )", port)).Output()
 	if err != nil {
 		return socketStats{}, fmt.Errorf("ss: %w", err)
 	}
-	return parseSS(string(out), pid), nil
+	return parseSS(string(out), pids...), nil
 }
 
-// parseSS sums the counters of pid's sockets in the output of ss -tinpH:
-// a line per socket naming its process, then an indented line of
+// parseSS sums the counters of the sockets of pids in the output of ss
+// -tinpH: a line per socket naming its process, then an indented line of
 // key:value counters.
-func parseSS(out string, pid int) socketStats {
+func parseSS(out string, pids ...int) socketStats {
 	var st socketStats
 	mine := false
-	owner := fmt.Sprintf("pid=%d,", pid)
 	for _, line := range strings.Split(out, "\n") {
 		if line == "" {
 			continue
 		}
 		if line[0] != ' ' && line[0] != '\t' {
-			mine = strings.Contains(line, owner)
+			mine = false
+			for _, pid := range pids {
+				if strings.Contains(line, fmt.Sprintf("pid=%d,", pid)) {
+					mine = true
+				}
+			}
 			if mine {
 				st.conns++
 			}

@@ -92,6 +92,24 @@ func (p *process) stop() error {
 	}
 }
 
+// kill sends SIGKILL to the process (by its ID) and waits for it to be
+// gone: a crash, for the failover trials.
+func (p *process) kill() error {
+	defer func() {
+		p.b.mu.Lock()
+		delete(p.b.procs, p)
+		p.b.mu.Unlock()
+	}()
+	if p.done() {
+		return fmt.Errorf("%s had exited before it was to be killed (log: %s): %w", p.name, p.logPath, p.err)
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		return fmt.Errorf("kill %s: %w", p.name, err)
+	}
+	<-p.exited
+	return nil
+}
+
 func (p *process) exitError() error {
 	if p.err != nil {
 		return fmt.Errorf("%s: %w (log: %s)", p.name, p.err, p.logPath)

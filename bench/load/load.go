@@ -19,6 +19,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
 	cartv1 "github.com/statefun-go/statefun/examples/shoppingcart/gen/shop/cart/v1"
 )
 
@@ -29,8 +33,12 @@ const SKUs = 4
 // Config is one measurement.
 type Config struct {
 	// Clients are the connections to the system; worker i uses
-	// Clients[i%len(Clients)].
-	Clients     []cartv1.ShoppingCartServiceClient
+	// Clients[i%len(Clients)], unless Route chooses.
+	Clients []cartv1.ShoppingCartServiceClient
+	// Route, if set, returns the index of the client that worker sends
+	// its request for cart through: a client that knows where each cart
+	// lives.
+	Route       func(cart, worker int) int
 	Concurrency int
 	Carts       int
 	// ReadFraction is the share of requests that are GetCart; the rest
@@ -44,9 +52,16 @@ type Config struct {
 	// settle at this concurrency.
 	Ramp     time.Duration
 	Duration time.Duration
-	// Timeout bounds each request; a request that times out is an error.
+	// Stop, if set, ends the measured window when it is closed, instead
+	// of Duration: for a window as long as something else takes.
+	Stop <-chan struct{}
+	// Timeout bounds each request, retries included; a request that has
+	// not succeeded by then is an error.
 	Timeout time.Duration
-	Seed    uint64
+	// Retry sends a request that was answered UNAVAILABLE again to the
+	// next client, with the same idempotency key for a write.
+	Retry bool
+	Seed  uint64
 	// OnStart and OnEnd run at the edges of the measured window, while the
 	// load runs, so that counters they read (of the server, the database,
 	// the CPU) cover the requests counted.
@@ -73,6 +88,9 @@ type Result struct {
 	Throughput float64       `json:"throughput"` // Requests per second
 	Errors     int64         `json:"errors"`
 	FirstError string        `json:"first_error,omitempty"`
+	// Retries counts the attempts beyond each request's first (Retry),
+	// in the measured window.
+	Retries int64 `json:"retries,omitempty"`
 	// Sent counts every request answered, ramp included: the denominator
 	// for counters that cannot be read at the window's edges.
 	Sent   int64   `json:"sent"`
@@ -96,27 +114,31 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	// phase: 0 ramp, 1 measuring, 2 stopping. A request counts if it
 	// completes while measuring.
 	var phase atomic.Int32
-	var sent, errs atomic.Int64
+	var sent, errs, retries atomic.Int64
 	var firstErr atomic.Pointer[string]
 	workers := make([]*worker, cfg.Concurrency)
 	var wg sync.WaitGroup
 	for i := range workers {
 		w := newWorker(cfg, uint64(i))
 		workers[i] = w
-		client := cfg.Clients[i%len(cfg.Clients)]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for phase.Load() < 2 && ctx.Err() == nil {
-				id := ids[w.cart()]
+				cart := w.cart()
 				read := w.rng.Float64() < cfg.ReadFraction
+				client := i
+				if cfg.Route != nil {
+					client = cfg.Route(cart, i)
+				}
 				start := time.Now()
-				err := w.call(ctx, client, id, read)
+				attempts, err := w.request(ctx, cfg, client, ids[cart], read)
 				took := time.Since(start)
 				sent.Add(1)
 				if phase.Load() != 1 {
 					continue
 				}
+				retries.Add(int64(attempts - 1))
 				if err != nil {
 					if errs.Add(1) == 1 {
 						msg := err.Error()
@@ -145,7 +167,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	phase.Store(1)
 	start := time.Now()
-	ok := sleep(ctx, cfg.Duration)
+	ok := true
+	if cfg.Stop != nil {
+		select {
+		case <-cfg.Stop:
+		case <-ctx.Done():
+			ok = false
+		}
+	} else {
+		ok = sleep(ctx, cfg.Duration)
+	}
 	phase.Store(2)
 	window := time.Since(start)
 	if cfg.OnEnd != nil {
@@ -166,6 +197,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		Requests: int64(len(all)),
 		Window:   window,
 		Errors:   errs.Load(),
+		Retries:  retries.Load(),
 		Sent:     sent.Load(),
 		All:      summarise(all),
 		Reads:    summarise(reads),
@@ -222,6 +254,9 @@ func cartIDs(n int) []string {
 // no lock) and its own latency record.
 type worker struct {
 	rng     *rand.Rand
+	seed    uint64
+	n       uint64
+	keys    uint64 // idempotency keys used
 	zipf    *rand.Zipf
 	carts   int
 	timeout time.Duration
@@ -233,6 +268,8 @@ type worker struct {
 func newWorker(cfg Config, n uint64) *worker {
 	w := &worker{
 		rng:     rand.New(rand.NewPCG(cfg.Seed, n+1)),
+		seed:    cfg.Seed,
+		n:       n,
 		carts:   cfg.Carts,
 		timeout: cfg.Timeout,
 		reads:   make([]int64, 0, 1<<14),
@@ -252,6 +289,37 @@ func (w *worker) cart() int {
 		return int(w.zipf.Uint64())
 	}
 	return w.rng.IntN(w.carts)
+}
+
+// retryPause is how long a retrying worker waits after every client
+// refused a request once, before it goes round them again.
+const retryPause = 10 * time.Millisecond
+
+// request sends one request through client i or, with cfg.Retry,
+// through the next ones after each UNAVAILABLE answer. It returns the
+// number of attempts.
+func (w *worker) request(ctx context.Context, cfg Config, i int, id string, read bool) (int, error) {
+	if !cfg.Retry {
+		return 1, w.call(ctx, cfg.Clients[i%len(cfg.Clients)], id, read)
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.timeout)
+	defer cancel()
+	if !read {
+		// One key for every attempt: a write that ran on a node that
+		// then failed to answer runs once.
+		w.keys++
+		key := fmt.Sprintf("load-%d-%d-%d", w.seed, w.n, w.keys)
+		ctx = metadata.AppendToOutgoingContext(ctx, "idempotency-key", key)
+	}
+	for attempt := 0; ; attempt++ {
+		err := w.call(ctx, cfg.Clients[(i+attempt)%len(cfg.Clients)], id, read)
+		if err == nil || status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+			return attempt + 1, err
+		}
+		if (attempt+1)%len(cfg.Clients) == 0 && !sleep(ctx, retryPause) {
+			return attempt + 1, err
+		}
+	}
 }
 
 func (w *worker) call(ctx context.Context, client cartv1.ShoppingCartServiceClient, id string, read bool) error {

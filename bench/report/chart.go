@@ -167,6 +167,12 @@ func systemTitle(s string) string {
 		return "statefun, Postgres store"
 	case StatefunEmbedded:
 		return "statefun, embedded store"
+	case OneNode:
+		return "statefun, 1 node"
+	case ThreeNodesToOwner:
+		return "statefun, 3 nodes, calls sent to their owner"
+	case ThreeNodes:
+		return "statefun, 3 nodes, calls round-robin"
 	}
 	return s
 }

@@ -34,6 +34,7 @@ func Markdown(r *Results, chart string) (string, error) {
 	writeJournal(w, r, top)
 	writeDBWork(w, r, top)
 	writeProxied(w, r)
+	writeCluster(w, r)
 	writeProfile(w, r, top)
 	writeGoBench(w, r)
 
@@ -48,9 +49,15 @@ func Markdown(r *Results, chart string) (string, error) {
 	w.line("```")
 	w.nl()
 
-	if len(r.Problems) > 0 {
+	problems := r.Problems
+	if r.Cluster != nil {
+		for _, p := range r.Cluster.Problems {
+			problems = append(problems, "cluster: "+p)
+		}
+	}
+	if len(problems) > 0 {
 		w.p("## Problems during the run")
-		for _, p := range r.Problems {
+		for _, p := range problems {
 			w.line("- %s", p)
 		}
 		w.nl()
@@ -61,7 +68,8 @@ func Markdown(r *Results, chart string) (string, error) {
 func writeTargets(w *writer, r *Results, top int) {
 	w.p("## Targets")
 	w.p("The targets of issue 5, judged at concurrency %d (the highest measured) on uniform cart popularity; "+
-		"then the same targets on the skewed popularity, and the in-process targets of the runtime's Go benchmarks.", top)
+		"then the same targets on the skewed popularity, the in-process targets of the runtime's Go benchmarks, "+
+		"and the cluster's targets, explained under [Cluster](#cluster).", top)
 	w.row("Target", "Wanted", "Measured", "")
 	w.row("---", "---", "---", "---")
 	marked := false

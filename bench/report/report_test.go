@@ -115,3 +115,72 @@ func TestChartIsWellFormedSVG(t *testing.T) {
 		t.Errorf("%d rects, want %d", rects, want)
 	}
 }
+
+// withCluster adds cluster results in which a forwarded write costs 2x a
+// local one (2.5x against one node), failover takes up to 7 s and the
+// rolling restart failed nothing.
+func withCluster(r *report.Results) *report.Results {
+	cell := func(system, wl string, cores float64, forwarded int64, p99 int64) report.Cell {
+		return report.Cell{System: system, Workload: wl, Popularity: report.Uniform, Concurrency: 64,
+			Load: load.Result{Requests: 15000, Throughput: 5000, All: load.Latency{P50: 1e6, P99: p99}},
+			CPU:  report.CPU{Server: cores}, Cluster: &report.ClusterWork{Calls: 15000 + forwarded, Forwards: forwarded}}
+	}
+	r.Cluster = &report.ClusterRun{
+		Started: r.Started, Nodes: 3, Shards: 1024, LeaseTTL: 5 * time.Second,
+		Cells: []report.Cell{
+			cell(report.OneNode, report.Write, 0.5, 0, 10e6), cell(report.ThreeNodesToOwner, report.Write, 0.6, 0, 12e6), cell(report.ThreeNodes, report.Write, 1.0, 10000, 15e6),
+			cell(report.OneNode, report.Read, 0.2, 0, 2e6), cell(report.ThreeNodesToOwner, report.Read, 0.2, 0, 2e6), cell(report.ThreeNodes, report.Read, 0.25, 10000, 5e6),
+		},
+		Upkeep: []report.LeaseUpkeep{{System: report.ThreeNodes, Nodes: 3, Shards: 1024, Window: 10 * time.Second,
+			Work: report.ClusterWork{Renewals: 24}, Transactions: 172, LeaseRowsRead: 24 * 3072, LeaseRowsUpdated: 24 * 341}},
+		Failover: []report.FailoverTrial{{Node: "n1", Served: 4 * time.Second}, {Node: "n2", Served: 5 * time.Second}, {Node: "n3", Served: 7 * time.Second}},
+		Rolling:  &report.RollingRestart{Workload: report.Write, Concurrency: 16, During: load.Result{Requests: 7000, Retries: 700}},
+	}
+	return r
+}
+
+func TestClusterTargets(t *testing.T) {
+	t.Parallel()
+	got := map[string]report.Target{}
+	for _, tg := range report.Targets(withCluster(sample())) {
+		got[tg.Goal] = tg
+	}
+	for goal, want := range map[string]struct{ status, got string }{
+		"Cluster: CPU of a forwarded write against a local one (3 nodes, concurrency 64)": {"**not met**",
+			"2x (240 vs 120 µs of server CPU); 2.5x against one node's (250 vs 100 µs)"},
+		"Cluster: CPU of a forwarded read against a local one (3 nodes, concurrency 64)": {"**met**",
+			"1.4x (55 vs 40 µs of server CPU); 1.4x against one node's (55 vs 40 µs)"},
+		"Cluster: p99 of writes, 3 nodes with 2 calls in 3 forwarded vs 1 node (concurrency 64)":                 {"**met**", "1.5x (15.0 ms vs 10.0 ms)"},
+		"Cluster: p99 of reads, 3 nodes with 2 calls in 3 forwarded vs 1 node (concurrency 64)":                  {"**not met**", "2.5x (5.00 ms vs 2.00 ms)"},
+		"Cluster: after kill -9 of a node, until every shard of it serves again (max of 3 trials; lease TTL 5s)": {"**not met**", "7.00 s max, 5.00 s p50"},
+		"Cluster: failed requests during a rolling restart of the 3 nodes under load":                            {"**met**", "0 of 7,000 (700 retried on another node)"},
+		"Cluster: lease upkeep on Postgres, idle 3-node cluster":                                                 {"reported", "2.40 statements/s per node, 0.0070 per shard (1024 shards)"},
+	} {
+		tg, ok := got[goal]
+		if !ok {
+			t.Errorf("no target %q", goal)
+			continue
+		}
+		if tg.Status() != want.status || tg.Got != want.got {
+			t.Errorf("%q: %s, %q; want %s, %q", goal, tg.Status(), tg.Got, want.status, want.got)
+		}
+	}
+}
+
+func TestMarkdownCluster(t *testing.T) {
+	t.Parallel()
+	md, err := report.Markdown(withCluster(sample()), "bench/results/throughput.svg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"## Cluster", "### What a forwarded call costs", "| Writes | 64 | 120 | 120 | 240 | 2x | 100, 250, 2.5x | 1.5x (15.0 ms vs 10.0 ms) |",
+		"**A forwarded write costs 2x a local one at concurrency 64, not 1.6x.**",
+		"### Failover after kill -9", "5.00 s at the median and 7.00 s at most over 3 trials, **beyond** the target",
+		"### Rolling restart under load", "No request failed", "### Lease upkeep", "| lease statements, all nodes | 240 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+}

@@ -22,6 +22,20 @@ const (
 // Systems lists the systems in display order.
 var Systems = []string{Noop, Baseline, StatefunPostgres, StatefunEmbedded}
 
+// The systems of the cluster benchmarks: the shopping cart server on
+// Postgres as one node, and as a cluster of three on one database, which
+// the load reaches in two ways: each call sent to the node that owns its
+// cart (nothing forwarded), or spread round-robin over the nodes (two
+// calls in three forwarded).
+const (
+	OneNode           = "statefun-1-node"
+	ThreeNodesToOwner = "statefun-3-nodes-to-owner"
+	ThreeNodes        = "statefun-3-nodes"
+)
+
+// ClusterSystems lists them in display order.
+var ClusterSystems = []string{OneNode, ThreeNodesToOwner, ThreeNodes}
+
 // The workloads, by their share of reads.
 const (
 	Write = "write" // AddItem only
@@ -52,6 +66,9 @@ type Results struct {
 	// and, for comparison, no-op gRPC's.
 	Profiles []Profile `json:"profiles,omitempty"`
 	GoBench  []GoBench `json:"go_benchmarks"`
+	// Cluster is the cluster benchmarks, which may come from a run of
+	// their own (go run ./bench -only cluster) merged into these results.
+	Cluster *ClusterRun `json:"cluster,omitempty"`
 	// Problems are failures that did not stop the run (a Go benchmark
 	// that did not build, a counter that could not be read).
 	Problems []string `json:"problems,omitempty"`
@@ -107,6 +124,54 @@ type Cell struct {
 	// Journal is what statefun's journal writer did in the window, from
 	// the server's /metrics.
 	Journal *Journal `json:"journal,omitempty"`
+	// Cluster is what the nodes of a cluster did in the window, from
+	// their /metrics (the cluster benchmarks only).
+	Cluster *ClusterWork `json:"cluster,omitempty"`
+}
+
+// ClusterWork sums the cluster counters of a system's nodes over a window.
+type ClusterWork struct {
+	Nodes int `json:"nodes"`
+	// Calls are the calls the nodes served (statefun_request_duration_seconds):
+	// a forwarded call counts at both nodes.
+	Calls int64 `json:"calls"`
+	// Forwards counts calls sent on to the owner of their shard, retries
+	// included; ForwardRetries the retries (the owner had moved).
+	Forwards       int64 `json:"forwards"`
+	ForwardRetries int64 `json:"forward_retries"`
+	Renewals       int64 `json:"lease_renewals"`
+	// RenewalFailures are heartbeats that failed (one statement each).
+	RenewalFailures int64   `json:"lease_renewal_failures"`
+	Acquired        int64   `json:"leases_acquired"`
+	HandedOff       int64   `json:"handoffs"`
+	HandoffSeconds  float64 `json:"handoff_seconds"`
+}
+
+// Minus is the work from b to w.
+func (w ClusterWork) Minus(b ClusterWork) ClusterWork {
+	return ClusterWork{
+		Nodes: w.Nodes, Calls: w.Calls - b.Calls, Forwards: w.Forwards - b.Forwards, ForwardRetries: w.ForwardRetries - b.ForwardRetries,
+		Renewals: w.Renewals - b.Renewals, RenewalFailures: w.RenewalFailures - b.RenewalFailures,
+		Acquired: w.Acquired - b.Acquired, HandedOff: w.HandedOff - b.HandedOff, HandoffSeconds: w.HandoffSeconds - b.HandoffSeconds,
+	}
+}
+
+// Forwarded is the number of requests forwarded once or more.
+func (w *ClusterWork) Forwarded() int64 {
+	if w == nil {
+		return 0
+	}
+	return w.Forwards - w.ForwardRetries
+}
+
+// ForwardedShare is the share of the clients' requests that were
+// forwarded, from counters read together: the windows of the load and of
+// the counters differ by the time it takes to read them.
+func (w *ClusterWork) ForwardedShare() float64 {
+	if w == nil || w.Calls-w.Forwarded() <= 0 {
+		return 0
+	}
+	return float64(w.Forwarded()) / float64(w.Calls-w.Forwarded())
 }
 
 // Journal counts the group commits of a statefun server.
@@ -172,6 +237,100 @@ type Group struct {
 	TupReturned  int64 `json:"tup_returned"`
 	BlksHit      int64 `json:"blks_hit"`
 	BlksRead     int64 `json:"blks_read"`
+}
+
+// ClusterRun is what the cluster benchmarks measured. It says when it
+// ran and how loaded the machine was, because it may have run apart from
+// the rest of the results.
+type ClusterRun struct {
+	Started   time.Time     `json:"started"`
+	WallTime  time.Duration `json:"wall_time_ns"`
+	Revision  string        `json:"revision"`
+	LoadStart string        `json:"load_average_start"`
+	LoadEnd   string        `json:"load_average_end"`
+	// Nodes is the size of the cluster; Shards and LeaseTTL are the
+	// servers' (default) settings.
+	Nodes    int           `json:"nodes"`
+	Shards   int           `json:"shards"`
+	LeaseTTL time.Duration `json:"lease_ttl_ns"`
+	// Listing is the output of the server's cluster command once the
+	// cluster had settled.
+	Listing string `json:"listing"`
+	// Cells are the same workloads on one node and on the cluster
+	// (ClusterSystems).
+	Cells    []Cell          `json:"cells"`
+	Upkeep   []LeaseUpkeep   `json:"lease_upkeep"`
+	Failover []FailoverTrial `json:"failover"`
+	Rolling  *RollingRestart `json:"rolling_restart,omitempty"`
+	// Problems are this part's failures that did not stop it.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// LeaseUpkeep is the database work of an idle cluster: no requests, only
+// the nodes' heartbeats, over Window.
+type LeaseUpkeep struct {
+	System string        `json:"system"`
+	Nodes  int           `json:"nodes"`
+	Shards int           `json:"shards"`
+	Window time.Duration `json:"window_ns"`
+	// Work is the nodes' own count, from their /metrics.
+	Work ClusterWork `json:"work"`
+	// Transactions are every transaction of the cluster's database
+	// (pg_stat_database), less the benchmark's own reads of the counters.
+	Transactions int64 `json:"transactions"`
+	// Rows of the lease and node tables read (sequential and index
+	// fetches) and updated, from pg_stat_user_tables.
+	LeaseRowsRead    int64 `json:"lease_rows_read"`
+	LeaseRowsUpdated int64 `json:"lease_rows_updated"`
+	NodeRowsRead     int64 `json:"node_rows_read"`
+	NodeRowsUpdated  int64 `json:"node_rows_updated"`
+	// CPU seconds of the database's backends and of the nodes.
+	PostgresCPU float64 `json:"postgres_cpu_seconds"`
+	ServerCPU   float64 `json:"server_cpu_seconds"`
+}
+
+// FailoverTrial is one kill -9 of a node of a settled cluster.
+type FailoverTrial struct {
+	Node   string `json:"node"`   // the node killed
+	Shards int    `json:"shards"` // the shards it held
+	// LeaseLeft is how long the killed node's leases had to run when it
+	// died: the TTL less the age of its last heartbeat.
+	LeaseLeft time.Duration `json:"lease_left_ns"`
+	// Owned is the time from the kill until the live nodes held every
+	// shard; Served until the last probe answered: one call for an
+	// entity of each of the killed node's shards, sent to the live nodes
+	// right after the kill.
+	Owned       time.Duration `json:"owned_ns"`
+	Served      time.Duration `json:"served_ns"`
+	Probes      int           `json:"probes"`
+	ProbeErrors int           `json:"probe_errors"`
+	// Rebalanced is the time from restarting the node until the shards
+	// were spread evenly again.
+	Rebalanced time.Duration `json:"rebalanced_ns"`
+}
+
+// RollingRestart is a cluster under load while each node in turn gets
+// SIGTERM and is started again, with clients that retry on another node.
+type RollingRestart struct {
+	Workload    string `json:"workload"`
+	Concurrency int    `json:"concurrency"`
+	// Steady is the same load just before, with no restart.
+	Steady load.Result   `json:"steady"`
+	During load.Result   `json:"during"`
+	Steps  []RestartStep `json:"steps"`
+	CPU    CPU           `json:"cpu"`
+	Work   *ClusterWork  `json:"work,omitempty"`
+}
+
+// RestartStep is one node's restart.
+type RestartStep struct {
+	Node string `json:"node"`
+	// Stopped is SIGTERM to exit (the node hands its shards off first),
+	// Serving the restart until it answers, Balanced until the shards
+	// are spread evenly again.
+	Stopped  time.Duration `json:"stopped_ns"`
+	Serving  time.Duration `json:"serving_ns"`
+	Balanced time.Duration `json:"balanced_ns"`
 }
 
 // Profile is where a server spent its CPU during a profiled repeat of

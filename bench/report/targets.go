@@ -159,7 +159,7 @@ func Targets(r *Results) []Target {
 		gb("In process: consumer lag at idle (commit to delivery), p99, "+kind, "≤ 100 ms",
 			"BenchmarkConsumerLag/"+kind, "p99-ms", func(v float64) bool { return v <= 100 })
 	}
-	return ts
+	return append(ts, clusterTargets(r)...)
 }
 
 // times formats a ratio as "5.2x".
