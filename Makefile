@@ -38,7 +38,7 @@ test: ## Run every test, with the race detector (starts the local Postgres if it
 reliability: ## Run the reliability suite alone (kill -9, outages, two owners, SIGTERM, hostile input; about 90s) and print its figures.
 	.ci/ensure-postgres
 	@report=$$(mktemp); trap 'rm -f "$$report"' EXIT; \
-	STATEFUN_RELIABILITY_REPORT=$$report go test -race -count=1 ./reliability/; \
+	STATEFUN_RELIABILITY_REPORT=$$report go test -race -count=1 ./reliability/ -long; \
 	cat "$$report"
 
 # Every fuzz target, as package:function. make test replays their seeds;
