@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -397,6 +398,38 @@ func (c *testCluster) takeovers(t *testing.T) int64 {
 		sum += l.Epoch
 	}
 	return sum
+}
+
+// listing runs the binary's cluster command and returns the shards it
+// lists for each node, and the count of shards without a live lease.
+func (c *testCluster) listing(t *testing.T) (held map[string]int, free int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), hangLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, serverBinary(t), "cluster", "--database-url", databaseURL(), "--database-schema", c.schema)
+	cmd.Env = filteredEnv()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("cluster: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) < 2 || !strings.HasPrefix(lines[0], "NODE") {
+		t.Fatalf("cluster printed no table:\n%s", out)
+	}
+	held = map[string]int{}
+	for _, line := range lines[1 : len(lines)-1] {
+		fields := strings.Fields(line)
+		k, err := strconv.Atoi(fields[len(fields)-1])
+		if err != nil {
+			t.Fatalf("cluster: %q does not end in a shard count:\n%s", line, out)
+		}
+		held[fields[0]] = k
+	}
+	var total int
+	if _, err := fmt.Sscanf(lines[len(lines)-1], "%d shards, %d without a live lease", &total, &free); err != nil || total != clusterShards {
+		t.Fatalf("cluster: last line %q; want \"%d shards, N without a live lease\"", lines[len(lines)-1], clusterShards)
+	}
+	return held, free
 }
 
 // shardOf is runtime/internal/cluster.ShardOf, which this package cannot

@@ -394,8 +394,8 @@ func TestClusterCutFromDatabase(t *testing.T) {
 }
 
 // TestClusterJoin starts a fourth node under load: the three hand it a
-// quarter of the shards, draining each before they release it, and no
-// request fails.
+// quarter of the shards, draining each before they release it, and the
+// binary's cluster command lists four nodes with a quarter each.
 func TestClusterJoin(t *testing.T) {
 	t.Parallel()
 	c := newTestCluster(t, "cljoin", 3)
@@ -406,6 +406,16 @@ func TestClusterJoin(t *testing.T) {
 	c.addNode(t)
 	joined := c.waitShards(t, at, "the new node takes its share", balanced(c.all()...))
 	time.Sleep(2 * clusterSettle)
+	// What an operator sees: every node, with its quarter.
+	held, free := c.listing(t)
+	for _, n := range c.all() {
+		if k := held[n.grpcAddr]; k < clusterShards/4 || k > clusterShards/4+1 {
+			t.Errorf("cluster lists node %s with %d shards, want %d; listing %v", n.name, k, clusterShards/4, held)
+		}
+	}
+	if len(held) != 4 || free != 0 {
+		t.Errorf("cluster lists %d nodes and %d shards without a live lease, want 4 and 0: %v", len(held), free, held)
+	}
 	o := ld.finish(t, 0)
 	moved := c.takeovers(t) - before
 	c.stopAll(t)
