@@ -35,10 +35,10 @@ test: ## Run every test, with the race detector (starts the local Postgres if it
 	go test -race -count=1 ./...
 
 .PHONY: reliability
-reliability: ## Run the reliability suite alone (kill -9, database outages, retries with and without idempotency keys, two owners, SIGTERM, hostile input; about 80s) and print its figures.
+reliability: ## Run the reliability suite alone, longer scenarios included (kill -9, outages, retries with and without idempotency keys, a cluster's failures, SIGTERM, hostile input; about 2 minutes) and print its figures.
 	.ci/ensure-postgres
 	@report=$$(mktemp); trap 'rm -f "$$report"' EXIT; \
-	STATEFUN_RELIABILITY_REPORT=$$report go test -race -count=1 ./reliability/; \
+	STATEFUN_RELIABILITY_REPORT=$$report go test -race -count=1 ./reliability/ -long; \
 	cat "$$report"
 
 # Every fuzz target, as package:function. make test replays their seeds;

@@ -5,11 +5,13 @@ import (
 	"context"
 	crand "crypto/rand"
 	"errors"
+	"flag"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,6 +47,10 @@ const (
 	clusterCallDeadline = 25 * time.Second
 	clusterAttemptLimit = 8 * time.Second
 )
+
+// long runs the scenarios that make test leaves out to keep its time
+// down; make reliability sets it.
+var long = flag.Bool("long", false, "also run the reliability suite's longer scenarios (make reliability sets it)")
 
 // clusterWait bounds every wait for the cluster to settle: a failover
 // takes a lease TTL and a heartbeat; far more means it is stuck.
@@ -298,54 +304,74 @@ func (s shardSpread) String() string {
 	return strings.Join(parts, " ")
 }
 
-// served is the condition "the nodes hold every shard between them".
-func served(nodes ...*clusterNode) func(shardSpread) bool {
-	return func(s shardSpread) bool {
-		sum := 0
-		for _, n := range nodes {
-			sum += s[n]
-		}
-		return sum == clusterShards
-	}
+// shardGoal is a state of the cluster to wait for: the nodes hold every
+// shard between them, and, if balanced, each holds its share (loads differ
+// by at most one shard).
+type shardGoal struct {
+	nodes    []*clusterNode
+	balanced bool
 }
 
-// balanced is served, with every node holding its share (loads differ by
-// at most one shard).
-func balanced(nodes ...*clusterNode) func(shardSpread) bool {
-	return func(s shardSpread) bool {
-		low := clusterShards / len(nodes)
-		for _, n := range nodes {
-			if s[n] < low || s[n] > low+1 {
-				return false
-			}
+func served(nodes ...*clusterNode) shardGoal   { return shardGoal{nodes: nodes} }
+func balanced(nodes ...*clusterNode) shardGoal { return shardGoal{nodes: nodes, balanced: true} }
+
+func (g shardGoal) met(s shardSpread) bool {
+	sum, low := 0, clusterShards/len(g.nodes)
+	for _, n := range g.nodes {
+		sum += s[n]
+		if g.balanced && (s[n] < low || s[n] > low+1) {
+			return false
 		}
-		return served(nodes...)(s)
 	}
+	return sum == clusterShards
 }
 
-// waitShards polls the nodes' statefun_cluster_shards_owned until cond
-// holds and returns the time since since; it fails the test after
-// clusterWait.
-func (c *testCluster) waitShards(t *testing.T, since time.Time, what string, cond func(shardSpread) bool) time.Duration {
+// waitShards polls the goal's nodes' statefun_cluster_shards_owned, all at
+// once (a node that does not answer, paused or down, holds none), until
+// the goal is met, and returns the time since since; it fails the test
+// after clusterWait.
+func (c *testCluster) waitShards(t *testing.T, since time.Time, what string, goal shardGoal) time.Duration {
 	t.Helper()
 	deadline := time.Now().Add(clusterWait)
 	for {
 		spread := shardSpread{}
-		for _, n := range c.all() {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, n := range goal.nodes {
 			if n.server() == nil {
 				continue
 			}
-			if m, err := n.metrics(t.Context()); err == nil {
-				spread[n] = int(m["statefun_cluster_shards_owned"])
-			}
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+				defer cancel()
+				if m, err := n.metrics(ctx); err == nil {
+					mu.Lock()
+					spread[n] = int(m["statefun_cluster_shards_owned"])
+					mu.Unlock()
+				}
+			})
 		}
-		if cond(spread) {
+		wg.Wait()
+		if goal.met(spread) {
 			return time.Since(since)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not within %v; shards held: %v", what, clusterWait, spread)
 		}
 		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// deliverHeld ends a Stall the way a short partition ends for TCP: the
+// bytes held meanwhile are delivered, late, on the same connections.
+// Restore cuts them instead, as after a partition long enough that both
+// ends gave up.
+func (p *Proxy) deliverHeld() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled {
+		p.stalled = false
+		close(p.resume)
 	}
 }
 
@@ -372,6 +398,38 @@ func (c *testCluster) takeovers(t *testing.T) int64 {
 		sum += l.Epoch
 	}
 	return sum
+}
+
+// listing runs the binary's cluster command and returns the shards it
+// lists for each node, and the count of shards without a live lease.
+func (c *testCluster) listing(t *testing.T) (held map[string]int, free int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), hangLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, serverBinary(t), "cluster", "--database-url", databaseURL(), "--database-schema", c.schema)
+	cmd.Env = filteredEnv()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("cluster: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) < 2 || !strings.HasPrefix(lines[0], "NODE") {
+		t.Fatalf("cluster printed no table:\n%s", out)
+	}
+	held = map[string]int{}
+	for _, line := range lines[1 : len(lines)-1] {
+		fields := strings.Fields(line)
+		k, err := strconv.Atoi(fields[len(fields)-1])
+		if err != nil {
+			t.Fatalf("cluster: %q does not end in a shard count:\n%s", line, out)
+		}
+		held[fields[0]] = k
+	}
+	var total int
+	if _, err := fmt.Sscanf(lines[len(lines)-1], "%d shards, %d without a live lease", &total, &free); err != nil || total != clusterShards {
+		t.Fatalf("cluster: last line %q; want \"%d shards, N without a live lease\"", lines[len(lines)-1], clusterShards)
+	}
+	return held, free
 }
 
 // shardOf is runtime/internal/cluster.ShardOf, which this package cannot

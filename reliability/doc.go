@@ -1,8 +1,8 @@
 // Package reliability is statefun's fault-injection suite. Its tests build
 // the real server binary (examples/shoppingcart), drive it with concurrent
 // clients and break what is around it: kill -9 at random moments, cut or
-// stall the network to Postgres, run two owners of one entity, SIGTERM under
-// load, hostile input. After each fault they read the stored history
+// stall the network to Postgres, run a cluster of several servers and kill,
+// restart, cut off or join one of them, SIGTERM under load, hostile input. After each fault they read the stored history
 // directly through the store packages and check the guarantees of
 // INVARIANTS.md's failure table: every acknowledged command stored once, in
 // order, histories without gaps, and in-memory state equal to the fold of
