@@ -285,14 +285,15 @@ func routed[S, R proto.Message](ctx context.Context, h *Host[S], id string, read
 		} else {
 			cn.inflight[shard].Add(-1)
 		}
+		if forwarded {
+			// The forwarding node has a stale view: the call did not run
+			// here, so it may be routed again.
+			return zero, errMoved(shard)
+		}
 		if cn.node.Lapsed(shard) {
 			// This node's heartbeats are failing: the database does not
 			// answer it. Waiting would only end at the deadline.
 			return zero, status.Errorf(codes.Unavailable, "this node could not renew its lease of shard %d in time: the database does not answer it; retry the call (on another node)", shard)
-		}
-		if forwarded {
-			// The forwarding node has a stale view; it retries.
-			return zero, errMoved(shard)
 		}
 		owner := cn.node.Owner(shard)
 		if owner != "" && owner != cn.node.ID() {
