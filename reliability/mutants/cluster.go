@@ -1,11 +1,11 @@
 package main
 
-// clusterMutants break the cluster's membership and leases
+// simulationMutants break the cluster's membership and leases
 // (runtime/internal/cluster) for the simulation (TestSimulation, three
 // seeds) to catch: safety (no shard served by two nodes, none served by
 // a node that could not write it), balance and settling in bounded time,
 // bounded movement, failover within TTL and a heartbeat.
-var clusterMutants = []mutant{
+var simulationMutants = []mutant{
 	{
 		name: "cluster: renewals serve to expiry, without the margin",
 		file: "runtime/internal/cluster/node.go",
@@ -114,4 +114,4 @@ var clusterMutants = []mutant{
 	},
 }
 
-func init() { mutants = append(mutants, clusterMutants...) }
+func init() { mutants = append(mutants, simulationMutants...) }
