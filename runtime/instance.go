@@ -3,7 +3,6 @@ package statefun
 import (
 	"context"
 	"hash/maphash"
-	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -402,19 +401,11 @@ func (r *Runtime) logReset(entityType, id, why string, cause error) {
 	if !ok {
 		return
 	}
-	attrs := []any{"entity", entityType, "id", id, "cause", cause}
+	args := []any{"entity", entityType, "id", id, "cause", cause}
 	if suppressed > 0 {
-		attrs = append(attrs, "resets_not_logged", suppressed)
+		args = append(args, "resets_not_logged", suppressed)
 	}
-	r.log.LogAttrs(context.Background(), slog.LevelError, "entity reset: "+why+"; it reloads from the store on its next call", argsToAttrs(attrs)...)
-}
-
-func argsToAttrs(args []any) []slog.Attr {
-	var out []slog.Attr
-	for i := 0; i+1 < len(args); i += 2 {
-		out = append(out, slog.Any(args[i].(string), args[i+1]))
-	}
-	return out
+	r.log.Error("entity reset: "+why+"; it reloads from the store on its next call", args...)
 }
 
 const (

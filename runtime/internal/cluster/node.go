@@ -269,15 +269,9 @@ func (n *Node) Tick(ctx context.Context) error {
 	}
 
 	var want []int
-	now := leases
-	for _, l := range now {
-		if !target[l.Shard] {
-			continue
-		}
-		n.mu.RLock()
-		_, mine := n.held[l.Shard]
-		n.mu.RUnlock()
-		if mine {
+	n.mu.RLock()
+	for _, l := range leases {
+		if _, mine := n.held[l.Shard]; mine || !target[l.Shard] {
 			continue
 		}
 		// Free, lapsed, or ours from before a restart: take it. A shard
@@ -286,6 +280,7 @@ func (n *Node) Tick(ctx context.Context) error {
 			want = append(want, l.Shard)
 		}
 	}
+	n.mu.RUnlock()
 	if len(want) > 0 {
 		sent := n.cfg.Now()
 		got, err := n.cfg.Store.Acquire(ctx, n.cfg.ID, want, n.cfg.LeaseTTL)
