@@ -32,8 +32,9 @@
 //	  shop/cart/v1/cart.proto
 //
 // For a file foo.proto that declares entities, the plugin writes
-// foo.statefun.go beside protoc-gen-go's foo.pb.go. Files without entities
-// produce nothing.
+// foo.statefun.go beside protoc-gen-go's foo.pb.go, and the testkit in
+// foo_testkit.statefun.go (same package: a binary that does not call it
+// does not link it). Files without entities produce nothing.
 //
 // The options it reads (all from statefun/v1/annotations.proto):
 //

@@ -94,6 +94,14 @@ func checkDeclarations(plugin *protogen.Plugin, generated []*pluginpb.CodeGenera
 		if err != nil {
 			return err
 		}
+		// The testkit's declarations are in a file of their own.
+		if tk := responseFile(generated, f.GeneratedFilenamePrefix+"_testkit.statefun.go"); tk != nil {
+			names, err := topLevelNames(name, tk.GetContent())
+			if err != nil {
+				return err
+			}
+			got = append(got, names...)
+		}
 		sort.Strings(want)
 		sort.Strings(got)
 		if diff := cmp.Diff(want, got); diff != "" {

@@ -30,11 +30,11 @@ message Posted { option (statefun.v1.event) = {}; }`
 	if res.Error != nil {
 		t.Fatalf("generator error: %s", res.GetError())
 	}
-	if len(res.File) != 1 {
-		t.Fatalf("generated %d files, want 1", len(res.File))
+	if len(res.File) != 2 || res.File[1].GetName() != "ledger_testkit.statefun.go" {
+		t.Fatalf("generated %d files, want 2: the service's and the testkit's (ledger_testkit.statefun.go)", len(res.File))
 	}
-	code := res.File[0].GetContent()
-	if _, err := parser.ParseFile(token.NewFileSet(), res.File[0].GetName(), code, 0); err != nil {
+	code := res.File[1].GetContent()
+	if _, err := parser.ParseFile(token.NewFileSet(), res.File[1].GetName(), code, 0); err != nil {
 		t.Fatalf("generated code does not parse: %v", err)
 	}
 	for _, want := range []string{

@@ -198,8 +198,10 @@ func typeCheckGenerated(req *pluginpb.CodeGeneratorRequest, plugin *protogen.Plu
 		var own, theirs []*pluginpb.CodeGeneratorResponse_File
 		for _, f := range plugin.Files {
 			if f.Generate && f.GoImportPath == path {
-				if g := responseFile(generated, f.GeneratedFilenamePrefix+".statefun.go"); g != nil {
-					own = append(own, g)
+				for _, suffix := range []string{".statefun.go", "_testkit.statefun.go"} {
+					if g := responseFile(generated, f.GeneratedFilenamePrefix+suffix); g != nil {
+						own = append(own, g)
+					}
 				}
 				for _, suffix := range []string{".pb.go", "_grpc.pb.go"} {
 					if g := responseFile(others, f.GeneratedFilenamePrefix+suffix); g != nil {
