@@ -102,7 +102,7 @@ func newTestCluster(t *testing.T, prefix string, n int) *testCluster {
 }
 
 // addNode starts a new node and tells the client about it.
-func (c *testCluster) addNode(t *testing.T) *clusterNode {
+func (c *testCluster) addNode(t *testing.T) {
 	t.Helper()
 	proxy, err := NewProxy(databaseAddr(t))
 	if err != nil {
@@ -119,7 +119,6 @@ func (c *testCluster) addNode(t *testing.T) *clusterNode {
 	}
 	n.start(t)
 	c.conn.add(n)
-	return n
 }
 
 // all returns the cluster's nodes, running or not.

@@ -150,7 +150,7 @@ func serve(ctx context.Context, t *testing.T, dir, script, grpcAddr, httpAddr st
 		}
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		select {
-		case <-exited:
+		case <-exited: //nolint:errcheck // killed: its exit status says nothing
 		case <-time.After(10 * time.Second):
 		}
 	})

@@ -239,7 +239,7 @@ func (db *simDB) ownedBy(node string) []int {
 
 func (db *simDB) setOwner(shard int, node string) {
 	l := &db.leases[shard]
-	h := append(db.history[shard], leaseChange{db.clock(), node, l.Epoch})
+	h := append(db.history[shard], leaseChange{db.clock(), node, l.Epoch}) //nolint:gocritic // h is trimmed and stored back below
 	if node != "" {
 		h[len(h)-1].epoch++ // the new epoch
 	}

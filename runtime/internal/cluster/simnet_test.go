@@ -301,7 +301,7 @@ var errCrashed = errors.New("the process crashed")
 
 // join starts a new process for node id; an ID that ran before is the
 // same node restarted.
-func (s *sim) join(id string) *proc {
+func (s *sim) join(id string) {
 	if old := s.procs[id]; old == nil {
 		s.ids = append(s.ids, id)
 	} else if old.state == procRunning {
@@ -328,7 +328,6 @@ func (s *sim) join(id string) *proc {
 		s.push(&event{at: s.now + s.expDuration(20*time.Second), kind: evDrift, p: p})
 	}
 	s.startOp(p, opJoin)
-	return p
 }
 
 // newID names a node that never ran.
@@ -396,7 +395,7 @@ func (s *sim) startOp(p *proc, op opKind) {
 	p.deadline = s.now + p.clock.dbDuration(limit)
 	run := map[opKind]func(context.Context) error{opJoin: p.n.Join, opTick: p.n.Tick, opLeave: p.n.Leave}[op]
 	go func() {
-		<-p.resume
+		<-p.resume //nolint:errcheck // the first resume starts the call: it answers nothing
 		err := run(context.Background())
 		p.yield <- &stmt{done: true, err: err}
 	}()
@@ -533,7 +532,7 @@ func (p *proc) drain(_ context.Context, shard int) {
 
 func (p *proc) sleep(d time.Duration) {
 	p.yield <- &stmt{sleep: d}
-	<-p.resume
+	<-p.resume //nolint:errcheck // a sleep has no answer
 }
 
 // call hands a statement to the scheduler and waits for its answer.
