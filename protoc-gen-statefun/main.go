@@ -73,10 +73,14 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/pluginpb"
 
+	"github.com/statefun-go/statefun/protoc-gen-statefun/internal/breaking"
 	"github.com/statefun-go/statefun/protoc-gen-statefun/internal/generator"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "breaking" {
+		os.Exit(breaking.Main(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	if len(os.Args) == 2 && (os.Args[1] == "--version" || os.Args[1] == "-version") {
 		fmt.Println("protoc-gen-statefun", generator.Version)
 		return
