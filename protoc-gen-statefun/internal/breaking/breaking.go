@@ -106,7 +106,7 @@ func Check(oldFiles, newFiles *protoregistry.Files) []Finding {
 		// as such; then the type, so that a renamed or moved service that
 		// keeps its type keeps its data.
 		e := byService[old.service.FullName()]
-		if e == nil {
+		if e == nil && old.typ != "" {
 			e = byType[old.typ]
 		}
 		if e == nil {

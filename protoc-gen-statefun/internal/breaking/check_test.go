@@ -202,7 +202,9 @@ func TestBreakingChanges(t *testing.T) {
 		},
 		{
 			name: "field changed in a message nested in an event",
-			new:  func(t *testing.T) string { return edit(t, `message Money { int64 units = 1; }`, `message Money { sint64 units = 1; }`) },
+			new: func(t *testing.T) string {
+				return edit(t, `message Money { int64 units = 1; }`, `message Money { sint64 units = 1; }`)
+			},
 			want: `cart.proto:30:17: field units = 1 of acme.v1.Money changed type from int64 to sint64, but event "ItemAdded" of entity "cart" holds int64 values under that number; keep it int64; for a value of another type, add a field with a new number and reserve 1`,
 		},
 		{
@@ -259,12 +261,16 @@ func TestBreakingChanges(t *testing.T) {
 		},
 		{
 			name: "reserved enum number reused",
-			new:  func(t *testing.T) string { return edit(t, "  reserved 3;\n}\nmessage ItemAdded", "  STATUS_LOST = 3;\n}\nmessage ItemAdded") },
+			new: func(t *testing.T) string {
+				return edit(t, "  reserved 3;\n}\nmessage ItemAdded", "  STATUS_LOST = 3;\n}\nmessage ItemAdded")
+			},
 			want: `cart.proto:21:3: value STATUS_LOST = 3 of enum acme.v1.Status reuses number 3, which the old version reserved for a removed value, and the state of entity "cart" may hold that value; give STATUS_LOST a number never used before and keep 3 reserved`,
 		},
 		{
 			name: "reserved enum number dropped",
-			new:  func(t *testing.T) string { return edit(t, "  reserved 3;\n}\nmessage ItemAdded", "}\nmessage ItemAdded") },
+			new: func(t *testing.T) string {
+				return edit(t, "  reserved 3;\n}\nmessage ItemAdded", "}\nmessage ItemAdded")
+			},
 			want: `cart.proto:17:1: reserved number 3 of enum acme.v1.Status was dropped, but the state of entity "cart" may hold the removed value under it, and a new value could take the number; keep reserved 3; in Status`,
 		},
 	}
@@ -328,7 +334,9 @@ func TestAllowedChanges(t *testing.T) {
 		{"enum value removed with its number reserved", func(t *testing.T) string {
 			return edit(t, "  STATUS_CLOSED = 2;\n", "", "  reserved 3;\n}\nmessage ItemAdded", "  reserved 2 to 3;\n}\nmessage ItemAdded")
 		}},
-		{"unstored message changed", func(t *testing.T) string { return edit(t, `message Other { int64 units = 1; }`, `message Other { string units = 1; }`) }},
+		{"unstored message changed", func(t *testing.T) string {
+			return edit(t, `message Other { int64 units = 1; }`, `message Other { string units = 1; }`)
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
