@@ -94,6 +94,14 @@ checkgenerate: generate ## Fail when make generate changes anything.
 		exit 1; \
 	fi
 
+# The git ref make breaking compares the examples' protos with; HEAD passes
+# on a clean tree and catches uncommitted edits.
+BREAKING_AGAINST ?= HEAD
+
+.PHONY: breaking
+breaking: ## Refuse proto changes in examples/*/proto that would break stored data, against git ref BREAKING_AGAINST (default HEAD).
+	go run ./protoc-gen-statefun breaking --against-git $(BREAKING_AGAINST) examples/*/proto
+
 .PHONY: tidy
 tidy: ## Tidy both modules.
 	go mod tidy

@@ -51,6 +51,23 @@
 // "file.proto:line:col: what is wrong; how to fix it", all of them in one
 // run, and the plugin exits non-zero.
 //
+// The subcommand breaking checks that data already stored stays readable:
+// it compares the protos of a directory with an older version of them and
+// refuses every change that would make stored events and states unreadable
+// or misread, such as a changed entity or event type name, an event removed
+// from an entity's events, a changed field number or type, or a field or
+// enum value removed without reserving its number (the full list is in the
+// README, "Schema safety"):
+//
+//	go tool protoc-gen-statefun breaking --against-git main proto
+//
+// The old version comes from a git ref (--against-git, default HEAD), a
+// directory (--against) or a buf image or FileDescriptorSet
+// (--against-image). Each finding is printed as
+// "file.proto:line:col: what is wrong; how to fix it" and the exit status is
+// 1; see protoc-gen-statefun breaking --help. It checks stored data only:
+// run buf breaking for your API's clients as well.
+//
 // The Go names it declares come from the service name without a "Service"
 // suffix. For an entity Cart (service Cart or CartService): CartEntityType,
 // CartEvent, CartHandler, CartEventHandler, CartContext, CartReadContext,
@@ -79,13 +96,19 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/pluginpb"
 
+	"github.com/statefun-go/statefun/protoc-gen-statefun/internal/breaking"
 	"github.com/statefun-go/statefun/protoc-gen-statefun/internal/generator"
 	"github.com/statefun-go/statefun/protoc-gen-statefun/internal/initproject"
 )
 
 func main() {
-	if len(os.Args) >= 2 && os.Args[1] == "init" {
-		os.Exit(initproject.Main(os.Args[2:], os.Stdout, os.Stderr))
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "init":
+			os.Exit(initproject.Main(os.Args[2:], os.Stdout, os.Stderr))
+		case "breaking":
+			os.Exit(breaking.Main(os.Args[2:], os.Stdout, os.Stderr))
+		}
 	}
 	if len(os.Args) == 2 && (os.Args[1] == "--version" || os.Args[1] == "-version") {
 		fmt.Println("protoc-gen-statefun", generator.Version)
