@@ -115,7 +115,12 @@ func main() {
 		return
 	}
 	if len(os.Args) == 2 && (os.Args[1] == "--help" || os.Args[1] == "-h") {
-		fmt.Fprintln(os.Stderr, "protoc-gen-statefun is a protoc plugin: run it through buf generate or protoc --statefun_out. See https://pkg.go.dev/github.com/statefun-go/statefun/protoc-gen-statefun")
+		fmt.Fprint(os.Stderr, `protoc-gen-statefun is a protoc plugin: run it through buf generate or protoc --statefun_out.
+It also has two commands:
+  protoc-gen-statefun init DIR         create a new project in DIR that builds, tests green and serves
+  protoc-gen-statefun breaking [DIR]   refuse proto changes that would make stored events or states unreadable
+Each takes --help. See https://pkg.go.dev/github.com/statefun-go/statefun/protoc-gen-statefun
+`)
 		return
 	}
 	var flags flag.FlagSet
