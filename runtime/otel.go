@@ -80,8 +80,18 @@ func startTracing(ctx context.Context, c tracesConfig, log *slog.Logger) (trace.
 	if !c.enabled {
 		return noop.NewTracerProvider(), func(time.Time) {}, nil
 	}
+	// OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, read now:
+	// resource.Default reads them too, but only the first time anything
+	// in the process asks for it.
+	fromEnv, err := resource.New(ctx, resource.WithFromEnv())
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the trace resource: %w; check $OTEL_RESOURCE_ATTRIBUTES", err)
+	}
+	res, err := resource.Merge(resource.Default(), fromEnv)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the trace resource: %w", err)
+	}
 	var exporter sdktrace.SpanExporter
-	var err error
 	if c.protocol == "grpc" {
 		exporter, err = otlptracegrpc.New(ctx)
 	} else {
@@ -90,9 +100,8 @@ func startTracing(ctx context.Context, c tracesConfig, log *slog.Logger) (trace.
 	if err != nil {
 		return nil, nil, fmt.Errorf("set up the OTLP trace exporter: %w; check the OTEL_EXPORTER_OTLP_* variables", err)
 	}
-	// resource.Default reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES;
-	// the provider reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG.
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(resource.Default()))
+	// The provider reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG.
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res))
 	log.Info("tracing: exporting spans with OTLP", "protocol", c.protocol)
 	stop := func(deadline time.Time) {
 		if limit := time.Now().Add(tracesFlushTimeout); deadline.After(limit) {
