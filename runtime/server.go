@@ -213,7 +213,8 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 	// (INVARIANTS.md, invariant 13); stopBy moves when shutdown starts.
 	stopBy := time.Now().Add(c.shutdownTimeout)
 	defer func() { stopTracing(stopBy) }()
-	opts := []Option{WithStore(st), WithLogger(log), WithConsumers(consumers...), WithCommitConcurrency(c.commitConcurrency), WithTracerProvider(tp)}
+	opts := []Option{WithStore(st), WithLogger(log), WithConsumers(consumers...), WithCommitConcurrency(c.commitConcurrency)}
+	opts = append(opts, WithTracerProvider(tp))
 	if c.databaseURL != "" {
 		// Every server on Postgres is a node of a cluster, of one node
 		// when it is alone: two servers on one database share the
