@@ -20,6 +20,7 @@ import (
 var goBenchmarks = [][]string{
 	{"go", "test", "-run", "^$", "-bench", "BenchmarkCommands|BenchmarkRecovery", "-benchtime", "3s", "./runtime/"},
 	{"go", "test", "-run", "^$", "-bench", "BenchmarkIdleEntityMemory", "-benchtime", "1x", "./runtime/"},
+	{"go", "test", "-run", "^$", "-bench", "BenchmarkCommandTracing", "-benchmem", "-benchtime", "3s", "./runtime/"},
 	{"go", "test", "-run", "^$", "-bench", "BenchmarkConsumerLag", "-benchtime", "300x", "./runtime/"},
 	{"go", "test", "-run", "^$", "-bench", "BenchmarkCommit", "./runtime/store/postgres/", "./runtime/store/embedded/"},
 	// 200 batches of 500: storage per retained idempotency key.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/protobuf/proto"
 
 	statefun "github.com/statefun-go/statefun/runtime"
@@ -84,60 +85,103 @@ func BenchmarkCommands(b *testing.B) {
 					if setting.concurrency > 0 {
 						opts = append(opts, statefun.WithCommitConcurrency(setting.concurrency))
 					}
-					rt, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(cartEntity{})}, opts...)
-					if err != nil {
-						b.Fatal(err)
-					}
-					defer rt.Close(context.Background())
-					carts := cart.NewShoppingCartEntityClient(rt.ClientConn())
-					ids := make([]string, spread.entities)
-					for i := range ids {
-						ids[i] = fmt.Sprintf("cart-%d", i)
-					}
-					// Steady state: every entity is in memory before timing
-					// starts, as on a server that has been up for a while.
-					// (Loading is measured by BenchmarkRecovery.)
-					for _, id := range ids {
-						if _, err := carts.GetCart(context.Background(), &cart.GetCartRequest{CartId: id}); err != nil {
-							b.Fatal(err)
-						}
-					}
-					const callers = 64
-					var next atomic.Int64
-					var wg sync.WaitGroup
-					ctx := context.Background()
-					b.ResetTimer()
-					start := time.Now()
-					for c := 0; c < callers; c++ {
-						wg.Add(1)
-						go func() {
-							defer wg.Done()
-							for {
-								n := next.Add(1)
-								if n > int64(b.N) {
-									return
-								}
-								if err := add(ctx, carts, ids[int(n)%len(ids)], "sku", 1); err != nil {
-									b.Error(err)
-									return
-								}
-							}
-						}()
-					}
-					wg.Wait()
-					elapsed := time.Since(start)
-					b.StopTimer()
-					js := rt.Stats().Journal
-					b.ReportMetric(float64(b.N)/elapsed.Seconds(), "cmds/s")
-					if js.Batches > 0 {
-						b.ReportMetric(float64(js.Records)/float64(js.Batches), "events/batch")
-						b.ReportMetric(float64(js.CommitDuration.Microseconds())/float64(js.Batches), "µs/commit")
-					}
+					benchCommands(b, spread.entities, opts...)
 				})
 			}
 		}
 	}
 }
+
+// benchCommands runs BenchmarkCommands' load on a runtime with opts.
+func benchCommands(b *testing.B, entities int, opts ...statefun.Option) {
+	rt, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(cartEntity{})}, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close(context.Background())
+	carts := cart.NewShoppingCartEntityClient(rt.ClientConn())
+	ids := make([]string, entities)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("cart-%d", i)
+	}
+	// Steady state: every entity is in memory before timing
+	// starts, as on a server that has been up for a while.
+	// (Loading is measured by BenchmarkRecovery.)
+	for _, id := range ids {
+		if _, err := carts.GetCart(context.Background(), &cart.GetCartRequest{CartId: id}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const callers = 64
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	ctx := context.Background()
+	b.ResetTimer()
+	start := time.Now()
+	for c := 0; c < callers; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				n := next.Add(1)
+				if n > int64(b.N) {
+					return
+				}
+				if err := add(ctx, carts, ids[int(n)%len(ids)], "sku", 1); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	js := rt.Stats().Journal
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "cmds/s")
+	if js.Batches > 0 {
+		b.ReportMetric(float64(js.Records)/float64(js.Batches), "events/batch")
+		b.ReportMetric(float64(js.CommitDuration.Microseconds())/float64(js.Batches), "µs/commit")
+	}
+}
+
+// BenchmarkCommandTracing is BenchmarkCommands on the memory store (so
+// that the runtime's own cost shows, not the store's) with tracing off
+// (the default no-op provider), on with a sampler that records nothing,
+// and on recording every span into an exporter that discards them. Run it
+// with -benchmem: with tracing off a command must allocate no more than
+// without tracing support at all (BENCHMARKS.md, "Tracing overhead").
+func BenchmarkCommandTracing(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		tp   func() *sdktrace.TracerProvider
+	}{
+		{"off", nil},
+		{"on-sampled-none", func() *sdktrace.TracerProvider {
+			return sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
+		}},
+		{"on-sampled-all", func() *sdktrace.TracerProvider {
+			return sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithBatcher(discardSpans{}))
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			opts := []statefun.Option{statefun.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}
+			if c.tp != nil {
+				tp := c.tp()
+				defer func() { _ = tp.Shutdown(context.Background()) }()
+				opts = append(opts, statefun.WithTracerProvider(tp))
+			}
+			benchCommands(b, 10000, opts...)
+		})
+	}
+}
+
+// discardSpans is an exporter that drops what it is given.
+type discardSpans struct{}
+
+func (discardSpans) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardSpans) Shutdown(context.Context) error                             { return nil }
 
 // BenchmarkIdleEntityMemory loads many entities with a small state and
 // reports the heap they hold, per entity, beyond the state itself.

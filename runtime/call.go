@@ -3,6 +3,7 @@ package statefun
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -30,14 +31,29 @@ func NewCall(method string, request proto.Message) *Call {
 // reserves the "statefun." prefix, so no user event can be mistaken for it.
 const callEventType = "statefun.call"
 
-// Field numbers of a stored call: a message {string method = 1; bytes
-// request = 2;}, written by hand to keep it off the public API.
+// Field numbers of a stored call, written by hand to keep it off the
+// public API:
+//
+//	message StoredCall {
+//	  string method = 1;
+//	  bytes request = 2;
+//	  // The sending command's trace context (W3C traceparent, tracestate,
+//	  // baggage), when it was traced. Added after the first two: a call
+//	  // stored without it decodes as untraced, and a decoder that predates
+//	  // it skips it.
+//	  repeated TraceHeader trace = 3;
+//	}
+//	message TraceHeader { string key = 1; string value = 2; }
 const (
 	callMethodField  = 1
 	callRequestField = 2
+	callTraceField   = 3
+	traceKeyField    = 1
+	traceValueField  = 2
 )
 
-func encodeCall(c *Call) ([]byte, error) {
+// encodeCall encodes c, with the trace context tc (nil when untraced).
+func encodeCall(c *Call, tc map[string]string) ([]byte, error) {
 	req, err := proto.MarshalOptions{Deterministic: true}.Marshal(c.request)
 	if err != nil {
 		return nil, fmt.Errorf("encode the request of call %s: %w", c.method, err)
@@ -45,13 +61,30 @@ func encodeCall(c *Call) ([]byte, error) {
 	b := protowire.AppendTag(nil, callMethodField, protowire.BytesType)
 	b = protowire.AppendString(b, c.method)
 	b = protowire.AppendTag(b, callRequestField, protowire.BytesType)
-	return protowire.AppendBytes(b, req), nil
+	b = protowire.AppendBytes(b, req)
+	keys := make([]string, 0, len(tc))
+	for k := range tc {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // deterministic, like the request
+	for _, k := range keys {
+		var h []byte
+		h = protowire.AppendTag(h, traceKeyField, protowire.BytesType)
+		h = protowire.AppendString(h, k)
+		h = protowire.AppendTag(h, traceValueField, protowire.BytesType)
+		h = protowire.AppendString(h, tc[k])
+		b = protowire.AppendTag(b, callTraceField, protowire.BytesType)
+		b = protowire.AppendBytes(b, h)
+	}
+	return b, nil
 }
 
-// storedCall is a decoded call: its method and its encoded request.
+// storedCall is a decoded call: its method, its encoded request and the
+// trace context it was sent in (nil if none).
 type storedCall struct {
 	method  string
 	request []byte
+	trace   map[string]string
 }
 
 func decodeCall(b []byte) (storedCall, error) {
@@ -75,6 +108,20 @@ func decodeCall(b []byte) (storedCall, error) {
 				return c, errors.New("stored call is corrupt")
 			}
 			c.request, b = v, b[n:]
+		case num == callTraceField && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return c, errors.New("stored call is corrupt")
+			}
+			// Trace context is best effort: a malformed header is dropped,
+			// the call is still made.
+			if k, val, ok := decodeTraceHeader(v); ok {
+				if c.trace == nil {
+					c.trace = map[string]string{}
+				}
+				c.trace[k] = val
+			}
+			b = b[n:]
 		default:
 			n := protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
@@ -87,4 +134,33 @@ func decodeCall(b []byte) (storedCall, error) {
 		return c, errors.New("stored call has no method")
 	}
 	return c, nil
+}
+
+func decodeTraceHeader(b []byte) (key, value string, ok bool) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", "", false
+		}
+		b = b[n:]
+		if typ != protowire.BytesType || (num != traceKeyField && num != traceValueField) {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return "", "", false
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeString(b)
+		if n < 0 {
+			return "", "", false
+		}
+		if num == traceKeyField {
+			key = v
+		} else {
+			value = v
+		}
+		b = b[n:]
+	}
+	return key, value, key != ""
 }

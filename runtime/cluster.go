@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -68,6 +69,7 @@ type clusterNode struct {
 	peers   map[string]*grpc.ClientConn
 
 	forwards, forwardRetries atomic.Uint64
+	tracer                   trace.Tracer // nil unless tracing
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -90,7 +92,7 @@ func (r *Runtime) startCluster(ctx context.Context, c ClusterConfig) error {
 	if len(c.DialOptions) == 0 {
 		c.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
-	cn := &clusterNode{cfg: c, peers: map[string]*grpc.ClientConn{}, inflight: make([]atomic.Int64, c.Shards), done: make(chan struct{})}
+	cn := &clusterNode{cfg: c, peers: map[string]*grpc.ClientConn{}, inflight: make([]atomic.Int64, c.Shards), done: make(chan struct{}), tracer: r.tracer}
 	node, err := cluster.New(cluster.Config{
 		ID: c.Address, Address: c.Address, Shards: c.Shards, LeaseTTL: c.LeaseTTL,
 		Store: cs, Log: r.log.With("node", c.Address),
@@ -340,8 +342,20 @@ func forward[R proto.Message](ctx context.Context, cn *clusterNode, owner string
 		keyed = true
 	}
 	cn.forwards.Add(1)
+	var span trace.Span
+	if cn.tracer != nil {
+		// The owner's server span is a child of this one: its request
+		// span finds the traceparent in the metadata.
+		ctx, span = cn.tracer.Start(ctx, "statefun.forward", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+			rpcAttributes(method, attrServerAddr.String(owner))...))
+		propagator.Inject(ctx, mdCarrier(md))
+	}
 	reply := zero.ProtoReflect().New().Interface().(R)
 	err = conn.Invoke(metadata.NewOutgoingContext(ctx, md), method, req, reply)
+	if span != nil {
+		span.SetAttributes(attrGRPCCode.Int64(int64(status.Code(err))))
+		endSpan(span, status.Code(err), err)
+	}
 	switch {
 	case err == nil:
 		return reply, nil, false

@@ -9,7 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 
 	"github.com/statefun-go/statefun/runtime/store"
 )
@@ -125,6 +127,10 @@ type consumerRunner struct {
 	fence *store.Fence
 	// finalContext bounds the last save, when the runner stops.
 	finalContext func() context.Context
+	// tracer, when tracing, traces each delivery; emitted finds the span
+	// of the command that emitted an event, for a link.
+	tracer  trace.Tracer
+	emitted *emittedSpans
 
 	mu      sync.Mutex
 	pending []*delivery            // in feed order
@@ -371,7 +377,14 @@ func (r *consumerRunner) deliver(ctx context.Context, d *delivery) bool {
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		ec := &EventContext{ctx: ctx, entityID: d.event.Entity.ID, seq: d.event.Seq, conn: r.conn}
+		var span trace.Span
+		if r.tracer != nil {
+			ec.ctx, span = r.startDelivery(ctx, d.event.Event, attempt)
+		}
 		err := r.handle(ec, d.event)
+		if span != nil {
+			endSpan(span, status.Code(err), err)
+		}
 		if err == nil {
 			return true
 		}
@@ -386,6 +399,19 @@ func (r *consumerRunner) deliver(ctx context.Context, d *delivery) bool {
 		}
 		backoff = min(2*backoff, 30*time.Second)
 	}
+}
+
+// startDelivery starts the span of one delivery attempt. It links to the
+// span of the command that emitted the event when this process knows it
+// (emittedSpans says when); events carry no trace context of their own.
+func (r *consumerRunner) startDelivery(ctx context.Context, e store.Event, attempt int) (context.Context, trace.Span) {
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+		attrConsumer.String(r.cfg.Name), attrEntityType.String(e.Entity.Type), attrEntityID.String(e.Entity.ID),
+		attrEventSeq.Int64(e.Seq), attrEventType.String(e.EventType), attrAttempt.Int(attempt))}
+	if sc, ok := r.emitted.lookup(e); ok {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+	}
+	return r.tracer.Start(ctx, "statefun.consumer.deliver", opts...)
 }
 
 func (r *consumerRunner) handle(ec *EventContext, e store.FeedEvent) (err error) {

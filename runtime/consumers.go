@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -139,6 +141,11 @@ func validateConsumers(consumers []*Consumer) []error {
 func (s *consumerSet) newRunner(cfg ConsumerConfig) *consumerRunner {
 	runner := newConsumerRunner(cfg, s.feed, s.rt.conn, s.rt.log, s.timeout)
 	runner.finalContext = s.finalContext
+	if cfg.Name != callsConsumer {
+		// The calls dispatcher makes its spans itself, in dispatchCall,
+		// from the trace context stored with each call.
+		runner.tracer, runner.emitted = s.rt.tracer, &s.rt.emitted
+	}
 	return runner
 }
 
@@ -277,7 +284,22 @@ func (s *consumerSet) dispatchCall(entityType string, ec *EventContext, eventTyp
 	// position makes it again), and the key makes the repeat return the
 	// first answer instead of running the command twice.
 	ctx := metadata.AppendToOutgoingContext(ec.ctx, IdempotencyKeyHeader, sentCallKey(entityType, ec.entityID, ec.seq))
+	var span trace.Span
+	if s.rt.tracer != nil {
+		// The delivery continues the trace of the command that sent the
+		// call, from the trace context stored with it: here, after a
+		// restart, or on another node.
+		if call.trace != nil {
+			ctx = propagator.Extract(ctx, propagation.MapCarrier(call.trace))
+		}
+		ctx, span = s.rt.tracer.Start(ctx, "statefun.call.deliver", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+			rpcAttributes(call.method, attrEntityType.String(entityType), attrEntityID.String(ec.entityID), attrEventSeq.Int64(ec.seq))...))
+	}
 	err = s.rt.conn.invokeEncoded(ctx, call.method, call.request)
+	if span != nil {
+		span.SetAttributes(attrGRPCCode.Int64(int64(status.Code(err))))
+		endSpan(span, status.Code(err), err)
+	}
 	switch status.Code(err) {
 	case codes.OK:
 		return nil

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -64,6 +66,13 @@ var errReset = status.Error(codes.Aborted, "entity was reset by a failure of a c
 // it emitted is kept, and its error too waits until the state it was
 // decided on is durable.
 func Command[S, R proto.Message](ctx context.Context, h *Host[S], id string, fn func(*CommandContext, S) (R, error)) (R, error) {
+	if h.rt.tracer != nil || h.log.Enabled(ctx, slog.LevelDebug) {
+		return observed(ctx, h.rt, h.cfg.Type, id, func(ctx context.Context) (R, error) { return routeCommand(ctx, h, id, fn) })
+	}
+	return routeCommand(ctx, h, id, fn)
+}
+
+func routeCommand[S, R proto.Message](ctx context.Context, h *Host[S], id string, fn func(*CommandContext, S) (R, error)) (R, error) {
 	if h.rt.cluster != nil {
 		return routed(ctx, h, id, false, func(shard int, epoch int64) (R, error) { return command(ctx, h, id, shard, epoch, fn) })
 	}
@@ -131,7 +140,7 @@ func command[S, R proto.Message](ctx context.Context, h *Host[S], id string, sha
 			if a != nil {
 				inst.mu.Unlock()
 				if a.commit != nil {
-					if err := waitDurable(ctx, a.commit); err != nil {
+					if err := h.rt.waitDurable(ctx, a.commit); err != nil {
 						return zero, err
 					}
 				}
@@ -139,9 +148,17 @@ func command[S, R proto.Message](ctx context.Context, h *Host[S], id string, sha
 			}
 		}
 		cc := &CommandContext{ctx: ctx, entityID: id, kind: h.cfg.Kind}
+		var span trace.Span
+		if h.rt.tracer != nil {
+			cc.ctx, span = h.rt.tracer.Start(ctx, "statefun.handler")
+		}
 		reply, err := callHandler(ctx, func() (R, error) { return fn(cc, inst.state) })
+		if span != nil {
+			endSpan(span, status.Code(err), err)
+		}
 		if err != nil && errors.Is(err, errPanic) {
 			// The handler may have changed the state before it panicked.
+			h.logPanic(ctx, id, err)
 			h.resetAfterPanic(id, inst, err)
 			inst.mu.Unlock()
 			return zero, errPanicked
@@ -174,6 +191,9 @@ func command[S, R proto.Message](ctx context.Context, h *Host[S], id string, sha
 		}
 		if commit != nil {
 			admitted = false
+			if h.rt.tracer != nil {
+				commit.Trace = &journal.Trace{Request: trace.SpanContextFromContext(ctx)}
+			}
 			h.rt.writer.Enqueue(commit)
 			inst.last = commit
 		}
@@ -183,7 +203,7 @@ func command[S, R proto.Message](ctx context.Context, h *Host[S], id string, sha
 		// checkout never commits).
 		wait := inst.last
 		inst.mu.Unlock()
-		if werr := waitDurable(ctx, wait); werr != nil {
+		if werr := h.rt.waitDurable(ctx, wait); werr != nil {
 			return zero, werr
 		}
 		if err != nil {
@@ -197,6 +217,13 @@ func command[S, R proto.Message](ctx context.Context, h *Host[S], id string, sha
 // entity run concurrently with each other, never with a command. The
 // reply, or the error, waits until the state the read saw is durable.
 func Read[S, R proto.Message](ctx context.Context, h *Host[S], id string, fn func(*ReadContext, S) (R, error)) (R, error) {
+	if h.rt.tracer != nil || h.log.Enabled(ctx, slog.LevelDebug) {
+		return observed(ctx, h.rt, h.cfg.Type, id, func(ctx context.Context) (R, error) { return routeRead(ctx, h, id, fn) })
+	}
+	return routeRead(ctx, h, id, fn)
+}
+
+func routeRead[S, R proto.Message](ctx context.Context, h *Host[S], id string, fn func(*ReadContext, S) (R, error)) (R, error) {
 	if h.rt.cluster != nil {
 		return routed(ctx, h, id, true, func(shard int, epoch int64) (R, error) { return read(ctx, h, id, shard, epoch, fn) })
 	}
@@ -222,8 +249,16 @@ func read[S, R proto.Message](ctx context.Context, h *Host[S], id string, shard 
 			return zero, errReset
 		}
 		rc := &ReadContext{ctx: ctx, entityID: id}
+		var span trace.Span
+		if h.rt.tracer != nil {
+			rc.ctx, span = h.rt.tracer.Start(ctx, "statefun.handler")
+		}
 		reply, err := callHandler(ctx, func() (R, error) { return fn(rc, inst.state) })
+		if span != nil {
+			endSpan(span, status.Code(err), err)
+		}
 		if err != nil && errors.Is(err, errPanic) {
+			h.logPanic(ctx, id, err)
 			h.resetAfterPanic(id, inst, err)
 			inst.mu.RUnlock()
 			return zero, errPanicked
@@ -233,7 +268,7 @@ func read[S, R proto.Message](ctx context.Context, h *Host[S], id string, shard 
 		}
 		wait := inst.last
 		inst.mu.RUnlock()
-		if err := waitDurable(ctx, wait); err != nil {
+		if err := h.rt.waitDurable(ctx, wait); err != nil {
 			return zero, err
 		}
 		return reply, err
@@ -256,12 +291,44 @@ func waitDurable(ctx context.Context, c *journal.Commit) error {
 
 var errPanic = errors.New("handler panicked")
 
-// callHandler runs a user handler, turning a panic into errPanic and a nil
-// reply into an error, so that one bad call cannot take the server down.
+// panicError is a recovered panic of a user's handler: the value and the
+// stack of the goroutine that panicked, taken in the deferred recover,
+// where it still shows the handler's frames. It matches errPanic.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (e *panicError) Error() string { return fmt.Sprintf("%v: %v", errPanic, e.value) }
+func (e *panicError) Unwrap() error { return errPanic }
+
+// logPanic logs a handler's panic with its stack, at most resetLogBurst
+// times per resetLogWindow, like resets: a handler that panics on every
+// call must not flood the log with stacks.
+func (h *Host[S]) logPanic(ctx context.Context, id string, err error) {
+	var p *panicError
+	if !errors.As(err, &p) {
+		return
+	}
+	ok, suppressed := h.rt.panicLog.allow(time.Now())
+	if !ok {
+		return
+	}
+	method, _ := grpc.Method(ctx)
+	args := []any{"entity", h.cfg.Type, "id", id, "method", method, "panic", fmt.Sprint(p.value), "stack", string(p.stack)}
+	if suppressed > 0 {
+		args = append(args, "panics_not_logged", suppressed)
+	}
+	h.log.ErrorContext(ctx, "handler panicked; the call fails with INTERNAL and the entity reloads from the store", args...)
+}
+
+// callHandler runs a user handler, turning a panic into a *panicError and
+// a nil reply into an error, so that one bad call cannot take the server
+// down.
 func callHandler[R proto.Message](ctx context.Context, fn func() (R, error)) (reply R, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: %v", errPanic, p)
+			err = &panicError{value: p, stack: debug.Stack()}
 		}
 	}()
 	reply, err = fn()
@@ -280,6 +347,14 @@ func callHandler[R proto.Message](ctx context.Context, fn func() (R, error)) (re
 // and returns the commit that makes it durable, or nil if the command
 // changed nothing. Called with inst.mu held.
 func (h *Host[S]) stage(id string, inst *instance[S], cc *CommandContext) (*journal.Commit, error) {
+	commit, err := h.stageChanges(id, inst, cc)
+	if commit != nil && h.rt.tracer != nil && len(commit.Events) > 0 {
+		h.rt.emitted.remember(commit.Events, trace.SpanContextFromContext(cc.ctx))
+	}
+	return commit, err
+}
+
+func (h *Host[S]) stageChanges(id string, inst *instance[S], cc *CommandContext) (*journal.Commit, error) {
 	ref := store.Ref{Type: h.cfg.Type, ID: id}
 	commit := h.newCommit(id, inst)
 	switch h.cfg.Kind {
@@ -298,9 +373,15 @@ func (h *Host[S]) stage(id string, inst *instance[S], cc *CommandContext) (*jour
 			commit.Events = append(commit.Events, store.Event{Entity: ref, Seq: seq, EventType: e.typ, Payload: payload})
 		}
 		// Sent calls are journaled after the events, in the same commit:
-		// they exist exactly when the events do.
+		// they exist exactly when the events do. Each carries the trace
+		// context of the handler that sent it, so that its delivery, here
+		// or after a restart, continues the trace.
+		var tc map[string]string
+		if h.rt.tracer != nil && len(cc.calls) > 0 {
+			tc = traceContext(cc.ctx)
+		}
 		for _, c := range cc.calls {
-			payload, err := encodeCall(c)
+			payload, err := encodeCall(c, tc)
 			if err != nil {
 				return nil, status.Error(codes.Internal, err.Error())
 			}
@@ -314,6 +395,7 @@ func (h *Host[S]) stage(id string, inst *instance[S], cc *CommandContext) (*jour
 			if err := applyEvent(h.cfg.ApplyEvent, inst.state, e.msg); err != nil {
 				// Some events may be applied already: the state is
 				// unusable, and nothing of the command was queued.
+				h.logPanic(cc.ctx, id, err)
 				h.resetAfterPanic(id, inst, fmt.Errorf("event %s: %w", e.typ, err))
 				return nil, status.Errorf(codes.Internal, "applying event %s panicked; see the server log", e.typ)
 			}
@@ -368,7 +450,7 @@ func (h *Host[S]) attachSnapshot(ref store.Ref, inst *instance[S], commit *journ
 func applyEvent[S proto.Message](apply func(S, proto.Message), state S, event proto.Message) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: %v", errPanic, p)
+			err = &panicError{value: p, stack: debug.Stack()}
 		}
 	}()
 	apply(state, event)
@@ -414,16 +496,31 @@ func writerError(err error) error {
 // that stops answering (a partition, not a refused connection) must fail
 // the call with UNAVAILABLE, not hold it for as long as the outage lasts.
 func (h *Host[S]) loadBounded(ctx context.Context, id string, inst *instance[S]) error {
+	var span trace.Span
+	if h.rt.tracer != nil {
+		ctx, span = h.rt.tracer.Start(ctx, "statefun.load", trace.WithAttributes(attrEntityType.String(h.cfg.Type), attrEntityID.String(id)))
+	}
 	loadCtx, cancel := context.WithTimeout(ctx, h.rt.cfg.commitTimeout)
 	defer cancel()
-	err := h.load(loadCtx, id, inst)
+	info, err := h.load(loadCtx, id, inst)
 	if err != nil && loadCtx.Err() != nil && ctx.Err() == nil {
 		err = status.Errorf(codes.Unavailable, "load %s/%s: the store did not answer within %v; retry the call", h.cfg.Type, id, h.rt.cfg.commitTimeout)
+	}
+	if span != nil {
+		span.SetAttributes(attrReplayed.Int(info.replayed), attrFromSnapshot.Bool(info.fromSnapshot))
+		endSpan(span, status.Code(err), err)
 	}
 	return err
 }
 
-func (h *Host[S]) load(ctx context.Context, id string, inst *instance[S]) error {
+// loadInfo is what a load read, for its span.
+type loadInfo struct {
+	replayed     int  // events applied
+	fromSnapshot bool // whether it started from a snapshot
+}
+
+func (h *Host[S]) load(ctx context.Context, id string, inst *instance[S]) (loadInfo, error) {
+	var info loadInfo
 	ref := store.Ref{Type: h.cfg.Type, ID: id}
 	st := h.rt.store
 	inst.state = h.cfg.NewState()
@@ -431,7 +528,7 @@ func (h *Host[S]) load(ctx context.Context, id string, inst *instance[S]) error 
 	case EventSourced:
 		snap, found, err := st.LatestSnapshot(ctx, ref)
 		if err != nil {
-			return loadError(ref, "read snapshot", err)
+			return info, loadError(ref, "read snapshot", err)
 		}
 		if found {
 			if err := proto.Unmarshal(snap.Payload, inst.state); err != nil {
@@ -440,6 +537,7 @@ func (h *Host[S]) load(ctx context.Context, id string, inst *instance[S]) error 
 				inst.state = h.cfg.NewState()
 			} else {
 				inst.seq, inst.snapshotSeq = snap.Seq, snap.Seq
+				info.fromSnapshot = true
 			}
 		}
 		err = st.ReadEvents(ctx, ref, inst.seq, func(e store.Event) error {
@@ -461,24 +559,25 @@ func (h *Host[S]) load(ctx context.Context, id string, inst *instance[S]) error 
 				return status.Errorf(codes.Internal, "load %s: apply event %d (%s): %v", ref, e.Seq, e.EventType, err)
 			}
 			inst.seq = e.Seq
+			info.replayed++
 			return nil
 		})
 		if err != nil {
-			return loadError(ref, "read events", err)
+			return info, loadError(ref, "read events", err)
 		}
 	case KeyValue:
 		v, found, err := st.LoadValue(ctx, ref)
 		if err != nil {
-			return loadError(ref, "read value", err)
+			return info, loadError(ref, "read value", err)
 		}
 		if found {
 			if err := proto.Unmarshal(v.Payload, inst.state); err != nil {
-				return status.Errorf(codes.Internal, "load %s: decode state version %d: %v", ref, v.Version, err)
+				return info, status.Errorf(codes.Internal, "load %s: decode state version %d: %v", ref, v.Version, err)
 			}
 			inst.seq = v.Version
 		}
 	}
-	return nil
+	return info, nil
 }
 
 func loadError(ref store.Ref, what string, err error) error {

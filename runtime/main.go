@@ -113,6 +113,7 @@ type serverConfig struct {
 	leaseTTL          time.Duration
 	tlsCert           string
 	tlsKey            string
+	traces            tracesConfig // from the OTEL_* environment
 }
 
 func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (serverConfig, error) {
@@ -167,6 +168,11 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 		}
 	}
 	fs.IntVar(&c.commitConcurrency, "commit-concurrency", concurrency, "store transactions the journal writer may have in flight at once; more than 1 helps when the database is far away and has cores to spare (see BENCHMARKS.md) ($STATEFUN_COMMIT_CONCURRENCY)")
+	traces, err := tracesFromEnv(getenv)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.traces = traces
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
 	"github.com/statefun-go/statefun/runtime/internal/journal"
@@ -38,6 +39,12 @@ type Runtime struct {
 	janitor   sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
+
+	panicLog logLimiter
+	// tracer is nil unless tracing is on (WithTracerProvider); emitted
+	// remembers which span emitted recent events, for consumers' links.
+	tracer  trace.Tracer
+	emitted emittedSpans
 }
 
 // hostHandle is the type-erased view of a Host the runtime needs.
@@ -72,6 +79,7 @@ type config struct {
 	observeBatch         func(records int, took time.Duration, err error)
 	consumers            []*Consumer
 	cluster              *ClusterConfig
+	tracerProvider       trace.TracerProvider
 }
 
 // Option configures a Runtime.
@@ -172,7 +180,7 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 	if cfg.store == nil {
 		cfg.store, cfg.ownStore = memory.New(), true
 	}
-	r := &Runtime{cfg: cfg, log: cfg.log, store: cfg.store, stop: make(chan struct{})}
+	r := &Runtime{cfg: cfg, log: cfg.log, store: cfg.store, stop: make(chan struct{}), tracer: newTracer(cfg.tracerProvider)}
 	var errs []error
 	seen := map[string]bool{}
 	for _, e := range entities {
@@ -219,7 +227,7 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 	}
 	r.writer = journal.New(cfg.store, journal.Options{
 		MaxPending: cfg.maxPending, AdmitTimeout: cfg.admitTimeout, CommitTimeout: cfg.commitTimeout, Observe: observe,
-		Concurrency: cfg.commitConcurrency, Node: r.writerNode,
+		Concurrency: cfg.commitConcurrency, Node: r.writerNode, Tracer: r.tracer,
 	})
 	r.snapshots = newSnapshotter(cfg.store, cfg.log)
 	r.conn = newLocalConn(r.services)

@@ -204,7 +204,17 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 		}
 	}()
 	m := newMetrics()
+	tp, stopTracing, err := startTracing(ctx, c.traces, log)
+	if err != nil {
+		return err
+	}
+	// The last spans (of the final commits too) are flushed once the
+	// runtime has closed, within what is left of the shutdown timeout
+	// (INVARIANTS.md, invariant 13); stopBy moves when shutdown starts.
+	stopBy := time.Now().Add(c.shutdownTimeout)
+	defer func() { stopTracing(stopBy) }()
 	opts := []Option{WithStore(st), WithLogger(log), WithConsumers(consumers...), WithCommitConcurrency(c.commitConcurrency)}
+	opts = append(opts, WithTracerProvider(tp))
 	if c.databaseURL != "" {
 		// Every server on Postgres is a node of a cluster, of one node
 		// when it is alone: two servers on one database share the
@@ -293,6 +303,7 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 		failure = fmt.Errorf("server stopped: %w", err)
 		log.Error("server failed; shutting down", "error", err)
 	}
+	stopBy = time.Now().Add(c.shutdownTimeout)
 	return errors.Join(failure, shutdown(c.shutdownTimeout, log, grpcServer, httpServer, healthServer, rt))
 }
 

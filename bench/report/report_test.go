@@ -24,6 +24,9 @@ func sample() *report.Results {
 		GoBench: []report.GoBench{
 			{Name: "BenchmarkCommands/postgres/10000-entities", Metrics: map[string]float64{"cmds/s": 25000}},
 			{Name: "BenchmarkCommands/postgres/hot-entity", Metrics: map[string]float64{"cmds/s": 4000}},
+			{Name: "BenchmarkCommandTracing/off", Metrics: map[string]float64{"ns/op": 10000, "allocs/op": 36, "B/op": 2300}},
+			{Name: "BenchmarkCommandTracing/on-sampled-none", Metrics: map[string]float64{"ns/op": 12000, "allocs/op": 51, "B/op": 3900}},
+			{Name: "BenchmarkCommandTracing/on-sampled-all", Metrics: map[string]float64{"ns/op": 33000, "allocs/op": 68, "B/op": 9000}},
 		},
 	}
 	throughput := map[string]map[string]float64{
@@ -85,6 +88,7 @@ func TestMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"# Benchmarks", "Test CPU, **2 cores, shared by the load generator", "![Throughput", "(bench/results/throughput.svg)",
 		"| uniform | 64 | statefun, Postgres store | 7,000 |", "## With Postgres across a network", "500µs in each direction",
+		"### Tracing overhead", "| off (the default: no provider, or the no-op one) | 10,000 | 36 | 2,300 |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("the report lacks %q", want)

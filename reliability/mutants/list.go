@@ -9,13 +9,13 @@ var mutants = []mutant{
 		file: "runtime/host.go",
 		old: `		wait := inst.last
 		inst.mu.Unlock()
-		if werr := waitDurable(ctx, wait); werr != nil {`,
+		if werr := h.rt.waitDurable(ctx, wait); werr != nil {`,
 		new: `		wait := inst.last
 		inst.mu.Unlock()
 		if err == nil {
 			return reply, nil
 		}
-		if werr := waitDurable(ctx, wait); werr != nil {`,
+		if werr := h.rt.waitDurable(ctx, wait); werr != nil {`,
 		pkg: "./runtime/", run: "TestOutputGate$|TestKeyValueGateAndFencing",
 	},
 	{
@@ -23,13 +23,13 @@ var mutants = []mutant{
 		file: "runtime/host.go",
 		old: `		wait := inst.last
 		inst.mu.Unlock()
-		if werr := waitDurable(ctx, wait); werr != nil {`,
+		if werr := h.rt.waitDurable(ctx, wait); werr != nil {`,
 		new: `		wait := inst.last
 		inst.mu.Unlock()
 		if err != nil {
 			return zero, err
 		}
-		if werr := waitDurable(ctx, wait); werr != nil {`,
+		if werr := h.rt.waitDurable(ctx, wait); werr != nil {`,
 		pkg: "./runtime/", run: "TestOutputGateHoldsHandlerErrors",
 	},
 	{
@@ -70,8 +70,10 @@ var mutants = []mutant{
 		name: "reset: a read that panicked keeps its state (3)",
 		file: "runtime/host.go",
 		old: `		if err != nil && errors.Is(err, errPanic) {
+			h.logPanic(ctx, id, err)
 			h.resetAfterPanic(id, inst, err)`,
-		new: `		if err != nil && errors.Is(err, errPanic) {`,
+		new: `		if err != nil && errors.Is(err, errPanic) {
+			h.logPanic(ctx, id, err)`,
 		pkg: "./runtime/", run: "TestReadPanicResets",
 	},
 	{

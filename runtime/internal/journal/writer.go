@@ -12,6 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/statefun-go/statefun/runtime/store"
 )
 
@@ -40,6 +44,9 @@ type Commit struct {
 	// or its outcome is unknown (not when it was abandoned), after
 	// Abandoned is set and before waiters are released. It must not block.
 	OnFail func(error)
+	// Trace, when tracing is on, ties the commit to the request that made
+	// it; nil otherwise.
+	Trace *Trace
 
 	entity store.Ref
 	done   chan struct{}
@@ -58,6 +65,16 @@ func (c *Commit) ref() store.Ref {
 		return c.Outcomes[0].Entity
 	}
 	return store.Ref{}
+}
+
+// Trace ties a commit to spans, for tracing.
+type Trace struct {
+	// Request is the span of the command the commit is of.
+	Request trace.SpanContext
+	// Commit is the span of the store transaction that wrote the commit
+	// (or failed to). The writer sets it before the commit is done; read
+	// it only after Done is closed.
+	Commit trace.SpanContext
 }
 
 // Done returns a channel closed when the commit is durable or failed.
@@ -134,6 +151,8 @@ type Options struct {
 	// Observe, if set, is called after every store commit with the
 	// number of records, the time it took and its error. It must not block.
 	Observe func(records int, took time.Duration, err error)
+	// Tracer, if set, traces every store commit (see startCommitSpan).
+	Tracer trace.Tracer
 }
 
 // Stats are cumulative counters of a Writer.
@@ -408,7 +427,8 @@ func (w *Writer) commit(commits []*Commit) {
 			}
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), w.opts.CommitTimeout)
+		spanCtx, span := w.startCommitSpan(live, batch.Len())
+		ctx, cancel := context.WithTimeout(spanCtx, w.opts.CommitTimeout)
 		start := time.Now()
 		err := w.store.Commit(ctx, &batch)
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
@@ -424,6 +444,9 @@ func (w *Writer) commit(commits []*Commit) {
 			}
 		}
 		cancel()
+		if span != nil {
+			w.endCommitSpan(span, live, err)
+		}
 		took := time.Since(start)
 		w.stats.commitNanos.Add(int64(took))
 		if w.opts.Observe != nil {
@@ -496,6 +519,64 @@ func (w *Writer) commit(commits []*Commit) {
 				c.finish(err)
 			}
 			return
+		}
+	}
+}
+
+// maxCommitLinks bounds the links of one commit span: a batch may hold
+// thousands of commands, and OpenTelemetry's SDK keeps 128 links per span
+// by default anyway.
+const maxCommitLinks = 128
+
+// startCommitSpan starts the span of one store transaction, or returns a
+// nil span when tracing is off or no request in the batch is sampled.
+//
+// A batch serves many requests, of many traces. The span is a child of
+// the first sampled request in it and links to the others; each of those
+// requests' durability-wait spans links back to it (Trace.Commit). Why a
+// child rather than a root span with links only: under a parent-based
+// sampler (the default) a child is recorded exactly when a request it
+// serves is, so a sampled request never misses its commit and no commit
+// is recorded that no recorded request waited for; and the first
+// request's trace shows the commit inline, where a reader looks for it.
+func (w *Writer) startCommitSpan(live []*Commit, records int) (context.Context, trace.Span) {
+	ctx := context.Background()
+	if w.opts.Tracer == nil {
+		return ctx, nil
+	}
+	var parent trace.SpanContext
+	var links []trace.Link
+	for _, c := range live {
+		if c.Trace == nil || !c.Trace.Request.IsSampled() {
+			continue
+		}
+		if !parent.IsValid() {
+			parent = c.Trace.Request
+		} else if len(links) < maxCommitLinks {
+			links = append(links, trace.Link{SpanContext: c.Trace.Request})
+		}
+	}
+	if !parent.IsValid() {
+		return ctx, nil
+	}
+	return w.opts.Tracer.Start(trace.ContextWithSpanContext(ctx, parent), "statefun.commit",
+		trace.WithLinks(links...), trace.WithAttributes(
+			attribute.Int("statefun.batch.size", records),
+			attribute.Int("statefun.batch.commits", len(live))))
+}
+
+// endCommitSpan ends a commit span and records it on the commits it
+// wrote, before they are done.
+func (w *Writer) endCommitSpan(span trace.Span, live []*Commit, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(otelcodes.Error, err.Error())
+	}
+	span.End()
+	sc := span.SpanContext()
+	for _, c := range live {
+		if c.Trace != nil {
+			c.Trace.Commit = sc
 		}
 	}
 }
