@@ -168,11 +168,21 @@ func migrate(ctx context.Context, c serverConfig, log *slog.Logger, stdout io.Wr
 	if c.databaseURL == "" {
 		return errors.New("migrate needs a Postgres database: set --database-url or $STATEFUN_DATABASE_URL (the embedded store needs no migration)")
 	}
-	if err := postgres.Migrate(ctx, c.databaseURL, postgres.WithSchema(c.schema)); err != nil {
+	from, to, err := postgres.Migrate(ctx, c.databaseURL, postgres.WithSchema(c.schema))
+	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	log.Info("schema is up to date", "database", redactURL(c.databaseURL), "schema", c.schema)
-	fmt.Fprintln(stdout, "migrated")
+	var did string
+	switch {
+	case from == to:
+		did = fmt.Sprintf("schema %s is up to date at version %d", c.schema, to)
+	case from == 0:
+		did = fmt.Sprintf("created schema %s at version %d", c.schema, to)
+	default:
+		did = fmt.Sprintf("upgraded schema %s from version %d to %d", c.schema, from, to)
+	}
+	log.Info(did, "database", redactURL(c.databaseURL))
+	fmt.Fprintln(stdout, did)
 	return nil
 }
 
