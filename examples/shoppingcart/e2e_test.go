@@ -36,7 +36,7 @@ func TestServerEndToEnd(t *testing.T) {
 	t.Run("postgres", func(t *testing.T) {
 		url := os.Getenv("STATEFUN_TEST_DATABASE_URL")
 		if url == "" {
-			url = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+			url = "postgres://postgres@127.0.0.1:5432/statefun_test?sslmode=disable"
 		}
 		schema := fmt.Sprintf("e2e_%d", time.Now().UnixNano())
 		t.Cleanup(func() {

@@ -27,7 +27,7 @@ import (
 // a random name, dropped when the test ends.
 const (
 	urlEnv     = "STATEFUN_TEST_DATABASE_URL"
-	defaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	defaultURL = "postgres://postgres@127.0.0.1:5432/statefun_test?sslmode=disable"
 )
 
 func TestMain(m *testing.M) {
