@@ -173,10 +173,10 @@ func migrate(ctx context.Context, c serverConfig, log *slog.Logger, stdout io.Wr
 		return fmt.Errorf("migrate: %w", err)
 	}
 	var did string
-	switch {
-	case from == to:
+	switch from {
+	case to:
 		did = fmt.Sprintf("schema %s is up to date at version %d", c.schema, to)
-	case from == 0:
+	case 0:
 		did = fmt.Sprintf("created schema %s at version %d", c.schema, to)
 	default:
 		did = fmt.Sprintf("upgraded schema %s from version %d to %d", c.schema, from, to)
