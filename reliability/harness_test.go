@@ -31,7 +31,7 @@ import (
 // The database the suite uses, as in the rest of the repository's tests.
 const (
 	urlEnv     = "STATEFUN_TEST_DATABASE_URL"
-	defaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	defaultURL = "postgres://postgres@127.0.0.1:5432/statefun_test?sslmode=disable"
 )
 
 // hangLimit is how long a call may take before the suite calls it a hang.

@@ -66,9 +66,9 @@ func TestPasswordNeverShown(t *testing.T) {
 		{"unreachable host, URL", "postgres://ada:" + password + "@127.0.0.1:1/db?connect_timeout=3", false},
 		{"unreachable host, key=value", "host=127.0.0.1 port=1 user=ada password='" + password + "' dbname=db connect_timeout=3", false},
 		{"unparsable URL", "postgres://ada:" + password + "@127.0.0.1:notaport/db", false},
-		{"accepted, URL", "postgres://postgres:" + password + "@" + real + "/test?sslmode=disable", true},
-		{"accepted, URL parameter", "postgres://postgres@" + real + "/test?sslmode=disable&password=" + password, true},
-		{"accepted, key=value", "host=" + realHost + " port=" + realPort + " user=postgres dbname=test sslmode=disable password=" + password, true},
+		{"accepted, URL", "postgres://postgres:" + password + "@" + real + "/statefun_test?sslmode=disable", true},
+		{"accepted, URL parameter", "postgres://postgres@" + real + "/statefun_test?sslmode=disable&password=" + password, true},
+		{"accepted, key=value", "host=" + realHost + " port=" + realPort + " user=postgres dbname=statefun_test sslmode=disable password=" + password, true},
 	}
 	for _, a := range attempts {
 		schema := newSchema(t, "password")

@@ -30,7 +30,7 @@ func benchDatabaseURL() string {
 	if url := os.Getenv("STATEFUN_TEST_DATABASE_URL"); url != "" {
 		return url
 	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	return "postgres://postgres@127.0.0.1:5432/statefun_test?sslmode=disable"
 }
 
 // benchStores opens each store kind fresh for a benchmark.

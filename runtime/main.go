@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -19,9 +20,9 @@ import (
 //
 //	func main() { statefun.Main(cartv1.NewShoppingCart(Cart{})) }
 //
-// The binary it makes has three commands: serve (the default), migrate and
-// version. Run it with -h for the flags; each flag can also be set with the
-// environment variable named in its help.
+// The binary it makes has four commands: serve (the default), migrate,
+// cluster and version. Run it with -h for the flags; each flag can also be
+// set with the environment variable named in its help.
 func Main(components ...Component) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr, components...)
@@ -37,28 +38,38 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
+	if cmd == "help" {
+		// help [command]: the usage, with the flags of the command.
+		cmd = "serve"
+		if len(args) > 0 {
+			cmd = args[0]
+		}
+		args = []string{"-h"}
+	}
 	switch cmd {
-	case "serve", "migrate", "cluster":
-	case "version":
-		fmt.Fprintf(stdout, "statefun %s\n", Version)
-		return 0
-	case "help":
-		usage(stderr, nil)
-		return 0
+	case "serve", "migrate", "cluster", "version":
 	default:
 		fmt.Fprintf(stderr, "unknown command %q; the commands are serve, migrate, cluster and version\n", cmd)
 		return 2
 	}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// The flag package would print a parse error and the flags itself, and
+	// then Run would again: Run alone prints, once.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	cfg, err := parseFlags(fs, args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
+		usage(stdout, fs)
 		return 0
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		usage(stderr, fs)
 		return 2
+	}
+	if cmd == "version" {
+		fmt.Fprintf(stdout, "statefun %s\n", Version)
+		return 0
 	}
 	log, err := newLogger(cfg, stderr)
 	if err != nil {
@@ -83,17 +94,32 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return 0
 }
 
+// usage lists the commands, then the flags of fs's command.
 func usage(w io.Writer, fs *flag.FlagSet) {
-	fmt.Fprintln(w, `usage: <server> [serve|migrate|version] [flags]
+	fmt.Fprintln(w, `usage: <server> [command] [flags]
 
+commands:
   serve     serve the entities over gRPC and HTTP/JSON (the default)
-  migrate   create or upgrade the Postgres schema, then exit
+  migrate   create or upgrade the Postgres schema, then exit (serve does it too, on start)
   cluster   list the cluster's nodes, their addresses, heartbeats and shards
   version   print the statefun version`)
-	if fs != nil {
-		fmt.Fprintln(w, "\nflags:")
-		fs.PrintDefaults()
+	hasFlags := false
+	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if !hasFlags {
+		fmt.Fprintf(w, "\n%s takes no flags\n", fs.Name())
+		return
 	}
+	fmt.Fprintf(w, "\nflags of %s:\n", fs.Name())
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+// commandFlags are the flags of each command but serve, which takes every
+// flag.
+var commandFlags = map[string][]string{
+	"migrate": {"database-url", "database-schema", "log-level", "log-format"},
+	"cluster": {"database-url", "database-schema"},
+	"version": {},
 }
 
 // serverConfig is the command line and environment of a server.
@@ -116,9 +142,12 @@ type serverConfig struct {
 	traces            tracesConfig // from the OTEL_* environment
 }
 
-func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (serverConfig, error) {
+// parseFlags parses the flags of fs's command (commandFlags) into a
+// configuration; the flags of other commands keep their defaults.
+func parseFlags(cmdFlags *flag.FlagSet, args []string, getenv func(string) string) (serverConfig, error) {
 	var c serverConfig
 	var errs []error
+	fs := flag.NewFlagSet(cmdFlags.Name(), flag.ContinueOnError)
 	str := func(p *string, name, env, def, help string) {
 		if v := getenv(env); v != "" {
 			def = v
@@ -176,11 +205,17 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}
-	if err := fs.Parse(args); err != nil {
+	names, some := commandFlags[cmdFlags.Name()]
+	fs.VisitAll(func(f *flag.Flag) {
+		if !some || slices.Contains(names, f.Name) {
+			cmdFlags.Var(f.Value, f.Name, f.Usage)
+		}
+	})
+	if err := cmdFlags.Parse(args); err != nil {
 		return c, err
 	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	if cmdFlags.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", cmdFlags.Arg(0))
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return c, errors.New("--tls-cert and --tls-key go together; set both or neither")

@@ -168,11 +168,21 @@ func migrate(ctx context.Context, c serverConfig, log *slog.Logger, stdout io.Wr
 	if c.databaseURL == "" {
 		return errors.New("migrate needs a Postgres database: set --database-url or $STATEFUN_DATABASE_URL (the embedded store needs no migration)")
 	}
-	if err := postgres.Migrate(ctx, c.databaseURL, postgres.WithSchema(c.schema)); err != nil {
+	from, to, err := postgres.Migrate(ctx, c.databaseURL, postgres.WithSchema(c.schema))
+	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	log.Info("schema is up to date", "database", redactURL(c.databaseURL), "schema", c.schema)
-	fmt.Fprintln(stdout, "migrated")
+	var did string
+	switch from {
+	case to:
+		did = fmt.Sprintf("schema %s is up to date at version %d", c.schema, to)
+	case 0:
+		did = fmt.Sprintf("created schema %s at version %d", c.schema, to)
+	default:
+		did = fmt.Sprintf("upgraded schema %s from version %d to %d", c.schema, from, to)
+	}
+	log.Info(did, "database", redactURL(c.databaseURL))
+	fmt.Fprintln(stdout, did)
 	return nil
 }
 
@@ -346,11 +356,14 @@ func newHTTPServer(grpcServer *grpc.Server, m *metrics, hs *health.Server, c ser
 	// The transcoder enforces the request limit itself, so that an
 	// oversized body is resource_exhausted (HTTP 429), as on the gRPC port,
 	// rather than a failed read that it would report as unavailable (503).
+	rpc := newRPCHandler(grpcServer)
 	transcoder, err := vanguardgrpc.NewTranscoder(grpcServer, vanguard.WithCodec(newJSONCodec),
-		vanguard.WithDefaultServiceOptions(vanguard.WithMaxMessageBufferBytes(uint32(min(int64(c.maxMessageBytes), math.MaxUint32)))))
+		vanguard.WithDefaultServiceOptions(vanguard.WithMaxMessageBufferBytes(uint32(min(int64(c.maxMessageBytes), math.MaxUint32)))),
+		vanguard.WithUnknownHandler(http.HandlerFunc(rpc.serveUnknown)))
 	if err != nil {
 		return nil, fmt.Errorf("set up HTTP/JSON: %w", err)
 	}
+	rpc.transcoder = transcoder
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -361,7 +374,7 @@ func newHTTPServer(grpcServer *grpc.Server, m *metrics, hs *health.Server, c ser
 		}
 		_, _ = io.WriteString(w, "ok\n")
 	})
-	mux.Handle("/", http.MaxBytesHandler(transcoder, int64(c.maxMessageBytes)+1024))
+	mux.Handle("/", http.MaxBytesHandler(rpc, int64(c.maxMessageBytes)+1024))
 	// HTTP/1.1 for curl and browsers; HTTP/2 (also without TLS, "h2c") for
 	// gRPC-Web and Connect clients that use it.
 	var protocols http.Protocols
@@ -398,11 +411,19 @@ type jsonCodec struct{ *vanguard.JSONCodec }
 func newJSONCodec(res vanguard.TypeResolver) vanguard.Codec {
 	c := vanguard.NewJSONCodec(res)
 	c.MarshalOptions.EmitUnpopulated = false
+	// Vanguard (like connect-go) drops unknown fields, so a typo such as
+	// "qty" arrived as a request without a quantity and failed with a
+	// misleading rule violation. The entities' protos are the server's own,
+	// so a field it does not know is a mistake in the request.
+	c.UnmarshalOptions.DiscardUnknown = false
 	return jsonCodec{c}
 }
 
 func (c jsonCodec) Unmarshal(data []byte, msg proto.Message) error {
 	if err := c.JSONCodec.Unmarshal(data, msg); err != nil {
+		if md, name := unknownJSONField(data, msg.ProtoReflect().Descriptor()); md != nil {
+			return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("unknown field %q in %s; the fields are: %s", name, md.FullName(), fieldNames(md)))
+		}
 		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("request is not valid JSON for %s: %w", msg.ProtoReflect().Descriptor().FullName(), err))
 	}
 	return nil

@@ -23,7 +23,7 @@ func databaseURL() string {
 	if url := os.Getenv("STATEFUN_TEST_DATABASE_URL"); url != "" {
 		return url
 	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	return "postgres://postgres@127.0.0.1:5432/statefun_test?sslmode=disable"
 }
 
 // newServer returns a baseline server on a schema of its own, dropped when

@@ -21,7 +21,7 @@ func databaseURL() string {
 	if url := os.Getenv("STATEFUN_TEST_DATABASE_URL"); url != "" {
 		return url
 	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	return "postgres://postgres@127.0.0.1:5432/statefun_test?sslmode=disable"
 }
 
 // startProxy starts a proxy to the test database and returns it with a URL

@@ -36,7 +36,7 @@ func TestServerEndToEnd(t *testing.T) {
 	t.Run("postgres", func(t *testing.T) {
 		url := os.Getenv("STATEFUN_TEST_DATABASE_URL")
 		if url == "" {
-			url = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+			url = "postgres://postgres@127.0.0.1:5432/statefun_test?sslmode=disable"
 		}
 		schema := fmt.Sprintf("e2e_%d", time.Now().UnixNano())
 		t.Cleanup(func() {
@@ -101,10 +101,10 @@ func checkBadInput(t *testing.T, bin string, flags ...string) {
 		}
 	}
 	status400("AddItem", `{"cart_id": "c1", "quantity": "lots"`, "invalid_argument")
-	status400("AddItem", `{"cart_id": "c1", "no_such_field": 1}`, "invalid_argument")
-	// An unknown procedure is a plain 404, as in connect-go.
-	if code, res := srv.Post(t, cartPath+"Teleport", `{}`); code != http.StatusNotFound {
-		t.Errorf("unknown method over HTTP: %d %s, want 404", code, res)
+	status400("AddItem", `{"cart_id": "c1", "sku": "apple", "quantity": 1, "no_such_field": 1}`, `unknown field \"no_such_field\" in shop.cart.v1.AddItemRequest`)
+	// An unknown procedure is a 404, as in connect-go, with Connect's code.
+	if code, res := srv.Post(t, cartPath+"Teleport", `{}`); code != http.StatusNotFound || !strings.Contains(res, `"code":"unimplemented"`) {
+		t.Errorf("unknown method over HTTP: %d %s, want 404 unimplemented", code, res)
 	}
 
 	err := srv.Conn.Invoke(ctx, "/shop.cart.v1.ShoppingCartService/Teleport", &cartv1.GetCartRequest{CartId: "c1"}, &cartv1.Cart{})

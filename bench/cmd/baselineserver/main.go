@@ -30,7 +30,7 @@ func main() {
 	}
 	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
 	listen := fs.String("listen", "127.0.0.1:9001", "gRPC address to listen on")
-	url := fs.String("database-url", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "Postgres URL")
+	url := fs.String("database-url", "postgres://postgres@127.0.0.1:5432/statefun?sslmode=disable", "Postgres URL")
 	schema := fs.String("database-schema", "baseline", "schema of the carts table")
 	// 16: enough transactions in flight for Postgres to share each WAL
 	// flush among several commits, few enough that 2 cores do not spend

@@ -34,6 +34,8 @@ func compileRequest(t *testing.T, sources map[string]string, files ...string) *p
 		}),
 		// Extra option locations, as buf records them, so that errors point at
 		// the field inside an option value, not only at the option statement.
+		// (buf records a list literal's elements as one entry; see
+		// positionOfElement and TestEventPositionAsBufRecordsIt.)
 		SourceInfoMode: protocompile.SourceInfoStandard | protocompile.SourceInfoExtraOptionLocations,
 	}
 	compiled, err := compiler.Compile(context.Background(), files...)

@@ -113,3 +113,25 @@ func positionOf(d protoreflect.Descriptor, suffix ...int32) position {
 	}
 	return pos
 }
+
+// positionOfElement returns where element i of the repeated field named by
+// suffix (below d, as for positionOf) is written. Compilers differ inside
+// an option's message value: protocompile with extra option locations
+// records each element of a list literal; buf (v1.75) records the whole
+// `events: [...]` entry once, under the first element's index, and no
+// location for its other elements; protoc records nothing there. So: the
+// element, else the entry, else what positionOf finds for the field.
+func positionOfElement(d protoreflect.Descriptor, i int32, suffix ...int32) position {
+	locs := d.ParentFile().SourceLocations()
+	base := locs.ByDescriptor(d).Path
+	if base == nil {
+		return position{file: d.ParentFile().Path()}
+	}
+	for _, index := range []int32{i, 0} {
+		path := append(append(append(protoreflect.SourcePath(nil), base...), suffix...), index)
+		if loc := locs.ByPath(path); loc.Path != nil {
+			return position{file: d.ParentFile().Path(), line: loc.StartLine + 1, col: loc.StartColumn + 1}
+		}
+	}
+	return positionOf(d, suffix...)
+}

@@ -1,8 +1,11 @@
 package generator
 
 import (
+	"slices"
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/types/descriptorpb"
 )
 
 const header = `syntax = "proto3";
@@ -143,6 +146,44 @@ message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
 message State {}
 message Added {}`,
 			want: `bad.proto:6:98: event acme.v1.Added is listed twice in entity Cart; list each event once`,
+		},
+		{
+			name: "state listed as an event",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" event_sourced: { events: ["Added", "State"] } };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message Added {}`,
+			want: `bad.proto:6:98: event acme.v1.State of entity Cart is its state message; the state is stored in snapshots, not as an event: define a separate event message that says what changed (such as ItemAdded), list it, and apply it to the state in its On method`,
+		},
+		{
+			name: "event no entity lists",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" event_sourced: { events: ["Added"] } };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message Added { option (statefun.v1.event) = {}; }
+message Removed {
+  option (statefun.v1.event) = {};
+  string sku = 1;
+}`,
+			want: `bad.proto:13:3: message Removed is marked as an event but no entity lists it in events; add it to an entity's event_sourced.events, or remove the (statefun.v1.event) option`,
+		},
+		{
+			name: "nested event no entity lists, next to a key-value entity",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {
+  message Changed { option (statefun.v1.event) = {}; }
+}`,
+			want: `bad.proto:11:21: message Changed is marked as an event but no entity lists it in events; add it to an entity's event_sourced.events, or remove the (statefun.v1.event) option`,
 		},
 		{
 			name: "no events",
@@ -655,5 +696,75 @@ message State {}`
 		if !strings.HasPrefix(lines[i], prefix) {
 			t.Errorf("error %d = %q, want prefix %q", i, lines[i], prefix)
 		}
+	}
+}
+
+// An event may be listed by an entity in another file of the request; a
+// file of events generated without any entity of its Go package cannot be
+// judged, so it passes.
+func TestEventsListedInAnotherFile(t *testing.T) {
+	t.Parallel()
+	sources := map[string]string{
+		"events.proto": header + `message Added { option (statefun.v1.event) = {}; }
+message Removed { option (statefun.v1.event) = {}; }`,
+		"cart.proto": header + `import "events.proto";
+service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" event_sourced: { events: ["Added", "Removed"] } };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+	}
+	for _, files := range [][]string{{"events.proto", "cart.proto"}, {"events.proto"}, {"cart.proto"}} {
+		req := compileRequest(t, sources, files...)
+		req.Parameter = nil // the files are not under the default module=
+		if res := run(t, req); res.Error != nil {
+			t.Errorf("generate %v: %s", files, res.GetError())
+		}
+	}
+}
+
+// TestEventPositionAsBufRecordsIt: buf records a list literal inside an
+// option once, under its first element's index and spanning the whole
+// `events: [...]` entry, and nothing for the other elements. A mistake in
+// any element is reported at that entry, not at the option statement.
+func TestEventPositionAsBufRecordsIt(t *testing.T) {
+	t.Parallel()
+	src := header + `service Cart {
+  option (statefun.v1.entity) = {
+    type: "cart"
+    state: "State"
+    event_sourced: {
+      events: ["Added",
+               "Removd"]
+    }
+  };
+  rpc Get(GetRequest) returns (State);
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}
+message Added {}`
+	req := compileRequest(t, map[string]string{"bad.proto": src}, "bad.proto")
+	eventSourced := []int32{6, 0, serviceOptionsField, statefunExtension, entityEventSourcedField} // service[0].options.(entity).event_sourced
+	for _, f := range req.ProtoFile {
+		if f.GetName() != "bad.proto" {
+			continue
+		}
+		var kept []*descriptorpb.SourceCodeInfo_Location
+		for _, loc := range f.SourceCodeInfo.Location {
+			if !slices.Equal(loc.Path[:min(len(loc.Path), len(eventSourced))], eventSourced) {
+				kept = append(kept, loc)
+			}
+		}
+		// Lines and columns are 0-based: events: starts at 11:7.
+		kept = append(kept, &descriptorpb.SourceCodeInfo_Location{
+			Path: append(slices.Clone(eventSourced), eventSourcedEventsField, 0),
+			Span: []int32{10, 6, 11, 24},
+		})
+		f.SourceCodeInfo.Location = kept
+	}
+	want := `bad.proto:11:7: event message "Removd" of entity Cart not found; define it in package acme.v1 or give its fully qualified name`
+	if got := run(t, req).GetError(); got != want {
+		t.Errorf("error:\n got: %s\nwant: %s", got, want)
 	}
 }

@@ -155,8 +155,42 @@ func buildModel(plugin *protogen.Plugin) (*model, error) {
 			m.consumers[f] = append(m.consumers[f], c)
 		}
 	}
+	m.checkUnlistedEvents(plugin)
 	m.checkClashes(plugin)
 	return m, m.diags.err()
+}
+
+// checkUnlistedEvents reports messages marked (statefun.v1.event) that no
+// entity lists: a forgotten entry in events, which would otherwise leave
+// the event unemittable with no word why. Only entities in the event's Go
+// package can list it; when the request has none (a file of events
+// generated on its own), the entity may be generated in another run, so
+// nothing is said.
+func (m *model) checkUnlistedEvents(plugin *protogen.Plugin) {
+	listed := map[*protogen.Message]bool{}
+	entityPackages := map[protogen.GoImportPath]bool{}
+	for _, e := range m.entityOf {
+		for msg := range e.listed {
+			listed[msg] = true
+		}
+		entityPackages[e.file.GoImportPath] = true
+	}
+	var check func(msgs []*protogen.Message)
+	check = func(msgs []*protogen.Message) {
+		for _, msg := range msgs {
+			if msg.Desc.Options() != nil && proto.HasExtension(msg.Desc.Options(), statefunv1.E_Event) &&
+				!listed[msg] && entityPackages[msg.GoIdent.GoImportPath] {
+				m.diags.add(positionOf(msg.Desc, messageOptionsField, statefunExtension),
+					"message %s is marked as an event but no entity lists it in events; add it to an entity's event_sourced.events, or remove the (statefun.v1.event) option", msg.Desc.Name())
+			}
+			check(msg.Messages)
+		}
+	}
+	for _, f := range plugin.Files {
+		if f.Generate {
+			check(f.Messages)
+		}
+	}
 }
 
 func (m *model) indexMessages(msgs []*protogen.Message) {
@@ -306,7 +340,7 @@ func (m *model) readEvents(e *entity, es *statefunv1.EventSourced, optsPos func(
 	seen := map[*protogen.Message]bool{}
 	stored := map[string]*protogen.Message{}
 	for i, ref := range es.GetEvents() {
-		pos := optsPos(entityEventSourcedField, eventSourcedEventsField, int32(i))
+		pos := positionOfElement(e.service.Desc, int32(i), serviceOptionsField, statefunExtension, entityEventSourcedField, eventSourcedEventsField)
 		msg := m.resolve(e.service, ref)
 		if msg != nil {
 			if e.listed == nil {
@@ -318,6 +352,10 @@ func (m *model) readEvents(e *entity, es *statefunv1.EventSourced, optsPos func(
 		case msg == nil:
 			m.diags.add(pos, "event message %q of entity %s not found; define it in package %s or give its fully qualified name",
 				ref, name, e.service.Desc.ParentFile().Package())
+			continue
+		case msg == e.state:
+			m.diags.add(pos, "event %s of entity %s is its state message; the state is stored in snapshots, not as an event: define a separate event message that says what changed (such as ItemAdded), list it, and apply it to the state in its On method",
+				msg.Desc.FullName(), name)
 			continue
 		case seen[msg]:
 			m.diags.add(pos, "event %s is listed twice in entity %s; list each event once", msg.Desc.FullName(), name)

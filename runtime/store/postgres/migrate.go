@@ -69,22 +69,24 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 
 // Migrate applies the store's migrations to the database at url and
 // returns: for a migrate command, or for deployments that open stores
-// with WithoutMigrate. Only the WithSchema option matters here.
-func Migrate(ctx context.Context, url string, opts ...Option) error {
+// with WithoutMigrate. Only the WithSchema option matters here. It
+// returns the schema's version before (0 when it had no tables yet) and
+// after: equal when there was nothing to do.
+func Migrate(ctx context.Context, url string, opts ...Option) (from, to int, err error) {
 	cfg, err := newConfig(opts)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	connConfig, err := pgx.ParseConfig(url)
 	if err != nil {
-		return fmt.Errorf("postgres: parse the database url: %w", err)
+		return 0, 0, fmt.Errorf("postgres: parse the database url: %w", err)
 	}
 	if connConfig.ConnectTimeout == 0 {
 		connConfig.ConnectTimeout = defaultConnectTimeout
 	}
 	conn, err := pgx.ConnectConfig(ctx, connConfig)
 	if err != nil {
-		return connectError(err)
+		return 0, 0, connectError(err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	return migrate(ctx, conn, cfg.schema, newStatements(quoteSchema(cfg.schema)))
@@ -96,7 +98,8 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if s.closed.Load() {
 		return errClosed()
 	}
-	return migrate(ctx, s.pool, s.schema, s.sql)
+	_, _, err := migrate(ctx, s.pool, s.schema, s.sql)
+	return err
 }
 
 // beginner is a pool or a single connection.
@@ -107,9 +110,10 @@ type beginner interface {
 // migrate runs in one transaction holding an advisory lock named after
 // the schema: processes starting together take turns, and the second
 // finds nothing left to do. A failed migration rolls back entirely, its
-// version unrecorded, so the next start retries it.
-func migrate(ctx context.Context, db beginner, schema string, sql *statements) error {
-	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+// version unrecorded, so the next start retries it. It returns the
+// schema's highest applied version before and after.
+func migrate(ctx context.Context, db beginner, schema string, sql *statements) (from, to int, err error) {
+	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, sql.lockMigrations, migrationLockKey(schema)); err != nil {
 			return fmt.Errorf("take the migration lock: %w", err)
 		}
@@ -141,6 +145,10 @@ func migrate(ctx context.Context, db beginner, schema string, sql *statements) e
 		if err != nil {
 			return fmt.Errorf("read schema_migrations: %w", err)
 		}
+		for _, v := range applied {
+			from = max(from, int(v))
+		}
+		to = from
 		quoted := quoteSchema(schema)
 		for _, m := range migrations {
 			if slices.Contains(applied, int32(m.version)) {
@@ -152,13 +160,14 @@ func migrate(ctx context.Context, db beginner, schema string, sql *statements) e
 			if _, err := tx.Exec(ctx, sql.recordMigration, m.version); err != nil {
 				return fmt.Errorf("record %s: %w", m.name, err)
 			}
+			to = max(to, m.version)
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("postgres: migrate schema %q: %w", schema, err)
+		return 0, 0, fmt.Errorf("postgres: migrate schema %q: %w", schema, err)
 	}
-	return nil
+	return from, to, nil
 }
 
 // migrationLockKey names the advisory lock of one schema's migrations, so

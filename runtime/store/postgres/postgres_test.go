@@ -27,7 +27,7 @@ import (
 // a random name, dropped when the test ends.
 const (
 	urlEnv     = "STATEFUN_TEST_DATABASE_URL"
-	defaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	defaultURL = "postgres://postgres@127.0.0.1:5432/statefun_test?sslmode=disable"
 )
 
 func TestMain(m *testing.M) {
@@ -151,20 +151,36 @@ func TestConcurrentMigrate(t *testing.T) {
 	t.Parallel()
 	schema := newSchema(t)
 	const processes = 6
-	errs := make(chan error, processes)
+	type result struct {
+		from, to int
+		err      error
+	}
+	results := make(chan result, processes)
 	var start sync.WaitGroup
 	start.Add(1)
 	for range processes {
 		go func() {
 			start.Wait()
-			errs <- postgres.Migrate(t.Context(), databaseURL(), postgres.WithSchema(schema))
+			from, to, err := postgres.Migrate(t.Context(), databaseURL(), postgres.WithSchema(schema))
+			results <- result{from, to, err}
 		}()
 	}
 	start.Done()
+	// One of them creates the schema; the others find it up to date.
+	created := 0
 	for range processes {
-		if err := <-errs; err != nil {
-			t.Errorf("concurrent Migrate: %v", err)
+		r := <-results
+		switch {
+		case r.err != nil:
+			t.Errorf("concurrent Migrate: %v", r.err)
+		case r.from == 0 && r.to > 0:
+			created++
+		case r.from != r.to || r.to == 0:
+			t.Errorf("concurrent Migrate: from version %d to %d, want a created schema or one up to date", r.from, r.to)
 		}
+	}
+	if created != 1 {
+		t.Errorf("%d of the concurrent Migrates created the schema, want 1", created)
 	}
 	if got := appliedMigrations(t, schema); len(got) == 0 || got[0] != 1 {
 		t.Errorf("schema_migrations = %v", got)
@@ -214,7 +230,7 @@ func TestInvalidSchemaName(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "invalid schema name") {
 				t.Errorf("Open with schema %q: %v, want an invalid schema name error", name, err)
 			}
-			err = postgres.Migrate(t.Context(), "postgres://nobody@127.0.0.1:1/none", postgres.WithSchema(name))
+			_, _, err = postgres.Migrate(t.Context(), "postgres://nobody@127.0.0.1:1/none", postgres.WithSchema(name))
 			if err == nil || !strings.Contains(err.Error(), "invalid schema name") {
 				t.Errorf("Migrate with schema %q: %v, want an invalid schema name error", name, err)
 			}
@@ -273,7 +289,10 @@ func TestErrorsDoNotLeakThePassword(t *testing.T) {
 				_, err := postgres.Open(t.Context(), url, postgres.WithoutMigrate())
 				return err
 			},
-			"Migrate": func() error { return postgres.Migrate(t.Context(), url) },
+			"Migrate": func() error {
+				_, _, err := postgres.Migrate(t.Context(), url)
+				return err
+			},
 		} {
 			err := open()
 			if err == nil {
