@@ -339,7 +339,9 @@ func requireVersion(gomod []byte, module string) (string, error) {
 // versions statefun's own go.mod uses.
 func (p project) goMod(statefunGoMod []byte) ([]byte, error) {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "module %s\n\ngo 1.26\n\n", p.Module)
+	// 1.26.0, not 1.26: the go command orders 1.26 below the 1.26.0 that
+	// grpc and golang.org/x declare, and refuses it.
+	fmt.Fprintf(&b, "module %s\n\ngo 1.26.0\n\n", p.Module)
 	b.WriteString("tool (\n\tgithub.com/statefun-go/statefun/protoc-gen-statefun\n\tgoogle.golang.org/grpc/cmd/protoc-gen-go-grpc\n\tgoogle.golang.org/protobuf/cmd/protoc-gen-go\n)\n\n")
 	version := p.statefun.version
 	if version == "" {
@@ -369,7 +371,6 @@ func (p project) toolsGoMod(statefunTools []byte) ([]byte, error) {
 		return nil, errors.New("statefun's tools/go.mod has no module line")
 	}
 	text = moduleLine.ReplaceAllString(text, "module "+path.Join(p.Module, "tools"))
-	text = regexp.MustCompile(`(?m)^go \S+$`).ReplaceAllString(text, "go 1.26")
 	toolBlock := regexp.MustCompile(`(?s)tool \(.*?\)\n`)
 	if !toolBlock.MatchString(text) {
 		return nil, errors.New("statefun's tools/go.mod has no tool block")
