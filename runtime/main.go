@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -113,6 +114,8 @@ type serverConfig struct {
 	leaseTTL          time.Duration
 	tlsCert           string
 	tlsKey            string
+	// allowUnknownEvents: WithAllowUnknownEvents.
+	allowUnknownEvents bool
 }
 
 func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (serverConfig, error) {
@@ -167,6 +170,15 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 		}
 	}
 	fs.IntVar(&c.commitConcurrency, "commit-concurrency", concurrency, "store transactions the journal writer may have in flight at once; more than 1 helps when the database is far away and has cores to spare (see BENCHMARKS.md) ($STATEFUN_COMMIT_CONCURRENCY)")
+	allowUnknown := false
+	if v := getenv("STATEFUN_ALLOW_UNKNOWN_EVENTS"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("$STATEFUN_ALLOW_UNKNOWN_EVENTS=%q is not a boolean (use true or false)", v))
+		}
+		allowUnknown = b
+	}
+	fs.BoolVar(&c.allowUnknownEvents, "allow-unknown-events", allowUnknown, "serve although the store holds events of an entity type that this binary does not declare; entities whose history holds one fail to load ($STATEFUN_ALLOW_UNKNOWN_EVENTS)")
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}

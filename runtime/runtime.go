@@ -72,6 +72,7 @@ type config struct {
 	observeBatch         func(records int, took time.Duration, err error)
 	consumers            []*Consumer
 	cluster              *ClusterConfig
+	allowUnknownEvents   bool
 }
 
 // Option configures a Runtime.
@@ -192,6 +193,12 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 	}
 	errs = append(errs, validateConsumers(cfg.consumers)...)
 	if err := errors.Join(errs...); err != nil {
+		if cfg.ownStore {
+			_ = cfg.store.Close()
+		}
+		return nil, fmt.Errorf("statefun: %w", err)
+	}
+	if err := r.checkEventTypes(entities); err != nil {
 		if cfg.ownStore {
 			_ = cfg.store.Close()
 		}
