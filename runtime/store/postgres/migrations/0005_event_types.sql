@@ -16,11 +16,12 @@ CREATE TABLE {{schema}}.event_types (
     PRIMARY KEY (entity_type, event_type)
 );
 
--- Fill it once from the journal already stored: one scan of the events
--- table, in this migration's transaction. It reads and writes no events
--- row, so commits go on meanwhile; those of binaries that predate this
--- table (during a rolling upgrade) register nothing, but the first commit
--- of each such type by a newer binary does.
+-- Fill it once from the journal already stored: one scan of the whole
+-- events table, in this migration's transaction (plan for it on a large
+-- journal, as for 0002). It only reads events, which blocks no writer.
+-- Binaries that predate this table, still committing during a rolling
+-- upgrade, register nothing; the first commit of such a type by a newer
+-- binary does.
 INSERT INTO {{schema}}.event_types (entity_type, event_type, first_seen_at)
 SELECT entity_type, event_type, min(written_at)
 FROM {{schema}}.events
