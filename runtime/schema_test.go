@@ -2,6 +2,7 @@ package statefun_test
 
 import (
 	"context"
+	"crypto/rand"
 	"log/slog"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/statefun-go/statefun/runtime/store"
 	"github.com/statefun-go/statefun/runtime/store/embedded"
 	"github.com/statefun-go/statefun/runtime/store/memory"
+	"github.com/statefun-go/statefun/runtime/store/postgres"
 	cart "github.com/statefun-go/statefun/testdata/eventsourced"
 )
 
@@ -65,9 +67,35 @@ func (s cartReader) GetCart(ctx context.Context, req *cart.GetCartRequest) (*car
 // instead of stored names (the checkout is stored as "cart-checked-out").
 func TestStartupRefusesUnknownStoredEvents(t *testing.T) {
 	t.Parallel()
-	ctx := testContext(t)
 	st := memory.New()
-	rt, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(cartEntity{})}, statefun.WithStore(st))
+	testStartupCheck(t, func() store.Store { return st })
+}
+
+// TestStartupRefusesUnknownStoredEventsOnPostgres is the same on Postgres,
+// each runtime with a store of its own on one schema, as separate
+// processes would be: the registry is in the database, and a store's
+// memory of the types it registered is no part of the check. Fails if the
+// Postgres Commit stops sending register-event-types.
+func TestStartupRefusesUnknownStoredEventsOnPostgres(t *testing.T) {
+	t.Parallel()
+	url := benchDatabaseURL()
+	schema := "statefun_test_" + strings.ToLower(rand.Text())
+	t.Cleanup(func() { dropSchema(url, schema) })
+	testStartupCheck(t, func() store.Store {
+		st, err := postgres.Open(t.Context(), url, postgres.WithSchema(schema))
+		if err != nil {
+			t.Fatalf("open Postgres (start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start, or set STATEFUN_TEST_DATABASE_URL): %v", err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	})
+}
+
+// testStartupCheck runs the scenario; open returns the store for each
+// runtime it starts.
+func testStartupCheck(t *testing.T, open func() store.Store) {
+	ctx := testContext(t)
+	rt, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(cartEntity{})}, statefun.WithStore(open()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,9 +120,9 @@ func TestStartupRefusesUnknownStoredEvents(t *testing.T) {
 
 	// The same binary starts again: every stored type is known by its
 	// stored name.
-	closeRuntime(t, newRuntime(t, statefun.WithStore(st)))
+	closeRuntime(t, newRuntime(t, statefun.WithStore(open())))
 
-	rt, err = statefun.New([]*statefun.Entity{cartWithout("ItemRemoved")}, statefun.WithStore(st))
+	rt, err = statefun.New([]*statefun.Entity{cartWithout("ItemRemoved")}, statefun.WithStore(open()))
 	if err == nil {
 		closeRuntime(t, rt)
 	}
@@ -106,7 +134,7 @@ func TestStartupRefusesUnknownStoredEvents(t *testing.T) {
 	}
 
 	var log syncBuffer
-	rt, err = statefun.New([]*statefun.Entity{cartWithout("ItemRemoved")}, statefun.WithStore(st),
+	rt, err = statefun.New([]*statefun.Entity{cartWithout("ItemRemoved")}, statefun.WithStore(open()),
 		statefun.WithAllowUnknownEvents(), statefun.WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
 	if err != nil {
 		t.Fatalf("New WithAllowUnknownEvents: %v", err)
@@ -177,7 +205,10 @@ func TestServeRefusesUnknownStoredEvents(t *testing.T) {
 
 	var out syncBuffer
 	noEnv := func(string) string { return "" }
-	if code := statefun.Run(testContext(t), args, noEnv, &out, &out, entity); code != 1 {
+	// Bounded: a server that wrongly starts serves until its context ends.
+	refuseCtx, cancelRefuse := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelRefuse()
+	if code := statefun.Run(refuseCtx, args, noEnv, &out, &out, entity); code != 1 {
 		t.Errorf("serve exited with %d, want 1:\n%s", code, &out)
 	}
 	if want := `entity type \"shopping-cart\" has stored events this binary does not know: ItemTeleported;`; !strings.Contains(out.String(), want) {

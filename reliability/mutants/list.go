@@ -262,7 +262,7 @@ var storageMutants = []mutant{
 		file: "runtime/store/memory/memory.go",
 		old:  `		s.registerEventType(e.Entity.Type, e.EventType)`,
 		new:  ``,
-		pkg:  "./runtime/", run: "TestStartupRefusesUnknownStoredEvents",
+		pkg:  "./runtime/", run: "TestStartupRefusesUnknownStoredEvents$",
 	},
 	{
 		name: "recovery: a snapshot's events are replayed again (7)",
