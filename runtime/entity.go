@@ -68,7 +68,11 @@ type Entity struct {
 	// bind creates the entity's host inside a runtime and returns the gRPC
 	// service implementation that addresses it.
 	bind func(*Runtime) any
-	err  error
+	// knowsEvent reports whether the entity can apply events stored under
+	// a type name; nil for key-value entities. The startup check
+	// (checkEventTypes) asks it about every stored type.
+	knowsEvent func(eventType string) bool
+	err        error
 }
 
 var entityTypePattern = regexp.MustCompile(`^[a-z][a-z0-9._-]{0,127}$`)
@@ -81,6 +85,10 @@ func NewEntity[S proto.Message](cfg EntityConfig[S]) *Entity {
 	e.err = cfg.validate()
 	e.bind = func(r *Runtime) any {
 		return cfg.NewService(newHost(r, cfg))
+	}
+	if cfg.Kind == EventSourced && cfg.NewEvent != nil {
+		// A sent call is stored as an event of its sender (callEventType).
+		e.knowsEvent = func(t string) bool { return t == callEventType || cfg.NewEvent(t) != nil }
 	}
 	return e
 }

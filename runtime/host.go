@@ -550,7 +550,7 @@ func (h *Host[S]) load(ctx context.Context, id string, inst *instance[S]) (loadI
 			}
 			msg := h.cfg.NewEvent(e.EventType)
 			if msg == nil {
-				return status.Errorf(codes.Internal, "load %s: event %d has type %q, which this entity does not declare; add it to the entity's events or remove the event from the journal", ref, e.Seq, e.EventType)
+				return unknownEventError(ref, e)
 			}
 			if err := proto.Unmarshal(e.Payload, msg); err != nil {
 				return status.Errorf(codes.Internal, "load %s: decode event %d (%s): %v", ref, e.Seq, e.EventType, err)

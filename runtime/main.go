@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -140,6 +141,8 @@ type serverConfig struct {
 	tlsCert           string
 	tlsKey            string
 	traces            tracesConfig // from the OTEL_* environment
+	// allowUnknownEvents: WithAllowUnknownEvents.
+	allowUnknownEvents bool
 }
 
 // parseFlags parses the flags of fs's command (commandFlags) into a
@@ -202,6 +205,15 @@ func parseFlags(cmdFlags *flag.FlagSet, args []string, getenv func(string) strin
 		errs = append(errs, err)
 	}
 	c.traces = traces
+	allowUnknown := false
+	if v := getenv("STATEFUN_ALLOW_UNKNOWN_EVENTS"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("$STATEFUN_ALLOW_UNKNOWN_EVENTS=%q is not a boolean (use true or false)", v))
+		}
+		allowUnknown = b
+	}
+	fs.BoolVar(&c.allowUnknownEvents, "allow-unknown-events", allowUnknown, "serve although the store holds events of an entity type that this binary does not declare; entities whose history holds one fail to load ($STATEFUN_ALLOW_UNKNOWN_EVENTS)")
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}

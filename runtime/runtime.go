@@ -80,6 +80,7 @@ type config struct {
 	consumers            []*Consumer
 	cluster              *ClusterConfig
 	tracerProvider       trace.TracerProvider
+	allowUnknownEvents   bool
 }
 
 // Option configures a Runtime.
@@ -200,6 +201,12 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 	}
 	errs = append(errs, validateConsumers(cfg.consumers)...)
 	if err := errors.Join(errs...); err != nil {
+		if cfg.ownStore {
+			_ = cfg.store.Close()
+		}
+		return nil, fmt.Errorf("statefun: %w", err)
+	}
+	if err := r.checkEventTypes(entities); err != nil {
 		if cfg.ownStore {
 			_ = cfg.store.Close()
 		}

@@ -225,6 +225,9 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 	defer func() { stopTracing(stopBy) }()
 	opts := []Option{WithStore(st), WithLogger(log), WithConsumers(consumers...), WithCommitConcurrency(c.commitConcurrency)}
 	opts = append(opts, WithTracerProvider(tp))
+	if c.allowUnknownEvents {
+		opts = append(opts, WithAllowUnknownEvents())
+	}
 	if c.databaseURL != "" {
 		// Every server on Postgres is a node of a cluster, of one node
 		// when it is alone: two servers on one database share the

@@ -260,6 +260,13 @@ var storageMutants = []mutant{
 		pkg:  "./runtime/", run: "TestStableNamesOnDisk",
 	},
 	{
+		name: "stable names: commits do not register their event types (9)",
+		file: "runtime/store/memory/memory.go",
+		old:  `		s.registerEventType(e.Entity.Type, e.EventType)`,
+		new:  ``,
+		pkg:  "./runtime/", run: "TestStartupRefusesUnknownStoredEvents$",
+	},
+	{
 		name: "recovery: a snapshot's events are replayed again (7)",
 		file: "runtime/host.go",
 		old:  `				inst.seq, inst.snapshotSeq = snap.Seq, snap.Seq`,

@@ -136,8 +136,9 @@ var ErrOutcomeUnknown = errors.New("the commit's outcome is unknown")
 
 // Store keeps entity history. Implementations are safe for concurrent use.
 type Store interface {
-	// Commit writes the batch atomically, outcomes included: all of it is
-	// durable when Commit returns nil. When some entities' history changed
+	// Commit writes the batch atomically, outcomes and the registration
+	// of its events' types (EventTypes) included: all of it is durable
+	// when Commit returns nil. When some entities' history changed
 	// under the writer, or one of their outcomes' keys is already
 	// answered (stored and not expired), it returns a *ConflictError
 	// naming them, and writes nothing; an expired outcome with the same
@@ -188,6 +189,16 @@ type Store interface {
 
 	// SaveConsumerPosition durably records where a consumer stopped.
 	SaveConsumerPosition(ctx context.Context, consumer, entityType string, pos Position) error
+
+	// EventTypes returns, per entity type, the name of every event type
+	// ever committed for it, sorted; entity types without events are
+	// absent. It reads a registry, not the journal: Commit records each
+	// (entity type, event type) pair it has not recorded before in the
+	// batch's own transaction, so no event is ever stored under a type
+	// missing here (INVARIANTS.md, invariant 9). Nothing is removed. The
+	// runtime reads it at startup to refuse serving entities whose stored
+	// events its binary could not apply.
+	EventTypes(ctx context.Context) (map[string][]string, error)
 
 	// Close releases the store's resources.
 	Close() error

@@ -22,12 +22,12 @@
 //
 // # File layout
 //
-// dir/statefun.db holds nine buckets. Entity types, IDs, keys and
+// dir/statefun.db holds ten buckets. Entity types, IDs, keys and
 // consumer names are arbitrary bytes, so every variable-length field
 // that something follows is length-prefixed (uvarint) and no key can be
 // read two ways:
 //
-//	meta            "format"                    → uint64 format version (3)
+//	meta            "format"                    → uint64 format version (4)
 //	events          len‖type‖len‖id‖seq         → len‖event type‖payload
 //	values          len‖type‖len‖id             → version‖payload
 //	snapshots       len‖type‖len‖id             → seq‖payload
@@ -36,6 +36,7 @@
 //	consumers       len‖consumer‖len‖type       → n the consumer has read up to
 //	outcomes        len‖type‖len‖id‖key         → expires‖code‖len‖message‖reply
 //	outcome-expiry  expires‖len‖type‖len‖id‖key → nothing (an index)
+//	event-types     len‖type‖event type         → nothing (the registry of EventTypes)
 //
 // seq, version and n are big-endian uint64, so bbolt's byte order is
 // numeric order and a cursor reads a history in seq order and a feed in n
@@ -47,7 +48,15 @@
 // a newer format version rather than misread it, and upgrades an older
 // one in place, in one transaction, the first time a newer binary opens
 // it: a format 1 file gets its feeds built from its events, and a file
-// before format 3 gets the (empty) outcome buckets.
+// before format 3 gets the (empty) outcome buckets, and one before format
+// 4 its event type registry, built from its events.
+//
+// # Event types
+//
+// Commit registers each (entity type, event type) pair of its events in
+// the event-types bucket, inside its write transaction, so the registry
+// and the journal cannot disagree after a crash: no event is stored
+// under a type the registry lacks (INVARIANTS.md, invariant 9).
 //
 // # Feeds
 //
@@ -82,6 +91,7 @@ package embedded
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -284,6 +294,9 @@ func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 			}
 		}
 		if err := writeOutcomes(tx, b.Outcomes, outcomeWrites); err != nil {
+			return err
+		}
+		if err := registerEventTypes(tx, b.Events); err != nil {
 			return err
 		}
 		return appendToFeeds(tx, b.Events, eventKeys)
@@ -498,6 +511,32 @@ func (s *Store) DeleteSnapshots(ctx context.Context, entityType string) error {
 		return nil
 	})
 	return s.txError(err, func() string { return fmt.Sprintf("delete snapshots of %q", entityType) })
+}
+
+// EventTypes implements store.Store: one read of the registry bucket.
+func (s *Store) EventTypes(ctx context.Context) (map[string][]string, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	types := map[string][]string{}
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(eventTypesBucket).ForEach(func(k, _ []byte) error {
+			size := typePrefixSize(k)
+			if size == 0 {
+				return fmt.Errorf("event type key %x is damaged; restore the data directory from a backup", k)
+			}
+			_, lenSize := binary.Uvarint(k)
+			entityType := string(k[lenSize:size])
+			// Keys sort by entity type, then by event type: each list
+			// comes out sorted.
+			types[entityType] = append(types[entityType], string(k[size:]))
+			return nil
+		})
+	})
+	if err := s.txError(err, func() string { return "read the event types" }); err != nil {
+		return nil, err
+	}
+	return types, nil
 }
 
 // LoadValue implements store.Store.

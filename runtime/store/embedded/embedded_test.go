@@ -101,6 +101,10 @@ func TestDataSurvivesReopen(t *testing.T) {
 	if err := s.Commit(ctx, &store.Batch{Events: []store.Event{{Entity: cart, Seq: 3, EventType: "E"}}}); err != nil {
 		t.Errorf("next write after reopen: %v", err)
 	}
+	// The event type registry survives, and goes on growing.
+	if types, err := s.EventTypes(ctx); err != nil || fmt.Sprint(types) != "map[cart:[E ItemAdded]]" {
+		t.Errorf("event types after reopen: %v, %v; want map[cart:[E ItemAdded]]", types, err)
+	}
 	// So do the stored answers, and the fence of their keys.
 	if o, found, err := s.LoadOutcome(ctx, cart, "add-b"); err != nil || !found || string(o.Reply) != "added" {
 		t.Errorf("outcome after reopen: %+v found=%v err=%v", o, found, err)
@@ -170,7 +174,7 @@ func TestBadFile(t *testing.T) {
 				return err
 			}
 			return meta.Put([]byte("format"), binary.BigEndian.AppendUint64(nil, 99))
-		}), "the file has format version 99, written by a newer statefun; this binary reads formats up to 3: upgrade statefun"},
+		}), "the file has format version 99, written by a newer statefun; this binary reads formats up to 4: upgrade statefun"},
 		{"DamagedFormat", writeBolt(func(tx *bolt.Tx) error {
 			meta, err := tx.CreateBucket([]byte("meta"))
 			if err != nil {

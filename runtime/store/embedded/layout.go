@@ -23,7 +23,12 @@ import (
 //     empty buckets to an older file. An older binary must not open a
 //     file with outcomes: it would not consult them, and would run again
 //     a command whose answer is stored.
-const formatVersion = 3
+//  4. the registry of event types per entity type (EventTypes). Open
+//     builds it from the events of an older file. An older binary must
+//     not open a file with a registry: it would store events without
+//     registering their types, and the startup check that reads the
+//     registry would miss them.
+const formatVersion = 4
 
 // Bucket names and the meta key. They are names on disk: never rename them.
 var (
@@ -37,6 +42,7 @@ var (
 	outcomesBucket  = []byte("outcomes")
 	// outcomeExpiryBucket is the expiry index of the outcomes.
 	outcomeExpiryBucket = []byte("outcome-expiry")
+	eventTypesBucket    = []byte("event-types")
 
 	formatKey = []byte("format")
 )
@@ -179,8 +185,8 @@ func initLayout(tx *bolt.Tx) error {
 		return fmt.Errorf("the file has unknown format version %d (this binary reads formats 1 to %d): the file is damaged; restore it from a backup", version, formatVersion)
 	}
 	// Creating the buckets a format lacks is the whole upgrade from 2 to
-	// 3, and part of the upgrade from 1.
-	for _, name := range [][]byte{eventsBucket, valuesBucket, snapshotsBucket, feedBucket, feedHeadsBucket, consumersBucket, outcomesBucket, outcomeExpiryBucket} {
+	// 3, and part of the upgrades from 1 and to 4.
+	for _, name := range [][]byte{eventsBucket, valuesBucket, snapshotsBucket, feedBucket, feedHeadsBucket, consumersBucket, outcomesBucket, outcomeExpiryBucket, eventTypesBucket} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -188,6 +194,11 @@ func initLayout(tx *bolt.Tx) error {
 	if version == 1 {
 		if err := buildFeeds(tx); err != nil {
 			return fmt.Errorf("upgrade the file from format 1 to 2: %w", err)
+		}
+	}
+	if version < 4 {
+		if err := buildEventTypes(tx); err != nil {
+			return fmt.Errorf("upgrade the file from format %d to 4: %w", version, err)
 		}
 	}
 	if version < formatVersion {
@@ -236,6 +247,68 @@ func buildFeeds(tx *bolt.Tx) error {
 		}
 	}
 	return saveHead()
+}
+
+// buildEventTypes fills the event type registry of a file written before
+// format 4 from its events: one scan of the journal, once, in the
+// transaction that opens the file (a crash leaves the file in its old
+// format, to be upgraded on the next open). Later, Commit registers the
+// types of the events it writes in their own transaction.
+func buildEventTypes(tx *bolt.Tx) error {
+	registry := tx.Bucket(eventTypesBucket)
+	c := tx.Bucket(eventsBucket).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		size := typePrefixSize(k)
+		if size == 0 || len(k) < size+8 {
+			return fmt.Errorf("event key %x is damaged; restore the data directory from a backup", k)
+		}
+		n, lenSize := binary.Uvarint(v)
+		if lenSize <= 0 || n > uint64(len(v)-lenSize) {
+			return fmt.Errorf("event %x is damaged: bad event type length; restore the data directory from a backup", k)
+		}
+		// k and v point into the memory map, which the commit may
+		// replace, and Put keeps its key until then: build a fresh one.
+		key := append(bytes.Clone(k[:size]), v[lenSize:lenSize+int(n)]...)
+		if registry.Get(key) == nil {
+			if err := registry.Put(key, []byte{}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// eventTypeKey is typePrefix ‖ event type, the key of a pair in the event
+// type registry; the value is empty. The type prefix is prefix-free, so
+// the rest of the key is the event type, and the keys of one entity type
+// are those that start with its typePrefix.
+func eventTypeKey(entityType, eventType string) []byte {
+	k := make([]byte, 0, binary.MaxVarintLen64+len(entityType)+len(eventType))
+	k = typePrefix(k, entityType)
+	return append(k, eventType...)
+}
+
+// registerEventTypes records in the registry the event types of events
+// that it lacks, inside the transaction that writes them. There is no
+// cache in memory (the Postgres store has one): a lookup walks bbolt's
+// B+tree in the memory map, cheap next to the writes of the same
+// transaction, and looking before putting keeps a registered pair from
+// dirtying its page.
+func registerEventTypes(tx *bolt.Tx, events []store.Event) error {
+	registry := tx.Bucket(eventTypesBucket)
+	for i, e := range events {
+		if i > 0 && e.Entity.Type == events[i-1].Entity.Type && e.EventType == events[i-1].EventType {
+			continue // an entity's events often share a type
+		}
+		key := eventTypeKey(e.Entity.Type, e.EventType)
+		if registry.Get(key) != nil {
+			continue
+		}
+		if err := registry.Put(key, []byte{}); err != nil {
+			return fmt.Errorf("register event type %q of %q: %w", e.EventType, e.Entity.Type, err)
+		}
+	}
+	return nil
 }
 
 // typePrefixSize returns the length of the typePrefix that key starts

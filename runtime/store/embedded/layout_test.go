@@ -84,6 +84,9 @@ func TestOpenUpgradesFormat1(t *testing.T) {
 	if got, _ := feed("carts", ""); strings.Join(got, " ") != "a#1:other type" {
 		t.Errorf("carts feed after the upgrade = %q", got)
 	}
+	if types, err := s.EventTypes(t.Context()); err != nil || fmt.Sprint(types) != "map[cart:[E] carts:[E]]" {
+		t.Errorf("event types after the upgrade = %v, %v; want map[cart:[E] carts:[E]]", types, err)
+	}
 	if head, err := s.FeedHead(t.Context(), "cart"); err != nil || head != last {
 		t.Errorf("FeedHead = %q, %v; want %q", head, err, last)
 	}
@@ -159,6 +162,64 @@ func TestOpenUpgradesFormat2(t *testing.T) {
 	}
 	if n, err := s.ExpireOutcomes(t.Context(), time.Now().Add(2*time.Hour), 10); err != nil || n != 1 {
 		t.Errorf("ExpireOutcomes after the upgrade = %d, %v; want 1", n, err)
+	}
+}
+
+// TestOpenUpgradesFormat3 opens a file written before the event type
+// registry existed: Open builds the registry from the stored events, once,
+// and later commits add to it.
+func TestOpenUpgradesFormat3(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, err := Open(dir, WithNoSync(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(t.Context(), &store.Batch{Events: []store.Event{
+		{Entity: store.Ref{Type: "cart", ID: "a"}, Seq: 1, EventType: "ItemAdded"},
+		{Entity: store.Ref{Type: "cart", ID: "a"}, Seq: 2, EventType: "CheckedOut"},
+		{Entity: store.Ref{Type: "cart", ID: "b"}, Seq: 1, EventType: "ItemAdded"},
+		{Entity: store.Ref{Type: "cartItemAdded", ID: "a"}, Seq: 1, EventType: ""},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	// Turn the file back into format 3: no registry.
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(eventTypesBucket); err != nil {
+			return err
+		}
+		return tx.Bucket(metaBucket).Put(formatKey, binary.BigEndian.AppendUint64(nil, 3))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = Open(dir, WithNoSync(true))
+	if err != nil {
+		t.Fatalf("Open of a format 3 file: %v", err)
+	}
+	defer s.Close()
+	types, err := s.EventTypes(t.Context())
+	if want := `map[cart:[CheckedOut ItemAdded] cartItemAdded:[]]`; err != nil || fmt.Sprint(types) != want {
+		t.Errorf("event types after the upgrade = %v, %v; want %s", types, err, want)
+	}
+	if got := types["cartItemAdded"]; len(got) != 1 || got[0] != "" {
+		t.Errorf("event types of cartItemAdded = %q, want one, the empty name", got)
+	}
+	if err := s.Commit(t.Context(), &store.Batch{Events: []store.Event{{Entity: store.Ref{Type: "cart", ID: "b"}, Seq: 2, EventType: "ItemRemoved"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if types, err := s.EventTypes(t.Context()); err != nil || fmt.Sprint(types["cart"]) != "[CheckedOut ItemAdded ItemRemoved]" {
+		t.Errorf("event types of cart after a commit = %v, %v", types["cart"], err)
+	}
+	var version uint64
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		version = binary.BigEndian.Uint64(tx.Bucket(metaBucket).Get(formatKey))
+		return nil
+	}); err != nil || version != formatVersion {
+		t.Errorf("format version after the upgrade = %d (%v), want %d", version, err, formatVersion)
 	}
 }
 

@@ -9,6 +9,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -31,6 +32,9 @@ type Store struct {
 	feeds     map[string][]feedEntry
 	positions map[consumerKey]store.Position
 	outcomes  map[outcomeKey]store.Outcome
+	// eventTypes is the registry of EventTypes: entity type -> event
+	// types committed for it.
+	eventTypes map[string]map[string]bool
 	// The cluster's tables (store.Cluster), judged by the process clock.
 	shards int
 	nodes  map[string]store.Node
@@ -55,14 +59,15 @@ var _ store.Store = (*Store)(nil)
 // New returns an empty store.
 func New() *Store {
 	return &Store{
-		events:    map[store.Ref][]store.Event{},
-		values:    map[store.Ref]store.Value{},
-		snapshots: map[store.Ref]store.Snapshot{},
-		feeds:     map[string][]feedEntry{},
-		positions: map[consumerKey]store.Position{},
-		outcomes:  map[outcomeKey]store.Outcome{},
-		nodes:     map[string]store.Node{},
-		leases:    map[int]store.Lease{},
+		events:     map[store.Ref][]store.Event{},
+		values:     map[store.Ref]store.Value{},
+		snapshots:  map[store.Ref]store.Snapshot{},
+		feeds:      map[string][]feedEntry{},
+		positions:  map[consumerKey]store.Position{},
+		outcomes:   map[outcomeKey]store.Outcome{},
+		eventTypes: map[string]map[string]bool{},
+		nodes:      map[string]store.Node{},
+		leases:     map[int]store.Lease{},
 	}
 }
 
@@ -118,6 +123,7 @@ func (s *Store) Commit(_ context.Context, b *store.Batch) error {
 		e.Payload = slices.Clone(e.Payload)
 		s.events[e.Entity] = append(s.events[e.Entity], e)
 		s.feeds[e.Entity.Type] = append(s.feeds[e.Entity.Type], feedEntry{ref: e.Entity, seq: e.Seq})
+		s.registerEventType(e.Entity.Type, e.EventType)
 	}
 	for _, v := range b.Values {
 		v.Payload = slices.Clone(v.Payload)
@@ -128,6 +134,32 @@ func (s *Store) Commit(_ context.Context, b *store.Batch) error {
 		s.outcomes[outcomeKey{o.Entity, o.Key}] = o
 	}
 	return nil
+}
+
+// registerEventType records an event type of an entity type for
+// EventTypes. Commit calls it under the write lock, with the events: the
+// memory store's "transaction".
+func (s *Store) registerEventType(entityType, eventType string) {
+	types := s.eventTypes[entityType]
+	if types == nil {
+		types = map[string]bool{}
+		s.eventTypes[entityType] = types
+	}
+	types[eventType] = true
+}
+
+// EventTypes implements store.Store.
+func (s *Store) EventTypes(context.Context) (map[string][]string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	out := make(map[string][]string, len(s.eventTypes))
+	for entityType, types := range s.eventTypes {
+		out[entityType] = slices.Sorted(maps.Keys(types))
+	}
+	return out, nil
 }
 
 // LoadOutcome implements store.Store.

@@ -62,10 +62,12 @@ func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 	if err != nil {
 		return s.wrap(err, "commit %s", describeBatch(b))
 	}
+	plan.newEventTypes = s.eventTypes.unregistered(b.Events)
 	err = conn.SendBatch(ctx, plan.commitStatements(b, s.sql)).Close()
 	conn.Release()
 	switch {
 	case err == nil:
+		s.eventTypes.registered(plan.newEventTypes)
 		return nil
 	case outcomeUnknown(err):
 		return fmt.Errorf("postgres: commit %s: %w: %w; reload its entities to learn what was stored", describeBatch(b), store.ErrOutcomeUnknown, err)
@@ -242,6 +244,9 @@ type commitPlan struct {
 	values     []valueRun
 	outcomes   []outcomeKey // in batch order
 	consistent bool
+	// newEventTypes are the batch's (entity type, event type) pairs that
+	// the store has not registered yet, sorted.
+	newEventTypes []eventType
 }
 
 // eventRun is the events of one entity in a batch.
@@ -415,6 +420,15 @@ func (p *commitPlan) commitStatements(b *store.Batch, sql *statements) *pgx.Batc
 			keys[i], messages[i], replies[i] = notNull([]byte(o.Key)), notNull([]byte(o.Message)), notNull(o.Reply)
 		}
 		batch.Queue(sql.insertOutcomes, expires, codes, hashes, types, ids, keys, messages, replies)
+	}
+	// Last: see register-event-types in queries.sql.
+	if len(p.newEventTypes) > 0 {
+		entityTypes := make([]string, len(p.newEventTypes))
+		eventTypes := make([]string, len(p.newEventTypes))
+		for i, t := range p.newEventTypes {
+			entityTypes[i], eventTypes[i] = t.entityType, t.eventType
+		}
+		batch.Queue(sql.registerEventTypes, entityTypes, eventTypes)
 	}
 	return batch
 }

@@ -13,6 +13,7 @@
 //	consumer_positions  (consumer, entity_type)       -> position
 //	outcomes            (key_hash)                    -> entity_type, entity_id, key, expires, code, message, reply
 //	                    index on expires
+//	event_types         (entity_type, event_type)     -> first_seen_at
 //	cluster_config      (one row)                     -> shards, created_at
 //	cluster_nodes       (id)                          -> address, started_at, heartbeat
 //	shard_leases        (shard)                       -> owner, epoch, expires
@@ -54,7 +55,8 @@
 // # One round trip per commit
 //
 // Commit sends its statements (gap check, one INSERT of all events from
-// arrays, one statement for all values, one for all outcomes) as a
+// arrays, one statement for all values, one for all outcomes, and one
+// registering event types the store has not seen committed before) as a
 // single pgx batch: one
 // pipeline ending in one Sync. Without BEGIN, Postgres runs everything up
 // to a Sync as one implicit transaction and rolls all of it back when any
@@ -266,6 +268,9 @@ type Store struct {
 	schema   string
 	sql      *statements
 	closed   atomic.Bool
+	// eventTypes are the pairs of the event type registry this store
+	// knows to be registered.
+	eventTypes eventTypeCache
 }
 
 var _ store.Store = (*Store)(nil)

@@ -56,6 +56,22 @@ FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::text[], $5::bytea[])
     WITH ORDINALITY AS e (entity_type, entity_id, seq, event_type, payload, n)
 ORDER BY e.n;
 
+-- name: register-event-types
+-- The event types of the batch's events that this store has not
+-- registered since it was opened (store.Store.EventTypes). It comes last
+-- in the pipeline, so that a transaction holding a registry row's lock
+-- waits for nothing but later rows of its own statement; the rows arrive
+-- sorted, so concurrent commits lock them in one order. ON CONFLICT DO
+-- NOTHING: another process (or a racing commit of this one) registering
+-- the same pair is not a conflict.
+INSERT INTO {{schema}}.event_types (entity_type, event_type)
+SELECT * FROM unnest($1::text[], $2::text[])
+ON CONFLICT DO NOTHING;
+
+-- name: event-types
+SELECT entity_type, event_type FROM {{schema}}.event_types
+ORDER BY entity_type, event_type;
+
 -- name: write-values
 -- One row per entity: the last version of the batch, applied only where
 -- the stored version is the one before the batch's first (0: no row yet).

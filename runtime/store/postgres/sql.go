@@ -30,11 +30,13 @@ type statements struct {
 	appliedMigrations     string
 	recordMigration       string
 
-	checkEventGaps string
-	insertEvents   string
-	writeValues    string
-	eventHeads     string
-	valueVersions  string
+	checkEventGaps     string
+	insertEvents       string
+	registerEventTypes string
+	eventTypes         string
+	writeValues        string
+	eventHeads         string
+	valueVersions      string
 
 	insertOutcomes   string
 	answeredOutcomes string
@@ -81,11 +83,13 @@ func newStatements(quotedSchema string) *statements {
 		appliedMigrations:     q("applied-migrations"),
 		recordMigration:       q("record-migration"),
 
-		checkEventGaps: q("check-event-gaps"),
-		insertEvents:   q("insert-events"),
-		writeValues:    q("write-values"),
-		eventHeads:     q("event-heads"),
-		valueVersions:  q("value-versions"),
+		checkEventGaps:     q("check-event-gaps"),
+		insertEvents:       q("insert-events"),
+		registerEventTypes: q("register-event-types"),
+		eventTypes:         q("event-types"),
+		writeValues:        q("write-values"),
+		eventHeads:         q("event-heads"),
+		valueVersions:      q("value-versions"),
 
 		insertOutcomes:   q("insert-outcomes"),
 		answeredOutcomes: q("answered-outcomes"),

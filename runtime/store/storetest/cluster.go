@@ -33,6 +33,7 @@ var clusterTests = []struct {
 	{"LeaveKeepsLeases", testLeaveKeepsLeases},
 	{"FencedCommitWrites", testFencedCommitWrites},
 	{"StaleFenceWritesNothing", testStaleFenceWritesNothing},
+	{"StaleFenceRegistersNoEventTypes", testStaleFenceRegistersNoEventTypes},
 	{"FenceAndSeqBothStale", testFenceAndSeqBothStale},
 	{"FencedSnapshot", testFencedSnapshot},
 	{"FencedConsumerPosition", testFencedConsumerPosition},
@@ -401,6 +402,22 @@ func testStaleFenceWritesNothing(t *testing.T, s store.Store, c store.Cluster) {
 	// What a still holds, it writes.
 	commit(t, s, fencedBatch(ref, fenceOf(held[0])))
 	equalEvents(t, readAll(t, s, ref, 0), fencedBatch(ref, nil).Events)
+}
+
+// testStaleFenceRegistersNoEventTypes: a fenced batch refused registers
+// none of its event types, and registers them once its fence holds.
+func testStaleFenceRegistersNoEventTypes(t *testing.T, s store.Store, c store.Cluster) {
+	initShards(t, c, 1)
+	old := acquire(t, c, "a", live, 0)
+	cur := acquire(t, c, "a", live, 0)
+	ref := store.Ref{Type: "cart", ID: "c1"}
+	batch := func(fence *store.Fence) *store.Batch {
+		return &store.Batch{Events: []store.Event{ev(ref, 1, "Fenced", "")}, Fence: fence}
+	}
+	wantFenced(t, s.Commit(ctx, batch(fenceOf(old...))), 0)
+	wantEventTypes(t, s, "")
+	commit(t, s, batch(fenceOf(cur...)))
+	wantEventTypes(t, s, `"cart": ["Fenced"]`)
 }
 
 // testFenceAndSeqBothStale: a batch refused for both reasons writes

@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ClosedStore", testClosedStore},
 	}
 	tests = append(tests, feedTests...)
+	tests = append(tests, eventTypeTests...)
 	for _, tt := range append(tests, outcomeTests...) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := open(t)
@@ -375,5 +376,8 @@ func testClosedStore(t *testing.T, s store.Store) {
 	ref := store.Ref{Type: "cart", ID: "c1"}
 	if err := s.Commit(ctx, &store.Batch{Events: []store.Event{ev(ref, 1, "E", "x")}}); err == nil {
 		t.Error("Commit after Close succeeded")
+	}
+	if _, err := s.EventTypes(ctx); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("EventTypes after Close: %v, want store.ErrClosed", err)
 	}
 }
