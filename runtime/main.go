@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,8 +98,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // usage lists the commands, then the flags of fs's command.
 func usage(w io.Writer, fs *flag.FlagSet) {
-	fmt.Fprintln(w, `usage: <server> [command] [flags]
-
+	fmt.Fprintf(w, "usage: %s [command] [flags]\n", filepath.Base(os.Args[0]))
+	fmt.Fprintln(w, `
 commands:
   serve     serve the entities over gRPC and HTTP/JSON (the default)
   migrate   create or upgrade the Postgres schema, then exit (serve does it too, on start)
