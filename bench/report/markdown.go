@@ -34,6 +34,7 @@ func Markdown(r *Results, chart string) (string, error) {
 	writeJournal(w, r, top)
 	writeDBWork(w, r, top)
 	writeProxied(w, r)
+	writeHTTP(w, r)
 	writeCluster(w, r)
 	writeProfile(w, r, top)
 	writeGoBench(w, r)
@@ -55,6 +56,11 @@ func Markdown(r *Results, chart string) (string, error) {
 			problems = append(problems, "cluster: "+p)
 		}
 	}
+	if r.HTTP != nil {
+		for _, p := range r.HTTP.Problems {
+			problems = append(problems, "HTTP/JSON: "+p)
+		}
+	}
 	if len(problems) > 0 {
 		w.p("## Problems during the run")
 		for _, p := range problems {
@@ -69,7 +75,7 @@ func writeTargets(w *writer, r *Results, top int) {
 	w.p("## Targets")
 	w.p("The targets of issue 5, judged at concurrency %d (the highest measured) on uniform cart popularity; "+
 		"then the same targets on the skewed popularity, the in-process targets of the runtime's Go benchmarks, "+
-		"and the cluster's targets, explained under [Cluster](#cluster).", top)
+		"the cluster's targets, explained under [Cluster](#cluster), and the HTTP/JSON targets of issue 13, explained under [HTTP/JSON](#httpjson).", top)
 	w.row("Target", "Wanted", "Measured", "")
 	w.row("---", "---", "---", "---")
 	marked := false
