@@ -237,6 +237,10 @@ func writeMethod(w *writer, r *Results) {
 	w.line("- **CPU** per cell comes from `/proc`: the server's process, Postgres's backends for the benchmark's databases plus its background " +
 		"writers, the load generator (this driver), the kernel's packet processing (softirq, charged to no process), and the rest of the machine.")
 	w.line("- **Database work** is counted three ways, explained under [Database work](#database-work).")
+	if r.HTTP != nil {
+		w.line("- **HTTP/JSON**: the statefun server's HTTP port, called with Connect JSON over HTTP/1.1 and HTTP/2, is measured apart, " +
+			"against a no-op Connect server: see [HTTP/JSON](#httpjson).")
+	}
 	w.nl()
 }
 
