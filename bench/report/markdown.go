@@ -73,9 +73,13 @@ func Markdown(r *Results, chart string) (string, error) {
 
 func writeTargets(w *writer, r *Results, top int) {
 	w.p("## Targets")
+	httpNote := ""
+	if r.HTTP != nil {
+		httpNote = ", and the HTTP/JSON targets of issue 13, explained under [HTTP/JSON](#httpjson)"
+	}
 	w.p("The targets of issue 5, judged at concurrency %d (the highest measured) on uniform cart popularity; "+
 		"then the same targets on the skewed popularity, the in-process targets of the runtime's Go benchmarks, "+
-		"the cluster's targets, explained under [Cluster](#cluster), and the HTTP/JSON targets of issue 13, explained under [HTTP/JSON](#httpjson).", top)
+		"and the cluster's targets, explained under [Cluster](#cluster)%s.", top, httpNote)
 	w.row("Target", "Wanted", "Measured", "")
 	w.row("---", "---", "---", "---")
 	marked := false
