@@ -70,7 +70,7 @@ mutants: ## Check the invariant tests can fail: apply each mutation in reliabili
 	go run ./reliability/mutants
 
 .PHONY: bench
-bench: ## Run the benchmarks (not part of test; about 12 minutes) and rewrite BENCHMARKS.md and bench/results/.
+bench: ## Run the benchmarks (not part of test; about 14 minutes) and rewrite BENCHMARKS.md and bench/results/.
 	.ci/ensure-postgres
 	go run ./bench
 
@@ -78,6 +78,11 @@ bench: ## Run the benchmarks (not part of test; about 12 minutes) and rewrite BE
 bench-cluster: ## Run only the cluster benchmarks (about 3 minutes), merge them into bench/results/results.json and rewrite BENCHMARKS.md.
 	.ci/ensure-postgres
 	go run ./bench -only cluster
+
+.PHONY: bench-http
+bench-http: ## Run only the HTTP/JSON cells (Connect JSON over HTTP/1.1 and h2c; about 2 minutes), merge them into bench/results/results.json and rewrite BENCHMARKS.md.
+	.ci/ensure-postgres
+	go run ./bench -only http
 
 .PHONY: lint
 lint: ## Lint Go (golangci-lint) and protos (buf lint, buf format).

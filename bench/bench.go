@@ -91,11 +91,17 @@ func (b *bench) setup(ctx context.Context) error {
 	b.res.Machine.Postgres, b.res.Machine.PostgresConf = postgresInfo(ctx, b.admin)
 
 	log.Printf("building the systems into %s", b.tmp)
+	full := b.o.only == ""
 	builds := map[string]string{"shoppingcart": "./examples/shoppingcart"}
-	if !b.clusterOnly() {
+	if full || b.httpOnly() {
 		builds["noopserver"] = "./bench/cmd/noopserver"
+	}
+	if full {
 		builds["baselineserver"] = "./bench/cmd/baselineserver"
 		builds["pgproxy"] = "./bench/cmd/pgproxy"
+	}
+	if (full && !b.o.skipHTTP) || b.httpOnly() {
+		builds["noopconnect"] = "./bench/cmd/noopconnect"
 	}
 	for name, pkg := range builds {
 		bin := filepath.Join(b.tmp, name)
@@ -104,7 +110,7 @@ func (b *bench) setup(ctx context.Context) error {
 		}
 		b.bins[name] = bin
 	}
-	if !b.o.skipProfile && !b.clusterOnly() {
+	if !b.o.skipProfile && full {
 		if err := b.buildProfiled(ctx); err != nil {
 			return err
 		}
@@ -113,10 +119,13 @@ func (b *bench) setup(ctx context.Context) error {
 	// A database per system that uses Postgres: its pg_stat_database row
 	// then counts that system's work and nothing else's.
 	var systems []string
-	if !b.clusterOnly() {
-		systems = append(systems, report.Baseline, report.StatefunPostgres)
+	if full {
+		systems = append(systems, report.Baseline)
 	}
-	if !b.o.skipCluster || b.clusterOnly() {
+	if full || b.httpOnly() {
+		systems = append(systems, report.StatefunPostgres)
+	}
+	if (full && !b.o.skipCluster) || b.clusterOnly() {
 		systems = append(systems, report.OneNode, report.ThreeNodes)
 	}
 	for _, sys := range systems {
@@ -153,6 +162,10 @@ func (b *bench) setup(ctx context.Context) error {
 // clusterOnly says whether this run measures the cluster and nothing else.
 func (b *bench) clusterOnly() bool { return b.o.only == "cluster" }
 
+// httpOnly says whether this run measures the HTTP/JSON cells and nothing
+// else.
+func (b *bench) httpOnly() bool { return b.o.only == "http" }
+
 // dbURL is the URL of a system's database, through hostPort when it is
 // not empty (the proxy).
 func (b *bench) dbURL(system, hostPort string) string {
@@ -177,8 +190,9 @@ func (b *bench) run(ctx context.Context) (*report.Results, error) {
 		Carts: o.carts, Zipf: o.zipf, Concurrencies: o.concurrencies, Ramp: o.ramp, Duration: o.duration,
 		ClientConns: o.conns, BaselinePool: o.baselinePool, ProxyDelay: o.proxyDelay, WarmupWorkers: o.warmupWorkers,
 	}
-	if b.clusterOnly() {
-		if err := b.runCluster(ctx); err != nil {
+	if b.o.only != "" {
+		part := map[string]func(context.Context) error{"cluster": b.runCluster, "http": b.runHTTP}[b.o.only]
+		if err := part(ctx); err != nil {
 			return nil, err
 		}
 		b.res.Machine.LoadEnd = loadAverage()
@@ -197,6 +211,11 @@ func (b *bench) run(ctx context.Context) (*report.Results, error) {
 	}
 	if !o.skipProfile {
 		if err := b.runProfile(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if !o.skipHTTP {
+		if err := b.runHTTP(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -401,7 +420,7 @@ func (b *bench) measure(ctx context.Context, s *system, wl, pop string, c int, r
 	s.sent += res.Sent
 	s.writes += int64(float64(res.Sent) * (1 - readFraction))
 	cell := report.Cell{
-		System: s.name, Workload: wl, Popularity: pop, Concurrency: c, ProxyDelay: s.delay,
+		System: s.name, Workload: wl, Popularity: pop, Concurrency: c, Protocol: s.protocol, ProxyDelay: s.delay,
 		Load: res, CPU: cellCPU(first, last),
 	}
 	if s.db != "" {
@@ -411,7 +430,11 @@ func (b *bench) measure(ctx context.Context, s *system, wl, pop string, c int, r
 	if s.clustered {
 		cell.Cluster = cellCluster(first, last)
 	}
-	line := fmt.Sprintf("  %-8s %-7s c=%-3d %-18s %8.0f req/s  p50 %7s  p99 %7s", wl, pop, c, s.name,
+	name := s.name
+	if s.protocol != "" {
+		name += " " + s.protocol
+	}
+	line := fmt.Sprintf("  %-8s %-7s c=%-3d %-18s %8.0f req/s  p50 %7s  p99 %7s", wl, pop, c, name,
 		res.Throughput, time.Duration(res.All.P50).Round(time.Microsecond), time.Duration(res.All.P99).Round(time.Microsecond))
 	if cell.DB != nil && res.Requests > 0 {
 		line += fmt.Sprintf("  %.2f segs/req", float64(cell.DB.ClientSegments)/float64(res.Requests))
@@ -458,6 +481,12 @@ type system struct {
 	clustered bool
 	// route, if set, picks the client of each request (load.Config.Route).
 	route func(cart, worker int) int
+	// protocol is how clients reach the system in the HTTP/JSON part
+	// (report.Cell.Protocol); "" elsewhere.
+	protocol string
+	// connectURL is the base URL of the system's Connect (HTTP/JSON)
+	// endpoint, "" if it has none.
+	connectURL string
 	// Requests answered over the process's life (for its database
 	// counters, which are read when it has exited).
 	sent, writes int64
@@ -560,6 +589,7 @@ func (b *bench) startSystemWith(ctx context.Context, name string, so startOption
 		// The HTTP listener serves /metrics, read at the edges of each
 		// window for the journal's counters; it is idle in between.
 		httpAddr = freeAddr()
+		s.connectURL = "http://" + httpAddr
 		bin, args = b.bins["shoppingcart"], []string{"serve", "--listen", addr, "--http-listen", httpAddr}
 		if name == report.StatefunPostgres {
 			args = append(args, "--database-url", b.dbURL(name, hostPort), "--database-schema", statefunSchema)

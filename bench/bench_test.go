@@ -151,16 +151,39 @@ func TestMergeKeepsTheSavedRun(t *testing.T) {
 		Cells:    []report.Cell{{System: report.Noop}},
 		Commands: []report.Command{{What: "build shoppingcart", Line: "old"}, {What: "start noop", Line: "noop"}},
 		Cluster:  &report.ClusterRun{Nodes: 2},
+		HTTP:     &report.HTTPRun{Revision: "saved"},
 	}
 	part := &report.Results{
 		Commands: []report.Command{{What: "build shoppingcart", Line: "new"}, {What: "start statefun-3-nodes-1", Line: "node"}},
 		Cluster:  &report.ClusterRun{Nodes: 3},
 	}
-	got := merge(saved, part)
-	if len(got.Cells) != 1 || got.Cluster.Nodes != 3 {
-		t.Errorf("merged cells %v, cluster %+v: want the saved cells and the new cluster", got.Cells, got.Cluster)
+	got := merge(saved, part, "cluster")
+	if len(got.Cells) != 1 || got.Cluster.Nodes != 3 || got.HTTP == nil || got.HTTP.Revision != "saved" {
+		t.Errorf("merged cells %v, cluster %+v, HTTP %+v: want the saved cells and HTTP part, and the new cluster", got.Cells, got.Cluster, got.HTTP)
 	}
 	want := []report.Command{{What: "build shoppingcart", Line: "new"}, {What: "start noop", Line: "noop"}, {What: "start statefun-3-nodes-1", Line: "node"}}
+	if !slices.Equal(got.Commands, want) {
+		t.Errorf("merged commands %v, want %v", got.Commands, want)
+	}
+}
+
+func TestMergeHTTPKeepsTheSavedCluster(t *testing.T) {
+	t.Parallel()
+	saved := &report.Results{
+		Cells:    []report.Cell{{System: report.Noop}},
+		Commands: []report.Command{{What: "start noop", Line: "noop"}},
+		Cluster:  &report.ClusterRun{Nodes: 3},
+		HTTP:     &report.HTTPRun{Revision: "old"},
+	}
+	part := &report.Results{
+		Commands: []report.Command{{What: "start noop", Line: "noop again"}, {What: "start noop-connect", Line: "connect"}},
+		HTTP:     &report.HTTPRun{Revision: "new", Cells: []report.Cell{{System: report.NoopConnect, Protocol: report.JSONH2C}}},
+	}
+	got := merge(saved, part, "http")
+	if len(got.Cells) != 1 || got.Cluster == nil || got.Cluster.Nodes != 3 || got.HTTP.Revision != "new" || len(got.HTTP.Cells) != 1 {
+		t.Errorf("merged cells %v, cluster %+v, HTTP %+v: want the saved cells and cluster, and the new HTTP part", got.Cells, got.Cluster, got.HTTP)
+	}
+	want := []report.Command{{What: "start noop", Line: "noop again"}, {What: "start noop-connect", Line: "connect"}}
 	if !slices.Equal(got.Commands, want) {
 		t.Errorf("merged commands %v, want %v", got.Commands, want)
 	}

@@ -17,8 +17,18 @@
 // in the machine's background load during the run hits all systems alike.
 // Then the write workload is repeated with Postgres behind a proxy that
 // adds 0.5 ms each way (package pgproxy), the statefun server is profiled
-// under write load, the cluster is measured, and the runtime's own Go
-// benchmarks run.
+// under write load, the HTTP/JSON cells and the cluster are measured, and
+// the runtime's own Go benchmarks run.
+//
+// The HTTP/JSON cells (http.go) call the statefun server's HTTP port and a
+// no-op Connect server (bench/cmd/noopconnect, connect-go handlers that do
+// nothing) with Connect unary JSON, over HTTP/1.1 and over h2c, writes
+// and reads at every concurrency, with statefun and no-op gRPC measured
+// over gRPC at the top concurrency alongside, for the comparison issue 13
+// asks for: the server CPU a JSON call costs statefun beyond the no-op
+// Connect server's against what a gRPC call costs it beyond no-op gRPC's.
+// They take about two minutes and can run alone (-only http), their
+// results merged into the saved ones.
 //
 // The cluster benchmarks (cluster.go) run the shopping cart server as one
 // node and as three nodes on one database (each on a database of its
@@ -43,9 +53,10 @@
 //
 // Usage (from the repository root):
 //
-//	go run ./bench                    # everything, about 12 minutes
+//	go run ./bench                    # everything, about 14 minutes
 //	go run ./bench -duration 1s -skip-go-bench   # a quick look
 //	go run ./bench -only cluster      # the cluster part alone (about 3 minutes), merged into bench/results/results.json
+//	go run ./bench -only http         # the HTTP/JSON cells alone (about 2 minutes), merged likewise
 //	go run ./bench -render-only       # rewrite BENCHMARKS.md and the chart from bench/results/results.json
 package main
 
@@ -84,8 +95,9 @@ type options struct {
 	skipProxy     bool
 	skipProfile   bool
 	skipCluster   bool
-	// only names the one part to run ("cluster"), whose results are
-	// merged into the saved ones; "" runs everything.
+	skipHTTP      bool
+	// only names the one part to run ("cluster" or "http"), whose
+	// results are merged into the saved ones; "" runs everything.
 	only           string
 	leaseTTL       time.Duration
 	failoverTrials int
@@ -112,7 +124,8 @@ func parseOptions() (options, error) {
 	flag.BoolVar(&o.skipProxy, "skip-proxy", false, "skip the cells with Postgres behind the delaying proxy")
 	flag.BoolVar(&o.skipProfile, "skip-profile", false, "skip the CPU profile of the statefun server")
 	flag.BoolVar(&o.skipCluster, "skip-cluster", false, "skip the cluster benchmarks")
-	flag.StringVar(&o.only, "only", "", `run only this part and merge its results into the saved ones, then render: "cluster"`)
+	flag.BoolVar(&o.skipHTTP, "skip-http", false, "skip the HTTP/JSON cells")
+	flag.StringVar(&o.only, "only", "", `run only this part and merge its results into the saved ones, then render: "cluster" or "http"`)
 	flag.DurationVar(&o.leaseTTL, "lease-ttl", 5*time.Second, "--lease-ttl of the cluster nodes (the server's default is 5s)")
 	flag.IntVar(&o.failoverTrials, "failover-trials", 5, "kill -9 trials of the cluster")
 	flag.BoolVar(&o.renderOnly, "render-only", false, "measure nothing: render the report from the saved results")
@@ -126,8 +139,8 @@ func parseOptions() (options, error) {
 		}
 		o.concurrencies = append(o.concurrencies, n)
 	}
-	if o.only != "" && o.only != "cluster" {
-		return o, fmt.Errorf(`-only %q: the one part that runs alone is "cluster"`, o.only)
+	if o.only != "" && o.only != "cluster" && o.only != "http" {
+		return o, fmt.Errorf(`-only %q: the parts that run alone are "cluster" and "http"`, o.only)
 	}
 	if o.failoverTrials < 1 {
 		return o, fmt.Errorf("-failover-trials %d: want at least 1", o.failoverTrials)
@@ -191,7 +204,7 @@ func run(o options) error {
 		case err != nil:
 			return err
 		default:
-			res = merge(saved, res)
+			res = merge(saved, res, o.only)
 			log.Printf("merged the %s part into the results saved in %s", o.only, resultsFile)
 		}
 	}
@@ -221,11 +234,16 @@ func readResults(file string) (*report.Results, error) {
 	return &res, nil
 }
 
-// merge puts the cluster part of a run into saved results: its results,
-// and its command lines, each replacing the saved line for the same
-// purpose. The rest of the saved run stays as it was measured.
-func merge(saved, part *report.Results) *report.Results {
-	saved.Cluster = part.Cluster
+// merge puts one part of a run ("cluster" or "http") into saved results:
+// its results, and its command lines, each replacing the saved line for
+// the same purpose. The rest of the saved run stays as it was measured.
+func merge(saved, part *report.Results, only string) *report.Results {
+	switch only {
+	case "cluster":
+		saved.Cluster = part.Cluster
+	case "http":
+		saved.HTTP = part.HTTP
+	}
 	for _, c := range part.Commands {
 		i := slices.IndexFunc(saved.Commands, func(s report.Command) bool { return s.What == c.What })
 		if i < 0 {

@@ -161,6 +161,8 @@ func systemTitle(s string) string {
 	switch s {
 	case Noop:
 		return "no-op gRPC"
+	case NoopConnect:
+		return "no-op Connect"
 	case Baseline:
 		return "stateless baseline (Postgres)"
 	case StatefunPostgres:

@@ -34,6 +34,7 @@ func Markdown(r *Results, chart string) (string, error) {
 	writeJournal(w, r, top)
 	writeDBWork(w, r, top)
 	writeProxied(w, r)
+	writeHTTP(w, r)
 	writeCluster(w, r)
 	writeProfile(w, r, top)
 	writeGoBench(w, r)
@@ -55,6 +56,11 @@ func Markdown(r *Results, chart string) (string, error) {
 			problems = append(problems, "cluster: "+p)
 		}
 	}
+	if r.HTTP != nil {
+		for _, p := range r.HTTP.Problems {
+			problems = append(problems, "HTTP/JSON: "+p)
+		}
+	}
 	if len(problems) > 0 {
 		w.p("## Problems during the run")
 		for _, p := range problems {
@@ -67,9 +73,13 @@ func Markdown(r *Results, chart string) (string, error) {
 
 func writeTargets(w *writer, r *Results, top int) {
 	w.p("## Targets")
+	httpNote := ""
+	if r.HTTP != nil {
+		httpNote = ", and the HTTP/JSON targets of issue 13, explained under [HTTP/JSON](#httpjson)"
+	}
 	w.p("The targets of issue 5, judged at concurrency %d (the highest measured) on uniform cart popularity; "+
 		"then the same targets on the skewed popularity, the in-process targets of the runtime's Go benchmarks, "+
-		"and the cluster's targets, explained under [Cluster](#cluster).", top)
+		"and the cluster's targets, explained under [Cluster](#cluster)%s.", top, httpNote)
 	w.row("Target", "Wanted", "Measured", "")
 	w.row("---", "---", "---", "---")
 	marked := false
@@ -231,6 +241,10 @@ func writeMethod(w *writer, r *Results) {
 	w.line("- **CPU** per cell comes from `/proc`: the server's process, Postgres's backends for the benchmark's databases plus its background " +
 		"writers, the load generator (this driver), the kernel's packet processing (softirq, charged to no process), and the rest of the machine.")
 	w.line("- **Database work** is counted three ways, explained under [Database work](#database-work).")
+	if r.HTTP != nil {
+		w.line("- **HTTP/JSON**: the statefun server's HTTP port, called with Connect JSON over HTTP/1.1 and HTTP/2, is measured apart, " +
+			"against a no-op Connect server: see [HTTP/JSON](#httpjson).")
+	}
 	w.nl()
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -186,5 +187,159 @@ func TestMarkdownCluster(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("the report lacks %q", want)
 		}
+	}
+}
+
+// withHTTP adds HTTP/JSON results at concurrency 64, every cell at 10,000
+// req/s, so that a server's µs per call is 100 times its cores. Over gRPC
+// statefun's server costs 80 µs per write and 45 per read against no-op
+// gRPC's 40 and 35: excesses of 40 and 10. Over Connect JSON the no-op
+// Connect server costs 50 µs per write and 40 per read over HTTP/1.1, 45 and
+// 38 over h2c; statefun's HTTP/1.1 costs are the arguments (in cores), its
+// h2c costs 80 µs per write (+35) and 46 per read (+8), within the target.
+// Without h2c, the h2c cells are missing and reported unavailable.
+func withHTTP(r *report.Results, writeHTTP1, readHTTP1 float64, h2c bool) *report.Results {
+	cores := map[string]map[string][2]float64{ // protocol, system: write and read cores
+		report.GRPC:      {report.Noop: {0.4, 0.35}, report.StatefunPostgres: {0.8, 0.45}},
+		report.JSONHTTP1: {report.NoopConnect: {0.5, 0.4}, report.StatefunPostgres: {writeHTTP1, readHTTP1}},
+		report.JSONH2C:   {report.NoopConnect: {0.45, 0.38}, report.StatefunPostgres: {0.8, 0.46}},
+	}
+	r.HTTP = &report.HTTPRun{Started: r.Started, Revision: "abc", Conns: 4}
+	if !h2c {
+		delete(cores, report.JSONH2C)
+		r.HTTP.Unavailable = []report.Unavailable{{System: report.StatefunPostgres, Protocol: report.JSONH2C, Reason: "The server answered over HTTP/1.1."}}
+	}
+	for _, p := range []string{report.GRPC, report.JSONHTTP1, report.JSONH2C} {
+		for s, wr := range cores[p] {
+			for i, wl := range []string{report.Write, report.Read} {
+				r.HTTP.Cells = append(r.HTTP.Cells, report.Cell{System: s, Protocol: p, Workload: wl, Popularity: report.Uniform, Concurrency: 64,
+					Load: load.Result{Requests: 30000, Throughput: 10000, All: load.Latency{P50: 2e6, P99: 8e6}},
+					CPU:  report.CPU{Server: wr[i], Load: 0.5, SoftIRQ: 0.05, Machine: wr[i] + 0.55}})
+			}
+		}
+	}
+	return r
+}
+
+const (
+	httpWriteGoal = "HTTP/JSON: statefun's server CPU per write over Connect JSON beyond the no-op Connect server's per call, " +
+		"against its excess over gRPC beyond no-op gRPC's (concurrency 64)"
+	httpReadGoal = "HTTP/JSON: statefun's server CPU per read over Connect JSON beyond the no-op Connect server's per call, " +
+		"against its excess over gRPC beyond no-op gRPC's (concurrency 64)"
+)
+
+func TestHTTPTargets(t *testing.T) {
+	t.Parallel()
+	type want struct{ status, got string }
+	for _, c := range []struct {
+		name                  string
+		writeHTTP1, readHTTP1 float64
+		h2c                   bool
+		write, read           want
+	}{
+		{
+			name: "writes beyond over HTTP/1.1, reads within", writeHTTP1: 1.0, readHTTP1: 0.49, h2c: true,
+			write: want{"**not met**", "HTTP/1.1 +50 µs (100 vs 50), h2c +35 µs (80 vs 45); gRPC +40 µs (80 vs 40)"},
+			read:  want{"**met**", "HTTP/1.1 +9 µs (49 vs 40), h2c +8 µs (46 vs 38); gRPC +10 µs (45 vs 35)"},
+		},
+		{
+			name: "writes within, reads beyond over HTTP/1.1", writeHTTP1: 0.85, readHTTP1: 0.6, h2c: true,
+			write: want{"**met**", "HTTP/1.1 +35 µs (85 vs 50), h2c +35 µs (80 vs 45); gRPC +40 µs (80 vs 40)"},
+			read:  want{"**not met**", "HTTP/1.1 +20 µs (60 vs 40), h2c +8 µs (46 vs 38); gRPC +10 µs (45 vs 35)"},
+		},
+		{
+			name: "no h2c: judged on HTTP/1.1 alone", writeHTTP1: 0.85, readHTTP1: 0.6, h2c: false,
+			write: want{"**met**", "HTTP/1.1 +35 µs (85 vs 50); gRPC +40 µs (80 vs 40)"},
+			read:  want{"**not met**", "HTTP/1.1 +20 µs (60 vs 40); gRPC +10 µs (45 vs 35)"},
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			got := map[string]report.Target{}
+			for _, tg := range report.Targets(withHTTP(sample(), c.writeHTTP1, c.readHTTP1, c.h2c)) {
+				got[tg.Goal] = tg
+			}
+			for goal, want := range map[string]want{httpWriteGoal: c.write, httpReadGoal: c.read} {
+				tg, ok := got[goal]
+				if !ok {
+					t.Errorf("no target %q", goal)
+					continue
+				}
+				if tg.Status() != want.status || tg.Got != want.got {
+					t.Errorf("%q: %s, %q; want %s, %q", goal, tg.Status(), tg.Got, want.status, want.got)
+				}
+			}
+		})
+	}
+}
+
+// TestHTTPTargetsNeedTheirCells: without the gRPC reference cells, or
+// without any JSON cell, the targets are not judged; without the part,
+// they are not listed.
+func TestHTTPTargetsNeedTheirCells(t *testing.T) {
+	t.Parallel()
+	for name, drop := range map[string]func(report.Cell) bool{
+		"no gRPC cells": func(c report.Cell) bool { return c.Protocol == report.GRPC },
+		"no JSON cells": func(c report.Cell) bool { return c.Protocol != report.GRPC },
+	} {
+		r := withHTTP(sample(), 1.0, 0.49, true)
+		r.HTTP.Cells = slices.DeleteFunc(r.HTTP.Cells, drop)
+		for _, tg := range report.Targets(r) {
+			if (tg.Goal == httpWriteGoal || tg.Goal == httpReadGoal) && tg.Status() != "n/a" {
+				t.Errorf("%s: %q is %s (%q), want n/a", name, tg.Goal, tg.Status(), tg.Got)
+			}
+		}
+	}
+	for _, tg := range report.Targets(sample()) {
+		if strings.HasPrefix(tg.Goal, "HTTP/JSON") {
+			t.Errorf("target %q without HTTP/JSON results", tg.Goal)
+		}
+	}
+}
+
+func TestMarkdownHTTP(t *testing.T) {
+	t.Parallel()
+	md, err := report.Markdown(withHTTP(sample(), 1.0, 0.49, true), "bench/results/throughput.svg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"the HTTP/JSON targets of issue 13, explained under [HTTP/JSON](#httpjson)",
+		"| " + httpWriteGoal + " | no more than over gRPC | HTTP/1.1 +50 µs (100 vs 50), h2c +35 µs (80 vs 45); gRPC +40 µs (80 vs 40) | **not met** |",
+		"## HTTP/JSON", "Measured by the same run", "is measured apart, against a no-op Connect server: see [HTTP/JSON](#httpjson).",
+		"| Workload | c | Protocol | System | req/s |",
+		"| Writes | 64 | gRPC | no-op gRPC | 10,000 | 2.00 ms | 8.00 ms | 40 | 0 | 50 | 5 |",
+		"| Writes | 64 | Connect JSON, HTTP/1.1 | no-op Connect | 10,000 | 2.00 ms | 8.00 ms | 50 | 0 | 50 | 5 |",
+		"| Writes | 64 | Connect JSON, HTTP/1.1 | statefun, Postgres store | 10,000 | 2.00 ms | 8.00 ms | 100 | 0 | 50 | 5 |",
+		"| Reads | 64 | Connect JSON, HTTP/2 (h2c) | statefun, Postgres store | 10,000 |",
+		"### Server CPU per call beyond the no-op servers",
+		"| Writes | gRPC | 80 | 40 | +40 | the allowance |",
+		"| Writes | Connect JSON, HTTP/1.1 | 100 | 50 | +50 | **10 µs beyond** |",
+		"| Writes | Connect JSON, HTTP/2 (h2c) | 80 | 45 | +35 | within |",
+		"**JSON writes miss the target by 10 µs of server CPU per write.** Over Connect JSON, HTTP/1.1 a write costs the statefun server 100 µs, 50 more than no-op Connect's 50",
+		"**JSON reads are within the target.** The largest excess over JSON, HTTP/1.1's 9 µs, is no more than gRPC's 10 µs",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+	if strings.Contains(md, "Not measured") {
+		t.Error("the report says a protocol was not measured; every one was")
+	}
+
+	md, err = report.Markdown(withHTTP(sample(), 0.85, 0.6, false), "bench/results/throughput.svg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"**Not measured: statefun, Postgres store over Connect JSON, HTTP/2 (h2c).** The server answered over HTTP/1.1.",
+		"**JSON writes are within the target.**", "**JSON reads miss the target by 10 µs of server CPU per read.**",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report without h2c lacks %q", want)
+		}
+	}
+	if strings.Contains(md, "HTTP/2 (h2c) | statefun") {
+		t.Error("the report without h2c has an h2c row")
 	}
 }

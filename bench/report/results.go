@@ -36,6 +36,21 @@ const (
 // ClusterSystems lists them in display order.
 var ClusterSystems = []string{OneNode, ThreeNodesToOwner, ThreeNodes}
 
+// NoopConnect is the floor of the HTTP/JSON cells: the shopping cart's API
+// served by connect-go handlers that return at once.
+const NoopConnect = "noop-connect"
+
+// The protocols of the HTTP/JSON part's cells: Connect unary JSON over
+// HTTP/1.1 and over HTTP/2 without TLS (h2c), and gRPC for reference.
+const (
+	GRPC      = "grpc"
+	JSONHTTP1 = "json-http1"
+	JSONH2C   = "json-h2c"
+)
+
+// HTTPProtocols lists the HTTP/JSON protocols in display order.
+var HTTPProtocols = []string{JSONHTTP1, JSONH2C}
+
 // The workloads, by their share of reads.
 const (
 	Write = "write" // AddItem only
@@ -69,6 +84,9 @@ type Results struct {
 	// Cluster is the cluster benchmarks, which may come from a run of
 	// their own (go run ./bench -only cluster) merged into these results.
 	Cluster *ClusterRun `json:"cluster,omitempty"`
+	// HTTP is the HTTP/JSON cells, which may come from a run of their own
+	// (go run ./bench -only http) merged into these results.
+	HTTP *HTTPRun `json:"http,omitempty"`
 	// Problems are failures that did not stop the run (a Go benchmark
 	// that did not build, a counter that could not be read).
 	Problems []string `json:"problems,omitempty"`
@@ -115,6 +133,9 @@ type Cell struct {
 	Workload    string `json:"workload"`
 	Popularity  string `json:"popularity"`
 	Concurrency int    `json:"concurrency"`
+	// Protocol is how the load reached the system in the HTTP/JSON part
+	// (GRPC, JSONHTTP1 or JSONH2C); "" elsewhere, where it is gRPC.
+	Protocol string `json:"protocol,omitempty"`
 	// ProxyDelay is the delay added each way between the system and
 	// Postgres; 0 when it talks to Postgres directly.
 	ProxyDelay time.Duration `json:"proxy_delay_ns"`
@@ -264,6 +285,37 @@ type ClusterRun struct {
 	Rolling  *RollingRestart `json:"rolling_restart,omitempty"`
 	// Problems are this part's failures that did not stop it.
 	Problems []string `json:"problems,omitempty"`
+}
+
+// HTTPRun is what the HTTP/JSON cells measured: statefun (Postgres
+// store) and the no-op Connect server called with Connect unary JSON over
+// HTTP/1.1 and h2c, and, at the top concurrency, statefun and no-op gRPC
+// over gRPC, measured with them for reference. It says when it ran and how
+// loaded the machine was, because it may have run apart from the rest of
+// the results.
+type HTTPRun struct {
+	Started   time.Time     `json:"started"`
+	WallTime  time.Duration `json:"wall_time_ns"`
+	Revision  string        `json:"revision"`
+	LoadStart string        `json:"load_average_start"`
+	LoadEnd   string        `json:"load_average_end"`
+	// Conns is the number of connections (HTTP/2 and gRPC) or clients
+	// (HTTP/1.1, each as many connections as it has requests in flight)
+	// the load spread over.
+	Conns int    `json:"conns"`
+	Cells []Cell `json:"cells"`
+	// Unavailable are the protocols a system could not be called with,
+	// and why: their cells were not measured.
+	Unavailable []Unavailable `json:"unavailable,omitempty"`
+	// Problems are this part's failures that did not stop it.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// Unavailable is a protocol a system could not be called with.
+type Unavailable struct {
+	System   string `json:"system"`
+	Protocol string `json:"protocol"`
+	Reason   string `json:"reason"`
 }
 
 // LeaseUpkeep is the database work of an idle cluster: no requests, only

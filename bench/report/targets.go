@@ -6,7 +6,8 @@ import (
 	"strings"
 )
 
-// Target is one goal of issue 5, judged on the results.
+// Target is one goal (of issue 5, or of the later issues that added the
+// cluster and HTTP/JSON), judged on the results.
 type Target struct {
 	Goal string
 	Want string
@@ -159,7 +160,8 @@ func Targets(r *Results) []Target {
 		gb("In process: consumer lag at idle (commit to delivery), p99, "+kind, "≤ 100 ms",
 			"BenchmarkConsumerLag/"+kind, "p99-ms", func(v float64) bool { return v <= 100 })
 	}
-	return append(ts, clusterTargets(r)...)
+	ts = append(ts, clusterTargets(r)...)
+	return append(ts, httpTargets(r)...)
 }
 
 // times formats a ratio as "5.2x".
