@@ -83,6 +83,14 @@ func DecodeEventError(eventType string, err error) error {
 	return fmt.Errorf("decode stored event %s: %w", eventType, err)
 }
 
+// consumerStore is what consumers use of the store: they read the feed
+// and keep their positions. In a cluster they save positions through
+// store.Cluster instead, which the store implements too (savePosition).
+type consumerStore interface {
+	store.Feed
+	store.Positions
+}
+
 // consumerRunner delivers one consumer's events: at least once, in order
 // per entity, different entities in parallel.
 //
@@ -99,7 +107,7 @@ func DecodeEventError(eventType string, err error) error {
 // database that stops answering delays this consumer only.
 type consumerRunner struct {
 	cfg     ConsumerConfig
-	store   store.Store
+	store   consumerStore
 	conn    grpc.ClientConnInterface
 	log     *slog.Logger
 	wake    chan struct{}
@@ -160,7 +168,7 @@ const (
 // make it long enough to prove the wake-up works.
 var consumerPoll = 100 * time.Millisecond
 
-func newConsumerRunner(cfg ConsumerConfig, st store.Store, conn grpc.ClientConnInterface, log *slog.Logger, timeout time.Duration) *consumerRunner {
+func newConsumerRunner(cfg ConsumerConfig, st consumerStore, conn grpc.ClientConnInterface, log *slog.Logger, timeout time.Duration) *consumerRunner {
 	return &consumerRunner{
 		cfg: cfg, store: st, conn: conn, log: log.With("consumer", cfg.Name),
 		wake: make(chan struct{}, 1), window: consumerWindow, poll: consumerPoll, timeout: timeout,

@@ -52,7 +52,7 @@ const defaultStoreTimeout = 10 * time.Second
 // does its store I/O on its own goroutine, bounded by timeout.
 type consumerSet struct {
 	rt      *Runtime
-	feed    store.Store
+	feed    consumerStore
 	timeout time.Duration // bound on one store call
 	ctx     context.Context
 	cancel  context.CancelFunc
