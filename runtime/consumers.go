@@ -141,6 +141,7 @@ func validateConsumers(consumers []*Consumer) []error {
 func (s *consumerSet) newRunner(cfg ConsumerConfig) *consumerRunner {
 	runner := newConsumerRunner(cfg, s.feed, s.rt.conn, s.rt.log, s.timeout)
 	runner.finalContext = s.finalContext
+	runner.panicLog = &s.rt.panicLog
 	if cfg.Name != callsConsumer {
 		// The calls dispatcher makes its spans itself, in dispatchCall,
 		// from the trace context stored with each call.
