@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -83,6 +84,14 @@ func DecodeEventError(eventType string, err error) error {
 	return fmt.Errorf("decode stored event %s: %w", eventType, err)
 }
 
+// consumerStore is what consumers use of the store: they read the feed
+// and keep their positions. In a cluster they save positions through
+// store.Cluster instead, which the store implements too (savePosition).
+type consumerStore interface {
+	store.Feed
+	store.Positions
+}
+
 // consumerRunner delivers one consumer's events: at least once, in order
 // per entity, different entities in parallel.
 //
@@ -99,7 +108,7 @@ func DecodeEventError(eventType string, err error) error {
 // database that stops answering delays this consumer only.
 type consumerRunner struct {
 	cfg     ConsumerConfig
-	store   store.Store
+	store   consumerStore
 	conn    grpc.ClientConnInterface
 	log     *slog.Logger
 	wake    chan struct{}
@@ -131,6 +140,9 @@ type consumerRunner struct {
 	// of the command that emitted an event, for a link.
 	tracer  trace.Tracer
 	emitted *emittedSpans
+	// panicLog limits the logging of handler panics; the runtime's
+	// (Runtime.panicLog) once the runner belongs to a consumerSet.
+	panicLog *logLimiter
 
 	mu      sync.Mutex
 	pending []*delivery            // in feed order
@@ -160,12 +172,13 @@ const (
 // make it long enough to prove the wake-up works.
 var consumerPoll = 100 * time.Millisecond
 
-func newConsumerRunner(cfg ConsumerConfig, st store.Store, conn grpc.ClientConnInterface, log *slog.Logger, timeout time.Duration) *consumerRunner {
+func newConsumerRunner(cfg ConsumerConfig, st consumerStore, conn grpc.ClientConnInterface, log *slog.Logger, timeout time.Duration) *consumerRunner {
 	return &consumerRunner{
 		cfg: cfg, store: st, conn: conn, log: log.With("consumer", cfg.Name),
 		wake: make(chan struct{}, 1), window: consumerWindow, poll: consumerPoll, timeout: timeout,
 		recordStart: cfg.StartFromNow, started: make(chan struct{}),
 		finalContext: context.Background,
+		panicLog:     &logLimiter{},
 		queues:       map[string][]*delivery{}, active: map[string]bool{},
 	}
 }
@@ -392,8 +405,13 @@ func (r *consumerRunner) deliver(ctx context.Context, d *delivery) bool {
 			return false
 		}
 		wait := jitter(backoff)
-		r.log.Warn("consumer handler failed; retrying", "entity", d.event.Entity.ID, "seq", d.event.Seq,
-			"event", d.event.EventType, "attempt", attempt, "retry_in", wait, "error", err)
+		if p := (*panicError)(nil); errors.As(err, &p) {
+			logPanic(ctx, r.log, r.panicLog, "consumer handler panicked; retrying", p, "entity", d.event.Entity.ID, "seq", d.event.Seq,
+				"event", d.event.EventType, "attempt", attempt, "retry_in", wait)
+		} else {
+			r.log.Warn("consumer handler failed; retrying", "entity", d.event.Entity.ID, "seq", d.event.Seq,
+				"event", d.event.EventType, "attempt", attempt, "retry_in", wait, "error", err)
+		}
 		if !sleep(ctx, wait) {
 			return false
 		}
@@ -414,10 +432,13 @@ func (r *consumerRunner) startDelivery(ctx context.Context, e store.Event, attem
 	return r.tracer.Start(ctx, "statefun.consumer.deliver", opts...)
 }
 
+// handle runs the consumer's handler, turning a panic into a *panicError
+// that keeps the stack (taken here, where it still shows the handler's
+// frames) for the log.
 func (r *consumerRunner) handle(ec *EventContext, e store.FeedEvent) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: %v", errPanic, p)
+			err = &panicError{value: p, stack: debug.Stack()}
 		}
 	}()
 	return r.cfg.Handle(ec, e.EventType, e.Payload)

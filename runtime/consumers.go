@@ -52,7 +52,7 @@ const defaultStoreTimeout = 10 * time.Second
 // does its store I/O on its own goroutine, bounded by timeout.
 type consumerSet struct {
 	rt      *Runtime
-	feed    store.Store
+	feed    consumerStore
 	timeout time.Duration // bound on one store call
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -141,6 +141,7 @@ func validateConsumers(consumers []*Consumer) []error {
 func (s *consumerSet) newRunner(cfg ConsumerConfig) *consumerRunner {
 	runner := newConsumerRunner(cfg, s.feed, s.rt.conn, s.rt.log, s.timeout)
 	runner.finalContext = s.finalContext
+	runner.panicLog = &s.rt.panicLog
 	if cfg.Name != callsConsumer {
 		// The calls dispatcher makes its spans itself, in dispatchCall,
 		// from the trace context stored with each call.

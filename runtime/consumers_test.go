@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -146,6 +148,63 @@ func TestConsumerDeliversInOrderPerEntity(t *testing.T) {
 	seen, _ = b.snapshot()
 	if n := len(seen["c1"]); n != 0 {
 		t.Errorf("after a restart, %d events of c1 were delivered again; the position was not kept", n)
+	}
+}
+
+// panickyAudit is the cart-audit consumer with a bug: it panics the
+// first time it is given each cart's first event.
+type panickyAudit struct {
+	*audit
+	mu       sync.Mutex
+	panicked map[string]bool
+}
+
+func (p *panickyAudit) OnItemAdded(ctx *consumer.CartAuditContext, e *cart.ItemAdded) error {
+	p.mu.Lock()
+	first := !p.panicked[ctx.EntityID()]
+	p.panicked[ctx.EntityID()] = true
+	p.mu.Unlock()
+	if first {
+		panic("audit bug")
+	}
+	return p.audit.OnItemAdded(ctx, e)
+}
+
+// TestConsumerPanicIsLoggedWithStack: a consumer handler's panic is
+// logged at error level with the consumer, the event (entity, seq) and the
+// panic's value and stack, down to the handler's frame; the event is then
+// delivered again. Fails without the stack taken in consumerRunner.handle
+// (consumer.go, "debug.Stack()").
+func TestConsumerPanicIsLoggedWithStack(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	a := &panickyAudit{audit: newAudit(), panicked: map[string]bool{}}
+	rt, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(cartEntity{})},
+		statefun.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))), statefun.WithConsumers(consumer.NewCartAudit(a)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeRuntime(t, rt) })
+	if err := add(testContext(t), cart.NewShoppingCartEntityClient(rt.ClientConn()), "c1", "apple", 1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the event delivered after the panic", func() bool {
+		seen, _ := a.snapshot()
+		return len(seen["c1"]) == 1
+	})
+	var line string
+	for l := range strings.Lines(logs.String()) {
+		if strings.Contains(l, "consumer handler panicked") {
+			line = l
+		}
+	}
+	for _, want := range []string{
+		"level=ERROR", "consumer=cart-audit", "entity=c1", "seq=1", `panic="audit bug"`,
+		"runtime_test.(*panickyAudit).OnItemAdded(", // the handler's frame
+	} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the panic's log line lacks %q:\n%s", want, line)
+		}
 	}
 }
 

@@ -310,16 +310,26 @@ func (h *Host[S]) logPanic(ctx context.Context, id string, err error) {
 	if !errors.As(err, &p) {
 		return
 	}
-	ok, suppressed := h.rt.panicLog.allow(time.Now())
+	method, _ := grpc.Method(ctx)
+	logPanic(ctx, h.log, &h.rt.panicLog, "handler panicked; the call fails with INTERNAL and the entity reloads from the store", p,
+		"entity", h.cfg.Type, "id", id, "method", method)
+}
+
+// logPanic logs a recovered panic at error level with its value and
+// stack after args, unless limit has let through resetLogBurst lines in
+// this resetLogWindow; the next line logged says how many were not.
+// Entity handlers, consumer handlers and the gRPC recover interceptor
+// share the runtime's limiter (Runtime.panicLog).
+func logPanic(ctx context.Context, log *slog.Logger, limit *logLimiter, msg string, p *panicError, args ...any) {
+	ok, suppressed := limit.allow(time.Now())
 	if !ok {
 		return
 	}
-	method, _ := grpc.Method(ctx)
-	args := []any{"entity", h.cfg.Type, "id", id, "method", method, "panic", fmt.Sprint(p.value), "stack", string(p.stack)}
+	args = append(args, "panic", fmt.Sprint(p.value), "stack", string(p.stack))
 	if suppressed > 0 {
 		args = append(args, "panics_not_logged", suppressed)
 	}
-	h.log.ErrorContext(ctx, "handler panicked; the call fails with INTERNAL and the entity reloads from the store", args...)
+	log.ErrorContext(ctx, msg, args...)
 }
 
 // callHandler runs a user handler, turning a panic into a *panicError and

@@ -43,7 +43,7 @@ func (u unknownEvents) Error() string {
 }
 
 // checkEventTypes compares, for each hosted event-sourced entity type,
-// the event types the store has recorded for it (store.Store.EventTypes,
+// the event types the store has recorded for it (store.Registry.EventTypes,
 // a registry written in each commit's transaction, so it cannot miss a
 // stored type: INVARIANTS.md, invariant 9) with those the entity
 // declares, by their stored names. It refuses to start on any it does not

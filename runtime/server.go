@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -257,7 +258,7 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 	}
 	serverOpts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(c.maxMessageBytes),
-		grpc.ChainUnaryInterceptor(m.unaryInterceptor, recoverInterceptor(log), keepRequest),
+		grpc.ChainUnaryInterceptor(m.unaryInterceptor, recoverInterceptor(log, &rt.panicLog), keepRequest),
 	}
 	if tlsConfig != nil {
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(tlsConfig)))
@@ -393,12 +394,13 @@ func newHTTPServer(grpcServer *grpc.Server, m *metrics, hs *health.Server, c ser
 }
 
 // recoverInterceptor turns a panic outside an entity handler (the entity
-// host catches those itself) into INTERNAL for that call only.
-func recoverInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+// host catches those itself) into INTERNAL for that call only, and logs
+// it with its stack, rate-limited by limit like entity handlers' panics.
+func recoverInterceptor(log *slog.Logger, limit *logLimiter) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (res any, err error) {
 		defer func() {
 			if p := recover(); p != nil {
-				log.Error("panic serving a call", "method", info.FullMethod, "panic", p)
+				logPanic(ctx, log, limit, "panic serving a call", &panicError{value: p, stack: debug.Stack()}, "method", info.FullMethod)
 				err = status.Error(codes.Internal, "internal error; see the server log")
 			}
 		}()

@@ -13,7 +13,7 @@ import (
 // drops snapshots when it falls behind: they only shorten recovery, and
 // the next one comes snapshot_every events later.
 type snapshotter struct {
-	store store.Store
+	store store.Snapshots
 	log   *slog.Logger
 	queue chan store.Snapshot
 	wg    sync.WaitGroup
@@ -31,7 +31,7 @@ type snapshotter struct {
 // snapshotTimeout bounds one snapshot write.
 const snapshotTimeout = 10 * time.Second
 
-func newSnapshotter(st store.Store, log *slog.Logger) *snapshotter {
+func newSnapshotter(st store.Snapshots, log *slog.Logger) *snapshotter {
 	s := &snapshotter{store: st, log: log, queue: make(chan store.Snapshot, 1024)}
 	s.base, s.abort = context.WithCancel(context.Background())
 	s.wg.Add(1)

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
 	statefun "github.com/statefun-go/statefun/runtime"
@@ -430,6 +431,33 @@ func TestHandlerPanicIsLoggedWithStack(t *testing.T) {
 		"level=ERROR", `panic="handler bug"`, "entity=shopping-cart", "id=c1",
 		"method=/statefun.testdata.eventsourced.ShoppingCart/AddItem",
 		"runtime_test.cartEntity.AddItem(", // the handler's frame
+	} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the panic's log line lacks %q:\n%s", want, line)
+		}
+	}
+}
+
+// panickingUnaryHandler stands for a gRPC handler outside any entity.
+func panickingUnaryHandler(context.Context, any) (any, error) {
+	panic("interceptor bug")
+}
+
+// TestRecoverInterceptorLogsStack: a panic the gRPC server's recover
+// interceptor catches fails the call with INTERNAL and is logged at error
+// level with the panic's value, the method and the stack, down to the
+// handler's frame. Fails without the stack taken in recoverInterceptor
+// (server.go, "debug.Stack()").
+func TestRecoverInterceptorLogsStack(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	intercept := statefun.RecoverInterceptorForTest(slog.New(slog.NewTextHandler(&logs, nil)))
+	_, err := intercept(testContext(t), nil, &grpc.UnaryServerInfo{FullMethod: "/statefun.test.Broken/Call"}, panickingUnaryHandler)
+	wantCode(t, err, codes.Internal)
+	line := logs.String()
+	for _, want := range []string{
+		"level=ERROR", `msg="panic serving a call"`, "method=/statefun.test.Broken/Call", `panic="interceptor bug"`,
+		"runtime_test.panickingUnaryHandler(", // the handler's frame
 	} {
 		if !strings.Contains(line, want) {
 			t.Errorf("the panic's log line lacks %q:\n%s", want, line)

@@ -1,5 +1,7 @@
 // Package store defines where statefun keeps entity history: the Store
-// interface every backend implements, and the records it holds.
+// interface every backend implements, split into the roles its callers
+// use (Journal, Snapshots, Outcomes, Feed, Positions, Registry), and the
+// records it holds.
 //
 // Backends live in subpackages: postgres (production), embedded (a local
 // file, the default when no database is configured) and memory (tests).
@@ -134,8 +136,26 @@ var ErrClosed = errors.New("store is closed")
 // chain too (errors.Is(err, context.DeadlineExceeded) still works).
 var ErrOutcomeUnknown = errors.New("the commit's outcome is unknown")
 
-// Store keeps entity history. Implementations are safe for concurrent use.
+// Store keeps entity history: the union of the roles below, each named
+// for what its callers do, plus Close. A backend implements Store and
+// passes the one conformance suite (storetest); inside the runtime each
+// caller depends only on the role it uses. Implementations are safe for
+// concurrent use.
 type Store interface {
+	Journal
+	Snapshots
+	Outcomes
+	Feed
+	Positions
+	Registry
+
+	// Close releases the store's resources.
+	Close() error
+}
+
+// Committer is what the journal writer needs: it only commits. It is the
+// writing half of Journal.
+type Committer interface {
 	// Commit writes the batch atomically, outcomes and the registration
 	// of its events' types (EventTypes) included: all of it is durable
 	// when Commit returns nil. When some entities' history changed
@@ -145,11 +165,28 @@ type Store interface {
 	// key is replaced. Any other error wrapping ErrOutcomeUnknown leaves
 	// the batch written or not; one that does not wrap it wrote nothing.
 	Commit(ctx context.Context, batch *Batch) error
+}
+
+// Journal is the history of entities: the journal writer appends to it
+// (Committer), and an entity host reads it back when it loads an entity,
+// after the latest snapshot (Snapshots). What Commit made durable is what
+// the reads return.
+type Journal interface {
+	Committer
 
 	// ReadEvents calls fn with the events of ref whose Seq is greater than
 	// afterSeq, in Seq order. It stops at the first error fn returns.
 	ReadEvents(ctx context.Context, ref Ref, afterSeq int64, fn func(Event) error) error
 
+	// LoadValue returns the value of a key-value entity.
+	LoadValue(ctx context.Context, ref Ref) (Value, bool, error)
+}
+
+// Snapshots are the saved states of event-sourced entities. The
+// snapshotter saves them off the hot path once their events are durable;
+// an entity host starts a load from the latest. They only shorten
+// recovery: a store may drop any of them without losing history.
+type Snapshots interface {
 	// LatestSnapshot returns the snapshot of ref with the greatest Seq.
 	LatestSnapshot(ctx context.Context, ref Ref) (Snapshot, bool, error)
 
@@ -159,17 +196,24 @@ type Store interface {
 
 	// DeleteSnapshots deletes every snapshot of an entity type.
 	DeleteSnapshots(ctx context.Context, entityType string) error
+}
 
-	// LoadValue returns the value of a key-value entity.
-	LoadValue(ctx context.Context, ref Ref) (Value, bool, error)
-
+// Outcomes are the stored answers of commands that carried an idempotency
+// key, written by Commit with the command's events. An entity host looks
+// one up before running a keyed command again; the runtime's sweeper
+// deletes the expired ones.
+type Outcomes interface {
 	// LoadOutcome returns the outcome stored for key on ref, unless it has expired (Expires before now).
 	LoadOutcome(ctx context.Context, ref Ref, key string) (Outcome, bool, error)
 
 	// ExpireOutcomes deletes up to limit outcomes that expired before `before`, and returns how many it deleted.
 	// A caller that gets limit back calls again for the next chunk. limit must be at least 1.
 	ExpireOutcomes(ctx context.Context, before time.Time, limit int) (int, error)
+}
 
+// Feed is what consumers, the calls dispatcher among them, read: the
+// committed events of each entity type, in feed order.
+type Feed interface {
 	// ReadFeed calls fn with up to limit committed events of entityType
 	// that follow after, in feed order. Feed order keeps each entity's
 	// events in Seq order. A reader that resumes from the last Position it
@@ -182,24 +226,30 @@ type Store interface {
 	// FeedHead returns the Position after the last committed event of
 	// entityType, for a consumer that starts from now.
 	FeedHead(ctx context.Context, entityType string) (Position, error)
+}
 
+// Positions are where each consumer stopped reading a feed, saved by the
+// consumer as it goes and read when it starts, so that a restart resumes
+// there. In a cluster the consumer saves through
+// Cluster.SaveConsumerPositionFenced instead.
+type Positions interface {
 	// LoadConsumerPosition returns where a consumer stopped reading the
 	// feed of entityType.
 	LoadConsumerPosition(ctx context.Context, consumer, entityType string) (Position, bool, error)
 
 	// SaveConsumerPosition durably records where a consumer stopped.
 	SaveConsumerPosition(ctx context.Context, consumer, entityType string, pos Position) error
+}
 
+// Registry is the record of every event type ever committed, which the
+// runtime reads at startup (checkEventTypes) to refuse serving entities
+// whose stored events its binary could not apply.
+type Registry interface {
 	// EventTypes returns, per entity type, the name of every event type
 	// ever committed for it, sorted; entity types without events are
 	// absent. It reads a registry, not the journal: Commit records each
 	// (entity type, event type) pair it has not recorded before in the
 	// batch's own transaction, so no event is ever stored under a type
-	// missing here (INVARIANTS.md, invariant 9). Nothing is removed. The
-	// runtime reads it at startup to refuse serving entities whose stored
-	// events its binary could not apply.
+	// missing here (INVARIANTS.md, invariant 9). Nothing is removed.
 	EventTypes(ctx context.Context) (map[string][]string, error)
-
-	// Close releases the store's resources.
-	Close() error
 }

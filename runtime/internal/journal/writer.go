@@ -170,7 +170,7 @@ type Stats struct {
 // Writer commits for all entities of one store. The zero value is not
 // usable; call New.
 type Writer struct {
-	store store.Store
+	store store.Committer
 	opts  Options
 
 	mu       sync.Mutex
@@ -190,7 +190,7 @@ type Writer struct {
 }
 
 // New starts a writer for st.
-func New(st store.Store, opts Options) *Writer {
+func New(st store.Committer, opts Options) *Writer {
 	if opts.MaxPending <= 0 {
 		opts.MaxPending = 65536
 	}
