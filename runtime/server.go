@@ -367,7 +367,10 @@ func newHTTPServer(grpcServer *grpc.Server, m *metrics, hs *health.Server, c ser
 	if err != nil {
 		return nil, fmt.Errorf("set up HTTP/JSON: %w", err)
 	}
-	rpc.transcoder = transcoder
+	// REST routes (google.api.http) are served by the transcoder too; the
+	// guard keeps a query parameter from overriding the entity key the
+	// route's path or body binds (rest.go).
+	rpc.transcoder = newRESTQueryGuard(transcoder, grpcServer)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {

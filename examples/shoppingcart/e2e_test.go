@@ -30,6 +30,9 @@ func TestServerEndToEnd(t *testing.T) {
 		dir := t.TempDir()
 		checkRestart(t, bin, "--data-dir", dir)
 	})
+	t.Run("REST", func(t *testing.T) {
+		checkREST(t, bin, "--data-dir", t.TempDir())
+	})
 	t.Run("bad input", func(t *testing.T) {
 		checkBadInput(t, bin, "--data-dir", t.TempDir(), "--max-message-bytes", "1024")
 	})
@@ -120,6 +123,51 @@ func checkBadInput(t *testing.T, bin string, flags ...string) {
 	}
 	if _, err := carts.AddItem(ctx, &cartv1.AddItemRequest{CartId: "c1", Sku: "apple", Quantity: 1}); err != nil {
 		t.Errorf("after bad input the server must keep serving: %v", err)
+	}
+}
+
+// checkREST calls each REST route of cart.proto's google.api.http options:
+// the cart ID in the path addresses the entity, the body fills the rest,
+// and each refusal is its google.rpc HTTP status with the code and message
+// in JSON.
+func checkREST(t *testing.T, bin string, flags ...string) {
+	srv := e2e.Start(t, bin, flags...)
+	defer srv.Stop(t)
+	call := func(method, path, body string, wantStatus int, want string) {
+		t.Helper()
+		code, res := srv.Call(t, method, path, body)
+		if code != wantStatus || strings.Join(strings.Fields(res), "") != want {
+			t.Errorf("%s %s %s: HTTP %d %s\nwant HTTP %d %s", method, path, body, code, res, wantStatus, want)
+		}
+	}
+	call(http.MethodPost, "/v1/carts/r1/items", `{"sku":"apple","quantity":2}`, http.StatusOK, `{}`)
+	call(http.MethodPost, "/v1/carts/r1/items", `{"sku":"pear","quantity":1}`, http.StatusOK, `{}`)
+	call(http.MethodGet, "/v1/carts/r1", "", http.StatusOK, `{"items":[{"sku":"apple","quantity":2},{"sku":"pear","quantity":1}]}`)
+	// The path's cart ID is the entity key, as the request's cart_id is over gRPC.
+	cart, err := cartv1.NewShoppingCartServiceClient(srv.Conn).GetCart(context.Background(), &cartv1.GetCartRequest{CartId: "r1"})
+	if err != nil || len(cart.GetItems()) != 2 {
+		t.Errorf("GetCart r1 over gRPC after the REST calls: %v %v, want 2 items", cart, err)
+	}
+	call(http.MethodDelete, "/v1/carts/r1/items/pear", "", http.StatusOK, `{}`)
+	call(http.MethodDelete, "/v1/carts/r1/items/kiwi", "", http.StatusNotFound, `{"code":5,"message":"sku\"kiwi\"isnotinthecart"}`)
+	call(http.MethodPost, "/v1/carts/r1/items", `{"sku":"fig","quantity":0}`, http.StatusBadRequest, `{"code":3,"message":"quantitymustbepositive,got0"}`)
+	call(http.MethodPost, "/v1/carts/r2:checkout", "", http.StatusBadRequest, `{"code":9,"message":"cannotcheckoutanemptycart"}`)
+	call(http.MethodPost, "/v1/carts/r1:checkout", "", http.StatusOK, `{}`)
+	call(http.MethodPost, "/v1/carts/r1/items", `{"sku":"fig","quantity":1}`, http.StatusBadRequest, `{"code":9,"message":"cartischeckedout;startanewcart"}`)
+	code, res := srv.Call(t, http.MethodGet, "/v1/carts/r1", "")
+	if code != http.StatusOK || !strings.Contains(res, `"checkedOutAt":`) || !strings.Contains(res, `"sku":"apple"`) {
+		t.Errorf("GET /v1/carts/r1 after checkout: HTTP %d %s, want the apples and checkedOutAt", code, res)
+	}
+
+	// An empty key is refused by name; the query cannot replace the path's key.
+	call(http.MethodGet, "/v1/carts/", "", http.StatusBadRequest,
+		`{"code":3,"message":"missingentitykey:fieldcart_idofshop.cart.v1.GetCartRequestisempty;setittothekeyoftheentitytoaddress"}`)
+	call(http.MethodGet, "/v1/carts/r1?cart_id=r2", "", http.StatusBadRequest,
+		`{"code":3,"message":"queryparametercart_idsetsfieldcart_idofshop.cart.v1.GetCartRequest,whichthepathofGET/v1/carts/{cart_id}binds;leaveitoutofthequery"}`)
+	call(http.MethodPost, "/v1/carts/r3/items", `{"sku":"fig","qty":1}`, http.StatusBadRequest,
+		`{"code":3,"message":"unknownfield\"qty\"inshop.cart.v1.AddItemRequest;thefieldsare:cart_id(cartId),sku,quantity"}`)
+	if code, _ := srv.Call(t, http.MethodPut, "/v1/carts/r1", ""); code != http.StatusMethodNotAllowed {
+		t.Errorf("PUT /v1/carts/r1: HTTP %d, want 405", code)
 	}
 }
 

@@ -10,6 +10,7 @@ package nestedkey
 
 import (
 	_ "github.com/statefun-go/statefun/gen/statefun/v1"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -325,7 +326,7 @@ var File_nestedkey_device_proto protoreflect.FileDescriptor
 
 const file_nestedkey_device_proto_rawDesc = "" +
 	"\n" +
-	"\x16nestedkey/device.proto\x12\x1bstatefun.testdata.nestedkey\x1a\x1dstatefun/v1/annotations.proto\"]\n" +
+	"\x16nestedkey/device.proto\x12\x1bstatefun.testdata.nestedkey\x1a\x1cgoogle/api/annotations.proto\x1a\x1dstatefun/v1/annotations.proto\"]\n" +
 	"\tDeviceRef\x12\x1a\n" +
 	"\x04site\x18\x01 \x01(\tB\x06\xf2\x81\x19\x02\b\x01R\x04site\x12\x1e\n" +
 	"\x06serial\x18\x02 \x01(\x03B\x06\xf2\x81\x19\x02\b\x01R\x06serial\x12\x14\n" +
@@ -341,10 +342,10 @@ const file_nestedkey_device_proto_rawDesc = "" +
 	"\acelsius\x18\x01 \x01(\x01R\acelsius\x12\x1a\n" +
 	"\breadings\x18\x02 \x01(\x03R\breadings\")\n" +
 	"\aReading\x12\x18\n" +
-	"\acelsius\x18\x01 \x01(\x01R\acelsius:\x04\xf2\x81\x19\x002\xf6\x01\n" +
-	"\x06Device\x12^\n" +
-	"\x06Record\x12*.statefun.testdata.nestedkey.RecordRequest\x1a(.statefun.testdata.nestedkey.DeviceState\x12f\n" +
-	"\x06Latest\x12*.statefun.testdata.nestedkey.LatestRequest\x1a(.statefun.testdata.nestedkey.DeviceState\"\x06\xf2\x81\x19\x02\b\x01\x1a$\xf2\x81\x19 \n" +
+	"\acelsius\x18\x01 \x01(\x01R\acelsius:\x04\xf2\x81\x19\x002\x80\x03\n" +
+	"\x06Device\x12\xa3\x01\n" +
+	"\x06Record\x12*.statefun.testdata.nestedkey.RecordRequest\x1a(.statefun.testdata.nestedkey.DeviceState\"C\x82\xd3\xe4\x93\x02=:\x01*\"8/v1/sites/{device.site}/devices/{device.serial}/readings\x12\xa9\x01\n" +
+	"\x06Latest\x12*.statefun.testdata.nestedkey.LatestRequest\x1a(.statefun.testdata.nestedkey.DeviceState\"I\xf2\x81\x19\x02\b\x01\x82\xd3\xe4\x93\x02=\x12;/v1/sites/{query.device.site}/devices/{query.device.serial}\x1a$\xf2\x81\x19 \n" +
 	"\x06device\x12\vDeviceState\x1a\t\n" +
 	"\aReadingB>Z<github.com/statefun-go/statefun/testdata/nestedkey;nestedkeyb\x06proto3"
 

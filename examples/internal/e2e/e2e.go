@@ -132,6 +132,26 @@ func (s *Server) Post(t testing.TB, path, body string) (int, string) {
 	return res.StatusCode, string(b)
 }
 
+// Call sends a REST call (a route of a google.api.http option) with a JSON
+// body, none if body is empty, and returns the HTTP status and body.
+func (s *Server) Call(t testing.TB, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+s.HTTPAddr+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
 // Stop sends SIGTERM and fails the test unless the server exits cleanly
 // (code 0, having logged "stopped cleanly").
 func (s *Server) Stop(t testing.TB) {

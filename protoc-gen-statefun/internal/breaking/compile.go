@@ -19,6 +19,9 @@ import (
 	// statefun/v1/annotations.proto without vendoring it, and so that
 	// proto.GetExtension decodes them.
 	_ "github.com/statefun-go/statefun/gen/statefun/v1"
+	// google/api/annotations.proto, for the same reasons: protos with
+	// REST routes import it.
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 )
 
 // compileDir compiles every .proto file under dir, with dir as the import

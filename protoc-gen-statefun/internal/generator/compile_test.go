@@ -30,6 +30,7 @@ func compileRequest(t *testing.T, sources map[string]string, files ...string) *p
 			&protocompile.SourceResolver{ImportPaths: []string{
 				filepath.Join(repoRoot, "testdata"),
 				filepath.Join(repoRoot, "annotations"),
+				filepath.Join(repoRoot, "third_party", "googleapis"),
 			}},
 		}),
 		// Extra option locations, as buf records them, so that errors point at

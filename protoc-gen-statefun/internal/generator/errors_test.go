@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/pluginpb"
 )
 
 const header = `syntax = "proto3";
@@ -655,6 +656,119 @@ message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
 message State {}`,
 			want: `bad.proto:7:3: generated method cartServer.UnimplementedCartServer (the gRPC handler of method Cart.UnimplementedCartServer) clashes with the field UnimplementedCartServer that cartServer embeds; rename method Cart.UnimplementedCartServer`,
 		},
+		{
+			name: "REST route that does not bind the key",
+			proto: `import "google/api/annotations.proto";
+service ShoppingCartService {
+  option (statefun.v1.entity) = { type: "cart" state: "Cart" key_value: {} };
+  rpc GetCart(GetCartRequest) returns (Cart) {
+    option (google.api.http) = { get: "/v1/carts" };
+  }
+}
+message GetCartRequest { string cart_id = 1 [(statefun.v1.field).key = true]; }
+message Cart {}`,
+			want: `bad.proto:9:34: REST route GET /v1/carts of ShoppingCartService.GetCart does not bind the entity key cart_id; put {cart_id} in the path or send it in the body`,
+		},
+		{
+			name: "REST route that binds only a part of a composite key",
+			proto: `import "google/api/annotations.proto";
+service Seat {
+  option (statefun.v1.entity) = { type: "seat" state: "State" key_value: {} };
+  rpc Reserve(ReserveRequest) returns (State) {
+    option (google.api.http) = {
+      post: "/v1/flights/{flight}/seats"
+      body: "passenger"
+    };
+  }
+}
+message ReserveRequest {
+  string flight = 1 [(statefun.v1.field).key = true];
+  string seat = 2 [(statefun.v1.field).key = true];
+  string passenger = 3;
+}
+message State {}`,
+			want: `bad.proto:10:7: REST route POST /v1/flights/{flight}/seats of Seat.Reserve does not bind the entity key seat; put {seat} in the path or send it in the body`,
+		},
+		{
+			name: "REST route whose additional binding does not bind the key",
+			proto: `import "google/api/annotations.proto";
+service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Get(GetRequest) returns (State) {
+    option (google.api.http) = {
+      get: "/v1/carts/{id}"
+      additional_bindings { get: "/v1/cart" }
+    };
+  }
+}
+message GetRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:11:29: REST route GET /v1/cart of Cart.Get does not bind the entity key id; put {id} in the path or send it in the body`,
+		},
+		{
+			name: "REST route with a path variable that names no field",
+			proto: `import "google/api/annotations.proto";
+service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Remove(RemoveRequest) returns (State) {
+    option (google.api.http) = { delete: "/v1/carts/{id}/items/{item}" };
+  }
+}
+message RemoveRequest {
+  string id = 1 [(statefun.v1.field).key = true];
+  string sku = 2;
+}
+message State {}`,
+			want: `bad.proto:9:34: REST route DELETE /v1/carts/{id}/items/{item} of Cart.Remove has path variable {item}, but RemoveRequest has no field item; name a field of RemoveRequest that holds one value (its fields: id, sku)`,
+		},
+		{
+			name: "REST route with a path variable on a repeated field",
+			proto: `import "google/api/annotations.proto";
+service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Remove(RemoveRequest) returns (State) {
+    option (google.api.http) = { delete: "/v1/carts/{id}/items/{skus}" };
+  }
+}
+message RemoveRequest {
+  string id = 1 [(statefun.v1.field).key = true];
+  repeated string skus = 2;
+}
+message State {}`,
+			want: `bad.proto:9:34: REST route DELETE /v1/carts/{id}/items/{skus} of Cart.Remove has path variable {skus}, but field skus of RemoveRequest is repeated; name a field of RemoveRequest that holds one value (its fields: id, skus)`,
+		},
+		{
+			name: "REST route whose body names no field",
+			proto: `import "google/api/annotations.proto";
+service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Add(AddRequest) returns (State) {
+    option (google.api.http) = {
+      post: "/v1/carts/{id}/items"
+      body: "item"
+    };
+  }
+}
+message AddRequest {
+  string id = 1 [(statefun.v1.field).key = true];
+  string sku = 2;
+}
+message State {}`,
+			want: `bad.proto:11:7: REST route POST /v1/carts/{id}/items of Cart.Add sends body "item", but AddRequest has no field item; use "*" (the whole request) or a field of AddRequest (its fields: id, sku)`,
+		},
+		{
+			name: "REST route without a path",
+			proto: `import "google/api/annotations.proto";
+service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Add(AddRequest) returns (State) {
+    option (google.api.http) = { body: "*" };
+  }
+}
+message AddRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:9:5: REST route of Cart.Add has no path; set one of get, put, post, delete or patch to a path such as "/v1/things/{id}", or remove the (google.api.http) option`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -697,6 +811,69 @@ message State {}`
 			t.Errorf("error %d = %q, want prefix %q", i, lines[i], prefix)
 		}
 	}
+}
+
+// TestRoutesThatCarryTheKey: each way a REST route may bind the entity key
+// passes: a path variable, the whole request as the body, the key's
+// top-level field as the body, and a path variable inside a nested key.
+func TestRoutesThatCarryTheKey(t *testing.T) {
+	t.Parallel()
+	tests := map[string]string{
+		"path":                  `get: "/v1/seats/{flight}/{seat}"`,
+		"path with a segment":   `get: "/v1/{flight=flights/*}/seats/{seat}"`,
+		"whole body":            `post: "/v1/seats:reserve" body: "*"`,
+		"path and whole body":   `post: "/v1/flights/{flight}/seats" body: "*"`,
+		"key field as the body": `post: "/v1/flights/{flight}/seats" body: "seat"`,
+		"custom verb":           `custom: { kind: "HEAD" path: "/v1/seats/{flight}/{seat}" }`,
+		"additional binding":    `get: "/v1/seats/{flight}/{seat}" additional_bindings { post: "/v1/seats:get" body: "*" }`,
+	}
+	for name, route := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			src := header + `import "google/api/annotations.proto";
+service Seat {
+  option (statefun.v1.entity) = { type: "seat" state: "State" key_value: {} };
+  rpc Get(GetRequest) returns (State) {
+    option (google.api.http) = { ` + route + ` };
+  }
+}
+message GetRequest {
+  string flight = 1 [(statefun.v1.field).key = true];
+  string seat = 2 [(statefun.v1.field).key = true];
+}
+message State {}`
+			if res := run(t, compileOK(t, src)); res.Error != nil {
+				t.Errorf("route %s: %s", route, res.GetError())
+			}
+		})
+	}
+	t.Run("nested key", func(t *testing.T) {
+		t.Parallel()
+		for _, route := range []string{`get: "/v1/devices/{ref.serial}"`, `post: "/v1/devices" body: "ref"`} {
+			src := header + `import "google/api/annotations.proto";
+service Device {
+  option (statefun.v1.entity) = { type: "device" state: "State" key_value: {} };
+  rpc Get(GetRequest) returns (State) {
+    option (google.api.http) = { ` + route + ` };
+  }
+}
+message Ref { string serial = 1 [(statefun.v1.field).key = true]; }
+message GetRequest { Ref ref = 1 [(statefun.v1.field).key = true]; }
+message State {}`
+			if res := run(t, compileOK(t, src)); res.Error != nil {
+				t.Errorf("route %s: %s", route, res.GetError())
+			}
+		}
+	})
+}
+
+// compileOK compiles src as ok.proto for a run that must succeed: without
+// the module= parameter, which its go_package is not under.
+func compileOK(t *testing.T, src string) *pluginpb.CodeGeneratorRequest {
+	t.Helper()
+	req := compileRequest(t, map[string]string{"ok.proto": src}, "ok.proto")
+	req.Parameter = nil
+	return req
 }
 
 // An event may be listed by an entity in another file of the request; a

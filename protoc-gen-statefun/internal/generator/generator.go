@@ -3,7 +3,8 @@
 // contexts, the sealed event set), service.go (gRPC glue, key extraction,
 // the constructor), client.go (the typed client), testkit.go (the
 // testkit for unit tests of the handlers) and consumer.go (event
-// consumers). model.go and consumer_model.go read and check the options;
+// consumers). model.go and consumer_model.go read and check the options,
+// route_model.go the REST routes of entity methods (google.api.http);
 // names.go names every Go identifier the emitters declare, and clash.go
 // checks those names against what protoc-gen-go and protoc-gen-go-grpc
 // declare in the same Go package, and against each other.

@@ -178,6 +178,7 @@ func compileFuzzRequest(src string) *pluginpb.CodeGeneratorRequest {
 			&protocompile.SourceResolver{ImportPaths: []string{
 				filepath.Join(repoRoot, "testdata"),
 				filepath.Join(repoRoot, "annotations"),
+				filepath.Join(repoRoot, "third_party", "googleapis"),
 			}},
 		}),
 		SourceInfoMode: protocompile.SourceInfoStandard | protocompile.SourceInfoExtraOptionLocations,

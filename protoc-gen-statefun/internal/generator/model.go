@@ -398,19 +398,28 @@ func (m *model) readMethod(e *entity, meth *protogen.Method) *method {
 		return nil
 	}
 	mm := &method{method: meth, readOnly: methodOptions(meth).GetReadOnly()}
-	req := meth.Input
+	mm.key = m.readKey(e, mm, name)
+	// With the key known (or its mistakes reported), the REST routes can be
+	// checked for carrying it.
+	m.checkRoutes(name, mm)
+	return mm
+}
+
+// readKey returns the key fields of a method's request, or nil after
+// reporting why there are none.
+func (m *model) readKey(e *entity, mm *method, name string) []keyField {
+	req := mm.method.Input
 	keys, ok := m.keyFields(req, nil, map[*protogen.Message]bool{})
 	if !ok {
-		return mm
+		return nil
 	}
 	if len(keys) == 0 {
-		m.diags.add(positionOf(meth.Desc),
+		m.diags.add(positionOf(mm.method.Desc),
 			"request %s of %s has no entity key; mark the field that identifies the %s with [(statefun.v1.field).key = true]",
 			req.Desc.Name(), name, e.service.Desc.Name())
-		return mm
+		return nil
 	}
-	mm.key = keys
-	return mm
+	return keys
 }
 
 // keyFields collects the key fields of msg in declaration order, descending

@@ -288,6 +288,17 @@ func (p project) files() ([]file, error) {
 	if err != nil {
 		return nil, err
 	}
+	// google.api.http, for REST routes: vendored in statefun as the
+	// Buf Schema Registry may be out of reach; its Go code ships with
+	// statefun's dependencies (genproto).
+	googleAnnotations, err := read("third_party/googleapis/google/api/annotations.proto")
+	if err != nil {
+		return nil, err
+	}
+	googleHTTP, err := read("third_party/googleapis/google/api/http.proto")
+	if err != nil {
+		return nil, err
+	}
 	gomod, err := read("go.mod")
 	if err != nil {
 		return nil, err
@@ -317,6 +328,8 @@ func (p project) files() ([]file, error) {
 	// tidy then drops the rest.
 	return append(files,
 		file{"third_party/statefun/v1/annotations.proto", annotations},
+		file{"third_party/google/api/annotations.proto", googleAnnotations},
+		file{"third_party/google/api/http.proto", googleHTTP},
 		file{"go.mod", appMod},
 		file{"go.sum", gosum},
 		file{"tools/go.mod", tools},

@@ -2,7 +2,9 @@ package initproject
 
 import (
 	"bytes"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -162,6 +164,58 @@ func TestSanitizeModuleElem(t *testing.T) {
 	for in, want := range map[string]string{"counter": "counter", "My Project": "my-project", "..": "app", "a_b~c": "a_b~c"} {
 		if got := sanitizeModuleElem(in); got != want {
 			t.Errorf("sanitizeModuleElem(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// The new project's third_party holds statefun's copies of google/api's
+// protos, licence headers included, so that a REST route needs no
+// download; its buf workspace builds with one and lints clean.
+func TestInitProjectCanAddRESTRoutes(t *testing.T) {
+	t.Parallel()
+	src := checkout(t)
+	dir := t.TempDir()
+	p := project{Dir: dir, Module: "example.com/counter", Name: "counter", statefun: src}
+	if err := p.write(io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"annotations.proto", "http.proto"} {
+		got, err := os.ReadFile(filepath.Join(dir, "third_party/google/api", name))
+		if err != nil {
+			t.Fatalf("init did not write third_party/google/api/%s: %v", name, err)
+		}
+		want, err := os.ReadFile(filepath.Join(src.dir, "third_party/googleapis/google/api", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) || !bytes.Contains(got, []byte("Licensed under the Apache License, Version 2.0")) {
+			t.Errorf("third_party/google/api/%s is not statefun's copy with its licence header", name)
+		}
+	}
+	if testing.Short() {
+		t.Skip("runs buf: not in -short")
+	}
+	protoPath := filepath.Join(dir, "proto/counter/v1/counter.proto")
+	proto, err := os.ReadFile(protoPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withRoute := strings.NewReplacer(
+		`import "statefun/v1/annotations.proto";`, `import "google/api/annotations.proto";`+"\n"+`import "statefun/v1/annotations.proto";`,
+		`    option (statefun.v1.method).read_only = true;`, `    option (statefun.v1.method).read_only = true;`+"\n"+`    option (google.api.http) = {get: "/v1/counters/{counter_id}"};`,
+	).Replace(string(proto))
+	if withRoute == string(proto) || strings.Count(withRoute, "google.api.http") != 1 {
+		t.Fatalf("the counter proto changed shape; update this test:\n%s", proto)
+	}
+	if err := os.WriteFile(protoPath, []byte(withRoute), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"build"}, {"lint"}, {"format", "--diff", "--exit-code", "proto"}} {
+		cmd := exec.Command("go", append([]string{"tool", "-modfile=" + filepath.Join(src.dir, "tools/go.mod"), "buf"}, args...)...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOWORK=off")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("buf %s in the new project with a REST route: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
 }

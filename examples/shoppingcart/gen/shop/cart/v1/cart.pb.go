@@ -8,6 +8,7 @@ package cartv1
 
 import (
 	_ "github.com/statefun-go/statefun/gen/statefun/v1"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
@@ -477,7 +478,7 @@ var File_shop_cart_v1_cart_proto protoreflect.FileDescriptor
 
 const file_shop_cart_v1_cart_proto_rawDesc = "" +
 	"\n" +
-	"\x17shop/cart/v1/cart.proto\x12\fshop.cart.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dstatefun/v1/annotations.proto\"_\n" +
+	"\x17shop/cart/v1/cart.proto\x12\fshop.cart.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dstatefun/v1/annotations.proto\"_\n" +
 	"\x0eAddItemRequest\x12\x1f\n" +
 	"\acart_id\x18\x01 \x01(\tB\x06\xf2\x81\x19\x02\b\x01R\x06cartId\x12\x10\n" +
 	"\x03sku\x18\x02 \x01(\tR\x03sku\x12\x1a\n" +
@@ -502,13 +503,13 @@ const file_shop_cart_v1_cart_proto_rawDesc = "" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku:\x04\xf2\x81\x19\x00\">\n" +
 	"\n" +
 	"CheckedOut\x12*\n" +
-	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at:\x04\xf2\x81\x19\x002\xe8\x02\n" +
-	"\x13ShoppingCartService\x12?\n" +
-	"\aAddItem\x12\x1c.shop.cart.v1.AddItemRequest\x1a\x16.google.protobuf.Empty\x12E\n" +
+	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at:\x04\xf2\x81\x19\x002\xfb\x03\n" +
+	"\x13ShoppingCartService\x12e\n" +
+	"\aAddItem\x12\x1c.shop.cart.v1.AddItemRequest\x1a\x16.google.protobuf.Empty\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/carts/{cart_id}/items\x12n\n" +
 	"\n" +
-	"RemoveItem\x12\x1f.shop.cart.v1.RemoveItemRequest\x1a\x16.google.protobuf.Empty\x12A\n" +
-	"\bCheckout\x12\x1d.shop.cart.v1.CheckoutRequest\x1a\x16.google.protobuf.Empty\x12C\n" +
-	"\aGetCart\x12\x1c.shop.cart.v1.GetCartRequest\x1a\x12.shop.cart.v1.Cart\"\x06\xf2\x81\x19\x02\b\x01\x1aA\xf2\x81\x19=\n" +
+	"RemoveItem\x12\x1f.shop.cart.v1.RemoveItemRequest\x1a\x16.google.protobuf.Empty\"'\x82\xd3\xe4\x93\x02!*\x1f/v1/carts/{cart_id}/items/{sku}\x12j\n" +
+	"\bCheckout\x12\x1d.shop.cart.v1.CheckoutRequest\x1a\x16.google.protobuf.Empty\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/carts/{cart_id}:checkout\x12^\n" +
+	"\aGetCart\x12\x1c.shop.cart.v1.GetCartRequest\x1a\x12.shop.cart.v1.Cart\"!\xf2\x81\x19\x02\b\x01\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/carts/{cart_id}\x1aA\xf2\x81\x19=\n" +
 	"\rshopping-cart\x12\x04Cart\x1a&\n" +
 	"\tItemAdded\n" +
 	"\vItemRemoved\n" +
