@@ -13,21 +13,26 @@ import (
 
 	"connectrpc.com/connect"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
-// rpcHandler is the RPC side of the HTTP port: vanguard's transcoder in
-// front of the gRPC server, with the fixes that make its Connect unary calls
-// behave as a connect-go server's do.
+// rpcHandler is the RPC side of the HTTP port. The entities' methods are
+// served natively by connect-go (connecthandler.go); vanguard's transcoder
+// serves the rest: REST routes (google.api.http), the gRPC server's own
+// services (health, reflection) and unknown paths, with the fixes that make
+// its Connect unary calls behave as a connect-go server's do.
 type rpcHandler struct {
+	native     map[string]http.Handler // the entities' methods by "/package.Service/Method"
 	transcoder http.Handler
 	methods    map[string]bool // "/package.Service/Method" of every method the gRPC server has
 	services   string          // the entity services and their methods, for error messages
 }
 
-func newRPCHandler(grpcServer *grpc.Server) *rpcHandler {
-	h := &rpcHandler{methods: map[string]bool{}}
+func newRPCHandler(grpcServer *grpc.Server, native map[string]http.Handler) *rpcHandler {
+	h := &rpcHandler{native: native, methods: map[string]bool{}}
 	info := grpcServer.GetServiceInfo()
 	var services []string
 	for name, svc := range info {
@@ -56,6 +61,10 @@ func newRPCHandler(grpcServer *grpc.Server) *rpcHandler {
 }
 
 func (h *rpcHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if native, ok := h.native[r.URL.Path]; ok {
+		native.ServeHTTP(w, r)
+		return
+	}
 	if !isConnectUnaryPost(r) {
 		h.transcoder.ServeHTTP(w, r)
 		return
@@ -65,7 +74,7 @@ func (h *rpcHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// it (connect.WithRequireConnectProtocolHeader). Vanguard takes a
 	// request without it for REST, and with no REST routes answers 404, so
 	// a plain `curl -H 'Content-Type: application/json'` never reached the
-	// entity. Only POSTs of a Connect unary content type to a path shaped
+	// method. Only POSTs of a Connect unary content type to a path shaped
 	// like /package.Service/Method get here, so no REST route is taken away.
 	if r.Header.Get("Connect-Protocol-Version") == "" {
 		r.Header.Set("Connect-Protocol-Version", "1")
@@ -76,8 +85,8 @@ func (h *rpcHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// violation"). connect-go answers invalid_argument for an empty
 		// JSON body ("zero-length payload is not a valid JSON object"), and
 		// so does this. For binary protobuf, an empty body is an empty
-		// message to connect-go; vanguard cannot pass that on, and every
-		// entity method needs its key, so it is invalid_argument here too.
+		// message to connect-go; vanguard cannot pass that on, so it is
+		// invalid_argument here too.
 		body, empty, err := peekEmpty(r.Body)
 		if err != nil {
 			writeConnectError(w, http.StatusBadRequest, connect.CodeInvalidArgument, fmt.Sprintf("read the request body: %v", err))
@@ -86,7 +95,7 @@ func (h *rpcHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if empty {
 			msg := "request body is empty; send a JSON object, e.g. {}"
 			if mediaType(r) == "application/proto" {
-				msg = "request body is empty; send the request message (every statefun method needs its entity key)"
+				msg = "request body is empty; send the request message"
 			}
 			writeConnectError(w, http.StatusBadRequest, connect.CodeInvalidArgument, msg)
 			return
@@ -175,6 +184,28 @@ func writeConnectError(w http.ResponseWriter, status int, code connect.Code, msg
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// decodeJSON decodes a request in protobuf's canonical JSON. Vanguard
+// and connect-go drop unknown fields, so a typo such as "qty" arrived as a
+// request without a quantity and failed with a misleading rule violation;
+// the entities' protos are the server's own, so a field it does not know
+// is a mistake in the request, and is refused by name.
+func decodeJSON(data []byte, msg proto.Message) error {
+	if err := (protojson.UnmarshalOptions{}).Unmarshal(data, msg); err != nil {
+		return jsonRequestError(data, msg, err)
+	}
+	return nil
+}
+
+// jsonRequestError says what is wrong with a JSON request that did not
+// decode into msg: the field msg (or a message in it) does not have, else
+// the decoder's err.
+func jsonRequestError(data []byte, msg proto.Message, err error) error {
+	if md, name := unknownJSONField(data, msg.ProtoReflect().Descriptor()); md != nil {
+		return fmt.Errorf("unknown field %q in %s; the fields are: %s", name, md.FullName(), fieldNames(md))
+	}
+	return fmt.Errorf("request is not valid JSON for %s: %w", msg.ProtoReflect().Descriptor().FullName(), err)
 }
 
 // unknownJSONField finds the first field of a JSON request that md (or the

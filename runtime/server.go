@@ -14,22 +14,18 @@ import (
 	"net/url"
 	"os"
 	"regexp"
-	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/vanguard"
-	"connectrpc.com/vanguard/vanguardgrpc"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/statefun-go/statefun/runtime/store"
@@ -256,9 +252,10 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	interceptor := serverInterceptor(m, log, &rt.panicLog)
 	serverOpts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(c.maxMessageBytes),
-		grpc.ChainUnaryInterceptor(m.unaryInterceptor, recoverInterceptor(log, &rt.panicLog), keepRequest),
+		grpc.UnaryInterceptor(interceptor),
 	}
 	if tlsConfig != nil {
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(tlsConfig)))
@@ -283,7 +280,8 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 
 	var httpServer *http.Server
 	if c.httpListen != "" {
-		httpServer, err = newHTTPServer(grpcServer, m, healthServer, c, tlsConfig)
+		native := newConnectHandlers(rt.services, interceptor, c.maxMessageBytes)
+		httpServer, err = newHTTPServer(grpcServer, native, m, healthServer, c, tlsConfig)
 		if err != nil {
 			grpcServer.Stop()
 			_ = rt.Close(context.Background())
@@ -353,23 +351,42 @@ func shutdown(timeout time.Duration, log *slog.Logger, grpcServer *grpc.Server, 
 	return nil
 }
 
-// newHTTPServer serves every entity method as HTTP/JSON with the Connect
-// protocol (POST /package.Service/Method, Content-Type: application/json),
-// plus gRPC-Web, /metrics and /healthz, on one port.
-func newHTTPServer(grpcServer *grpc.Server, m *metrics, hs *health.Server, c serverConfig, tlsConfig *tls.Config) (*http.Server, error) {
+// newHTTPServer serves every entity method with connect-go's handlers
+// (native): Connect (POST /package.Service/Method, Content-Type
+// application/json or application/proto), gRPC and gRPC-Web; REST routes
+// and the gRPC server's other services through vanguard; /metrics and
+// /healthz; all on one port.
+func newHTTPServer(grpcServer *grpc.Server, native map[string]http.Handler, m *metrics, hs *health.Server, c serverConfig, tlsConfig *tls.Config) (*http.Server, error) {
+	rpc := newRPCHandler(grpcServer, native)
+	// REST calls are transcoded into gRPC calls of the native handlers,
+	// so that they pass through the same interceptors; the gRPC server's
+	// own services (health, reflection) are passed to it.
+	nativeServices := map[string]bool{}
+	for path := range native {
+		service, _, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+		nativeServices[service] = true
+	}
+	var services []*vanguard.Service
+	for name := range grpcServer.GetServiceInfo() {
+		target := http.Handler(grpcServer)
+		if nativeServices[name] {
+			target = nativeHandlers(native)
+		}
+		services = append(services, vanguard.NewService(name, target))
+	}
 	// The transcoder enforces the request limit itself, so that an
 	// oversized body is resource_exhausted (HTTP 429), as on the gRPC port,
 	// rather than a failed read that it would report as unavailable (503).
-	rpc := newRPCHandler(grpcServer)
-	transcoder, err := vanguardgrpc.NewTranscoder(grpcServer, vanguard.WithCodec(newJSONCodec),
-		vanguard.WithDefaultServiceOptions(vanguard.WithMaxMessageBufferBytes(uint32(min(int64(c.maxMessageBytes), math.MaxUint32)))),
+	transcoder, err := vanguard.NewTranscoder(services, vanguard.WithCodec(newJSONCodec),
+		vanguard.WithDefaultServiceOptions(
+			vanguard.WithTargetProtocols(vanguard.ProtocolGRPC), vanguard.WithTargetCodecs(vanguard.CodecProto),
+			vanguard.WithMaxMessageBufferBytes(uint32(min(int64(c.maxMessageBytes), math.MaxUint32)))),
 		vanguard.WithUnknownHandler(http.HandlerFunc(rpc.serveUnknown)))
 	if err != nil {
 		return nil, fmt.Errorf("set up HTTP/JSON: %w", err)
 	}
-	// REST routes (google.api.http) are served by the transcoder too; the
-	// guard keeps a query parameter from overriding the entity key the
-	// route's path or body binds (rest.go).
+	// The guard keeps a REST call's query parameter from overriding the
+	// entity key the route's path or body binds (rest.go).
 	rpc.transcoder = newRESTQueryGuard(transcoder, grpcServer)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
@@ -396,43 +413,40 @@ func newHTTPServer(grpcServer *grpc.Server, m *metrics, hs *health.Server, c ser
 	}, nil
 }
 
-// recoverInterceptor turns a panic outside an entity handler (the entity
-// host catches those itself) into INTERNAL for that call only, and logs
-// it with its stack, rate-limited by limit like entity handlers' panics.
-func recoverInterceptor(log *slog.Logger, limit *logLimiter) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (res any, err error) {
-		defer func() {
-			if p := recover(); p != nil {
-				logPanic(ctx, log, limit, "panic serving a call", &panicError{value: p, stack: debug.Stack()}, "method", info.FullMethod)
-				err = status.Error(codes.Internal, "internal error; see the server log")
-			}
-		}()
-		return handler(ctx, req)
-	}
-}
-
-// jsonCodec is the JSON of the HTTP port: protobuf's canonical JSON, as
-// connect-go writes it (zero values left out), with a request that does not
-// parse reported as invalid_argument (HTTP 400), not as an unknown error.
+// jsonCodec is the JSON of REST calls: protobuf's canonical JSON, as
+// connect-go writes it (zero values left out), with a request that does
+// not parse reported as invalid_argument (HTTP 400) naming what is wrong
+// (decodeJSON), not as an unknown error.
 type jsonCodec struct{ *vanguard.JSONCodec }
 
 func newJSONCodec(res vanguard.TypeResolver) vanguard.Codec {
 	c := vanguard.NewJSONCodec(res)
 	c.MarshalOptions.EmitUnpopulated = false
-	// Vanguard (like connect-go) drops unknown fields, so a typo such as
-	// "qty" arrived as a request without a quantity and failed with a
-	// misleading rule violation. The entities' protos are the server's own,
-	// so a field it does not know is a mistake in the request.
 	c.UnmarshalOptions.DiscardUnknown = false
 	return jsonCodec{c}
 }
 
 func (c jsonCodec) Unmarshal(data []byte, msg proto.Message) error {
 	if err := c.JSONCodec.Unmarshal(data, msg); err != nil {
-		if md, name := unknownJSONField(data, msg.ProtoReflect().Descriptor()); md != nil {
-			return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("unknown field %q in %s; the fields are: %s", name, md.FullName(), fieldNames(md)))
-		}
-		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("request is not valid JSON for %s: %w", msg.ProtoReflect().Descriptor().FullName(), err))
+		return connect.NewError(connect.CodeInvalidArgument, jsonRequestError(data, msg, err))
 	}
 	return nil
+}
+
+// nativeHandlers dispatches vanguard's transcoded calls to the native
+// handlers by path.
+type nativeHandlers map[string]http.Handler
+
+func (n nativeHandlers) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, ok := n[r.URL.Path]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	// In process, compression saves nothing. And vanguard (v0.4.0) takes
+	// connect-go's grpc-encoding header for a compressed reply even when
+	// the message under compressMinBytes went out uncompressed, and labels
+	// the REST reply gzip when it is not.
+	r.Header.Del("Grpc-Accept-Encoding")
+	h.ServeHTTP(w, r)
 }

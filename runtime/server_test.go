@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/emptypb"
+
 	statefun "github.com/statefun-go/statefun/runtime"
 	cart "github.com/statefun-go/statefun/testdata/eventsourced"
 	"github.com/statefun-go/statefun/testdata/nestedkey"
@@ -215,5 +218,117 @@ func TestHTTPUnknownMethod(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusNotFound || !strings.Contains(string(b), "this port serves POST /<package>.<Service>/<Method>") {
 		t.Errorf("GET /: HTTP %d %q, want 404 with a hint", res.StatusCode, b)
+	}
+}
+
+// h2cClient speaks HTTP/2 without TLS, as gRPC clients of the HTTP port do.
+func h2cClient() *http.Client {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &protocols}, Timeout: 30 * time.Second}
+}
+
+// Every protocol of the HTTP port reaches the entity, and an entity's
+// error keeps its code and message in each.
+func TestHTTPProtocols(t *testing.T) {
+	t.Parallel()
+	base := serveHTTP(t)
+	for _, tc := range []struct {
+		name string
+		opts []connect.ClientOption
+	}{
+		{"connect-proto", nil},
+		{"connect-json", []connect.ClientOption{connect.WithProtoJSON()}},
+		{"grpc", []connect.ClientOption{connect.WithGRPC()}},
+		{"grpc-json", []connect.ClientOption{connect.WithGRPC(), connect.WithProtoJSON()}},
+		{"grpc-web", []connect.ClientOption{connect.WithGRPCWeb()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := h2cClient()
+			add := connect.NewClient[cart.AddItemRequest, emptypb.Empty](client, base+cartPath+"AddItem", tc.opts...)
+			get := connect.NewClient[cart.GetCartRequest, cart.Cart](client, base+cartPath+"GetCart", tc.opts...)
+			id := "cart-" + tc.name
+			if _, err := add.CallUnary(t.Context(), connect.NewRequest(&cart.AddItemRequest{CartId: id, Sku: "apple", Quantity: 3})); err != nil {
+				t.Fatalf("AddItem: %v", err)
+			}
+			res, err := get.CallUnary(t.Context(), connect.NewRequest(&cart.GetCartRequest{CartId: id}))
+			if err != nil {
+				t.Fatalf("GetCart: %v", err)
+			}
+			if items := res.Msg.GetItems(); len(items) != 1 || items[0].GetSku() != "apple" || items[0].GetQuantity() != 3 {
+				t.Errorf("GetCart: %v, want 3 apples", res.Msg)
+			}
+			_, err = add.CallUnary(t.Context(), connect.NewRequest(&cart.AddItemRequest{CartId: id, Sku: "apple"}))
+			if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "quantity must be positive") {
+				t.Errorf("AddItem of no apples: %v, want invalid_argument: quantity must be positive", err)
+			}
+		})
+	}
+}
+
+// A call over the HTTP port passes through the interceptors of the gRPC
+// port: its metrics are recorded by method and code.
+func TestHTTPCallsPassTheServerInterceptors(t *testing.T) {
+	t.Parallel()
+	base := serveHTTP(t)
+	if code, body := post(t, base, cartPath+"AddItem", `{"cart_id":"m1","sku":"apple","quantity":1}`, "Content-Type", "application/json"); code != http.StatusOK {
+		t.Fatalf("AddItem: HTTP %d %s", code, body)
+	}
+	if code, body := post(t, base, cartPath+"AddItem", `{"cart_id":"m1","sku":"apple"}`, "Content-Type", "application/json"); code != http.StatusBadRequest {
+		t.Fatalf("AddItem of no apples: HTTP %d %s, want 400", code, body)
+	}
+	res, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{
+		`statefun_request_duration_seconds_count{code="OK",method="/statefun.testdata.eventsourced.ShoppingCart/AddItem"} 1`,
+		`statefun_request_duration_seconds_count{code="InvalidArgument",method="/statefun.testdata.eventsourced.ShoppingCart/AddItem"} 1`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// A reply under 1 KiB is sent uncompressed, even to a client that accepts
+// gzip; a larger one is compressed.
+func TestHTTPCompressesOnlyLargeReplies(t *testing.T) {
+	t.Parallel()
+	base := serveHTTP(t)
+	getCart := func(id string) (encoding string, size int) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, base+cartPath+"GetCart", strings.NewReader(`{"cart_id":"`+id+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		// Set by hand, the transport leaves the body as it came.
+		req.Header.Set("Accept-Encoding", "gzip")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("GetCart %s: HTTP %d %s", id, res.StatusCode, b)
+		}
+		return res.Header.Get("Content-Encoding"), len(b)
+	}
+	post(t, base, cartPath+"AddItem", `{"cart_id":"small","sku":"apple","quantity":1}`, "Content-Type", "application/json")
+	for i := range 20 {
+		sku := strings.Repeat(string(rune('a'+i)), 100)
+		if code, body := post(t, base, cartPath+"AddItem", `{"cart_id":"large","sku":"`+sku+`","quantity":1}`, "Content-Type", "application/json"); code != http.StatusOK {
+			t.Fatalf("AddItem: HTTP %d %s", code, body)
+		}
+	}
+	if encoding, size := getCart("small"); encoding != "" {
+		t.Errorf("a reply of %d bytes came with Content-Encoding %q, want none", size, encoding)
+	}
+	if encoding, size := getCart("large"); encoding != "gzip" {
+		t.Errorf("a reply of %d bytes came with Content-Encoding %q, want gzip", size, encoding)
 	}
 }
