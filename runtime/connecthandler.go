@@ -114,13 +114,18 @@ func idempotencyOf(service, method string) connect.IdempotencyLevel {
 // generated method handler does, and decodes into it with decode.
 type rpcRequest struct {
 	data  []byte
-	codec *rpcCodec
+	codec *rpcCodec // nil when connect-go had nothing to decode
 }
 
 func (r *rpcRequest) decode(v any) error {
 	msg, ok := v.(proto.Message)
 	if !ok {
 		return status.Errorf(codes.Internal, "request %T is not a protobuf message", v)
+	}
+	if r.codec == nil {
+		// connect-go calls no codec for an empty message in gRPC's
+		// framing: it is the empty message.
+		return nil
 	}
 	return r.codec.unmarshal(r.data, msg)
 }

@@ -262,6 +262,10 @@ func TestHTTPProtocols(t *testing.T) {
 			if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "quantity must be positive") {
 				t.Errorf("AddItem of no apples: %v, want invalid_argument: quantity must be positive", err)
 			}
+			// An empty message, which gRPC frames as no bytes at all.
+			if _, err := get.CallUnary(t.Context(), connect.NewRequest(&cart.GetCartRequest{})); connect.CodeOf(err) != connect.CodeInvalidArgument {
+				t.Errorf("GetCart of no cart: %v, want invalid_argument", err)
+			}
 		})
 	}
 }
