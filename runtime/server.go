@@ -422,6 +422,7 @@ type jsonCodec struct{ *vanguard.JSONCodec }
 func newJSONCodec(res vanguard.TypeResolver) vanguard.Codec {
 	c := vanguard.NewJSONCodec(res)
 	c.MarshalOptions.EmitUnpopulated = false
+	// Refused by name instead, as decodeJSON explains.
 	c.UnmarshalOptions.DiscardUnknown = false
 	return jsonCodec{c}
 }
