@@ -431,6 +431,27 @@ func TestCommitCPUBreakdown(t *testing.T) {
 		t.Logf("  %-55s %8.1f %8.1f %8.1f %8.2f", part.name, perWrite(median.total), perWrite(kernel/time.Duration(rounds)), perWrite(samples[i][0].total), ratios[i][rounds/2])
 	}
 
+	// Which index served which part: the scans of each index, and of each
+	// table without one, in this test's schema.
+	if _, err := conn.Exec(ctx, "SELECT pg_stat_force_next_flush()"); err != nil {
+		t.Fatal(err)
+	}
+	scans, err := conn.Query(ctx, `SELECT relname, coalesce(indexrelname, '(sequential)'), coalesce(i.idx_scan, t.seq_scan), coalesce(i.idx_tup_read, t.seq_tup_read)
+		FROM pg_stat_user_tables AS t LEFT JOIN pg_stat_user_indexes AS i USING (relid, schemaname, relname)
+		WHERE schemaname = $1 ORDER BY 1, 2`, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for scans.Next() {
+		var table, index string
+		var n, read int64
+		if err := scans.Scan(&table, &index, &n, &read); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("scans: %s %s: %d, %d rows read", table, index, n, read)
+	}
+	scans.Close()
+
 	plans, err := conn.Query(ctx, "SELECT generic_plans, custom_plans, left(regexp_replace(statement, '\\s+', ' ', 'g'), 60) FROM pg_prepared_statements")
 	if err != nil {
 		t.Fatal(err)

@@ -187,21 +187,24 @@ SET position = excluded.position, updated_at = now();
 -- name: insert-outcomes
 -- The batch's outcomes, sorted by key_hash so that concurrent commits
 -- take index locks in one order. A stored outcome with the same key is
--- replaced only if it has expired; one that has not is left alone, and
--- the count falls short: the key is answered already, by another writer,
+-- replaced only if it has expired; one that has not aborts the
+-- transaction (SF409): the key is answered already, by another writer,
 -- and the batch is refused. An INSERT racing another for a new key waits
--- for it and, if it commits, finds its row live.
-WITH written AS (
-    INSERT INTO {{schema}}.outcomes AS o (expires, code, key_hash, entity_type, entity_id, key, message, reply)
-    SELECT * FROM unnest($1::timestamptz[], $2::bigint[], $3::bytea[], $4::text[], $5::bytea[], $6::bytea[], $7::bytea[], $8::bytea[])
-    ON CONFLICT (key_hash) DO UPDATE
-    SET expires = excluded.expires, code = excluded.code,
-        entity_type = excluded.entity_type, entity_id = excluded.entity_id, key = excluded.key,
-        message = excluded.message, reply = excluded.reply
-    WHERE o.expires < now()
-    RETURNING 1
-)
-SELECT {{schema}}.conflict_unless((SELECT count(*) FROM written) = cardinality($3::bytea[]), 'outcomes');
+-- for it and, if it commits, finds its row live. The CASE makes sure
+-- conflict_unless runs only for a live row, and raises; "IS NULL" just
+-- makes its void a boolean. Refusing from inside the statement spares
+-- the RETURNING and the count of the rows written that would otherwise
+-- tell a refused key from a written one.
+INSERT INTO {{schema}}.outcomes AS o (expires, code, key_hash, entity_type, entity_id, key, message, reply)
+SELECT * FROM unnest($1::timestamptz[], $2::bigint[], $3::bytea[], $4::text[], $5::bytea[], $6::bytea[], $7::bytea[], $8::bytea[])
+ON CONFLICT (key_hash) DO UPDATE
+SET expires = excluded.expires, code = excluded.code,
+    entity_type = excluded.entity_type, entity_id = excluded.entity_id, key = excluded.key,
+    message = excluded.message, reply = excluded.reply
+WHERE CASE
+    WHEN o.expires < now() THEN true
+    ELSE {{schema}}.conflict_unless(false, 'outcomes') IS NULL
+END;
 
 -- name: answered-outcomes
 -- Whether each key is answered (stored and not expired), in argument
