@@ -515,3 +515,99 @@ func plainOutcomes(q string) func(*pgx.Batch) *pgx.Batch {
 		return part
 	}
 }
+
+// TestCopyVersusUnnestCPU prices the two ways to send a large batch of
+// events: the INSERT from arrays that Commit uses, in one round trip, and
+// COPY, which writes the heap rows page by page (one WAL record a page,
+// not a row) but needs a transaction of its own around it (BEGIN, COPY,
+// COMMIT: three round trips) and cannot check anything as it goes. Both
+// write batches of 500 events, with no gap check, into copies of the
+// events table with its indexes. Set STATEFUN_PGCPU=1 to run it.
+func TestCopyVersusUnnestCPU(t *testing.T) {
+	if os.Getenv("STATEFUN_PGCPU") != "1" {
+		t.Skip("set STATEFUN_PGCPU=1 to measure COPY against INSERT from arrays")
+	}
+	ctx := t.Context()
+	url, app, schema := cpuTestDatabase(t)
+	s, err := Open(ctx, url, WithSchema(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	q := quoteSchema(schema)
+	for _, table := range []string{"events_unnest", "events_copy"} {
+		ddl := "CREATE TABLE " + q + "." + table + " (LIKE " + q + ".events INCLUDING DEFAULTS INCLUDING INDEXES)"
+		if _, err := conn.Exec(ctx, ddl); err != nil {
+			t.Fatalf("%s: %v", ddl, err)
+		}
+	}
+	pg := newBackends(ctx, t, url, app)
+	const rounds, batchesPerRound, writesPerBatch, carts = 7, 20, 500, 10_000
+	insert := strings.Replace(s.sql.insertEvents, q+".events (", q+".events_unnest (", 1)
+	ways := []struct {
+		name  string
+		write func(*store.Batch) error
+	}{
+		{"INSERT from arrays, one round trip", func(b *store.Batch) error {
+			full := planCommit(b)
+			for _, qq := range full.commitStatements(b, s.sql).QueuedQueries {
+				if strings.Contains(qq.SQL, "follows_stored") {
+					args := slices.Clone(qq.Arguments)
+					args[5] = make([]bool, len(b.Events))
+					_, err := conn.Exec(ctx, insert, args...)
+					return err
+				}
+			}
+			return fmt.Errorf("the commit has no events INSERT")
+		}},
+		{"COPY in BEGIN ... COMMIT", func(b *store.Batch) error {
+			events := slices.Clone(b.Events)
+			slices.SortFunc(events, func(x, y store.Event) int {
+				return cmp.Or(cmp.Compare(x.Entity.ID, y.Entity.ID), cmp.Compare(x.Seq, y.Seq))
+			})
+			rows := make([][]any, len(events))
+			for i, e := range events {
+				rows[i] = []any{e.Entity.Type, []byte(e.Entity.ID), e.Seq, e.EventType, e.Payload, int64(i + 1)}
+			}
+			return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+				_, err := tx.CopyFrom(ctx, pgx.Identifier{schema, "events_copy"},
+					[]string{"entity_type", "entity_id", "seq", "event_type", "payload", "feed_pos"}, pgx.CopyFromRows(rows))
+				return err
+			})
+		}},
+	}
+	workloads := make([]*cartWorkload, len(ways))
+	for i, way := range ways {
+		workloads[i] = newCartWorkload(carts, writesPerBatch, false)
+		seed := &store.Batch{}
+		for c := range carts {
+			workloads[i].seqs[c]++
+			seed.Events = append(seed.Events, store.Event{Entity: store.Ref{Type: cartType, ID: cartID(c)}, Seq: 1, EventType: "ItemAdded", Payload: itemAdded})
+		}
+		if err := way.write(seed); err != nil {
+			t.Fatalf("%s: %v", way.name, err)
+		}
+	}
+	samples := make([][]time.Duration, len(ways))
+	for range rounds {
+		for i, way := range ways {
+			before := pg.cpu(ctx, t)
+			for range batchesPerRound {
+				if err := way.write(workloads[i].next()); err != nil {
+					t.Fatalf("%s: %v", way.name, err)
+				}
+			}
+			samples[i] = append(samples[i], pg.since(ctx, t, before).total)
+		}
+	}
+	t.Logf("Postgres backend CPU per event, batches of %d events, median of %d rounds of %d batches:", writesPerBatch, rounds, batchesPerRound)
+	for i, way := range ways {
+		slices.Sort(samples[i])
+		t.Logf("  %-40s %6.1f µs", way.name, float64(samples[i][rounds/2].Nanoseconds())/1e3/float64(batchesPerRound*writesPerBatch))
+	}
+}
