@@ -259,8 +259,12 @@ func BenchmarkCommitCPU(b *testing.B) {
 // compare with the first lines), on one connection, and each line is the
 // backend CPU per write. Copies of the events table with fewer indexes
 // price each index. It also prints what EXPLAIN (ANALYZE, BUFFERS, WAL)
-// says of each statement of one batch. Set STATEFUN_PGCPU=1 to run it:
-// it takes about a minute, and it measures rather than checks.
+// says of each statement of one batch, which index each table's scans
+// used, and whether the statements run on generic plans. Set
+// STATEFUN_PGCPU=1 to run it: it takes about a minute, and it measures
+// rather than checks. STATEFUN_PGCPU_PARTS=text keeps only the parts whose
+// name holds text (and the whole commit, the reference);
+// STATEFUN_PGCPU_ROUNDS=n spreads the same 1,050 batches over n rounds.
 func TestCommitCPUBreakdown(t *testing.T) {
 	if os.Getenv("STATEFUN_PGCPU") != "1" {
 		t.Skip("set STATEFUN_PGCPU=1 to measure where a commit's Postgres CPU goes")
@@ -475,7 +479,7 @@ func TestCommitCPUBreakdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	for _, qq := range plan.commitStatements(b, s.sql).QueuedQueries {
 		rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF) "+qq.SQL, qq.Arguments...)
 		if err != nil {
