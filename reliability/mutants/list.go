@@ -306,3 +306,34 @@ var clusterMutants = []mutant{
 }
 
 func init() { mutants = append(mutants, clusterMutants...) }
+
+// The Postgres store's fences that its statements keep themselves: the
+// check, inside the events INSERT, that each entity's first event of a
+// batch follows its stored history (invariant 6), and the refusal,
+// inside the outcomes INSERT, of a key whose outcome is still live
+// (invariant 12).
+var postgresMutants = []mutant{
+	{
+		name: "fencing: postgres inserts events without the gap check (6)",
+		file: "runtime/store/postgres/queries.sql",
+		old:  `    WHEN NOT e.follows_stored THEN true`,
+		new:  `    WHEN true THEN true`,
+		pkg:  "./runtime/store/postgres/", run: "TestConformance/GapConflicts|TestGapCheckCoversEveryEntity",
+	},
+	{
+		name: "fencing: postgres checks only the batch's first entity for a gap (6)",
+		file: "runtime/store/postgres/commit.go",
+		old:  `followsStored[i] = e.Seq > 1 && (i == 0 || events[i-1].Entity != e.Entity)`,
+		new:  `followsStored[i] = e.Seq > 1 && i == 0`,
+		pkg:  "./runtime/store/postgres/", run: "TestConformance/GapConflicts|TestGapCheckCoversEveryEntity",
+	},
+	{
+		name: "idempotency: postgres keeps a live outcome and commits the batch (12)",
+		file: "runtime/store/postgres/queries.sql",
+		old:  `    ELSE {{schema}}.conflict_unless(false, 'outcomes') IS NULL`,
+		new:  `    ELSE false`,
+		pkg:  "./runtime/store/postgres/", run: "TestConformance/UnexpiredOutcomeKeyConflicts",
+	},
+}
+
+func init() { mutants = append(mutants, postgresMutants...) }

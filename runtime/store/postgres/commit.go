@@ -349,23 +349,6 @@ func (p *commitPlan) commitStatements(b *store.Batch, sql *statements) *pgx.Batc
 		queueFence(batch, sql, b.Fence)
 	}
 
-	// Entities whose batch starts past seq 1 need their predecessor
-	// checked; the primary key takes care of the rest.
-	var gaps []eventRun
-	for _, r := range p.events {
-		if r.first > 1 {
-			gaps = append(gaps, r)
-		}
-	}
-	if len(gaps) > 0 {
-		types, ids := refColumns(gaps, func(r eventRun) store.Ref { return r.ref })
-		seqs := make([]int64, len(gaps))
-		for i, r := range gaps {
-			seqs[i] = r.first
-		}
-		batch.Queue(sql.checkEventGaps, types, ids, seqs)
-	}
-
 	if len(b.Events) > 0 {
 		// Sorted by key: concurrent commits then wait for each other's
 		// index entries in one order and cannot deadlock.
@@ -377,10 +360,16 @@ func (p *commitPlan) commitStatements(b *store.Batch, sql *statements) *pgx.Batc
 		seqs := make([]int64, len(events))
 		eventTypes := make([]string, len(events))
 		payloads := make([][]byte, len(events))
+		// The first event of each entity must follow its stored history
+		// unless it is seq 1; the rest follow it in the batch (planCommit
+		// checked that), and the primary key keeps any seq from being
+		// stored twice.
+		followsStored := make([]bool, len(events))
 		for i, e := range events {
 			seqs[i], eventTypes[i], payloads[i] = e.Seq, e.EventType, notNull(e.Payload)
+			followsStored[i] = e.Seq > 1 && (i == 0 || events[i-1].Entity != e.Entity)
 		}
-		batch.Queue(sql.insertEvents, types, ids, seqs, eventTypes, payloads)
+		batch.Queue(sql.insertEvents, types, ids, seqs, eventTypes, payloads, followsStored)
 	}
 
 	if len(p.values) > 0 {

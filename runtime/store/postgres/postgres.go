@@ -27,7 +27,7 @@
 // The events primary key is the fence of invariant 6 (INVARIANTS.md): two writers
 // of one entity cannot both store its event n. A commit also refuses to
 // leave a gap: the first event of each entity in a batch must follow the
-// entity's stored history, checked inside the same transaction. Values
+// entity's stored history, checked by the statement that inserts it. Values
 // are fenced by version the same way: a write of version v succeeds only
 // over version v-1. Outcomes are fenced by key: a batch may store the
 // outcome of a key only if the key has none that is still live. A batch
@@ -54,11 +54,11 @@
 //
 // # One round trip per commit
 //
-// Commit sends its statements (gap check, one INSERT of all events from
-// arrays, one statement for all values, one for all outcomes, and one
-// registering event types the store has not seen committed before) as a
-// single pgx batch: one
-// pipeline ending in one Sync. Without BEGIN, Postgres runs everything up
+// Commit sends its statements (one INSERT of all events from arrays,
+// which also checks for gaps, one statement for all values, one for all
+// outcomes, and one registering event types the store has not seen
+// committed before) as a single pgx batch: one pipeline ending in one
+// Sync. Without BEGIN, Postgres runs everything up
 // to a Sync as one implicit transaction and rolls all of it back when any
 // statement fails, so the batch is atomic without the round trips of
 // BEGIN and COMMIT. Only a failed commit costs a second round trip, to
@@ -74,8 +74,9 @@
 // it.
 //
 // Instead each event row records the ID of the transaction that wrote it
-// (tx_id, an xid8) and a sequence number that orders the events within
-// that transaction (feed_pos). Feed order is (tx_id, feed_pos), and
+// (tx_id, an xid8) and a number that orders the events within that
+// transaction (feed_pos, the event's place in the commit's INSERT).
+// Feed order is (tx_id, feed_pos), and
 // ReadFeed returns only events whose tx_id is below the xmin of its own
 // snapshot, the transaction-ID horizon: the oldest transaction still
 // running. Every transaction below the horizon has ended, and every
@@ -85,9 +86,10 @@
 //
 // Each entity's events are in seq order in the feed. Within a commit,
 // feed_pos is assigned in key order, which is seq order for each entity.
-// A later commit of the entity first checks that its predecessor event is
-// stored, so it takes its transaction ID (at its first insert) after that
-// event's transaction committed, and the ID is higher.
+// A later commit of the entity checks that its predecessor event is
+// stored, in the snapshot of the INSERT that writes it: that event's
+// transaction had committed before the INSERT began, and so before this
+// transaction took its ID (at its first insert), and the ID is higher.
 //
 // The price is latency, not correctness: an event reaches readers once
 // every transaction that started writing before it has ended, anywhere on

@@ -331,6 +331,45 @@ func TestConflictRollsBackEarlierStatements(t *testing.T) {
 
 // TestConflictNamesExactlyTheStale mixes every kind of conflict with
 // entities that are fine, in one batch.
+// TestGapCheckCoversEveryEntity sends a batch, consistent in itself, in
+// which one entity of several, neither first nor last in key order, skips
+// a stored seq: the INSERT's check must refuse it (invariant 6) and the
+// batch must write nothing.
+func TestGapCheckCoversEveryEntity(t *testing.T) {
+	t.Parallel()
+	s, _ := openStore(t)
+	defer s.Close()
+	ctx := t.Context()
+	ref := func(id string) store.Ref { return store.Ref{Type: "cart", ID: id} }
+	ev := func(r store.Ref, seq int64) store.Event { return store.Event{Entity: r, Seq: seq, EventType: "E"} }
+	if err := s.Commit(ctx, &store.Batch{Events: []store.Event{ev(ref("b"), 1), ev(ref("c"), 1), ev(ref("e"), 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Commit(ctx, &store.Batch{Events: []store.Event{
+		ev(ref("e"), 2),
+		ev(ref("a"), 1),
+		ev(ref("c"), 3), // seq 2 is missing
+		ev(ref("b"), 2), ev(ref("b"), 3),
+		ev(ref("d"), 1), ev(ref("d"), 2),
+	}})
+	var conflict *store.ConflictError
+	if !errors.As(err, &conflict) {
+		t.Fatalf("Commit: %v, want a conflict", err)
+	}
+	if len(conflict.Entities) != 1 || conflict.Entities[0] != ref("c") {
+		t.Errorf("conflict names %v, want only %v", conflict.Entities, ref("c"))
+	}
+	for id, want := range map[string]int{"a": 0, "b": 1, "c": 1, "d": 0, "e": 1} {
+		n := 0
+		if err := s.ReadEvents(ctx, ref(id), 0, func(store.Event) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if n != want {
+			t.Errorf("%s has %d events stored, want %d: the refused batch wrote some", id, n, want)
+		}
+	}
+}
+
 func TestConflictNamesExactlyTheStale(t *testing.T) {
 	t.Parallel()
 	s, _ := openStore(t)

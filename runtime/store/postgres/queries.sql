@@ -27,33 +27,44 @@ SELECT version FROM {{schema}}.schema_migrations ORDER BY version;
 -- name: record-migration
 INSERT INTO {{schema}}.schema_migrations (version) VALUES ($1);
 
--- name: check-event-gaps
--- $1..$3 hold the first event of each entity whose batch starts after
--- seq 1. Its predecessor must be stored, or the batch would leave a gap.
--- Together with the primary key (no seq stored twice) this is exactly
--- "the first seq is the stored max + 1", without reading max(seq).
--- The EXISTS sits in the select list on purpose: there the planner must
--- run it per row, as one primary-key probe. Written as a WHERE NOT EXISTS
--- it may become an anti-join that scans the whole events table, which
--- made commits to a long-lived entity slower with every event stored.
-SELECT {{schema}}.conflict_unless(coalesce(bool_and(EXISTS (
-    SELECT FROM {{schema}}.events AS e
-    WHERE e.entity_type = f.entity_type AND e.entity_id = f.entity_id AND e.seq = f.seq - 1
-)), true), 'events')
-FROM unnest($1::text[], $2::bytea[], $3::bigint[]) AS f (entity_type, entity_id, seq);
-
 -- name: insert-events
--- One statement for the whole batch. The rows arrive sorted by key, so
--- concurrent commits take index locks in one order and cannot deadlock.
--- feed_pos numbers them in that order, which puts each entity's events
--- of the batch in seq order in the feed: Postgres evaluates a volatile
--- output column such as nextval after the ORDER BY (here the order of
--- the arrays, which needs no sort). tx_id takes its default, the
--- transaction's ID.
+-- One statement for the whole batch, which also keeps it from leaving a
+-- gap (invariant 6). $6 marks the first event of each entity whose batch
+-- starts past seq 1: its predecessor must be stored, or conflict_unless
+-- aborts the transaction (SF409). Together with the primary key (no seq
+-- stored twice) this is exactly "the first seq is the stored max + 1",
+-- without reading max(seq). Checking here rather than in a statement of
+-- its own saves that statement's work, and the probe reads the index
+-- pages the row's insert then writes.
+--
+-- The EXISTS sits inside a CASE on purpose: there the planner must run it
+-- per row, as one primary-key probe, and only for the marked rows. As a
+-- WHERE [NOT] EXISTS it may become an anti-join that scans the whole
+-- events table, which made commits to a long-lived entity slower with
+-- every event stored. conflict_unless runs only when the probe finds
+-- nothing, and raises; "IS NULL" just makes its void a boolean.
+--
+-- The rows arrive sorted by key, so concurrent commits take index locks
+-- in one order and cannot deadlock. feed_pos is the row's place in that
+-- order (WITH ORDINALITY), which puts each entity's events of the batch
+-- in seq order in the feed: feed order is (tx_id, feed_pos), and this is
+-- the only statement that inserts events in the commit's transaction, so
+-- the place orders all of that transaction's events. (The sequence
+-- events_feed_pos, the column's default, serves older binaries; numbers
+-- from it and places never meet in one transaction.) tx_id takes its
+-- default, the transaction's ID.
 INSERT INTO {{schema}}.events (entity_type, entity_id, seq, event_type, payload, feed_pos)
-SELECT e.entity_type, e.entity_id, e.seq, e.event_type, e.payload, nextval('{{schema}}.events_feed_pos')
-FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::text[], $5::bytea[])
-    WITH ORDINALITY AS e (entity_type, entity_id, seq, event_type, payload, n)
+SELECT e.entity_type, e.entity_id, e.seq, e.event_type, e.payload, e.n
+FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::text[], $5::bytea[], $6::boolean[])
+    WITH ORDINALITY AS e (entity_type, entity_id, seq, event_type, payload, follows_stored, n)
+WHERE CASE
+    WHEN NOT e.follows_stored THEN true
+    WHEN EXISTS (
+        SELECT FROM {{schema}}.events AS p
+        WHERE p.entity_type = e.entity_type AND p.entity_id = e.entity_id AND p.seq = e.seq - 1
+    ) THEN true
+    ELSE {{schema}}.conflict_unless(false, 'events') IS NULL
+END
 ORDER BY e.n;
 
 -- name: register-event-types
@@ -176,21 +187,24 @@ SET position = excluded.position, updated_at = now();
 -- name: insert-outcomes
 -- The batch's outcomes, sorted by key_hash so that concurrent commits
 -- take index locks in one order. A stored outcome with the same key is
--- replaced only if it has expired; one that has not is left alone, and
--- the count falls short: the key is answered already, by another writer,
+-- replaced only if it has expired; one that has not aborts the
+-- transaction (SF409): the key is answered already, by another writer,
 -- and the batch is refused. An INSERT racing another for a new key waits
--- for it and, if it commits, finds its row live.
-WITH written AS (
-    INSERT INTO {{schema}}.outcomes AS o (expires, code, key_hash, entity_type, entity_id, key, message, reply)
-    SELECT * FROM unnest($1::timestamptz[], $2::bigint[], $3::bytea[], $4::text[], $5::bytea[], $6::bytea[], $7::bytea[], $8::bytea[])
-    ON CONFLICT (key_hash) DO UPDATE
-    SET expires = excluded.expires, code = excluded.code,
-        entity_type = excluded.entity_type, entity_id = excluded.entity_id, key = excluded.key,
-        message = excluded.message, reply = excluded.reply
-    WHERE o.expires < now()
-    RETURNING 1
-)
-SELECT {{schema}}.conflict_unless((SELECT count(*) FROM written) = cardinality($3::bytea[]), 'outcomes');
+-- for it and, if it commits, finds its row live. The CASE makes sure
+-- conflict_unless runs only for a live row, and raises; "IS NULL" just
+-- makes its void a boolean. Refusing from inside the statement spares
+-- the RETURNING and the count of the rows written that would otherwise
+-- tell a refused key from a written one.
+INSERT INTO {{schema}}.outcomes AS o (expires, code, key_hash, entity_type, entity_id, key, message, reply)
+SELECT * FROM unnest($1::timestamptz[], $2::bigint[], $3::bytea[], $4::text[], $5::bytea[], $6::bytea[], $7::bytea[], $8::bytea[])
+ON CONFLICT (key_hash) DO UPDATE
+SET expires = excluded.expires, code = excluded.code,
+    entity_type = excluded.entity_type, entity_id = excluded.entity_id, key = excluded.key,
+    message = excluded.message, reply = excluded.reply
+WHERE CASE
+    WHEN o.expires < now() THEN true
+    ELSE {{schema}}.conflict_unless(false, 'outcomes') IS NULL
+END;
 
 -- name: answered-outcomes
 -- Whether each key is answered (stored and not expired), in argument

@@ -30,7 +30,6 @@ type statements struct {
 	appliedMigrations     string
 	recordMigration       string
 
-	checkEventGaps     string
 	insertEvents       string
 	registerEventTypes string
 	eventTypes         string
@@ -83,7 +82,6 @@ func newStatements(quotedSchema string) *statements {
 		appliedMigrations:     q("applied-migrations"),
 		recordMigration:       q("record-migration"),
 
-		checkEventGaps:     q("check-event-gaps"),
 		insertEvents:       q("insert-events"),
 		registerEventTypes: q("register-event-types"),
 		eventTypes:         q("event-types"),
