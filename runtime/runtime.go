@@ -27,6 +27,7 @@ type Runtime struct {
 	services   []boundService
 	conn       *localConn
 	consumers  *consumerSet
+	timers     *timerService
 	cluster    *clusterNode // nil outside a cluster
 	writerNode string
 
@@ -81,6 +82,11 @@ type config struct {
 	cluster              *ClusterConfig
 	tracerProvider       trace.TracerProvider
 	allowUnknownEvents   bool
+	// manualTimers keeps the timer loop off: the testkit fires timers
+	// when a test says.
+	manualTimers bool
+	// clock, when set, replaces time.Now for timers (the testkit's).
+	clock func() time.Time
 }
 
 // Option configures a Runtime.
@@ -239,6 +245,7 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 	r.snapshots = newSnapshotter(cfg.store, cfg.log)
 	r.conn = newLocalConn(r.services)
 	r.startConsumers(cfg.consumers)
+	r.startTimers()
 	r.janitor.Add(1)
 	go r.passivateLoop()
 	return r, nil
@@ -271,8 +278,9 @@ func (r *Runtime) ClientConn() grpc.ClientConnInterface { return r.conn }
 // It closes the store only if the runtime created it.
 func (r *Runtime) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
-		// Consumers first: they call entities, which need the writer.
-		err := r.consumers.shutdown(ctx)
+		// Consumers and timers first: they call entities, which need the
+		// writer.
+		err := errors.Join(r.consumers.shutdown(ctx), r.timers.shutdown(ctx))
 		if r.cluster != nil {
 			// Hand the shards off while calls can still be forwarded.
 			err = errors.Join(err, r.cluster.close(ctx))
@@ -297,9 +305,9 @@ func (r *Runtime) Leave(ctx context.Context) error {
 	if r.cluster == nil {
 		return nil
 	}
-	// Consumers first: they run under leases of this node, and their last
-	// saved position must be saved while those are still held.
-	err := r.consumers.shutdown(ctx)
+	// Consumers and timers first: they run under leases of this node,
+	// and what they did must be saved while those are still held.
+	err := errors.Join(r.consumers.shutdown(ctx), r.timers.shutdown(ctx))
 	return errors.Join(err, r.cluster.leave(ctx))
 }
 
@@ -371,6 +379,14 @@ func (r *Runtime) Stats() Stats {
 		Conflicts: js.Conflicts, Fenced: js.Fenced, CommitDuration: js.CommitDuration, Pending: js.Pending, Queued: js.Queued,
 	}
 	return s
+}
+
+// now is the runtime's clock: the testkit's when it set one.
+func (r *Runtime) now() time.Time {
+	if r.cfg.clock != nil {
+		return r.cfg.clock()
+	}
+	return time.Now()
 }
 
 func (r *Runtime) hostList() []hostHandle {
