@@ -109,6 +109,18 @@ func (k *ShoppingCartTestKit) Checkout(req *CheckoutRequest) *ShoppingCartTestRe
 	}
 }
 
+// ExpireCart runs the ExpireCart command with req against the testkit's entity.
+func (k *ShoppingCartTestKit) ExpireCart(req *ExpireCartRequest) *ShoppingCartTestResult[*emptypb.Empty] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "ShoppingCart.ExpireCart", req, shoppingCartExpireCartKey, func(c *statefun.CommandContext, state *Cart) (*emptypb.Empty, error) {
+		return k.handler.ExpireCart(&ShoppingCartContext{c: c}, state, req)
+	})
+	return &ShoppingCartTestResult[*emptypb.Empty]{
+		t:   k.t,
+		res: res,
+	}
+}
+
 // GetCart runs the GetCart read with req against the testkit's entity.
 func (k *ShoppingCartTestKit) GetCart(req *GetCartRequest) *ShoppingCartTestResult[*Cart] {
 	k.t.Helper()
@@ -148,6 +160,8 @@ func (k *ShoppingCartTestKit) FireTimer(name string) error {
 			return true, k.RemoveItem(req.(*RemoveItemRequest)).Err()
 		case ShoppingCartService_Checkout_FullMethodName:
 			return true, k.Checkout(req.(*CheckoutRequest)).Err()
+		case ShoppingCartService_ExpireCart_FullMethodName:
+			return true, k.ExpireCart(req.(*ExpireCartRequest)).Err()
 		}
 		return false, nil
 	})
