@@ -315,7 +315,15 @@ func (r *Runtime) Leave(ctx context.Context) error {
 type Stats struct {
 	Entities []HostStats
 	Journal  JournalStats
+	Timers   TimerStats
 	Cluster  ClusterStats // zero outside a cluster
+}
+
+// TimerStats count the timer deliveries this runtime made.
+type TimerStats struct {
+	Fired   uint64 // delivered and accepted
+	Retried uint64 // failed, to be retried
+	Refused uint64 // refused by their target for good (not retried)
 }
 
 // ClusterStats describe this node's part in its cluster.
@@ -373,6 +381,7 @@ func (r *Runtime) Stats() Stats {
 			Forwards:    cn.forwards.Load(), ForwardRetries: cn.forwardRetries.Load(),
 		}
 	}
+	s.Timers = TimerStats{Fired: r.timers.fired.Load(), Retried: r.timers.retried.Load(), Refused: r.timers.refused.Load()}
 	js := r.writer.Stats()
 	s.Journal = JournalStats{
 		Batches: js.Batches, Records: js.Records, FailedBatches: js.FailedBatches,
