@@ -273,9 +273,14 @@ func TestTimerSurvivesRestart(t *testing.T) {
 func TestTimerRetriesFailedDelivery(t *testing.T) {
 	t.Parallel()
 	st, log := memory.New(), newDeliveries()
-	carts := cart.NewShoppingCartEntityClient(newTimerRuntime(t, st, log).ClientConn())
+	rt := newTimerRuntime(t, st, log)
+	carts := cart.NewShoppingCartEntityClient(rt.ClientConn())
 	addItem(t, carts, "c1", "later:flaky:0:c1")
 	got := log.wait(t, 3)
+	waitNoTimers(t, st, "c1")
+	if m := statefun.TimerMetricsForTest(rt); m["statefun_timers_fired_total"] != 1 || m["statefun_timers_retried_total"] != 2 || m["statefun_timers_refused_total"] != 0 {
+		t.Errorf("timer metrics after two failed deliveries and one accepted: %v", m)
+	}
 	var attempts []int
 	for _, d := range got {
 		attempts = append(attempts, d.timer.Attempt)
