@@ -82,11 +82,6 @@ type config struct {
 	cluster              *ClusterConfig
 	tracerProvider       trace.TracerProvider
 	allowUnknownEvents   bool
-	// manualTimers keeps the timer loop off: the testkit fires timers
-	// when a test says.
-	manualTimers bool
-	// clock, when set, replaces time.Now for timers (the testkit's).
-	clock func() time.Time
 }
 
 // Option configures a Runtime.
@@ -390,13 +385,9 @@ func (r *Runtime) Stats() Stats {
 	return s
 }
 
-// now is the runtime's clock: the testkit's when it set one.
-func (r *Runtime) now() time.Time {
-	if r.cfg.clock != nil {
-		return r.cfg.clock()
-	}
-	return time.Now()
-}
+// now is the clock timers are scheduled and fired by. One place, so that
+// a test clock, should one be needed, has one place to go.
+func (r *Runtime) now() time.Time { return time.Now() }
 
 func (r *Runtime) hostList() []hostHandle {
 	r.hostsMu.Lock()

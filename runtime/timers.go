@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -230,7 +231,6 @@ type timerService struct {
 	rt      *Runtime
 	store   store.Timers
 	timeout time.Duration // bound on one store call
-	manual  bool          // the testkit fires timers itself
 	wake    chan struct{} // a local commit scheduled a timer
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -245,13 +245,9 @@ func (r *Runtime) startTimers() {
 		timeout = defaultStoreTimeout
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	t := &timerService{rt: r, store: r.store, timeout: timeout, manual: r.cfg.manualTimers,
+	t := &timerService{rt: r, store: r.store, timeout: timeout,
 		wake: make(chan struct{}, 1), ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	r.timers = t
-	if t.manual {
-		close(t.done)
-		return
-	}
 	go t.run()
 }
 
@@ -278,10 +274,34 @@ func (t *timerService) shutdown(ctx context.Context) error {
 
 func (t *timerService) run() {
 	defer close(t.done)
+	// The write of one round's outcome overlaps the next round's
+	// deliveries: a backlog is fired at the rate of deliveries, not of
+	// deliveries plus a write.
+	var writing *timerWrite
+	settle := func() error {
+		if writing == nil {
+			return nil
+		}
+		err := <-writing.result
+		writing = nil
+		return err
+	}
+	defer func() { _ = settle() }()
 	retry := timerRetryFirst
 	for t.ctx.Err() == nil {
 		shards, fence := t.owned()
-		fired, err := t.fireDue(t.ctx, shards, fence, t.rt.now())
+		var exclude map[store.TimerKey]bool
+		if writing != nil {
+			exclude = writing.keys
+		}
+		w, found, err := t.fireRound(t.ctx, shards, fence, t.rt.now(), exclude)
+		if werr := settle(); err == nil {
+			err = werr
+		}
+		if w != nil {
+			writing = w
+			go t.write(w)
+		}
 		if err != nil {
 			if t.ctx.Err() != nil {
 				return
@@ -294,8 +314,13 @@ func (t *timerService) run() {
 			continue
 		}
 		retry = timerRetryFirst
-		if fired == timerRound {
+		if found == timerRound {
 			continue // a backlog: the next round at once
+		}
+		// Idle: the last round's timers must be gone before asking what
+		// is due next, or they would be.
+		if err := settle(); err != nil {
+			t.rt.log.Warn("recording fired timers failed; they fire again", "error", err)
 		}
 		wait := timerIdleCheck
 		ctx, cancel := context.WithTimeout(t.ctx, t.timeout)
@@ -347,32 +372,57 @@ func (t *timerService) owned() ([]int, *store.Fence) {
 	return shards, fence
 }
 
-// fireDue delivers up to one round of the timers of shards due at now,
-// and finishes or retries them. It returns how many it found.
-func (t *timerService) fireDue(ctx context.Context, shards []int, fence *store.Fence, now time.Time) (int, error) {
-	if shards != nil && len(shards) == 0 {
-		return 0, nil
-	}
-	readCtx, cancel := context.WithTimeout(ctx, t.timeout)
-	due, err := t.store.DueTimers(readCtx, shards, now, timerRound)
-	cancel()
-	if err != nil || len(due) == 0 {
-		return 0, err
-	}
-	return len(due), t.deliverAll(ctx, due, fence)
+// timerWrite is what became of one round's timers, to be written: the
+// delivered ones finished, the failed ones moved to their retry.
+type timerWrite struct {
+	done    []store.TimerKey
+	retries []store.TimerRetry
+	fence   *store.Fence
+	keys    map[store.TimerKey]bool // every timer of the round
+	result  chan error
 }
 
-// deliverAll delivers timers concurrently, then writes what became of
-// them: delivered ones are finished, failed ones moved to their retry.
-func (t *timerService) deliverAll(ctx context.Context, due []store.Timer, fence *store.Fence) error {
+// fireRound delivers up to one round of the timers of shards due at now,
+// leaving out those in exclude (delivered, their write in flight). It
+// returns what to write (nil if nothing was delivered) and how many it
+// found.
+func (t *timerService) fireRound(ctx context.Context, shards []int, fence *store.Fence, now time.Time, exclude map[store.TimerKey]bool) (*timerWrite, int, error) {
+	if shards != nil && len(shards) == 0 {
+		return nil, 0, nil
+	}
+	readCtx, cancel := context.WithTimeout(ctx, t.timeout)
+	due, err := t.store.DueTimers(readCtx, shards, now, timerRound+len(exclude))
+	cancel()
+	if err != nil {
+		return nil, 0, err
+	}
+	due = slices.DeleteFunc(due, func(tm store.Timer) bool { return exclude[tm.Key()] })
+	if len(due) > timerRound {
+		due = due[:timerRound]
+	}
+	if len(due) == 0 {
+		return nil, 0, nil
+	}
+	w := t.deliverAll(ctx, due)
+	if w == nil {
+		return nil, len(due), ctx.Err()
+	}
+	w.fence = fence
+	return w, len(due), nil
+}
+
+// deliverAll delivers timers concurrently and returns what became of
+// them, or nil if ctx ended meanwhile: what was delivered fires again
+// after a restart, and its idempotency key returns the first answer.
+func (t *timerService) deliverAll(ctx context.Context, due []store.Timer) *timerWrite {
+	w := &timerWrite{keys: make(map[store.TimerKey]bool, len(due)), result: make(chan error, 1)}
 	var (
-		mu      sync.Mutex
-		done    []store.TimerKey
-		retries []store.TimerRetry
-		wg      sync.WaitGroup
+		mu sync.Mutex
+		wg sync.WaitGroup
 	)
 	sem := make(chan struct{}, timerConcurrency)
 	for _, tm := range due {
+		w.keys[tm.Key()] = true
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
@@ -380,34 +430,35 @@ func (t *timerService) deliverAll(ctx context.Context, due []store.Timer, fence 
 			retry, ok := t.deliver(ctx, tm)
 			mu.Lock()
 			defer mu.Unlock()
-			switch {
-			case !ok:
-				retries = append(retries, store.TimerRetry{TimerKey: tm.Key(), Due: t.rt.now().Add(retry).Truncate(time.Microsecond)})
-			default:
-				done = append(done, tm.Key())
+			if ok {
+				w.done = append(w.done, tm.Key())
+			} else {
+				w.retries = append(w.retries, store.TimerRetry{TimerKey: tm.Key(), Due: t.rt.now().Add(retry).Truncate(time.Microsecond)})
 			}
 		}()
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
-		// Stopping: what was delivered fires again after a restart, and
-		// its idempotency key returns the first answer.
 		return nil
 	}
-	writeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.timeout)
+	return w
+}
+
+// write records a round's outcome, under the round's fence, and reports
+// on w.result. A fenced write is no error: this node lost a shard
+// meanwhile, and its new owner fires those timers again.
+func (t *timerService) write(w *timerWrite) {
+	ctx, cancel := context.WithTimeout(context.Background(), t.timeout)
 	defer cancel()
-	var fenced *store.FencedError
-	err := t.store.FinishTimers(writeCtx, done, fence)
+	err := t.store.FinishTimers(ctx, w.done, w.fence)
 	if err == nil {
-		err = t.store.RetryTimers(writeCtx, retries, fence)
+		err = t.store.RetryTimers(ctx, w.retries, w.fence)
 	}
-	if errors.As(err, &fenced) {
-		// This node lost a shard meanwhile: its new owner fires those
-		// timers again. The next round writes under the new fence.
+	if fenced := (*store.FencedError)(nil); errors.As(err, &fenced) {
 		t.rt.log.Debug("timers fired on shards this node lost; their new owner fires them again", "shards", fenced.Shards)
-		return nil
+		err = nil
 	}
-	return err
+	w.result <- err
 }
 
 // deliver makes a timer's call. It reports whether the timer is done
