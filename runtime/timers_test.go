@@ -227,7 +227,7 @@ func TestTimerReplacedAndCancelled(t *testing.T) {
 	addItem(t, carts, "c1", "later:z:300:d")
 	log.wait(t, 2)
 	time.Sleep(200 * time.Millisecond) // room for a wrong delivery
-	got = log.all()
+	got := log.all()
 	if len(got) != 2 || got[0].cart != "c" || got[1].cart != "d" {
 		t.Errorf("deliveries went to %v, want c (x, replaced) then d (z); y was cancelled", got)
 	}
