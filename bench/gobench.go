@@ -22,6 +22,8 @@ var goBenchmarks = [][]string{
 	{"go", "test", "-run", "^$", "-bench", "BenchmarkIdleEntityMemory", "-benchtime", "1x", "./runtime/"},
 	{"go", "test", "-run", "^$", "-bench", "BenchmarkCommandTracing", "-benchmem", "-benchtime", "3s", "./runtime/"},
 	{"go", "test", "-run", "^$", "-bench", "BenchmarkConsumerLag", "-benchtime", "300x", "./runtime/"},
+	// Firing 20,000 timers, lateness of 200, memory with 1,000,000 pending.
+	{"go", "test", "-run", "^$", "-bench", "BenchmarkTimers", "-benchtime", "1x", "-timeout", "30m", "./runtime/"},
 	{"go", "test", "-run", "^$", "-bench", "BenchmarkCommit", "./runtime/store/postgres/", "./runtime/store/embedded/"},
 	// 200 batches of 500: storage per retained idempotency key.
 	{"go", "test", "-run", "^$", "-bench", "BenchmarkOutcomeStorage", "-benchtime", "200x", "./runtime/store/postgres/", "./runtime/store/embedded/"},

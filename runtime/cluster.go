@@ -341,6 +341,10 @@ func forward[R proto.Message](ctx context.Context, cn *clusterNode, owner string
 		md.Set(IdempotencyKeyHeader, key[0])
 		keyed = true
 	}
+	if fired := metadata.ValueFromIncomingContext(ctx, timerHeader); len(fired) == 1 {
+		// The target of a timer learns so wherever it runs (TimerOf).
+		md.Set(timerHeader, fired[0])
+	}
 	cn.forwards.Add(1)
 	var span trace.Span
 	if cn.tracer != nil {

@@ -28,13 +28,19 @@ type clusterNode struct {
 
 func startNode(t *testing.T, st store.Store, ttl time.Duration, opts ...statefun.Option) *clusterNode {
 	t.Helper()
+	return startNodeWith(t, st, ttl, cart.NewShoppingCart(cartEntity{}), opts...)
+}
+
+// startNodeWith starts a node that hosts the shopping cart entity e.
+func startNodeWith(t *testing.T, st store.Store, ttl time.Duration, e *statefun.Entity, opts ...statefun.Option) *clusterNode {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := lis.Addr().String()
 	opts = append([]statefun.Option{statefun.WithStore(st), statefun.WithCluster(statefun.ClusterConfig{Address: addr, Shards: 64, LeaseTTL: ttl})}, opts...)
-	rt, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(cartEntity{})}, opts...)
+	rt, err := statefun.New([]*statefun.Entity{e}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

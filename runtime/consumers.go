@@ -212,6 +212,14 @@ func (s *consumerSet) clusterChanged() {
 	s.changeMu.Unlock()
 }
 
+// clusterChange returns a channel closed at the next change of this
+// node's shards.
+func (s *consumerSet) clusterChange() <-chan struct{} {
+	s.changeMu.Lock()
+	defer s.changeMu.Unlock()
+	return s.changed
+}
+
 // waitClusterChange waits for a change of this node's shards, at most d.
 func (s *consumerSet) waitClusterChange(d time.Duration) {
 	s.changeMu.Lock()

@@ -386,7 +386,7 @@ func newClosingRuntime(t *testing.T, opts ...statefun.Option) *statefun.Runtime 
 	return rt
 }
 
-func closeWithin(t *testing.T, rt *statefun.Runtime, d time.Duration) {
+func closeWithin(t testing.TB, rt *statefun.Runtime, d time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()

@@ -2,6 +2,7 @@ package statefun
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 )
@@ -15,6 +16,7 @@ type CommandContext struct {
 	kind     Kind
 	events   []pendingEvent
 	calls    []*Call
+	timers   []timerOp
 	newState proto.Message
 }
 
@@ -47,6 +49,29 @@ func (c *CommandContext) SetState(state proto.Message) {
 // Generated code calls it.
 func (c *CommandContext) Send(call *Call) {
 	c.calls = append(c.calls, call)
+}
+
+// ScheduleCall records a timer: call is made at due (or as soon as
+// possible after it), at least once, by the node that owns this entity
+// then. The timer is stored with the command's events when the command
+// returns without error; nothing is scheduled otherwise. name is unique
+// per entity: scheduling a name again replaces its pending timer, as does
+// a later command. Generated code calls it.
+func (c *CommandContext) ScheduleCall(name string, due time.Time, call *Call) {
+	c.timers = append(c.timers, timerOp{name: name, due: due, call: call})
+}
+
+// ScheduleCallAfter is ScheduleCall at delay after now (the runtime's
+// clock when the command returns). Generated code calls it.
+func (c *CommandContext) ScheduleCallAfter(name string, delay time.Duration, call *Call) {
+	c.timers = append(c.timers, timerOp{name: name, delay: delay, relative: true, call: call})
+}
+
+// CancelTimer records the cancelling of the entity's pending timer name,
+// if there is one, when the command returns without error. Generated code
+// calls it.
+func (c *CommandContext) CancelTimer(name string) {
+	c.timers = append(c.timers, timerOp{name: name, cancel: true})
 }
 
 // ReadContext is the runtime half of a generated read context.

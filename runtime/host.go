@@ -174,9 +174,11 @@ func command[S, R proto.Message](ctx context.Context, h *Host[S], id string, sha
 				return zero, err
 			}
 		}
-		if key != "" {
+		if key != "" && !transient(status.Code(err)) {
 			// The answer, reply or refusal, is stored with the command's
-			// events, or alone if there are none.
+			// events, or alone if there are none. A transient refusal
+			// ("unavailable, try later") is not an answer: the command
+			// changed nothing, and a retry with the key runs it again.
 			a, aerr := newAnswer(ctx, reply, err)
 			if aerr != nil {
 				inst.mu.Unlock()
@@ -361,16 +363,37 @@ func (h *Host[S]) stage(id string, inst *instance[S], cc *CommandContext) (*jour
 	if commit != nil && h.rt.tracer != nil && len(commit.Events) > 0 {
 		h.rt.emitted.remember(commit.Events, trace.SpanContextFromContext(cc.ctx))
 	}
+	if commit != nil && len(commit.Timers) > 0 {
+		// The timer loop may be asleep until a later due time, or idle.
+		then := commit.OnDurable
+		commit.OnDurable = func() {
+			if then != nil {
+				then()
+			}
+			h.rt.timers.scheduled()
+		}
+	}
 	return commit, err
 }
 
 func (h *Host[S]) stageChanges(id string, inst *instance[S], cc *CommandContext) (*journal.Commit, error) {
 	ref := store.Ref{Type: h.cfg.Type, ID: id}
 	commit := h.newCommit(id, inst)
+	if len(cc.timers) > 0 {
+		var tc map[string]string
+		if h.rt.tracer != nil {
+			tc = traceContext(cc.ctx)
+		}
+		changes, err := timerChanges(ref, int(inst.shard), cc.timers, h.rt.now(), tc)
+		if err != nil {
+			return nil, err
+		}
+		commit.Timers = changes
+	}
 	switch h.cfg.Kind {
 	case EventSourced:
 		if len(cc.events) == 0 && len(cc.calls) == 0 {
-			return nil, nil
+			return timersOnly(commit), nil
 		}
 		commit.Events = make([]store.Event, 0, len(cc.events)+len(cc.calls))
 		seq := inst.seq
@@ -419,7 +442,7 @@ func (h *Host[S]) stageChanges(id string, inst *instance[S], cc *CommandContext)
 			return nil, status.Error(codes.Internal, "key-value entities cannot send calls")
 		}
 		if cc.newState == nil {
-			return nil, nil
+			return timersOnly(commit), nil
 		}
 		next, ok := cc.newState.(S)
 		if !ok {
@@ -434,6 +457,15 @@ func (h *Host[S]) stageChanges(id string, inst *instance[S], cc *CommandContext)
 		inst.seq++
 	}
 	return commit, nil
+}
+
+// timersOnly returns commit if it changes timers, nil if it changes
+// nothing.
+func timersOnly(commit *journal.Commit) *journal.Commit {
+	if len(commit.Timers) == 0 {
+		return nil
+	}
+	return commit
 }
 
 func (h *Host[S]) newCommit(id string, inst *instance[S]) *journal.Commit {

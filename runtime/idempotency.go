@@ -245,3 +245,15 @@ func unknownOutcome(cause error) error {
 	}
 	return st.Err()
 }
+
+// transient reports whether a handler's refusal with code asks the caller
+// to retry later rather than answering: such refusals are not stored as
+// an idempotency key's outcome, or a retry with the key would get them
+// back until the key expired.
+func transient(code codes.Code) bool {
+	switch code {
+	case codes.Unavailable, codes.Aborted, codes.ResourceExhausted, codes.DeadlineExceeded, codes.Canceled:
+		return true
+	}
+	return false
+}

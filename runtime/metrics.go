@@ -94,11 +94,16 @@ var (
 	descHandoffTime     = prometheus.NewDesc("statefun_cluster_handoff_seconds_total", "Time spent handing shards off; divide by handoffs for the mean.", nil, nil)
 	descForwards        = prometheus.NewDesc("statefun_cluster_forwards_total", "Calls forwarded to the node that owns their entity.", nil, nil)
 	descForwardRetries  = prometheus.NewDesc("statefun_cluster_forward_retries_total", "Forwarded calls routed again because the owner had moved.", nil, nil)
+
+	descTimersFired   = prometheus.NewDesc("statefun_timers_fired_total", "Timer deliveries that their target accepted.", nil, nil)
+	descTimersRetried = prometheus.NewDesc("statefun_timers_retried_total", "Timer deliveries that failed and are retried with backoff; each is logged.", nil, nil)
+	descTimersRefused = prometheus.NewDesc("statefun_timers_refused_total", "Timers their target refused for good (not retried); each is logged.", nil, nil)
 )
 
 func (c *runtimeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCached, descHits, descLoads, descEvictions, descResets, descBatches, descRecords, descFailed, descConflicts, descCommitTime, descPending, descFenced,
-		descShards, descMembers, descRenewals, descRenewalFailures, descAcquired, descLost, descHandoffs, descHandoffTime, descForwards, descForwardRetries} {
+		descShards, descMembers, descRenewals, descRenewalFailures, descAcquired, descLost, descHandoffs, descHandoffTime, descForwards, descForwardRetries,
+		descTimersFired, descTimersRetried, descTimersRefused} {
 		ch <- d
 	}
 }
@@ -131,4 +136,8 @@ func (c *runtimeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descHandoffTime, prometheus.CounterValue, cs.HandoffTime.Seconds())
 	ch <- prometheus.MustNewConstMetric(descForwards, prometheus.CounterValue, float64(cs.Forwards))
 	ch <- prometheus.MustNewConstMetric(descForwardRetries, prometheus.CounterValue, float64(cs.ForwardRetries))
+	ts := s.Timers
+	ch <- prometheus.MustNewConstMetric(descTimersFired, prometheus.CounterValue, float64(ts.Fired))
+	ch <- prometheus.MustNewConstMetric(descTimersRetried, prometheus.CounterValue, float64(ts.Retried))
+	ch <- prometheus.MustNewConstMetric(descTimersRefused, prometheus.CounterValue, float64(ts.Refused))
 }

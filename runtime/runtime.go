@@ -27,6 +27,7 @@ type Runtime struct {
 	services   []boundService
 	conn       *localConn
 	consumers  *consumerSet
+	timers     *timerService
 	cluster    *clusterNode // nil outside a cluster
 	writerNode string
 
@@ -239,6 +240,7 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 	r.snapshots = newSnapshotter(cfg.store, cfg.log)
 	r.conn = newLocalConn(r.services)
 	r.startConsumers(cfg.consumers)
+	r.startTimers()
 	r.janitor.Add(1)
 	go r.passivateLoop()
 	return r, nil
@@ -271,8 +273,9 @@ func (r *Runtime) ClientConn() grpc.ClientConnInterface { return r.conn }
 // It closes the store only if the runtime created it.
 func (r *Runtime) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
-		// Consumers first: they call entities, which need the writer.
-		err := r.consumers.shutdown(ctx)
+		// Consumers and timers first: they call entities, which need the
+		// writer.
+		err := errors.Join(r.consumers.shutdown(ctx), r.timers.shutdown(ctx))
 		if r.cluster != nil {
 			// Hand the shards off while calls can still be forwarded.
 			err = errors.Join(err, r.cluster.close(ctx))
@@ -297,9 +300,9 @@ func (r *Runtime) Leave(ctx context.Context) error {
 	if r.cluster == nil {
 		return nil
 	}
-	// Consumers first: they run under leases of this node, and their last
-	// saved position must be saved while those are still held.
-	err := r.consumers.shutdown(ctx)
+	// Consumers and timers first: they run under leases of this node,
+	// and what they did must be saved while those are still held.
+	err := errors.Join(r.consumers.shutdown(ctx), r.timers.shutdown(ctx))
 	return errors.Join(err, r.cluster.leave(ctx))
 }
 
@@ -307,7 +310,15 @@ func (r *Runtime) Leave(ctx context.Context) error {
 type Stats struct {
 	Entities []HostStats
 	Journal  JournalStats
+	Timers   TimerStats
 	Cluster  ClusterStats // zero outside a cluster
+}
+
+// TimerStats count the timer deliveries this runtime made.
+type TimerStats struct {
+	Fired   uint64 // delivered and accepted
+	Retried uint64 // failed, to be retried
+	Refused uint64 // refused by their target for good (not retried)
 }
 
 // ClusterStats describe this node's part in its cluster.
@@ -365,6 +376,7 @@ func (r *Runtime) Stats() Stats {
 			Forwards:    cn.forwards.Load(), ForwardRetries: cn.forwardRetries.Load(),
 		}
 	}
+	s.Timers = TimerStats{Fired: r.timers.fired.Load(), Retried: r.timers.retried.Load(), Refused: r.timers.refused.Load()}
 	js := r.writer.Stats()
 	s.Journal = JournalStats{
 		Batches: js.Batches, Records: js.Records, FailedBatches: js.FailedBatches,
@@ -372,6 +384,10 @@ func (r *Runtime) Stats() Stats {
 	}
 	return s
 }
+
+// now is the clock timers are scheduled and fired by. One place, so that
+// a test clock, should one be needed, has one place to go.
+func (r *Runtime) now() time.Time { return time.Now() }
 
 func (r *Runtime) hostList() []hostHandle {
 	r.hostsMu.Lock()

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
@@ -35,6 +38,21 @@ type TestKit[S proto.Message] struct {
 	// id is the entity ID, taken from the key of the first request: a
 	// testkit holds one entity, as a host instance does.
 	id string
+	// timers are the entity's pending timers, by name; now is the clock
+	// ScheduleCallAfter counts from (time.Now unless SetNow set it).
+	timers map[string]TestTimer
+	now    func() time.Time
+	// firing, while FireTimer runs a timer's call, is the timer the
+	// handler's context says it is the delivery of.
+	firing *FiredTimer
+}
+
+// TestTimer is a pending timer in a testkit: what a command scheduled.
+type TestTimer struct {
+	Name    string
+	Due     time.Time
+	Method  string        // the full gRPC name of the method it calls
+	Request proto.Message // a copy of the call's request
 }
 
 // NewTestKit returns a testkit for the entity cfg describes, in the state of
@@ -42,7 +60,7 @@ type TestKit[S proto.Message] struct {
 // event-sourced entities) ApplyEvent. Generated code calls it.
 func NewTestKit[S proto.Message](t TB, cfg EntityConfig[S]) *TestKit[S] {
 	t.Helper()
-	k := &TestKit[S]{t: t, cfg: cfg}
+	k := &TestKit[S]{t: t, cfg: cfg, timers: map[string]TestTimer{}, now: time.Now}
 	switch {
 	case cfg.NewState == nil:
 		t.Fatalf("statefun: testkit for %q has no NewState; regenerate the code with protoc-gen-statefun", cfg.Type)
@@ -130,10 +148,18 @@ func TestCommand[S, Q, R proto.Message](k *TestKit[S], method string, req Q, key
 	if !k.address(method, err, id) {
 		return res
 	}
-	cc := &CommandContext{ctx: context.Background(), entityID: id, kind: k.cfg.Kind}
+	cc := &CommandContext{ctx: k.context(), entityID: id, kind: k.cfg.Kind}
 	if !callTestHandler(k, res, false, func(state S) (R, error) { return fn(cc, state) }) || res.err != nil {
 		return res
 	}
+	// As the runtime does, before anything of the command is kept: a
+	// timer it cannot store fails the command.
+	timers, err := k.stageTimers(method, cc.timers)
+	if err != nil {
+		res.reply, res.err = *new(R), err
+		return res
+	}
+	defer k.applyTimers(timers)
 	switch k.cfg.Kind {
 	case EventSourced:
 		events := make([]proto.Message, len(cc.events))
@@ -172,6 +198,93 @@ func TestCommand[S, Q, R proto.Message](k *TestKit[S], method string, req Q, key
 	return res
 }
 
+// context is the context handlers get: a timer's delivery's while
+// FireTimer runs one.
+func (k *TestKit[S]) context() context.Context {
+	if k.firing == nil {
+		return context.Background()
+	}
+	return metadata.NewIncomingContext(context.Background(), metadata.Pairs(timerHeader, encodeFiredTimer(*k.firing)))
+}
+
+// stageTimers checks a command's timer operations as the runtime does and
+// returns them as the testkit keeps them.
+func (k *TestKit[S]) stageTimers(method string, ops []timerOp) ([]timerOp, error) {
+	for i, op := range ops {
+		if err := checkTimerName(op.name); err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		if op.cancel {
+			continue
+		}
+		if op.call == nil {
+			k.t.Fatalf("%s scheduled timer %q with a nil call; pass a generated <Entity><Method>Call", method, op.name)
+			return nil, status.Errorf(codes.Internal, "timer %q schedules a nil call", op.name)
+		}
+		if _, err := (proto.MarshalOptions{Deterministic: true}).Marshal(op.call.request); err != nil {
+			k.t.Fatalf("%s scheduled timer %q with a request that cannot be encoded: %v; the server would fail the command with INTERNAL", method, op.name, err)
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		if op.relative {
+			ops[i].due, ops[i].relative = k.now().Add(op.delay), false
+		}
+	}
+	return ops, nil
+}
+
+// applyTimers keeps what a successful command did to its timers, in order.
+func (k *TestKit[S]) applyTimers(ops []timerOp) {
+	for _, op := range ops {
+		if op.cancel {
+			delete(k.timers, op.name)
+			continue
+		}
+		k.timers[op.name] = TestTimer{Name: op.name, Due: op.due.Truncate(time.Microsecond), Method: op.call.method, Request: proto.Clone(op.call.request)}
+	}
+}
+
+// Timers returns the entity's pending timers, by name.
+func (k *TestKit[S]) Timers() []TestTimer {
+	ts := make([]TestTimer, 0, len(k.timers))
+	for _, t := range k.timers {
+		t.Request = proto.Clone(t.Request)
+		ts = append(ts, t)
+	}
+	slices.SortFunc(ts, func(a, b TestTimer) int { return strings.Compare(a.Name, b.Name) })
+	return ts
+}
+
+// SetNow sets the clock that ScheduleCallAfter counts from.
+func (k *TestKit[S]) SetNow(now time.Time) { k.now = func() time.Time { return now } }
+
+// FireTimer delivers the pending timer name as the runtime would: the
+// timer is removed and run calls its method, returning whether the method
+// is one of the entity's and the call's error (false fails the test: a
+// call to another entity is checked with Timers). While it runs,
+// TimerOf(ctx) tells the handler it is the timer's delivery. Generated
+// testkits call it.
+func (k *TestKit[S]) FireTimer(name string, run func(method string, req proto.Message) (handled bool, err error)) error {
+	k.t.Helper()
+	t, ok := k.timers[name]
+	if !ok {
+		names := make([]string, 0, len(k.timers))
+		for n := range k.timers {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		k.t.Fatalf("FireTimer: no pending timer %q (pending: %q)", name, names)
+		return nil
+	}
+	delete(k.timers, name)
+	k.firing = &FiredTimer{EntityType: k.cfg.Type, EntityID: k.id, Name: t.Name, Due: t.Due, Attempt: 1}
+	defer func() { k.firing = nil }()
+	ok, err := run(t.Method, proto.Clone(t.Request))
+	if !ok {
+		k.t.Fatalf("FireTimer: timer %q calls %s, which is not a command of %s; check the call with Timers instead", name, t.Method, k.cfg.Type)
+	}
+	return err
+}
+
 // TestRead runs fn, a read-only handler called with req, against the
 // testkit's state, as Read runs it against a hosted entity. The test fails
 // when req has no entity key or addresses another entity, or when the
@@ -183,7 +296,7 @@ func TestRead[S, Q, R proto.Message](k *TestKit[S], method string, req Q, key fu
 	if !k.address(method, err, id) {
 		return res
 	}
-	rc := &ReadContext{ctx: context.Background(), entityID: id}
+	rc := &ReadContext{ctx: k.context(), entityID: id}
 	callTestHandler(k, res, true, func(state S) (R, error) { return fn(rc, state) })
 	return res
 }

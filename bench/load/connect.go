@@ -124,6 +124,11 @@ func (c *ConnectClient) Checkout(ctx context.Context, in *cartv1.CheckoutRequest
 	return &emptypb.Empty{}, c.callMessage(ctx, cartv1.ShoppingCartService_Checkout_FullMethodName, in)
 }
 
+// ExpireCart implements cartv1.ShoppingCartServiceClient.
+func (c *ConnectClient) ExpireCart(ctx context.Context, in *cartv1.ExpireCartRequest, _ ...grpc.CallOption) (*emptypb.Empty, error) {
+	return &emptypb.Empty{}, c.callMessage(ctx, cartv1.ShoppingCartService_ExpireCart_FullMethodName, in)
+}
+
 // GetCart implements cartv1.ShoppingCartServiceClient. The cart it
 // returns is empty: the reply is read, not decoded.
 func (c *ConnectClient) GetCart(ctx context.Context, in *cartv1.GetCartRequest, _ ...grpc.CallOption) (*cartv1.Cart, error) {

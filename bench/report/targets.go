@@ -160,6 +160,12 @@ func Targets(r *Results) []Target {
 		gb("In process: consumer lag at idle (commit to delivery), p99, "+kind, "≤ 100 ms",
 			"BenchmarkConsumerLag/"+kind, "p99-ms", func(v float64) bool { return v <= 100 })
 	}
+	gb("In process: timers fired per second, each a durable command on a cached entity, Postgres", "≥ 10,000 timers/s",
+		"BenchmarkTimers/postgres/firing", "timers/s", func(v float64) bool { return v >= 10000 })
+	gb("In process: timer lateness at idle (due to delivery), p99, Postgres", "≤ 50 ms",
+		"BenchmarkTimers/postgres/lateness-idle", "p99-late-ms", func(v float64) bool { return v <= 50 })
+	gb("In process: runtime heap with 1,000,000 pending timers, per timer, Postgres", "no memory per pending timer (< 1 byte)",
+		"BenchmarkTimers/postgres/pending-memory", "heap-bytes/pending-timer", func(v float64) bool { return v < 1 })
 	ts = append(ts, clusterTargets(r)...)
 	return append(ts, httpTargets(r)...)
 }

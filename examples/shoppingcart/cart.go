@@ -1,6 +1,8 @@
 package main
 
 import (
+	"time"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -11,12 +13,28 @@ import (
 
 // Cart implements the ShoppingCart entity. Command handlers decide and emit
 // events; the On methods apply events to the state.
-type Cart struct{}
+type Cart struct {
+	// IdleTimeout, when positive, empties a cart that nobody changed for
+	// that long before checkout: every change schedules (and so pushes
+	// back) the cart's "expire" timer, and checkout cancels it.
+	IdleTimeout time.Duration
+}
 
 var _ cartv1.ShoppingCartHandler = Cart{}
 
+// expireTimer names the cart's idle timer: one per cart, replaced by each
+// change.
+const expireTimer = "expire"
+
+// touch pushes back the cart's expiry after a change.
+func (c Cart) touch(ctx *cartv1.ShoppingCartContext) {
+	if c.IdleTimeout > 0 {
+		ctx.ScheduleCallAfter(expireTimer, c.IdleTimeout, cartv1.ShoppingCartExpireCartCall(&cartv1.ExpireCartRequest{CartId: ctx.EntityID()}))
+	}
+}
+
 // AddItem adds a positive quantity of a product to an open cart.
-func (Cart) AddItem(ctx *cartv1.ShoppingCartContext, cart *cartv1.Cart, req *cartv1.AddItemRequest) (*emptypb.Empty, error) {
+func (c Cart) AddItem(ctx *cartv1.ShoppingCartContext, cart *cartv1.Cart, req *cartv1.AddItemRequest) (*emptypb.Empty, error) {
 	if err := checkOpen(cart); err != nil {
 		return nil, err
 	}
@@ -27,11 +45,12 @@ func (Cart) AddItem(ctx *cartv1.ShoppingCartContext, cart *cartv1.Cart, req *car
 		return nil, status.Errorf(codes.InvalidArgument, "quantity must be positive, got %d", req.GetQuantity())
 	}
 	ctx.Emit(&cartv1.ItemAdded{Sku: req.GetSku(), Quantity: req.GetQuantity()})
+	c.touch(ctx)
 	return &emptypb.Empty{}, nil
 }
 
 // RemoveItem removes a product that is in the cart.
-func (Cart) RemoveItem(ctx *cartv1.ShoppingCartContext, cart *cartv1.Cart, req *cartv1.RemoveItemRequest) (*emptypb.Empty, error) {
+func (c Cart) RemoveItem(ctx *cartv1.ShoppingCartContext, cart *cartv1.Cart, req *cartv1.RemoveItemRequest) (*emptypb.Empty, error) {
 	if err := checkOpen(cart); err != nil {
 		return nil, err
 	}
@@ -39,6 +58,7 @@ func (Cart) RemoveItem(ctx *cartv1.ShoppingCartContext, cart *cartv1.Cart, req *
 		return nil, status.Errorf(codes.NotFound, "sku %q is not in the cart", req.GetSku())
 	}
 	ctx.Emit(&cartv1.ItemRemoved{Sku: req.GetSku()})
+	c.touch(ctx)
 	return &emptypb.Empty{}, nil
 }
 
@@ -51,6 +71,17 @@ func (Cart) Checkout(ctx *cartv1.ShoppingCartContext, cart *cartv1.Cart, _ *cart
 		return nil, status.Error(codes.FailedPrecondition, "cannot check out an empty cart")
 	}
 	ctx.Emit(&cartv1.CheckedOut{At: timestamppb.Now()})
+	ctx.CancelTimer(expireTimer)
+	return &emptypb.Empty{}, nil
+}
+
+// ExpireCart empties an open cart. The idle timer calls it; a cart
+// checked out or emptied meanwhile is left alone, so a repeated delivery
+// changes nothing.
+func (Cart) ExpireCart(ctx *cartv1.ShoppingCartContext, cart *cartv1.Cart, _ *cartv1.ExpireCartRequest) (*emptypb.Empty, error) {
+	if cart.GetCheckedOutAt() == nil && len(cart.GetItems()) > 0 {
+		ctx.Emit(&cartv1.CartExpired{})
+	}
 	return &emptypb.Empty{}, nil
 }
 
@@ -73,6 +104,11 @@ func (Cart) OnItemRemoved(cart *cartv1.Cart, e *cartv1.ItemRemoved) {
 	if i := findItem(cart, e.GetSku()); i >= 0 {
 		cart.Items = append(cart.Items[:i], cart.Items[i+1:]...)
 	}
+}
+
+// OnCartExpired empties the cart.
+func (Cart) OnCartExpired(cart *cartv1.Cart, _ *cartv1.CartExpired) {
+	cart.Items = nil
 }
 
 // OnCheckedOut records when the cart was closed.

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -120,5 +122,60 @@ func TestInProcess(t *testing.T) {
 	}
 	if want := (&cartv1.Cart{Items: []*cartv1.LineItem{{Sku: "apple", Quantity: 2}}}); !proto.Equal(got, want) {
 		t.Errorf("cart = %v, want %v", got, want)
+	}
+}
+
+// TestIdleCartExpires: every change pushes back the cart's "expire" timer;
+// when it fires the cart is emptied; checkout cancels it.
+func TestIdleCartExpires(t *testing.T) {
+	t.Parallel()
+	tk := cartv1.NewShoppingCartTestKit(t, Cart{IdleTimeout: 30 * time.Minute})
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	tk.SetNow(now)
+	tk.AddItem(&cartv1.AddItemRequest{CartId: "c", Sku: "apple", Quantity: 2}).WantCode(codes.OK)
+	tk.SetNow(now.Add(10 * time.Minute))
+	tk.AddItem(&cartv1.AddItemRequest{CartId: "c", Sku: "pear", Quantity: 1}).WantCode(codes.OK)
+	timers := tk.Timers()
+	if len(timers) != 1 || timers[0].Name != "expire" || !timers[0].Due.Equal(now.Add(40*time.Minute)) ||
+		timers[0].Method != cartv1.ShoppingCartService_ExpireCart_FullMethodName {
+		t.Fatalf("timers after two changes: %+v, want expire at %v calling ExpireCart", timers, now.Add(40*time.Minute))
+	}
+	if err := tk.FireTimer("expire"); err != nil {
+		t.Fatalf("FireTimer: %v", err)
+	}
+	tk.WantState(&cartv1.Cart{})
+	if got := tk.Timers(); len(got) != 0 {
+		t.Errorf("timers after expiry: %+v", got)
+	}
+
+	tk.AddItem(&cartv1.AddItemRequest{CartId: "c", Sku: "fig", Quantity: 1}).WantCode(codes.OK)
+	tk.Checkout(&cartv1.CheckoutRequest{CartId: "c"}).WantCode(codes.OK)
+	if got := tk.Timers(); len(got) != 0 {
+		t.Errorf("timers after checkout: %+v, want none", got)
+	}
+	// A late delivery to a checked-out cart changes nothing.
+	tk.ExpireCart(&cartv1.ExpireCartRequest{CartId: "c"}).WantEvents()
+}
+
+func TestCartsDoNotExpireByDefault(t *testing.T) {
+	t.Parallel()
+	tk := cartv1.NewShoppingCartTestKit(t, Cart{})
+	tk.AddItem(&cartv1.AddItemRequest{CartId: "c", Sku: "apple", Quantity: 2}).WantCode(codes.OK)
+	if got := tk.Timers(); len(got) != 0 {
+		t.Errorf("timers without an idle timeout: %+v", got)
+	}
+}
+
+func TestIdleTimeoutSetting(t *testing.T) {
+	t.Parallel()
+	for v, want := range map[string]time.Duration{"": 0, "30m": 30 * time.Minute, "1h30m": 90 * time.Minute} {
+		if got, err := idleTimeout(v); err != nil || got != want {
+			t.Errorf("idleTimeout(%q) = %v, %v; want %v", v, got, err, want)
+		}
+	}
+	for _, v := range []string{"30", "-1m", "soon"} {
+		if _, err := idleTimeout(v); err == nil || !strings.Contains(err.Error(), idleTimeoutEnv) {
+			t.Errorf("idleTimeout(%q) = %v; want an error naming %s", v, err, idleTimeoutEnv)
+		}
 	}
 }

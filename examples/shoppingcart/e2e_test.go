@@ -33,6 +33,10 @@ func TestServerEndToEnd(t *testing.T) {
 	t.Run("REST", func(t *testing.T) {
 		checkREST(t, bin, "--data-dir", t.TempDir())
 	})
+	t.Run("idle carts expire", func(t *testing.T) {
+		t.Setenv(idleTimeoutEnv, "2s")
+		checkIdleExpiry(t, bin, "--data-dir", t.TempDir())
+	})
 	t.Run("bad input", func(t *testing.T) {
 		checkBadInput(t, bin, "--data-dir", t.TempDir(), "--max-message-bytes", "1024")
 	})
@@ -84,6 +88,46 @@ func checkRestart(t *testing.T, bin string, storeFlags ...string) {
 	}
 	if len(got.Items) != 2 || got.Items[0].Sku != "apple" || got.Items[0].Quantity != 2 || got.Items[1].Sku != "pear" {
 		t.Fatalf("cart after restart = %+v, want 2 apples and a pear", got)
+	}
+}
+
+// checkIdleExpiry: with an idle timeout, a cart left alone is emptied by
+// its timer, which survives a restart of the server; a checked-out cart is
+// not.
+func checkIdleExpiry(t *testing.T, bin string, flags ...string) {
+	ctx := context.Background()
+	srv := e2e.Start(t, bin, flags...)
+	carts := cartv1.NewShoppingCartServiceClient(srv.Conn)
+	for _, id := range []string{"idle", "bought"} {
+		if _, err := carts.AddItem(ctx, &cartv1.AddItemRequest{CartId: id, Sku: "apple", Quantity: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := carts.Checkout(ctx, &cartv1.CheckoutRequest{CartId: "bought"}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop(t)
+
+	srv = e2e.Start(t, bin, flags...)
+	defer srv.Stop(t)
+	carts = cartv1.NewShoppingCartServiceClient(srv.Conn)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		cart, err := carts.GetCart(ctx, &cartv1.GetCartRequest{CartId: "idle"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cart.GetItems()) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("idle cart still holds %v 20s after its 2s idle timeout\n%s", cart.GetItems(), srv.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	bought, err := carts.GetCart(ctx, &cartv1.GetCartRequest{CartId: "bought"})
+	if err != nil || len(bought.GetItems()) != 1 {
+		t.Errorf("checked-out cart after the idle timeout: %v, %v; want its apple kept", bought, err)
 	}
 }
 

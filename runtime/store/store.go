@@ -1,6 +1,6 @@
 // Package store defines where statefun keeps entity history: the Store
 // interface every backend implements, split into the roles its callers
-// use (Journal, Snapshots, Outcomes, Feed, Positions, Registry), and the
+// use (Journal, Snapshots, Outcomes, Feed, Positions, Registry, Timers), and the
 // records it holds.
 //
 // Backends live in subpackages: postgres (production), embedded (a local
@@ -84,6 +84,10 @@ type Batch struct {
 	Events   []Event
 	Values   []Value
 	Outcomes []Outcome
+	// Timers are the changes the batch's commands made to their entities'
+	// timers, in the order they made them: of several changes to one
+	// (Entity, Name), the last wins.
+	Timers []TimerChange
 	// Fence, when set, makes the whole batch conditional on the writer
 	// still holding the leases it names (Cluster stores only): if any is
 	// lost, Commit writes nothing and returns a *FencedError naming every
@@ -93,7 +97,9 @@ type Batch struct {
 
 // Len returns the number of records in the batch, outcomes included: a
 // batch that holds only outcomes is written.
-func (b *Batch) Len() int { return len(b.Events) + len(b.Values) + len(b.Outcomes) }
+func (b *Batch) Len() int {
+	return len(b.Events) + len(b.Values) + len(b.Outcomes) + len(b.Timers)
+}
 
 // Position is a place in an entity type's feed: the committed events of
 // every entity of that type, in the order consumers read them. It is
@@ -148,6 +154,7 @@ type Store interface {
 	Feed
 	Positions
 	Registry
+	Timers
 
 	// Close releases the store's resources.
 	Close() error

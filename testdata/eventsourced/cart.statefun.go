@@ -12,6 +12,7 @@ import (
 	grpc "google.golang.org/grpc"
 	proto "google.golang.org/protobuf/proto"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
+	"time"
 )
 
 // This is a compile-time assertion that the statefun runtime this code
@@ -138,6 +139,28 @@ func (c *ShoppingCartContext) Emit(event ShoppingCartEvent) {
 // with the generated <Entity><Method>Call functions.
 func (c *ShoppingCartContext) Send(call *statefun.Call) {
 	c.c.Send(call)
+}
+
+// ScheduleCall makes call at due, or as soon as possible after it: at least
+// once, surviving restarts, by whichever node owns this entity then. It is
+// stored with this command's changes when the handler returns without error,
+// and dropped otherwise. name is unique per entity: scheduling it again
+// replaces the pending timer. The target tells a delivery by
+// statefun.TimerOf(ctx). Build calls with the generated <Entity><Method>Call
+// functions.
+func (c *ShoppingCartContext) ScheduleCall(name string, due time.Time, call *statefun.Call) {
+	c.c.ScheduleCall(name, due, call)
+}
+
+// ScheduleCallAfter is ScheduleCall at delay after now.
+func (c *ShoppingCartContext) ScheduleCallAfter(name string, delay time.Duration, call *statefun.Call) {
+	c.c.ScheduleCallAfter(name, delay, call)
+}
+
+// CancelTimer cancels the pending timer name, if there is one, when the handler
+// returns without error.
+func (c *ShoppingCartContext) CancelTimer(name string) {
+	c.c.CancelTimer(name)
 }
 
 // ShoppingCartReadContext is given to ShoppingCart's read-only handlers: it has no way

@@ -12,6 +12,7 @@ import (
 	grpc "google.golang.org/grpc"
 	proto "google.golang.org/protobuf/proto"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
+	"time"
 )
 
 // This is a compile-time assertion that the statefun runtime this code
@@ -130,6 +131,28 @@ func (c *BookContext) Emit(event BookEvent) {
 // with the generated <Entity><Method>Call functions.
 func (c *BookContext) Send(call *statefun.Call) {
 	c.c.Send(call)
+}
+
+// ScheduleCall makes call at due, or as soon as possible after it: at least
+// once, surviving restarts, by whichever node owns this entity then. It is
+// stored with this command's changes when the handler returns without error,
+// and dropped otherwise. name is unique per entity: scheduling it again
+// replaces the pending timer. The target tells a delivery by
+// statefun.TimerOf(ctx). Build calls with the generated <Entity><Method>Call
+// functions.
+func (c *BookContext) ScheduleCall(name string, due time.Time, call *statefun.Call) {
+	c.c.ScheduleCall(name, due, call)
+}
+
+// ScheduleCallAfter is ScheduleCall at delay after now.
+func (c *BookContext) ScheduleCallAfter(name string, delay time.Duration, call *statefun.Call) {
+	c.c.ScheduleCallAfter(name, delay, call)
+}
+
+// CancelTimer cancels the pending timer name, if there is one, when the handler
+// returns without error.
+func (c *BookContext) CancelTimer(name string) {
+	c.c.CancelTimer(name)
 }
 
 // NewBook returns the Book entity implemented by h, ready to be
@@ -332,6 +355,28 @@ func (c *MemberContext) Emit(event MemberEvent) {
 // with the generated <Entity><Method>Call functions.
 func (c *MemberContext) Send(call *statefun.Call) {
 	c.c.Send(call)
+}
+
+// ScheduleCall makes call at due, or as soon as possible after it: at least
+// once, surviving restarts, by whichever node owns this entity then. It is
+// stored with this command's changes when the handler returns without error,
+// and dropped otherwise. name is unique per entity: scheduling it again
+// replaces the pending timer. The target tells a delivery by
+// statefun.TimerOf(ctx). Build calls with the generated <Entity><Method>Call
+// functions.
+func (c *MemberContext) ScheduleCall(name string, due time.Time, call *statefun.Call) {
+	c.c.ScheduleCall(name, due, call)
+}
+
+// ScheduleCallAfter is ScheduleCall at delay after now.
+func (c *MemberContext) ScheduleCallAfter(name string, delay time.Duration, call *statefun.Call) {
+	c.c.ScheduleCallAfter(name, delay, call)
+}
+
+// CancelTimer cancels the pending timer name, if there is one, when the handler
+// returns without error.
+func (c *MemberContext) CancelTimer(name string) {
+	c.c.CancelTimer(name)
 }
 
 // NewMember returns the Member entity implemented by h, ready to be

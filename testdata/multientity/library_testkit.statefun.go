@@ -10,6 +10,7 @@ import (
 	codes "google.golang.org/grpc/codes"
 	proto "google.golang.org/protobuf/proto"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
+	"time"
 )
 
 // BookTestKit runs Book's handlers in a unit test: no server, no store,
@@ -94,6 +95,36 @@ func (k *BookTestKit) Return(req *ReturnRequest) *BookTestResult[*emptypb.Empty]
 		t:   k.t,
 		res: res,
 	}
+}
+
+// Timers returns the entity's pending timers, by name: what its commands
+// scheduled and did not cancel.
+func (k *BookTestKit) Timers() []statefun.TestTimer {
+	return k.kit.Timers()
+}
+
+// SetNow fixes the clock that ScheduleCallAfter counts from (time.Now
+// otherwise), so that a test can check due times exactly.
+func (k *BookTestKit) SetNow(now time.Time) {
+	k.kit.SetNow(now)
+}
+
+// FireTimer delivers the pending timer name now, as the runtime does when it is
+// due: the timer is removed and its call runs as a command of this testkit's
+// entity, with statefun.TimerOf telling the handler it is the timer's
+// delivery. It returns the command's error. The test fails when no timer has
+// that name, or when its call is to another entity: check those with Timers.
+func (k *BookTestKit) FireTimer(name string) error {
+	k.t.Helper()
+	return k.kit.FireTimer(name, func(method string, req proto.Message) (bool, error) {
+		switch method {
+		case Book_Borrow_FullMethodName:
+			return true, k.Borrow(req.(*BorrowRequest)).Err()
+		case Book_Return_FullMethodName:
+			return true, k.Return(req.(*ReturnRequest)).Err()
+		}
+		return false, nil
+	})
 }
 
 // BookTestResult is what one command or read did in a BookTestKit.
@@ -224,6 +255,34 @@ func (k *MemberTestKit) Note(req *NoteRequest) *MemberTestResult[*emptypb.Empty]
 		t:   k.t,
 		res: res,
 	}
+}
+
+// Timers returns the entity's pending timers, by name: what its commands
+// scheduled and did not cancel.
+func (k *MemberTestKit) Timers() []statefun.TestTimer {
+	return k.kit.Timers()
+}
+
+// SetNow fixes the clock that ScheduleCallAfter counts from (time.Now
+// otherwise), so that a test can check due times exactly.
+func (k *MemberTestKit) SetNow(now time.Time) {
+	k.kit.SetNow(now)
+}
+
+// FireTimer delivers the pending timer name now, as the runtime does when it is
+// due: the timer is removed and its call runs as a command of this testkit's
+// entity, with statefun.TimerOf telling the handler it is the timer's
+// delivery. It returns the command's error. The test fails when no timer has
+// that name, or when its call is to another entity: check those with Timers.
+func (k *MemberTestKit) FireTimer(name string) error {
+	k.t.Helper()
+	return k.kit.FireTimer(name, func(method string, req proto.Message) (bool, error) {
+		switch method {
+		case Member_Note_FullMethodName:
+			return true, k.Note(req.(*NoteRequest)).Err()
+		}
+		return false, nil
+	})
 }
 
 // MemberTestResult is what one command or read did in a MemberTestKit.

@@ -14,6 +14,7 @@ import (
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	wrapperspb "google.golang.org/protobuf/types/known/wrapperspb"
 	"strconv"
+	"time"
 )
 
 // This is a compile-time assertion that the statefun runtime this code
@@ -59,6 +60,28 @@ func (c *ProfileContext) EntityID() string {
 // do not change it afterwards.
 func (c *ProfileContext) SetState(state *structpb.Struct) {
 	c.c.SetState(state)
+}
+
+// ScheduleCall makes call at due, or as soon as possible after it: at least
+// once, surviving restarts, by whichever node owns this entity then. It is
+// stored with this command's changes when the handler returns without error,
+// and dropped otherwise. name is unique per entity: scheduling it again
+// replaces the pending timer. The target tells a delivery by
+// statefun.TimerOf(ctx). Build calls with the generated <Entity><Method>Call
+// functions.
+func (c *ProfileContext) ScheduleCall(name string, due time.Time, call *statefun.Call) {
+	c.c.ScheduleCall(name, due, call)
+}
+
+// ScheduleCallAfter is ScheduleCall at delay after now.
+func (c *ProfileContext) ScheduleCallAfter(name string, delay time.Duration, call *statefun.Call) {
+	c.c.ScheduleCallAfter(name, delay, call)
+}
+
+// CancelTimer cancels the pending timer name, if there is one, when the handler
+// returns without error.
+func (c *ProfileContext) CancelTimer(name string) {
+	c.c.CancelTimer(name)
 }
 
 // ProfileReadContext is given to Profile's read-only handlers: it has no way
@@ -268,6 +291,28 @@ func (c *AuditContext) Emit(event AuditEvent) {
 // with the generated <Entity><Method>Call functions.
 func (c *AuditContext) Send(call *statefun.Call) {
 	c.c.Send(call)
+}
+
+// ScheduleCall makes call at due, or as soon as possible after it: at least
+// once, surviving restarts, by whichever node owns this entity then. It is
+// stored with this command's changes when the handler returns without error,
+// and dropped otherwise. name is unique per entity: scheduling it again
+// replaces the pending timer. The target tells a delivery by
+// statefun.TimerOf(ctx). Build calls with the generated <Entity><Method>Call
+// functions.
+func (c *AuditContext) ScheduleCall(name string, due time.Time, call *statefun.Call) {
+	c.c.ScheduleCall(name, due, call)
+}
+
+// ScheduleCallAfter is ScheduleCall at delay after now.
+func (c *AuditContext) ScheduleCallAfter(name string, delay time.Duration, call *statefun.Call) {
+	c.c.ScheduleCallAfter(name, delay, call)
+}
+
+// CancelTimer cancels the pending timer name, if there is one, when the handler
+// returns without error.
+func (c *AuditContext) CancelTimer(name string) {
+	c.c.CancelTimer(name)
 }
 
 // NewAudit returns the Audit entity implemented by h, ready to be

@@ -11,6 +11,7 @@ import (
 	proto "google.golang.org/protobuf/proto"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	wrapperspb "google.golang.org/protobuf/types/known/wrapperspb"
+	"time"
 )
 
 // ProfileTestKit runs Profile's handlers in a unit test: no server, no store,
@@ -83,6 +84,34 @@ func (k *ProfileTestKit) Get(req *GetRequest) *ProfileTestResult[*structpb.Struc
 		t:   k.t,
 		res: res,
 	}
+}
+
+// Timers returns the entity's pending timers, by name: what its commands
+// scheduled and did not cancel.
+func (k *ProfileTestKit) Timers() []statefun.TestTimer {
+	return k.kit.Timers()
+}
+
+// SetNow fixes the clock that ScheduleCallAfter counts from (time.Now
+// otherwise), so that a test can check due times exactly.
+func (k *ProfileTestKit) SetNow(now time.Time) {
+	k.kit.SetNow(now)
+}
+
+// FireTimer delivers the pending timer name now, as the runtime does when it is
+// due: the timer is removed and its call runs as a command of this testkit's
+// entity, with statefun.TimerOf telling the handler it is the timer's
+// delivery. It returns the command's error. The test fails when no timer has
+// that name, or when its call is to another entity: check those with Timers.
+func (k *ProfileTestKit) FireTimer(name string) error {
+	k.t.Helper()
+	return k.kit.FireTimer(name, func(method string, req proto.Message) (bool, error) {
+		switch method {
+		case Profile_Put_FullMethodName:
+			return true, k.Put(req.(*PutRequest)).Err()
+		}
+		return false, nil
+	})
 }
 
 // ProfileTestResult is what one command or read did in a ProfileTestKit.
@@ -191,6 +220,34 @@ func (k *AuditTestKit) Record(req *RecordRequest) *AuditTestResult[*wrapperspb.S
 		t:   k.t,
 		res: res,
 	}
+}
+
+// Timers returns the entity's pending timers, by name: what its commands
+// scheduled and did not cancel.
+func (k *AuditTestKit) Timers() []statefun.TestTimer {
+	return k.kit.Timers()
+}
+
+// SetNow fixes the clock that ScheduleCallAfter counts from (time.Now
+// otherwise), so that a test can check due times exactly.
+func (k *AuditTestKit) SetNow(now time.Time) {
+	k.kit.SetNow(now)
+}
+
+// FireTimer delivers the pending timer name now, as the runtime does when it is
+// due: the timer is removed and its call runs as a command of this testkit's
+// entity, with statefun.TimerOf telling the handler it is the timer's
+// delivery. It returns the command's error. The test fails when no timer has
+// that name, or when its call is to another entity: check those with Timers.
+func (k *AuditTestKit) FireTimer(name string) error {
+	k.t.Helper()
+	return k.kit.FireTimer(name, func(method string, req proto.Message) (bool, error) {
+		switch method {
+		case Audit_Record_FullMethodName:
+			return true, k.Record(req.(*RecordRequest)).Err()
+		}
+		return false, nil
+	})
 }
 
 // AuditTestResult is what one command or read did in a AuditTestKit.

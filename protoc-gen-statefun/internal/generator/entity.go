@@ -193,6 +193,7 @@ func generateContexts(out *jen.File, e *entity, n names) {
 		)
 	}
 	out.Line()
+	timerAccessors(out, n.context())
 
 	if !hasReadMethod(e) {
 		return
@@ -214,6 +215,34 @@ func contextAccessors(out *jen.File, typ, what string) {
 	out.Commentf("EntityID returns the ID of the entity the %s addresses.", what)
 	out.Func().Params(jen.Id("c").Op("*").Id(typ)).Id("EntityID").Params().String().Block(
 		jen.Return(jen.Id("c").Dot("c").Dot("EntityID").Call()),
+	)
+	out.Line()
+}
+
+// timerAccessors emits a command context's timer methods.
+func timerAccessors(out *jen.File, context string) {
+	recv := func() *jen.Statement { return jen.Func().Params(jen.Id("c").Op("*").Id(context)) }
+	call := jen.Id("call").Op("*").Qual(runtimePkg, "Call")
+	out.Comment("ScheduleCall makes call at due, or as soon as possible after it: at least")
+	out.Comment("once, surviving restarts, by whichever node owns this entity then. It is")
+	out.Comment("stored with this command's changes when the handler returns without error,")
+	out.Comment("and dropped otherwise. name is unique per entity: scheduling it again")
+	out.Comment("replaces the pending timer. The target tells a delivery by")
+	out.Comment("statefun.TimerOf(ctx). Build calls with the generated <Entity><Method>Call")
+	out.Comment("functions.")
+	out.Add(recv()).Id("ScheduleCall").Params(jen.Id("name").String(), jen.Id("due").Qual("time", "Time"), call.Clone()).Block(
+		jen.Id("c").Dot("c").Dot("ScheduleCall").Call(jen.Id("name"), jen.Id("due"), jen.Id("call")),
+	)
+	out.Line()
+	out.Comment("ScheduleCallAfter is ScheduleCall at delay after now.")
+	out.Add(recv()).Id("ScheduleCallAfter").Params(jen.Id("name").String(), jen.Id("delay").Qual("time", "Duration"), call.Clone()).Block(
+		jen.Id("c").Dot("c").Dot("ScheduleCallAfter").Call(jen.Id("name"), jen.Id("delay"), jen.Id("call")),
+	)
+	out.Line()
+	out.Comment("CancelTimer cancels the pending timer name, if there is one, when the handler")
+	out.Comment("returns without error.")
+	out.Add(recv()).Id("CancelTimer").Params(jen.Id("name").String()).Block(
+		jen.Id("c").Dot("c").Dot("CancelTimer").Call(jen.Id("name")),
 	)
 	out.Line()
 }

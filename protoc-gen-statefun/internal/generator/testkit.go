@@ -17,6 +17,7 @@ func generateTestKit(out *jen.File, e *entity, n names) {
 	for _, m := range e.methods {
 		generateTestKitMethod(out, e, n, m)
 	}
+	generateTestKitTimers(out, e, n)
 	generateTestResult(out, e, n)
 	if e.kind == eventSourced {
 		out.Commentf("%s returns events as plain messages, for the runtime's TestKit.", n.eventMessages())
@@ -211,7 +212,7 @@ func generateTestResult(out *jen.File, e *entity, n names) {
 
 // testKitReserved are the testkit's own methods, which an RPC of the same
 // name must not shadow.
-var testKitReserved = map[string]bool{"Given": true, "GivenState": true, "State": true, "WantState": true}
+var testKitReserved = map[string]bool{"Given": true, "GivenState": true, "State": true, "WantState": true, "Timers": true, "SetNow": true, "FireTimer": true}
 
 // testKitMethod returns the name of the testkit method that runs m: the
 // RPC's name, or, when that is one of the testkit's own methods, the name
@@ -233,4 +234,48 @@ func (n names) testKitMethod(e *entity, m *method) string {
 		name = fmt.Sprintf("%s%s%d", m.method.GoName, suffix, i)
 	}
 	return name
+}
+
+// generateTestKitTimers emits the testkit's view of the entity's timers:
+// the pending ones, the clock delays count from, and a way to fire one.
+func generateTestKitTimers(out *jen.File, e *entity, n names) {
+	recv := func() *jen.Statement { return jen.Id("k").Op("*").Id(n.testKit()) }
+	out.Comment("Timers returns the entity's pending timers, by name: what its commands")
+	out.Comment("scheduled and did not cancel.")
+	out.Func().Params(recv()).Id("Timers").Params().Index().Qual(runtimePkg, "TestTimer").Block(
+		jen.Return(jen.Id("k").Dot("kit").Dot("Timers").Call()),
+	)
+	out.Line()
+	out.Comment("SetNow fixes the clock that ScheduleCallAfter counts from (time.Now")
+	out.Comment("otherwise), so that a test can check due times exactly.")
+	out.Func().Params(recv()).Id("SetNow").Params(jen.Id("now").Qual("time", "Time")).Block(
+		jen.Id("k").Dot("kit").Dot("SetNow").Call(jen.Id("now")),
+	)
+	out.Line()
+	var cases []jen.Code
+	for _, m := range e.methods {
+		if m.readOnly {
+			continue
+		}
+		cases = append(cases, jen.Case(jen.Id(n.fullMethodName(m))).Block(
+			jen.Return(jen.True(), jen.Id("k").Dot(n.testKitMethod(e, m)).Call(jen.Id("req").Assert(ptr(m.method.Input.GoIdent))).Dot("Err").Call()),
+		))
+	}
+	body := []jen.Code{}
+	if len(cases) > 0 {
+		body = append(body, jen.Switch(jen.Id("method")).Block(cases...))
+	}
+	body = append(body, jen.Return(jen.False(), jen.Nil()))
+	out.Comment("FireTimer delivers the pending timer name now, as the runtime does when it is")
+	out.Comment("due: the timer is removed and its call runs as a command of this testkit's")
+	out.Comment("entity, with statefun.TimerOf telling the handler it is the timer's")
+	out.Comment("delivery. It returns the command's error. The test fails when no timer has")
+	out.Comment("that name, or when its call is to another entity: check those with Timers.")
+	out.Func().Params(recv()).Id("FireTimer").Params(jen.Id("name").String()).Error().Block(
+		jen.Id("k").Dot("t").Dot("Helper").Call(),
+		jen.Return(jen.Id("k").Dot("kit").Dot("FireTimer").Call(jen.Id("name"),
+			jen.Func().Params(jen.Id("method").String(), jen.Id("req").Qual(protoPkg, "Message")).Params(jen.Bool(), jen.Error()).Block(body...),
+		)),
+	)
+	out.Line()
 }

@@ -27,6 +27,9 @@ type Commit struct {
 	// Outcomes are the answers of commands with idempotency keys, stored
 	// with their events.
 	Outcomes []store.Outcome
+	// Timers are the command's changes to its entity's timers, committed
+	// with its events.
+	Timers []store.TimerChange
 	// Shard and Epoch, in a cluster, name the lease the commit was decided
 	// under: the batch is fenced on it, so a node that lost the shard
 	// writes nothing. Epoch 0 means no cluster.
@@ -63,8 +66,15 @@ func (c *Commit) ref() store.Ref {
 		return c.Values[0].Entity
 	case len(c.Outcomes) > 0:
 		return c.Outcomes[0].Entity
+	case len(c.Timers) > 0:
+		return c.Timers[0].Entity
 	}
 	return store.Ref{}
+}
+
+// records counts what the commit writes, as Batch.Len does.
+func (c *Commit) records() int {
+	return len(c.Events) + len(c.Values) + len(c.Outcomes) + len(c.Timers)
 }
 
 // Trace ties a commit to spans, for tracing.
@@ -378,7 +388,7 @@ func (w *Writer) take() []*Commit {
 	kept := w.queue[:0]            // filtering in place: kept never overtakes i
 	var blocked map[store.Ref]bool // made only when a commit must wait
 	for i, c := range w.queue {
-		if len(batch) > 0 && records+len(c.Events)+len(c.Values)+len(c.Outcomes) > w.opts.MaxBatch {
+		if len(batch) > 0 && records+c.records() > w.opts.MaxBatch {
 			kept = append(kept, w.queue[i:]...)
 			break
 		}
@@ -391,7 +401,7 @@ func (w *Writer) take() []*Commit {
 			continue
 		}
 		batch = append(batch, c)
-		records += len(c.Events) + len(c.Values) + len(c.Outcomes)
+		records += c.records()
 	}
 	for _, c := range batch {
 		w.inFlight[c.entity] = true
@@ -414,6 +424,7 @@ func (w *Writer) commit(commits []*Commit) {
 			batch.Events = append(batch.Events, c.Events...)
 			batch.Values = append(batch.Values, c.Values...)
 			batch.Outcomes = append(batch.Outcomes, c.Outcomes...)
+			batch.Timers = append(batch.Timers, c.Timers...)
 		}
 		if len(live) == 0 {
 			return
@@ -616,6 +627,11 @@ func touches(c *Commit, refs map[store.Ref]bool) bool {
 	}
 	for _, o := range c.Outcomes {
 		if refs[o.Entity] {
+			return true
+		}
+	}
+	for _, t := range c.Timers {
+		if refs[t.Entity] {
 			return true
 		}
 	}

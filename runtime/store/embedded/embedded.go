@@ -22,12 +22,12 @@
 //
 // # File layout
 //
-// dir/statefun.db holds ten buckets. Entity types, IDs, keys and
+// dir/statefun.db holds twelve buckets. Entity types, IDs, keys and
 // consumer names are arbitrary bytes, so every variable-length field
 // that something follows is length-prefixed (uvarint) and no key can be
 // read two ways:
 //
-//	meta            "format"                    → uint64 format version (4)
+//	meta            "format"                    → uint64 format version (5)
 //	events          len‖type‖len‖id‖seq         → len‖event type‖payload
 //	values          len‖type‖len‖id             → version‖payload
 //	snapshots       len‖type‖len‖id             → seq‖payload
@@ -37,6 +37,8 @@
 //	outcomes        len‖type‖len‖id‖key         → expires‖code‖len‖message‖reply
 //	outcome-expiry  expires‖len‖type‖len‖id‖key → nothing (an index)
 //	event-types     len‖type‖event type         → nothing (the registry of EventTypes)
+//	timers          len‖type‖len‖id‖name        → due‖id‖shard‖attempts‖call
+//	timer-due       due‖len‖type‖len‖id‖name    → nothing (an index)
 //
 // seq, version and n are big-endian uint64, so bbolt's byte order is
 // numeric order and a cursor reads a history in seq order and a feed in n
@@ -297,6 +299,9 @@ func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 			return err
 		}
 		if err := registerEventTypes(tx, b.Events); err != nil {
+			return err
+		}
+		if err := writeTimerChanges(tx, b.Timers); err != nil {
 			return err
 		}
 		return appendToFeeds(tx, b.Events, eventKeys)

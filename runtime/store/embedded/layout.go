@@ -28,7 +28,10 @@ import (
 //     not open a file with a registry: it would store events without
 //     registering their types, and the startup check that reads the
 //     registry would miss them.
-const formatVersion = 4
+//  5. pending timers and their due index. Open adds the empty buckets to
+//     an older file. An older binary must not open a file with timers: it
+//     would never fire them.
+const formatVersion = 5
 
 // Bucket names and the meta key. They are names on disk: never rename them.
 var (
@@ -43,6 +46,9 @@ var (
 	// outcomeExpiryBucket is the expiry index of the outcomes.
 	outcomeExpiryBucket = []byte("outcome-expiry")
 	eventTypesBucket    = []byte("event-types")
+	timersBucket        = []byte("timers")
+	// timerDueBucket is the due index of the timers.
+	timerDueBucket = []byte("timer-due")
 
 	formatKey = []byte("format")
 )
@@ -185,8 +191,8 @@ func initLayout(tx *bolt.Tx) error {
 		return fmt.Errorf("the file has unknown format version %d (this binary reads formats 1 to %d): the file is damaged; restore it from a backup", version, formatVersion)
 	}
 	// Creating the buckets a format lacks is the whole upgrade from 2 to
-	// 3, and part of the upgrades from 1 and to 4.
-	for _, name := range [][]byte{eventsBucket, valuesBucket, snapshotsBucket, feedBucket, feedHeadsBucket, consumersBucket, outcomesBucket, outcomeExpiryBucket, eventTypesBucket} {
+	// 3 and from 4 to 5, and part of the upgrades from 1 and to 4.
+	for _, name := range [][]byte{eventsBucket, valuesBucket, snapshotsBucket, feedBucket, feedHeadsBucket, consumersBucket, outcomesBucket, outcomeExpiryBucket, eventTypesBucket, timersBucket, timerDueBucket} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}

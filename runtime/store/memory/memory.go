@@ -35,6 +35,9 @@ type Store struct {
 	// eventTypes is the registry of EventTypes: entity type -> event
 	// types committed for it.
 	eventTypes map[string]map[string]bool
+	// timers are the pending timers. Due ones are found by a scan: this
+	// store is for tests, not for a million timers.
+	timers map[timerRef]store.Timer
 	// The cluster's tables (store.Cluster), judged by the process clock.
 	shards int
 	nodes  map[string]store.Node
@@ -48,6 +51,11 @@ type feedEntry struct {
 }
 
 type consumerKey struct{ consumer, entityType string }
+
+type timerRef struct {
+	ref  store.Ref
+	name string
+}
 
 type outcomeKey struct {
 	ref store.Ref
@@ -66,6 +74,7 @@ func New() *Store {
 		positions:  map[consumerKey]store.Position{},
 		outcomes:   map[outcomeKey]store.Outcome{},
 		eventTypes: map[string]map[string]bool{},
+		timers:     map[timerRef]store.Timer{},
 		nodes:      map[string]store.Node{},
 		leases:     map[int]store.Lease{},
 	}
@@ -132,6 +141,16 @@ func (s *Store) Commit(_ context.Context, b *store.Batch) error {
 	for _, o := range b.Outcomes {
 		o.Reply = slices.Clone(o.Reply)
 		s.outcomes[outcomeKey{o.Entity, o.Key}] = o
+	}
+	for _, c := range b.Timers {
+		k := timerRef{c.Entity, c.Name}
+		if c.Cancel {
+			delete(s.timers, k)
+			continue
+		}
+		t := c.Timer
+		t.Call = slices.Clone(t.Call)
+		s.timers[k] = t
 	}
 	return nil
 }

@@ -116,6 +116,9 @@ func outcomeUnknown(err error) bool {
 }
 
 func describeBatch(b *store.Batch) string {
+	if len(b.Timers) > 0 {
+		return fmt.Sprintf("%d events, %d values, %d outcomes and %d timer changes", len(b.Events), len(b.Values), len(b.Outcomes), len(b.Timers))
+	}
 	return fmt.Sprintf("%d events, %d values and %d outcomes", len(b.Events), len(b.Values), len(b.Outcomes))
 }
 
@@ -410,6 +413,7 @@ func (p *commitPlan) commitStatements(b *store.Batch, sql *statements) *pgx.Batc
 		}
 		batch.Queue(sql.insertOutcomes, expires, codes, hashes, types, ids, keys, messages, replies)
 	}
+	queueTimerChanges(batch, sql, b.Timers)
 	// Last: see register-event-types in queries.sql.
 	if len(p.newEventTypes) > 0 {
 		entityTypes := make([]string, len(p.newEventTypes))

@@ -341,3 +341,47 @@ SELECT {{schema}}.fenced_unless(coalesce(
     '{}'
 ))
 FROM fence AS f LEFT JOIN held AS h ON h.shard = f.shard;
+
+-- name: schedule-timers
+-- The batch's last change to each timer that schedules it, sorted by key
+-- (like the events, so that concurrent commits lock in one order). A
+-- timer scheduled again replaces the pending one, attempts and all.
+INSERT INTO {{schema}}.timers AS t (entity_type, entity_id, name, id, shard, due, call)
+SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bigint[], $5::integer[], $6::timestamptz[], $7::bytea[])
+ON CONFLICT (entity_type, entity_id, name) DO UPDATE
+SET id = excluded.id, shard = excluded.shard, due = excluded.due, call = excluded.call, attempts = 0;
+
+-- name: cancel-timers
+-- The batch's last change to each timer that cancels it.
+DELETE FROM {{schema}}.timers AS t
+USING unnest($1::text[], $2::bytea[], $3::text[]) AS c (entity_type, entity_id, name)
+WHERE t.entity_type = c.entity_type AND t.entity_id = c.entity_id AND t.name = c.name;
+
+-- name: due-timers
+-- Walks timers_due from the earliest; a NULL $1 means every shard.
+SELECT entity_type, entity_id, name, id, shard, due, call, attempts
+FROM {{schema}}.timers
+WHERE due <= $2 AND ($1::integer[] IS NULL OR shard = ANY($1::integer[]))
+ORDER BY due
+LIMIT $3;
+
+-- name: next-timer-due
+SELECT min(due) FROM {{schema}}.timers
+WHERE $1::integer[] IS NULL OR shard = ANY($1::integer[]);
+
+-- name: finish-timers
+DELETE FROM {{schema}}.timers AS t
+USING unnest($1::text[], $2::bytea[], $3::text[], $4::bigint[]) AS d (entity_type, entity_id, name, id)
+WHERE t.entity_type = d.entity_type AND t.entity_id = d.entity_id AND t.name = d.name AND t.id = d.id;
+
+-- name: retry-timers
+UPDATE {{schema}}.timers AS t
+SET due = r.due, attempts = t.attempts + 1
+FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bigint[], $5::timestamptz[]) AS r (entity_type, entity_id, name, id, due)
+WHERE t.entity_type = r.entity_type AND t.entity_id = r.entity_id AND t.name = r.name AND t.id = r.id;
+
+-- name: entity-timers
+SELECT name, id, shard, due, call, attempts
+FROM {{schema}}.timers
+WHERE entity_type = $1 AND entity_id = $2
+ORDER BY name;

@@ -63,6 +63,14 @@ type statements struct {
 	leaveCluster      string
 	shardLeases       string
 	checkFence        string
+
+	scheduleTimers string
+	cancelTimers   string
+	dueTimers      string
+	nextTimerDue   string
+	finishTimers   string
+	retryTimers    string
+	entityTimers   string
 }
 
 func newStatements(quotedSchema string) *statements {
@@ -115,6 +123,14 @@ func newStatements(quotedSchema string) *statements {
 		leaveCluster:      q("leave-cluster"),
 		shardLeases:       q("shard-leases"),
 		checkFence:        q("check-fence"),
+
+		scheduleTimers: q("schedule-timers"),
+		cancelTimers:   q("cancel-timers"),
+		dueTimers:      q("due-timers"),
+		nextTimerDue:   q("next-timer-due"),
+		finishTimers:   q("finish-timers"),
+		retryTimers:    q("retry-timers"),
+		entityTimers:   q("entity-timers"),
 	}
 }
 

@@ -39,6 +39,7 @@ var clusterTests = []struct {
 	{"FencedConsumerPosition", testFencedConsumerPosition},
 	{"ConcurrentAcquireOneOwner", testConcurrentAcquireOneOwner},
 	{"CommitRacingTakeover", testCommitRacingTakeover},
+	{"FencedTimers", testFencedTimers},
 }
 
 // RunCluster runs the cluster suite against stores that implement
@@ -348,6 +349,7 @@ func fencedBatch(ref store.Ref, fence *store.Fence) *store.Batch {
 		Events:   []store.Event{ev(ref, 1, "E", "1"), ev(ref, 2, "E", "2")},
 		Values:   []store.Value{{Entity: ref, Version: 1, Payload: []byte("v")}},
 		Outcomes: []store.Outcome{okOutcome(ref, "k", "reply", now().Add(hour))},
+		Timers:   schedule(timer(ref, "t", 1, 0, now().Add(hour), "call")),
 		Fence:    fence,
 	}
 }
@@ -359,6 +361,7 @@ func wantNothingStored(t *testing.T, s store.Store, ref store.Ref) {
 		t.Errorf("value of a refused batch: %+v found=%v err=%v", v, found, err)
 	}
 	wantNoOutcome(t, s, ref, "k")
+	equalTimers(t, "timers of a refused batch", entityTimers(t, s, ref), nil)
 }
 
 func testFencedCommitWrites(t *testing.T, s store.Store, c store.Cluster) {
@@ -372,6 +375,7 @@ func testFencedCommitWrites(t *testing.T, s store.Store, c store.Cluster) {
 		t.Errorf("value of a fenced batch: %+v found=%v err=%v", v, found, err)
 	}
 	wantOutcome(t, s, b.Outcomes[0])
+	equalTimers(t, "timers of a fenced batch", entityTimers(t, s, ref), []store.Timer{b.Timers[0].Timer})
 }
 
 // testStaleFenceWritesNothing: a writer that lost some of the leases of
@@ -644,4 +648,25 @@ func testCommitRacingTakeover(t *testing.T, s store.Store, c store.Cluster) {
 		}
 	}
 	t.Logf("%d rounds: a committed first in %d, was refused in %d", rounds, committed, refused)
+}
+
+// testFencedTimers: a node that lost a shard can neither finish nor retry
+// the timers it fired: the new owner fires them again.
+func testFencedTimers(t *testing.T, s store.Store, c store.Cluster) {
+	initShards(t, c, 2)
+	leases := acquire(t, c, "a", brief, 0, 1)
+	ref := store.Ref{Type: "cart", ID: "c1"}
+	tm := timer(ref, "t", 1, 1, now(), "call")
+	commit(t, s, &store.Batch{Timers: schedule(tm)})
+	lapse()
+	acquire(t, c, "b", live, 1)
+	stale := fenceOf(leases...)
+	wantFenced(t, s.RetryTimers(ctx, []store.TimerRetry{{TimerKey: tm.Key(), Due: now().Add(hour)}}, stale), 1)
+	wantFenced(t, s.FinishTimers(ctx, []store.TimerKey{tm.Key()}, stale), 1)
+	equalTimers(t, "timers after fenced finish and retry", entityTimers(t, s, ref), []store.Timer{tm})
+	fresh := fenceOf(acquire(t, c, "a", live, 0)...)
+	if err := s.FinishTimers(ctx, []store.TimerKey{tm.Key()}, fresh); err != nil {
+		t.Fatalf("FinishTimers under a held lease: %v", err)
+	}
+	equalTimers(t, "timers after a finish", entityTimers(t, s, ref), nil)
 }

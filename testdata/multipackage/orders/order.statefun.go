@@ -13,6 +13,7 @@ import (
 	grpc "google.golang.org/grpc"
 	proto "google.golang.org/protobuf/proto"
 	"strconv"
+	"time"
 )
 
 // This is a compile-time assertion that the statefun runtime this code
@@ -106,6 +107,28 @@ func (c *OrderContext) Emit(event OrderEvent) {
 // with the generated <Entity><Method>Call functions.
 func (c *OrderContext) Send(call *statefun.Call) {
 	c.c.Send(call)
+}
+
+// ScheduleCall makes call at due, or as soon as possible after it: at least
+// once, surviving restarts, by whichever node owns this entity then. It is
+// stored with this command's changes when the handler returns without error,
+// and dropped otherwise. name is unique per entity: scheduling it again
+// replaces the pending timer. The target tells a delivery by
+// statefun.TimerOf(ctx). Build calls with the generated <Entity><Method>Call
+// functions.
+func (c *OrderContext) ScheduleCall(name string, due time.Time, call *statefun.Call) {
+	c.c.ScheduleCall(name, due, call)
+}
+
+// ScheduleCallAfter is ScheduleCall at delay after now.
+func (c *OrderContext) ScheduleCallAfter(name string, delay time.Duration, call *statefun.Call) {
+	c.c.ScheduleCallAfter(name, delay, call)
+}
+
+// CancelTimer cancels the pending timer name, if there is one, when the handler
+// returns without error.
+func (c *OrderContext) CancelTimer(name string) {
+	c.c.CancelTimer(name)
 }
 
 // NewOrder returns the Order entity implemented by h, ready to be

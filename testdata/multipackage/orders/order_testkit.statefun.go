@@ -10,6 +10,7 @@ import (
 	common "github.com/statefun-go/statefun/testdata/multipackage/common"
 	codes "google.golang.org/grpc/codes"
 	proto "google.golang.org/protobuf/proto"
+	"time"
 )
 
 // OrderTestKit runs Order's handlers in a unit test: no server, no store,
@@ -82,6 +83,34 @@ func (k *OrderTestKit) Place(req *PlaceRequest) *OrderTestResult[*common.Ledger]
 		t:   k.t,
 		res: res,
 	}
+}
+
+// Timers returns the entity's pending timers, by name: what its commands
+// scheduled and did not cancel.
+func (k *OrderTestKit) Timers() []statefun.TestTimer {
+	return k.kit.Timers()
+}
+
+// SetNow fixes the clock that ScheduleCallAfter counts from (time.Now
+// otherwise), so that a test can check due times exactly.
+func (k *OrderTestKit) SetNow(now time.Time) {
+	k.kit.SetNow(now)
+}
+
+// FireTimer delivers the pending timer name now, as the runtime does when it is
+// due: the timer is removed and its call runs as a command of this testkit's
+// entity, with statefun.TimerOf telling the handler it is the timer's
+// delivery. It returns the command's error. The test fails when no timer has
+// that name, or when its call is to another entity: check those with Timers.
+func (k *OrderTestKit) FireTimer(name string) error {
+	k.t.Helper()
+	return k.kit.FireTimer(name, func(method string, req proto.Message) (bool, error) {
+		switch method {
+		case Order_Place_FullMethodName:
+			return true, k.Place(req.(*PlaceRequest)).Err()
+		}
+		return false, nil
+	})
 }
 
 // OrderTestResult is what one command or read did in a OrderTestKit.

@@ -10,6 +10,7 @@ import (
 	codes "google.golang.org/grpc/codes"
 	proto "google.golang.org/protobuf/proto"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
+	"time"
 )
 
 // UserTestKit runs User's handlers in a unit test: no server, no store,
@@ -118,6 +119,38 @@ func (k *UserTestKit) GetUser(req *GetUserRequest) *UserTestResult[*UserView] {
 		t:   k.t,
 		res: res,
 	}
+}
+
+// Timers returns the entity's pending timers, by name: what its commands
+// scheduled and did not cancel.
+func (k *UserTestKit) Timers() []statefun.TestTimer {
+	return k.kit.Timers()
+}
+
+// SetNow fixes the clock that ScheduleCallAfter counts from (time.Now
+// otherwise), so that a test can check due times exactly.
+func (k *UserTestKit) SetNow(now time.Time) {
+	k.kit.SetNow(now)
+}
+
+// FireTimer delivers the pending timer name now, as the runtime does when it is
+// due: the timer is removed and its call runs as a command of this testkit's
+// entity, with statefun.TimerOf telling the handler it is the timer's
+// delivery. It returns the command's error. The test fails when no timer has
+// that name, or when its call is to another entity: check those with Timers.
+func (k *UserTestKit) FireTimer(name string) error {
+	k.t.Helper()
+	return k.kit.FireTimer(name, func(method string, req proto.Message) (bool, error) {
+		switch method {
+		case UserService_Register_FullMethodName:
+			return true, k.Register(req.(*RegisterRequest)).Err()
+		case UserService_Login_FullMethodName:
+			return true, k.Login(req.(*LoginRequest)).Err()
+		case UserService_Lock_FullMethodName:
+			return true, k.Lock(req.(*LockRequest)).Err()
+		}
+		return false, nil
+	})
 }
 
 // UserTestResult is what one command or read did in a UserTestKit.

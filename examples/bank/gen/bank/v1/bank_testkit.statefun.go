@@ -9,6 +9,7 @@ import (
 	statefun "github.com/statefun-go/statefun/runtime"
 	codes "google.golang.org/grpc/codes"
 	proto "google.golang.org/protobuf/proto"
+	"time"
 )
 
 // AccountTestKit runs Account's handlers in a unit test: no server, no store,
@@ -129,6 +130,38 @@ func (k *AccountTestKit) GetStatement(req *GetStatementRequest) *AccountTestResu
 		t:   k.t,
 		res: res,
 	}
+}
+
+// Timers returns the entity's pending timers, by name: what its commands
+// scheduled and did not cancel.
+func (k *AccountTestKit) Timers() []statefun.TestTimer {
+	return k.kit.Timers()
+}
+
+// SetNow fixes the clock that ScheduleCallAfter counts from (time.Now
+// otherwise), so that a test can check due times exactly.
+func (k *AccountTestKit) SetNow(now time.Time) {
+	k.kit.SetNow(now)
+}
+
+// FireTimer delivers the pending timer name now, as the runtime does when it is
+// due: the timer is removed and its call runs as a command of this testkit's
+// entity, with statefun.TimerOf telling the handler it is the timer's
+// delivery. It returns the command's error. The test fails when no timer has
+// that name, or when its call is to another entity: check those with Timers.
+func (k *AccountTestKit) FireTimer(name string) error {
+	k.t.Helper()
+	return k.kit.FireTimer(name, func(method string, req proto.Message) (bool, error) {
+		switch method {
+		case AccountService_Open_FullMethodName:
+			return true, k.Open(req.(*OpenRequest)).Err()
+		case AccountService_Deposit_FullMethodName:
+			return true, k.Deposit(req.(*DepositRequest)).Err()
+		case AccountService_Withdraw_FullMethodName:
+			return true, k.Withdraw(req.(*WithdrawRequest)).Err()
+		}
+		return false, nil
+	})
 }
 
 // AccountTestResult is what one command or read did in a AccountTestKit.

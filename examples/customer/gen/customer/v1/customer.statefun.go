@@ -9,6 +9,7 @@ import (
 	"context"
 	statefun "github.com/statefun-go/statefun/runtime"
 	grpc "google.golang.org/grpc"
+	"time"
 )
 
 // This is a compile-time assertion that the statefun runtime this code
@@ -62,6 +63,28 @@ func (c *CustomerContext) EntityID() string {
 // do not change it afterwards.
 func (c *CustomerContext) SetState(state *Customer) {
 	c.c.SetState(state)
+}
+
+// ScheduleCall makes call at due, or as soon as possible after it: at least
+// once, surviving restarts, by whichever node owns this entity then. It is
+// stored with this command's changes when the handler returns without error,
+// and dropped otherwise. name is unique per entity: scheduling it again
+// replaces the pending timer. The target tells a delivery by
+// statefun.TimerOf(ctx). Build calls with the generated <Entity><Method>Call
+// functions.
+func (c *CustomerContext) ScheduleCall(name string, due time.Time, call *statefun.Call) {
+	c.c.ScheduleCall(name, due, call)
+}
+
+// ScheduleCallAfter is ScheduleCall at delay after now.
+func (c *CustomerContext) ScheduleCallAfter(name string, delay time.Duration, call *statefun.Call) {
+	c.c.ScheduleCallAfter(name, delay, call)
+}
+
+// CancelTimer cancels the pending timer name, if there is one, when the handler
+// returns without error.
+func (c *CustomerContext) CancelTimer(name string) {
+	c.c.CancelTimer(name)
 }
 
 // CustomerReadContext is given to Customer's read-only handlers: it has no way

@@ -181,6 +181,50 @@ func (x *CheckoutRequest) GetCartId() string {
 	return ""
 }
 
+type ExpireCartRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CartId        string                 `protobuf:"bytes,1,opt,name=cart_id,json=cartId,proto3" json:"cart_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpireCartRequest) Reset() {
+	*x = ExpireCartRequest{}
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpireCartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpireCartRequest) ProtoMessage() {}
+
+func (x *ExpireCartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpireCartRequest.ProtoReflect.Descriptor instead.
+func (*ExpireCartRequest) Descriptor() ([]byte, []int) {
+	return file_shop_cart_v1_cart_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ExpireCartRequest) GetCartId() string {
+	if x != nil {
+		return x.CartId
+	}
+	return ""
+}
+
 type GetCartRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CartId        string                 `protobuf:"bytes,1,opt,name=cart_id,json=cartId,proto3" json:"cart_id,omitempty"`
@@ -190,7 +234,7 @@ type GetCartRequest struct {
 
 func (x *GetCartRequest) Reset() {
 	*x = GetCartRequest{}
-	mi := &file_shop_cart_v1_cart_proto_msgTypes[3]
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -202,7 +246,7 @@ func (x *GetCartRequest) String() string {
 func (*GetCartRequest) ProtoMessage() {}
 
 func (x *GetCartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shop_cart_v1_cart_proto_msgTypes[3]
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -215,7 +259,7 @@ func (x *GetCartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCartRequest.ProtoReflect.Descriptor instead.
 func (*GetCartRequest) Descriptor() ([]byte, []int) {
-	return file_shop_cart_v1_cart_proto_rawDescGZIP(), []int{3}
+	return file_shop_cart_v1_cart_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetCartRequest) GetCartId() string {
@@ -237,7 +281,7 @@ type Cart struct {
 
 func (x *Cart) Reset() {
 	*x = Cart{}
-	mi := &file_shop_cart_v1_cart_proto_msgTypes[4]
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -249,7 +293,7 @@ func (x *Cart) String() string {
 func (*Cart) ProtoMessage() {}
 
 func (x *Cart) ProtoReflect() protoreflect.Message {
-	mi := &file_shop_cart_v1_cart_proto_msgTypes[4]
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -262,7 +306,7 @@ func (x *Cart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cart.ProtoReflect.Descriptor instead.
 func (*Cart) Descriptor() ([]byte, []int) {
-	return file_shop_cart_v1_cart_proto_rawDescGZIP(), []int{4}
+	return file_shop_cart_v1_cart_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Cart) GetItems() []*LineItem {
@@ -289,7 +333,7 @@ type LineItem struct {
 
 func (x *LineItem) Reset() {
 	*x = LineItem{}
-	mi := &file_shop_cart_v1_cart_proto_msgTypes[5]
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -301,7 +345,7 @@ func (x *LineItem) String() string {
 func (*LineItem) ProtoMessage() {}
 
 func (x *LineItem) ProtoReflect() protoreflect.Message {
-	mi := &file_shop_cart_v1_cart_proto_msgTypes[5]
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -314,7 +358,7 @@ func (x *LineItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LineItem.ProtoReflect.Descriptor instead.
 func (*LineItem) Descriptor() ([]byte, []int) {
-	return file_shop_cart_v1_cart_proto_rawDescGZIP(), []int{5}
+	return file_shop_cart_v1_cart_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *LineItem) GetSku() string {
@@ -342,7 +386,7 @@ type ItemAdded struct {
 
 func (x *ItemAdded) Reset() {
 	*x = ItemAdded{}
-	mi := &file_shop_cart_v1_cart_proto_msgTypes[6]
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -354,7 +398,7 @@ func (x *ItemAdded) String() string {
 func (*ItemAdded) ProtoMessage() {}
 
 func (x *ItemAdded) ProtoReflect() protoreflect.Message {
-	mi := &file_shop_cart_v1_cart_proto_msgTypes[6]
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -367,7 +411,7 @@ func (x *ItemAdded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemAdded.ProtoReflect.Descriptor instead.
 func (*ItemAdded) Descriptor() ([]byte, []int) {
-	return file_shop_cart_v1_cart_proto_rawDescGZIP(), []int{6}
+	return file_shop_cart_v1_cart_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ItemAdded) GetSku() string {
@@ -394,7 +438,7 @@ type ItemRemoved struct {
 
 func (x *ItemRemoved) Reset() {
 	*x = ItemRemoved{}
-	mi := &file_shop_cart_v1_cart_proto_msgTypes[7]
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -406,7 +450,7 @@ func (x *ItemRemoved) String() string {
 func (*ItemRemoved) ProtoMessage() {}
 
 func (x *ItemRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_shop_cart_v1_cart_proto_msgTypes[7]
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -419,7 +463,7 @@ func (x *ItemRemoved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemRemoved.ProtoReflect.Descriptor instead.
 func (*ItemRemoved) Descriptor() ([]byte, []int) {
-	return file_shop_cart_v1_cart_proto_rawDescGZIP(), []int{7}
+	return file_shop_cart_v1_cart_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ItemRemoved) GetSku() string {
@@ -439,7 +483,7 @@ type CheckedOut struct {
 
 func (x *CheckedOut) Reset() {
 	*x = CheckedOut{}
-	mi := &file_shop_cart_v1_cart_proto_msgTypes[8]
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -451,7 +495,7 @@ func (x *CheckedOut) String() string {
 func (*CheckedOut) ProtoMessage() {}
 
 func (x *CheckedOut) ProtoReflect() protoreflect.Message {
-	mi := &file_shop_cart_v1_cart_proto_msgTypes[8]
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -464,7 +508,7 @@ func (x *CheckedOut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckedOut.ProtoReflect.Descriptor instead.
 func (*CheckedOut) Descriptor() ([]byte, []int) {
-	return file_shop_cart_v1_cart_proto_rawDescGZIP(), []int{8}
+	return file_shop_cart_v1_cart_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CheckedOut) GetAt() *timestamppb.Timestamp {
@@ -472,6 +516,44 @@ func (x *CheckedOut) GetAt() *timestamppb.Timestamp {
 		return x.At
 	}
 	return nil
+}
+
+// CartExpired: the cart stayed unchanged for the idle timeout before
+// checkout, and was emptied.
+type CartExpired struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CartExpired) Reset() {
+	*x = CartExpired{}
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CartExpired) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CartExpired) ProtoMessage() {}
+
+func (x *CartExpired) ProtoReflect() protoreflect.Message {
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CartExpired.ProtoReflect.Descriptor instead.
+func (*CartExpired) Descriptor() ([]byte, []int) {
+	return file_shop_cart_v1_cart_proto_rawDescGZIP(), []int{10}
 }
 
 var File_shop_cart_v1_cart_proto protoreflect.FileDescriptor
@@ -487,6 +569,8 @@ const file_shop_cart_v1_cart_proto_rawDesc = "" +
 	"\acart_id\x18\x01 \x01(\tB\x06\xf2\x81\x19\x02\b\x01R\x06cartId\x12\x10\n" +
 	"\x03sku\x18\x02 \x01(\tR\x03sku\"2\n" +
 	"\x0fCheckoutRequest\x12\x1f\n" +
+	"\acart_id\x18\x01 \x01(\tB\x06\xf2\x81\x19\x02\b\x01R\x06cartId\"4\n" +
+	"\x11ExpireCartRequest\x12\x1f\n" +
 	"\acart_id\x18\x01 \x01(\tB\x06\xf2\x81\x19\x02\b\x01R\x06cartId\"1\n" +
 	"\x0eGetCartRequest\x12\x1f\n" +
 	"\acart_id\x18\x01 \x01(\tB\x06\xf2\x81\x19\x02\b\x01R\x06cartId\"v\n" +
@@ -503,18 +587,22 @@ const file_shop_cart_v1_cart_proto_rawDesc = "" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku:\x04\xf2\x81\x19\x00\">\n" +
 	"\n" +
 	"CheckedOut\x12*\n" +
-	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at:\x04\xf2\x81\x19\x002\xfb\x03\n" +
+	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at:\x04\xf2\x81\x19\x00\"\x13\n" +
+	"\vCartExpired:\x04\xf2\x81\x19\x002\xcf\x04\n" +
 	"\x13ShoppingCartService\x12e\n" +
 	"\aAddItem\x12\x1c.shop.cart.v1.AddItemRequest\x1a\x16.google.protobuf.Empty\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/carts/{cart_id}/items\x12n\n" +
 	"\n" +
 	"RemoveItem\x12\x1f.shop.cart.v1.RemoveItemRequest\x1a\x16.google.protobuf.Empty\"'\x82\xd3\xe4\x93\x02!*\x1f/v1/carts/{cart_id}/items/{sku}\x12j\n" +
-	"\bCheckout\x12\x1d.shop.cart.v1.CheckoutRequest\x1a\x16.google.protobuf.Empty\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/carts/{cart_id}:checkout\x12^\n" +
-	"\aGetCart\x12\x1c.shop.cart.v1.GetCartRequest\x1a\x12.shop.cart.v1.Cart\"!\xf2\x81\x19\x02\b\x01\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/carts/{cart_id}\x1aA\xf2\x81\x19=\n" +
-	"\rshopping-cart\x12\x04Cart\x1a&\n" +
+	"\bCheckout\x12\x1d.shop.cart.v1.CheckoutRequest\x1a\x16.google.protobuf.Empty\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/carts/{cart_id}:checkout\x12E\n" +
+	"\n" +
+	"ExpireCart\x12\x1f.shop.cart.v1.ExpireCartRequest\x1a\x16.google.protobuf.Empty\x12^\n" +
+	"\aGetCart\x12\x1c.shop.cart.v1.GetCartRequest\x1a\x12.shop.cart.v1.Cart\"!\xf2\x81\x19\x02\b\x01\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/carts/{cart_id}\x1aN\xf2\x81\x19J\n" +
+	"\rshopping-cart\x12\x04Cart\x1a3\n" +
 	"\tItemAdded\n" +
 	"\vItemRemoved\n" +
 	"\n" +
-	"CheckedOut\x10dBOZMgithub.com/statefun-go/statefun/examples/shoppingcart/gen/shop/cart/v1;cartv1b\x06proto3"
+	"CheckedOut\n" +
+	"\vCartExpired\x10dBOZMgithub.com/statefun-go/statefun/examples/shoppingcart/gen/shop/cart/v1;cartv1b\x06proto3"
 
 var (
 	file_shop_cart_v1_cart_proto_rawDescOnce sync.Once
@@ -528,34 +616,38 @@ func file_shop_cart_v1_cart_proto_rawDescGZIP() []byte {
 	return file_shop_cart_v1_cart_proto_rawDescData
 }
 
-var file_shop_cart_v1_cart_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_shop_cart_v1_cart_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_shop_cart_v1_cart_proto_goTypes = []any{
 	(*AddItemRequest)(nil),        // 0: shop.cart.v1.AddItemRequest
 	(*RemoveItemRequest)(nil),     // 1: shop.cart.v1.RemoveItemRequest
 	(*CheckoutRequest)(nil),       // 2: shop.cart.v1.CheckoutRequest
-	(*GetCartRequest)(nil),        // 3: shop.cart.v1.GetCartRequest
-	(*Cart)(nil),                  // 4: shop.cart.v1.Cart
-	(*LineItem)(nil),              // 5: shop.cart.v1.LineItem
-	(*ItemAdded)(nil),             // 6: shop.cart.v1.ItemAdded
-	(*ItemRemoved)(nil),           // 7: shop.cart.v1.ItemRemoved
-	(*CheckedOut)(nil),            // 8: shop.cart.v1.CheckedOut
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),         // 10: google.protobuf.Empty
+	(*ExpireCartRequest)(nil),     // 3: shop.cart.v1.ExpireCartRequest
+	(*GetCartRequest)(nil),        // 4: shop.cart.v1.GetCartRequest
+	(*Cart)(nil),                  // 5: shop.cart.v1.Cart
+	(*LineItem)(nil),              // 6: shop.cart.v1.LineItem
+	(*ItemAdded)(nil),             // 7: shop.cart.v1.ItemAdded
+	(*ItemRemoved)(nil),           // 8: shop.cart.v1.ItemRemoved
+	(*CheckedOut)(nil),            // 9: shop.cart.v1.CheckedOut
+	(*CartExpired)(nil),           // 10: shop.cart.v1.CartExpired
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),         // 12: google.protobuf.Empty
 }
 var file_shop_cart_v1_cart_proto_depIdxs = []int32{
-	5,  // 0: shop.cart.v1.Cart.items:type_name -> shop.cart.v1.LineItem
-	9,  // 1: shop.cart.v1.Cart.checked_out_at:type_name -> google.protobuf.Timestamp
-	9,  // 2: shop.cart.v1.CheckedOut.at:type_name -> google.protobuf.Timestamp
+	6,  // 0: shop.cart.v1.Cart.items:type_name -> shop.cart.v1.LineItem
+	11, // 1: shop.cart.v1.Cart.checked_out_at:type_name -> google.protobuf.Timestamp
+	11, // 2: shop.cart.v1.CheckedOut.at:type_name -> google.protobuf.Timestamp
 	0,  // 3: shop.cart.v1.ShoppingCartService.AddItem:input_type -> shop.cart.v1.AddItemRequest
 	1,  // 4: shop.cart.v1.ShoppingCartService.RemoveItem:input_type -> shop.cart.v1.RemoveItemRequest
 	2,  // 5: shop.cart.v1.ShoppingCartService.Checkout:input_type -> shop.cart.v1.CheckoutRequest
-	3,  // 6: shop.cart.v1.ShoppingCartService.GetCart:input_type -> shop.cart.v1.GetCartRequest
-	10, // 7: shop.cart.v1.ShoppingCartService.AddItem:output_type -> google.protobuf.Empty
-	10, // 8: shop.cart.v1.ShoppingCartService.RemoveItem:output_type -> google.protobuf.Empty
-	10, // 9: shop.cart.v1.ShoppingCartService.Checkout:output_type -> google.protobuf.Empty
-	4,  // 10: shop.cart.v1.ShoppingCartService.GetCart:output_type -> shop.cart.v1.Cart
-	7,  // [7:11] is the sub-list for method output_type
-	3,  // [3:7] is the sub-list for method input_type
+	3,  // 6: shop.cart.v1.ShoppingCartService.ExpireCart:input_type -> shop.cart.v1.ExpireCartRequest
+	4,  // 7: shop.cart.v1.ShoppingCartService.GetCart:input_type -> shop.cart.v1.GetCartRequest
+	12, // 8: shop.cart.v1.ShoppingCartService.AddItem:output_type -> google.protobuf.Empty
+	12, // 9: shop.cart.v1.ShoppingCartService.RemoveItem:output_type -> google.protobuf.Empty
+	12, // 10: shop.cart.v1.ShoppingCartService.Checkout:output_type -> google.protobuf.Empty
+	12, // 11: shop.cart.v1.ShoppingCartService.ExpireCart:output_type -> google.protobuf.Empty
+	5,  // 12: shop.cart.v1.ShoppingCartService.GetCart:output_type -> shop.cart.v1.Cart
+	8,  // [8:13] is the sub-list for method output_type
+	3,  // [3:8] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -572,7 +664,7 @@ func file_shop_cart_v1_cart_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shop_cart_v1_cart_proto_rawDesc), len(file_shop_cart_v1_cart_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -12,6 +12,7 @@ import (
 	grpc "google.golang.org/grpc"
 	proto "google.golang.org/protobuf/proto"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
+	"time"
 )
 
 // This is a compile-time assertion that the statefun runtime this code
@@ -22,7 +23,7 @@ const _ = statefun.SupportPackageIsVersion1
 // stored data: it never changes, whatever the Go or proto names become.
 const ShoppingCartEntityType = "shopping-cart"
 
-// ShoppingCartEvent is an event of ShoppingCart: ItemAdded, ItemRemoved and CheckedOut.
+// ShoppingCartEvent is an event of ShoppingCart: ItemAdded, ItemRemoved, CheckedOut and CartExpired.
 // It is sealed: ShoppingCartContext.Emit accepts these messages and no others.
 type ShoppingCartEvent interface {
 	proto.Message
@@ -41,6 +42,10 @@ func (*CheckedOut) shoppingCartEventType() string {
 	return "CheckedOut"
 }
 
+func (*CartExpired) shoppingCartEventType() string {
+	return "CartExpired"
+}
+
 // ShoppingCartHandler is what a ShoppingCart implementation provides: a method per command,
 // which decides by emitting events and must not change the state it is
 // given, and the ShoppingCartEventHandler methods that apply events to the state.
@@ -56,6 +61,10 @@ type ShoppingCartHandler interface {
 
 	// Checkout closes the cart: it accepts no changes afterwards.
 	Checkout(ctx *ShoppingCartContext, state *Cart, req *CheckoutRequest) (*emptypb.Empty, error)
+
+	// ExpireCart empties a cart that is still open: the cart's idle timer
+	// calls it when nobody changed the cart for the idle timeout.
+	ExpireCart(ctx *ShoppingCartContext, state *Cart, req *ExpireCartRequest) (*emptypb.Empty, error)
 
 	// GetCart returns the cart.
 	GetCart(ctx *ShoppingCartReadContext, state *Cart, req *GetCartRequest) (*Cart, error)
@@ -76,6 +85,9 @@ type ShoppingCartEventHandler interface {
 
 	// OnCheckedOut applies CheckedOut to the state.
 	OnCheckedOut(state *Cart, event *CheckedOut)
+
+	// OnCartExpired applies CartExpired to the state.
+	OnCartExpired(state *Cart, event *CartExpired)
 }
 
 // newShoppingCartEvent returns an empty event for a stored event type name, or nil.
@@ -87,6 +99,8 @@ func newShoppingCartEvent(eventType string) proto.Message {
 		return new(ItemRemoved)
 	case "CheckedOut":
 		return new(CheckedOut)
+	case "CartExpired":
+		return new(CartExpired)
 	}
 	return nil
 }
@@ -100,6 +114,8 @@ func applyShoppingCartEvent(h ShoppingCartEventHandler, state *Cart, event proto
 		h.OnItemRemoved(state, e)
 	case *CheckedOut:
 		h.OnCheckedOut(state, e)
+	case *CartExpired:
+		h.OnCartExpired(state, e)
 	default:
 		panic(fmt.Sprintf("statefun: %T is not an event of ShoppingCart", event))
 	}
@@ -136,6 +152,28 @@ func (c *ShoppingCartContext) Emit(event ShoppingCartEvent) {
 // with the generated <Entity><Method>Call functions.
 func (c *ShoppingCartContext) Send(call *statefun.Call) {
 	c.c.Send(call)
+}
+
+// ScheduleCall makes call at due, or as soon as possible after it: at least
+// once, surviving restarts, by whichever node owns this entity then. It is
+// stored with this command's changes when the handler returns without error,
+// and dropped otherwise. name is unique per entity: scheduling it again
+// replaces the pending timer. The target tells a delivery by
+// statefun.TimerOf(ctx). Build calls with the generated <Entity><Method>Call
+// functions.
+func (c *ShoppingCartContext) ScheduleCall(name string, due time.Time, call *statefun.Call) {
+	c.c.ScheduleCall(name, due, call)
+}
+
+// ScheduleCallAfter is ScheduleCall at delay after now.
+func (c *ShoppingCartContext) ScheduleCallAfter(name string, delay time.Duration, call *statefun.Call) {
+	c.c.ScheduleCallAfter(name, delay, call)
+}
+
+// CancelTimer cancels the pending timer name, if there is one, when the handler
+// returns without error.
+func (c *ShoppingCartContext) CancelTimer(name string) {
+	c.c.CancelTimer(name)
 }
 
 // ShoppingCartReadContext is given to ShoppingCart's read-only handlers: it has no way
@@ -221,6 +259,16 @@ func (s *shoppingCartServer) Checkout(ctx context.Context, req *CheckoutRequest)
 	})
 }
 
+func (s *shoppingCartServer) ExpireCart(ctx context.Context, req *ExpireCartRequest) (*emptypb.Empty, error) {
+	id, err := shoppingCartExpireCartKey(req)
+	if err != nil {
+		return nil, err
+	}
+	return statefun.Command(ctx, s.host, id, func(c *statefun.CommandContext, state *Cart) (*emptypb.Empty, error) {
+		return s.handler.ExpireCart(&ShoppingCartContext{c: c}, state, req)
+	})
+}
+
 func (s *shoppingCartServer) GetCart(ctx context.Context, req *GetCartRequest) (*Cart, error) {
 	id, err := shoppingCartGetCartKey(req)
 	if err != nil {
@@ -254,6 +302,15 @@ func shoppingCartCheckoutKey(req *CheckoutRequest) (string, error) {
 	k0 := req.GetCartId()
 	if k0 == "" {
 		return "", statefun.MissingKeyError("shop.cart.v1.CheckoutRequest", "cart_id")
+	}
+	return k0, nil
+}
+
+// shoppingCartExpireCartKey returns the ID of the ShoppingCart entity that req addresses.
+func shoppingCartExpireCartKey(req *ExpireCartRequest) (string, error) {
+	k0 := req.GetCartId()
+	if k0 == "" {
+		return "", statefun.MissingKeyError("shop.cart.v1.ExpireCartRequest", "cart_id")
 	}
 	return k0, nil
 }
@@ -297,6 +354,12 @@ func ShoppingCartCheckoutCall(req *CheckoutRequest) *statefun.Call {
 	return statefun.NewCall(ShoppingCartService_Checkout_FullMethodName, req)
 }
 
+// ShoppingCartExpireCartCall returns a call of ShoppingCart.ExpireCart with req, for a command's Send: the
+// call is made once that command's events are durable.
+func ShoppingCartExpireCartCall(req *ExpireCartRequest) *statefun.Call {
+	return statefun.NewCall(ShoppingCartService_ExpireCart_FullMethodName, req)
+}
+
 // AddItem puts a quantity of a product into the cart.
 func (c *ShoppingCartEntityClient) AddItem(ctx context.Context, req *AddItemRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
 	if _, err := shoppingCartAddItemKey(req); err != nil {
@@ -319,6 +382,15 @@ func (c *ShoppingCartEntityClient) Checkout(ctx context.Context, req *CheckoutRe
 		return nil, err
 	}
 	return c.client.Checkout(ctx, req, opts...)
+}
+
+// ExpireCart empties a cart that is still open: the cart's idle timer
+// calls it when nobody changed the cart for the idle timeout.
+func (c *ShoppingCartEntityClient) ExpireCart(ctx context.Context, req *ExpireCartRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
+	if _, err := shoppingCartExpireCartKey(req); err != nil {
+		return nil, err
+	}
+	return c.client.ExpireCart(ctx, req, opts...)
 }
 
 // GetCart returns the cart.

@@ -23,6 +23,7 @@ const (
 	ShoppingCartService_AddItem_FullMethodName    = "/shop.cart.v1.ShoppingCartService/AddItem"
 	ShoppingCartService_RemoveItem_FullMethodName = "/shop.cart.v1.ShoppingCartService/RemoveItem"
 	ShoppingCartService_Checkout_FullMethodName   = "/shop.cart.v1.ShoppingCartService/Checkout"
+	ShoppingCartService_ExpireCart_FullMethodName = "/shop.cart.v1.ShoppingCartService/ExpireCart"
 	ShoppingCartService_GetCart_FullMethodName    = "/shop.cart.v1.ShoppingCartService/GetCart"
 )
 
@@ -38,6 +39,9 @@ type ShoppingCartServiceClient interface {
 	RemoveItem(ctx context.Context, in *RemoveItemRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// Checkout closes the cart: it accepts no changes afterwards.
 	Checkout(ctx context.Context, in *CheckoutRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// ExpireCart empties a cart that is still open: the cart's idle timer
+	// calls it when nobody changed the cart for the idle timeout.
+	ExpireCart(ctx context.Context, in *ExpireCartRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// GetCart returns the cart.
 	GetCart(ctx context.Context, in *GetCartRequest, opts ...grpc.CallOption) (*Cart, error)
 }
@@ -80,6 +84,16 @@ func (c *shoppingCartServiceClient) Checkout(ctx context.Context, in *CheckoutRe
 	return out, nil
 }
 
+func (c *shoppingCartServiceClient) ExpireCart(ctx context.Context, in *ExpireCartRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(emptypb.Empty)
+	err := c.cc.Invoke(ctx, ShoppingCartService_ExpireCart_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *shoppingCartServiceClient) GetCart(ctx context.Context, in *GetCartRequest, opts ...grpc.CallOption) (*Cart, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Cart)
@@ -102,6 +116,9 @@ type ShoppingCartServiceServer interface {
 	RemoveItem(context.Context, *RemoveItemRequest) (*emptypb.Empty, error)
 	// Checkout closes the cart: it accepts no changes afterwards.
 	Checkout(context.Context, *CheckoutRequest) (*emptypb.Empty, error)
+	// ExpireCart empties a cart that is still open: the cart's idle timer
+	// calls it when nobody changed the cart for the idle timeout.
+	ExpireCart(context.Context, *ExpireCartRequest) (*emptypb.Empty, error)
 	// GetCart returns the cart.
 	GetCart(context.Context, *GetCartRequest) (*Cart, error)
 	mustEmbedUnimplementedShoppingCartServiceServer()
@@ -122,6 +139,9 @@ func (UnimplementedShoppingCartServiceServer) RemoveItem(context.Context, *Remov
 }
 func (UnimplementedShoppingCartServiceServer) Checkout(context.Context, *CheckoutRequest) (*emptypb.Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Checkout not implemented")
+}
+func (UnimplementedShoppingCartServiceServer) ExpireCart(context.Context, *ExpireCartRequest) (*emptypb.Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ExpireCart not implemented")
 }
 func (UnimplementedShoppingCartServiceServer) GetCart(context.Context, *GetCartRequest) (*Cart, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetCart not implemented")
@@ -201,6 +221,24 @@ func _ShoppingCartService_Checkout_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ShoppingCartService_ExpireCart_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExpireCartRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ShoppingCartServiceServer).ExpireCart(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ShoppingCartService_ExpireCart_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ShoppingCartServiceServer).ExpireCart(ctx, req.(*ExpireCartRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ShoppingCartService_GetCart_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetCartRequest)
 	if err := dec(in); err != nil {
@@ -237,6 +275,10 @@ var ShoppingCartService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Checkout",
 			Handler:    _ShoppingCartService_Checkout_Handler,
+		},
+		{
+			MethodName: "ExpireCart",
+			Handler:    _ShoppingCartService_ExpireCart_Handler,
 		},
 		{
 			MethodName: "GetCart",

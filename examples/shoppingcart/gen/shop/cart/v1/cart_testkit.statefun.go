@@ -10,6 +10,7 @@ import (
 	codes "google.golang.org/grpc/codes"
 	proto "google.golang.org/protobuf/proto"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
+	"time"
 )
 
 // ShoppingCartTestKit runs ShoppingCart's handlers in a unit test: no server, no store,
@@ -108,6 +109,18 @@ func (k *ShoppingCartTestKit) Checkout(req *CheckoutRequest) *ShoppingCartTestRe
 	}
 }
 
+// ExpireCart runs the ExpireCart command with req against the testkit's entity.
+func (k *ShoppingCartTestKit) ExpireCart(req *ExpireCartRequest) *ShoppingCartTestResult[*emptypb.Empty] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "ShoppingCart.ExpireCart", req, shoppingCartExpireCartKey, func(c *statefun.CommandContext, state *Cart) (*emptypb.Empty, error) {
+		return k.handler.ExpireCart(&ShoppingCartContext{c: c}, state, req)
+	})
+	return &ShoppingCartTestResult[*emptypb.Empty]{
+		t:   k.t,
+		res: res,
+	}
+}
+
 // GetCart runs the GetCart read with req against the testkit's entity.
 func (k *ShoppingCartTestKit) GetCart(req *GetCartRequest) *ShoppingCartTestResult[*Cart] {
 	k.t.Helper()
@@ -118,6 +131,40 @@ func (k *ShoppingCartTestKit) GetCart(req *GetCartRequest) *ShoppingCartTestResu
 		t:   k.t,
 		res: res,
 	}
+}
+
+// Timers returns the entity's pending timers, by name: what its commands
+// scheduled and did not cancel.
+func (k *ShoppingCartTestKit) Timers() []statefun.TestTimer {
+	return k.kit.Timers()
+}
+
+// SetNow fixes the clock that ScheduleCallAfter counts from (time.Now
+// otherwise), so that a test can check due times exactly.
+func (k *ShoppingCartTestKit) SetNow(now time.Time) {
+	k.kit.SetNow(now)
+}
+
+// FireTimer delivers the pending timer name now, as the runtime does when it is
+// due: the timer is removed and its call runs as a command of this testkit's
+// entity, with statefun.TimerOf telling the handler it is the timer's
+// delivery. It returns the command's error. The test fails when no timer has
+// that name, or when its call is to another entity: check those with Timers.
+func (k *ShoppingCartTestKit) FireTimer(name string) error {
+	k.t.Helper()
+	return k.kit.FireTimer(name, func(method string, req proto.Message) (bool, error) {
+		switch method {
+		case ShoppingCartService_AddItem_FullMethodName:
+			return true, k.AddItem(req.(*AddItemRequest)).Err()
+		case ShoppingCartService_RemoveItem_FullMethodName:
+			return true, k.RemoveItem(req.(*RemoveItemRequest)).Err()
+		case ShoppingCartService_Checkout_FullMethodName:
+			return true, k.Checkout(req.(*CheckoutRequest)).Err()
+		case ShoppingCartService_ExpireCart_FullMethodName:
+			return true, k.ExpireCart(req.(*ExpireCartRequest)).Err()
+		}
+		return false, nil
+	})
 }
 
 // ShoppingCartTestResult is what one command or read did in a ShoppingCartTestKit.
