@@ -289,6 +289,10 @@ func (c *connectCart) Checkout(context.Context, *cartv1.CheckoutRequest, ...grpc
 	return nil, errNotLoaded
 }
 
+func (c *connectCart) ExpireCart(context.Context, *cartv1.ExpireCartRequest, ...grpc.CallOption) (*emptypb.Empty, error) {
+	return nil, errNotLoaded
+}
+
 // server is the running shopping cart server.
 type server struct {
 	cmd                *exec.Cmd
