@@ -223,6 +223,55 @@ func TestOpenUpgradesFormat3(t *testing.T) {
 	}
 }
 
+func TestOpenUpgradesFormat4(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, err := Open(dir, WithNoSync(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := store.Ref{Type: "cart", ID: "a"}
+	if err := s.Commit(t.Context(), &store.Batch{Events: []store.Event{{Entity: ref, Seq: 1, EventType: "ItemAdded"}}}); err != nil {
+		t.Fatal(err)
+	}
+	// Turn the file back into format 4: no timer buckets.
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{timersBucket, timerDueBucket} {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(metaBucket).Put(formatKey, binary.BigEndian.AppendUint64(nil, 4))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = Open(dir, WithNoSync(true))
+	if err != nil {
+		t.Fatalf("Open of a format 4 file: %v", err)
+	}
+	defer s.Close()
+	due := time.UnixMicro(time.Now().UnixMicro())
+	tm := store.Timer{Entity: ref, Name: "expire", ID: 1, Due: due, Call: []byte("call")}
+	if err := s.Commit(t.Context(), &store.Batch{Events: []store.Event{{Entity: ref, Seq: 2, EventType: "ItemAdded"}}, Timers: []store.TimerChange{{Timer: tm}}}); err != nil {
+		t.Fatalf("Commit with a timer after the upgrade: %v", err)
+	}
+	got, err := s.DueTimers(t.Context(), nil, due, 10)
+	if err != nil || len(got) != 1 || got[0].Name != "expire" || !got[0].Due.Equal(due) {
+		t.Errorf("DueTimers after the upgrade = %+v, %v; want the timer", got, err)
+	}
+	var version uint64
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		version = binary.BigEndian.Uint64(tx.Bucket(metaBucket).Get(formatKey))
+		return nil
+	}); err != nil || version != formatVersion {
+		t.Errorf("format version after the upgrade = %d (%v), want %d", version, err, formatVersion)
+	}
+}
+
 // TestExpiresSortsInTimeOrder holds the expiry index to its promise:
 // byte order is time order, before 1970 too.
 func TestExpiresSortsInTimeOrder(t *testing.T) {
