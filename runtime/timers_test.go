@@ -352,3 +352,28 @@ func TestTimersFireOnTheirOwnerInACluster(t *testing.T) {
 		waitNoTimers(t, st, fmt.Sprintf("c%d", i))
 	}
 }
+
+// TestTraceTimerContinuesTrace: a timer's delivery continues the trace of
+// the command that scheduled it, from the trace context stored with the
+// timer, and its request span is the delivery's child. Fails without the
+// trace context encoded into the stored call (timers.go, "traceContext").
+func TestTraceTimerContinuesTrace(t *testing.T) {
+	t.Parallel()
+	tp, exp := newTracer(t)
+	rt, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(timerCart{log: newDeliveries()})}, statefun.WithTracerProvider(tp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeRuntime(t, rt) })
+	carts := cart.NewShoppingCartEntityClient(rt.ClientConn())
+	addItem(t, carts, "c1", "later:trace:0:c2")
+	scheduled := spanOf(t, exp, addItemSpan, "c1").SpanContext.TraceID()
+	eventually(t, "the timer's delivery span", func() bool { return len(spansNamed(exp, "statefun.timer.deliver")) == 1 })
+	deliver := spansNamed(exp, "statefun.timer.deliver")[0]
+	if got := deliver.SpanContext.TraceID(); got != scheduled {
+		t.Errorf("the timer was delivered in trace %s, want the scheduling command's %s", got, scheduled)
+	}
+	wantAttr(t, deliver, "statefun.timer.name", "trace")
+	eventually(t, "the target's request span", func() bool { return len(spansNamed(exp, addItemSpan)) == 2 })
+	childOf(t, exp, addItemSpan, deliver)
+}

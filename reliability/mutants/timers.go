@@ -60,3 +60,17 @@ func init() {
 		pkg:  "./runtime/", run: "TestTimersFireOnTheirOwnerInACluster",
 	})
 }
+
+func init() {
+	mutants = append(mutants, mutant{
+		name: "timers: a timer's delivery starts a new trace (tracing)",
+		file: "runtime/host.go",
+		old: `			tc = traceContext(cc.ctx)
+		}
+		changes, err := timerChanges(`,
+		new: `			_ = cc.ctx
+		}
+		changes, err := timerChanges(`,
+		pkg: "./runtime/", run: "TestTraceTimerContinuesTrace",
+	})
+}
