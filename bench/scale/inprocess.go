@@ -162,4 +162,6 @@ func (cartHandler) OnItemRemoved(cart *cartv1.Cart, e *cartv1.ItemRemoved) {
 	}
 }
 
-func (cartHandler) OnCheckedOut(cart *cartv1.Cart, e *cartv1.CheckedOut) { cart.CheckedOutAt = e.GetAt() }
+func (cartHandler) OnCheckedOut(cart *cartv1.Cart, e *cartv1.CheckedOut) {
+	cart.CheckedOutAt = e.GetAt()
+}
