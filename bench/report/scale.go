@@ -167,3 +167,174 @@ func ReadScale(file string) (*Scale, error) {
 	}
 	return &s, nil
 }
+
+// scaleTargets judges issue 13's targets for memory and recovery at
+// scale.
+func scaleTargets(s *Scale) []Target {
+	var ts []Target
+	t := Target{Goal: "Cold load of a cart with a snapshot, p99, one call at a time (client-observed)", Want: "≤ 5 ms"}
+	if p := s.phase(true, 1); p != nil && p.Client.Count > 0 {
+		t.Got = millis(p.Client.P99)
+		if p.Server != nil {
+			t.Got += fmt.Sprintf(" (server's histogram: ≤ %s)", millis(int64(p.Server.P99)))
+		}
+		t.Met = boolPtr(p.Client.P99 <= int64(5*time.Millisecond))
+	}
+	ts = append(ts, t)
+	t = Target{Goal: fmt.Sprintf("Server RSS per cached cart beyond the cart's own state, %s carts", count(float64(s.Memory.Cached))), Want: "≤ 1 KiB"}
+	if v, ok := s.Memory.OverheadPerEntity(); ok {
+		t.Got = fmt.Sprintf("%s bytes", count(v))
+		t.Met = boolPtr(v <= 1024)
+	}
+	ts = append(ts, t)
+	t = Target{Goal: "The same in process: live heap per cached cart beyond its state (runtime.MemStats after GC)", Want: "≤ 1 KiB"}
+	if ip := s.Memory.InProcess; ip != nil {
+		v := ip.HeapPerEntity - s.Memory.StateHeapBytes
+		t.Got = fmt.Sprintf("%s bytes (%s carts)", count(v), count(float64(ip.Entities)))
+		t.Met = boolPtr(v <= 1024)
+	}
+	ts = append(ts, t)
+	for _, snap := range []bool{true, false} {
+		t = Target{Goal: "Recovery rate over every cart " + map[bool]string{true: "with a snapshot", false: "without a snapshot"}[snap], Want: "a figure"}
+		if p := s.phase(snap, 0); p != nil && p.Wall > 0 {
+			t.Got = fmt.Sprintf("%s carts/s, %s events of history/s, %s events replayed/s (concurrency %d)",
+				count(float64(p.Entities)/p.Wall.Seconds()), count(float64(p.History)/p.Wall.Seconds()),
+				count(float64(p.EventsReplayed)/p.Wall.Seconds()), p.Concurrency)
+		}
+		ts = append(ts, t)
+	}
+	t = Target{Goal: "Passivating every cached cart", Want: "a figure"}
+	if p := s.Passivation; p.Completed {
+		t.Got = fmt.Sprintf("%s after the last read (idle timeout %s); the sweep itself %s", span(p.SinceLastRead), p.IdleTimeout, span(p.Sweep))
+	}
+	ts = append(ts, t)
+	return ts
+}
+
+// phase is the phase over carts with or without a snapshot, at
+// concurrency 1 (the latency sample) or above it (concurrency 0).
+func (s *Scale) phase(snapshot bool, concurrency int) *ScalePhase {
+	for i := range s.Phases {
+		p := &s.Phases[i]
+		if p.Snapshot == snapshot && (p.Concurrency == concurrency || concurrency == 0 && p.Concurrency > 1) {
+			return p
+		}
+	}
+	return nil
+}
+
+// span formats a duration in milliseconds below a second, else seconds.
+func span(d time.Duration) string {
+	if d < time.Second {
+		return millis(int64(d))
+	}
+	return fmt.Sprintf("%.1f s", d.Seconds())
+}
+
+func mib(b int64) string { return fmt.Sprintf("%s MiB", count(float64(b)/(1<<20))) }
+
+// writeScale renders the section of the scale run.
+func writeScale(w *writer, s *Scale) {
+	if s == nil {
+		return
+	}
+	d, m := s.Dataset, s.Memory
+	w.p("## Memory and recovery at scale")
+	w.p("Measured by `make bench-scale` (`%s`, source in [bench/scale/](bench/scale/)) on %s, in %s of wall time; not part of `make bench`. "+
+		"Raw results: [bench/results/scale.json](bench/results/scale.json). The shopping cart server (`go build ./examples/shoppingcart`, default settings) "+
+		"runs on a Postgres database holding %s carts with %d `ItemAdded` events each (%s events); every other cart also has a snapshot at its last event, "+
+		"as the server writes one every 100 events.",
+		s.Command, s.Started.Format("2006-01-02 15:04 MST"), s.WallTime, count(float64(d.Entities)), d.EventsPerEntity,
+		count(float64(d.Entities)*float64(d.EventsPerEntity)))
+	w.row("Target (issue 13)", "Wanted", "Measured", "")
+	w.row("---", "---", "---", "---")
+	for _, t := range scaleTargets(s) {
+		got := t.Got
+		if got == "" {
+			got = "not measured"
+		}
+		w.row(t.Goal, t.Want, got, t.Status())
+	}
+	w.nl()
+	mc := s.Machine
+	w.p("**Machine load during the run:** the 1-minute load average was %.1f on average and %.1f at its peak, on %d cores (at the start %s, at the end %s). "+
+		"Other work shared the machine%s, so latencies and rates are those of a contended machine.",
+		mc.LoadMean, mc.LoadPeak, mc.Cores, mc.LoadStart, mc.LoadEnd,
+		map[bool]string{true: " heavily (more than twice as many runnable tasks as cores)", false: ""}[mc.LoadMean > 2*float64(mc.Cores)])
+
+	load := fmt.Sprintf("written by the benchmark in %s", span(d.LoadTime))
+	if d.Reused {
+		load = fmt.Sprintf("found loaded by an earlier run (which took %s to write it)", span(d.LoadTime))
+	}
+	w.p("**The data set** is written straight into the store's tables, created by the store's own migration (version %d), by COPY in 2 streams "+
+		"with the events table's indexes built afterwards from the migration's definitions; rows are those the runtime commits (protobuf payloads, "+
+		"the feed's transaction ID and sequence from the table's defaults) and snapshots those it saves. It was %s. On disk: events %s, snapshots %s, indexes included. "+
+		"A cart holds %.1f lines on average (%.0f bytes encoded; %.0f bytes of heap once loaded). Before measuring, two probe carts (one with a snapshot) are read "+
+		"and compared with the state their generated events make, and one more event is appended to each through `AddItem`; every %dth cart of every pass is compared too "+
+		"(%s carts compared, none differed).",
+		d.SchemaVersion, load, mib(d.EventsBytes), mib(d.SnapshotsBytes), d.StateLines, d.StateProtoBytes, m.StateHeapBytes, 100, count(float64(s.Verified)))
+
+	w.p("**Cold loads.** Each pass calls `GetCart` once for each of its carts, none of which is in memory: first a sample of each kind one call at a time " +
+		"(the latency of a load alone), then every other cart at the concurrency shown, from a closed loop of gRPC calls over 4 connections. " +
+		"The server has no metric of loads alone; its request histogram for `GetCart` (`statefun_request_duration_seconds`) covers exactly these calls, " +
+		"each a load, and gives the upper bounds of the buckets holding the quantiles. Spans (`statefun.load`, with the events replayed) exist when tracing is on, which is not the default.")
+	w.row("Pass", "c", "carts", "wall", "carts/s", "events of history/s", "events replayed/s", "client p50", "client p99", "server p50", "server p99", "errors")
+	w.row("---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:")
+	for _, p := range s.Phases {
+		sp50, sp99 := "-", "-"
+		if p.Server != nil {
+			sp50, sp99 = "≤ "+millis(int64(p.Server.P50)), "≤ "+millis(int64(p.Server.P99))
+		}
+		secs := p.Wall.Seconds()
+		w.row(p.Name, fmt.Sprint(p.Concurrency), count(float64(p.Entities)), span(p.Wall), count(float64(p.Entities)/secs),
+			count(float64(p.History)/secs), count(float64(p.EventsReplayed)/secs), millis(p.Client.P50), millis(p.Client.P99), sp50, sp99, fmt.Sprint(p.Errors))
+	}
+	w.nl()
+
+	w.p("**Memory** is the server process's resident set (VmRSS from `/proc/<pid>/status`), and its Go heap from its `/metrics`:")
+	w.row("", "")
+	w.row("---", "---:")
+	w.row("RSS, started and connected, nothing loaded", mib(m.RSSEmpty))
+	w.row(fmt.Sprintf("RSS, %s carts cached", count(float64(m.Cached))), mib(m.RSSAllCached))
+	w.row("RSS, peak during the run", mib(m.RSSPeak))
+	if m.RSSAfterPassivation > 0 {
+		w.row("RSS, 2 s after every cart was passivated", mib(m.RSSAfterPassivation))
+	}
+	w.row("Go heap with all cached: allocated / in use / next GC target / obtained from the OS", fmt.Sprintf("%s / %s / %s / %s", mib(m.HeapAlloc), mib(m.HeapInuse), mib(m.NextGC), mib(m.GoSys)))
+	if m.Cached > 0 {
+		per := float64(m.RSSAllCached-m.RSSEmpty) / float64(m.Cached)
+		w.row("RSS growth per cached cart", fmt.Sprintf("%s bytes", count(per)))
+		w.row("… of which the cart's own state (heap of a loaded cart, measured apart)", fmt.Sprintf("%s bytes", count(m.StateHeapBytes)))
+		w.row("… the rest: the runtime's overhead per cart, as the target counts it", fmt.Sprintf("%s bytes", count(per-m.StateHeapBytes)))
+		if ip := m.InProcess; ip != nil {
+			w.row(fmt.Sprintf("In process (runtime.MemStats after GC, %s carts): live heap per cached cart, state included", count(float64(ip.Entities))), fmt.Sprintf("%s bytes", count(ip.HeapPerEntity)))
+			w.row("… beyond the state", fmt.Sprintf("%s bytes", count(ip.HeapPerEntity-m.StateHeapBytes)))
+		}
+	}
+	w.nl()
+	if m.Cached > 0 && m.HeapAlloc > 0 {
+		w.p("The RSS figure is larger than the in-process one because it counts what the live heap does not: Go's garbage collector lets the heap grow to "+
+			"its next target (%s, GOGC=100: about twice the heap live after the last collection) before collecting, and memory freed is returned to the OS "+
+			"only slowly; so RSS per cart carries garbage and headroom in proportion to the state as well as to the runtime's own structures. "+
+			"The live-heap figure is the one that scales with the carts; a server with a memory limit (GOMEMLIMIT) keeps RSS closer to it.", mib(m.NextGC))
+	}
+	p := s.Passivation
+	w.p("**Passivation.** The server passivates an entity idle for its passivation timeout (%s by default; `passivation_timeout` in the entity's annotation overrides it), "+
+		"checking each entity type at a quarter of it, and evicts the least recently used beyond `WithMaxEntities` (default 1,000,000). "+
+		"There is no user-facing way to passivate on demand or to set the timeout from the command line or the environment: the binary has no flag for either, "+
+		"so the benchmark waits for the default timeout.", p.IdleTimeout)
+	if p.Completed {
+		w.p("Every cart was passivated %s after the last read; the sweep, from the first eviction seen to an empty cache (metrics read every 0.5 s), took %s, "+
+			"for %s carts.", span(p.SinceLastRead), span(p.Sweep), count(float64(p.Evicted)))
+	} else {
+		w.p("Not every cart was passivated within the %s the benchmark waited (%s of %s were).", span(p.Waited), count(float64(p.Evicted)), count(float64(m.Cached)))
+	}
+	w.p("The server then stopped %s after SIGTERM.", span(s.Shutdown))
+	if len(s.Problems) > 0 {
+		w.p("Problems during the scale run:")
+		for _, pr := range s.Problems {
+			w.line("- %s", pr)
+		}
+		w.nl()
+	}
+}
