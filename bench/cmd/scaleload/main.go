@@ -132,7 +132,7 @@ func run(o options) error {
 
 	res := &report.Scale{
 		Started: time.Now().UTC(),
-		Command: "go run ./bench/cmd/scaleload " + strings.Join(os.Args[1:], " "),
+		Command: strings.TrimSpace("go run ./bench/cmd/scaleload " + strings.Join(os.Args[1:], " ")),
 		Machine: machine(ctx, o.databaseURL),
 		Dataset: report.ScaleDataset{
 			Entities: o.entities, EventsPerEntity: o.events, SchemaVersion: loaded.SchemaVersion,
