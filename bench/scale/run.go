@@ -406,7 +406,10 @@ func waitHealthy(ctx context.Context, url string, s *server) error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.exited:
-			return fmt.Errorf("the server exited at start: %v (see its log)", s.err)
+			if s.err == nil {
+				return errors.New("the server exited at start, with status 0 (see its log)")
+			}
+			return fmt.Errorf("the server exited at start (see its log): %w", s.err)
 		default:
 		}
 		res, err := http.Get(url)
