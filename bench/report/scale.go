@@ -278,8 +278,8 @@ func writeScale(w *writer, s *Scale) {
 		"(the latency of a load alone), then every other cart at the concurrency shown, from a closed loop of gRPC calls over 4 connections. " +
 		"The server has no metric of loads alone; its request histogram for `GetCart` (`statefun_request_duration_seconds`) covers exactly these calls, " +
 		"each a load, and gives the upper bounds of the buckets holding the quantiles. Spans (`statefun.load`, with the events replayed) exist when tracing is on, which is not the default.")
-	w.row("Pass", "c", "carts", "wall", "carts/s", "events of history/s", "events replayed/s", "client p50", "client p99", "server p50", "server p99", "errors")
-	w.row("---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:")
+	w.row("Pass", "c", "carts", "wall", "carts/s", "events of history/s", "events replayed/s", "client p50", "client p90", "client p99", "server p50", "server p99", "errors")
+	w.row("---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:")
 	for _, p := range s.Phases {
 		sp50, sp99 := "-", "-"
 		if p.Server != nil {
@@ -287,7 +287,7 @@ func writeScale(w *writer, s *Scale) {
 		}
 		secs := p.Wall.Seconds()
 		w.row(p.Name, fmt.Sprint(p.Concurrency), count(float64(p.Entities)), span(p.Wall), count(float64(p.Entities)/secs),
-			count(float64(p.History)/secs), count(float64(p.EventsReplayed)/secs), millis(p.Client.P50), millis(p.Client.P99), sp50, sp99, fmt.Sprint(p.Errors))
+			count(float64(p.History)/secs), count(float64(p.EventsReplayed)/secs), millis(p.Client.P50), millis(p.Client.P90), millis(p.Client.P99), sp50, sp99, fmt.Sprint(p.Errors))
 	}
 	w.nl()
 
