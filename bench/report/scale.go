@@ -184,7 +184,13 @@ func scaleTargets(s *Scale) []Target {
 	t = Target{Goal: fmt.Sprintf("Server RSS per cached cart beyond the cart's own state, %s carts", count(float64(s.Memory.Cached))), Want: "≤ 1 KiB"}
 	if v, ok := s.Memory.OverheadPerEntity(); ok {
 		t.Got = fmt.Sprintf("%s bytes", count(v))
-		t.Met = boolPtr(v <= 1024)
+		if s.allCached() {
+			t.Met = boolPtr(v <= 1024)
+		} else {
+			// Carts passivated during the passes left garbage behind that
+			// the RSS still holds: the figure is not one cart's cost.
+			t.Got += fmt.Sprintf(", but only %s of %s carts were still cached: not a per-cart cost (see below)", count(float64(s.Memory.Cached)), count(float64(s.Dataset.Entities)))
+		}
 	}
 	ts = append(ts, t)
 	t = Target{Goal: "The same in process: live heap per cached cart beyond its state (runtime.MemStats after GC)", Want: "≤ 1 KiB"}
@@ -209,6 +215,18 @@ func scaleTargets(s *Scale) []Target {
 	}
 	ts = append(ts, t)
 	return ts
+}
+
+// allCached says whether every measured cart was in memory at once.
+func (s *Scale) allCached() bool { return s.Memory.Cached >= int64(s.Dataset.Entities) }
+
+// passesTook is the wall time of every pass together.
+func (s *Scale) passesTook() time.Duration {
+	var d time.Duration
+	for _, p := range s.Phases {
+		d += p.Wall
+	}
+	return d
 }
 
 // phase is the phase over carts with or without a snapshot, at
@@ -312,6 +330,14 @@ func writeScale(w *writer, s *Scale) {
 		}
 	}
 	w.nl()
+	if !s.allCached() {
+		w.p("**Not every cart was in memory at once.** The passes took %s, longer than the server's idle timeout (%s): it passivated the carts read first "+
+			"while the last were being read, so only %s of %s were cached when they ended. The RSS then still holds much of the memory of the carts "+
+			"passivated (garbage not yet collected, or collected but not returned to the OS), so the RSS growth divided by the carts cached overstates what a cart costs, "+
+			"and the target is not judged on it; the in-process figure, live heap after a forced GC, is the per-cart cost. With the server's settings as they are "+
+			"(the timeout has no flag), a machine that reads every cart within the timeout, or a client that touches loaded carts again while the passes run, "+
+			"would measure it.", span(s.passesTook()), s.Passivation.IdleTimeout, count(float64(m.Cached)), count(float64(s.Dataset.Entities)))
+	}
 	if m.Cached > 0 && m.HeapAlloc > 0 {
 		w.p("The RSS figure is larger than the in-process one because it counts what the live heap does not: Go's garbage collector lets the heap grow to "+
 			"its next target (%s, GOGC=100: about twice the heap live after the last collection) before collecting, and memory freed is returned to the OS "+

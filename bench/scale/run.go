@@ -186,7 +186,11 @@ func Run(ctx context.Context, cfg RunConfig, out *report.Scale) error {
 	out.Memory.HeapInuse = int64(m.sum("go_memstats_heap_inuse_bytes"))
 	out.Memory.NextGC = int64(m.sum("go_memstats_next_gc_bytes"))
 	out.Memory.GoSys = int64(m.sum("go_memstats_sys_bytes"))
-	logf("all loaded: %d cached, RSS %d MiB (empty %d MiB), heap in use %d MiB",
+	if out.Memory.Cached < int64(d.Entities) {
+		out.Problems = append(out.Problems, fmt.Sprintf("only %d of %d carts were cached when the passes ended: the server passivated carts idle for its timeout (%v) before the last were read",
+			out.Memory.Cached, d.Entities, cfg.IdleTimeout))
+	}
+	logf("passes done: %d cached, RSS %d MiB (empty %d MiB), heap in use %d MiB",
 		out.Memory.Cached, out.Memory.RSSAllCached>>20, out.Memory.RSSEmpty>>20, out.Memory.HeapInuse>>20)
 
 	// The server passivates an entity idle for its timeout; it has no
