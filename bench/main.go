@@ -258,6 +258,13 @@ func merge(saved, part *report.Results, only string) *report.Results {
 // write renders the report and the chart next to each other's expected
 // places: the report links the chart by a path relative to itself.
 func write(o options, res *report.Results) error {
+	// The scale run (make bench-scale) is saved apart, so that a run of
+	// this command never erases it.
+	scale, err := report.ReadScale(filepath.Join(o.resultsDir, "scale.json"))
+	if err != nil {
+		return err
+	}
+	res.Scale = scale
 	chart := filepath.Join(o.resultsDir, "throughput.svg")
 	if err := os.WriteFile(chart, []byte(report.Chart(res)), 0o644); err != nil {
 		return err

@@ -36,6 +36,7 @@ func Markdown(r *Results, chart string) (string, error) {
 	writeProxied(w, r)
 	writeHTTP(w, r)
 	writeCluster(w, r)
+	writeScale(w, r.Scale)
 	writeProfile(w, r, top)
 	writeGoBench(w, r)
 

@@ -87,6 +87,9 @@ type Results struct {
 	// HTTP is the HTTP/JSON cells, which may come from a run of their own
 	// (go run ./bench -only http) merged into these results.
 	HTTP *HTTPRun `json:"http,omitempty"`
+	// Scale is the scale run (bench/cmd/scaleload), saved in a file of
+	// its own (scale.json) and attached before rendering.
+	Scale *Scale `json:"-"`
 	// Problems are failures that did not stop the run (a Go benchmark
 	// that did not build, a counter that could not be read).
 	Problems []string `json:"problems,omitempty"`
