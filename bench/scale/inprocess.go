@@ -147,6 +147,16 @@ func (cartHandler) Checkout(ctx *cartv1.ShoppingCartContext, cart *cartv1.Cart, 
 	return &emptypb.Empty{}, nil
 }
 
+// ExpireCart empties an open cart, as the example's idle timer does.
+func (cartHandler) ExpireCart(ctx *cartv1.ShoppingCartContext, cart *cartv1.Cart, _ *cartv1.ExpireCartRequest) (*emptypb.Empty, error) {
+	if cart.GetCheckedOutAt() == nil && len(cart.GetItems()) > 0 {
+		ctx.Emit(&cartv1.CartExpired{})
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (cartHandler) OnCartExpired(cart *cartv1.Cart, _ *cartv1.CartExpired) { cart.Items = nil }
+
 func (cartHandler) GetCart(_ *cartv1.ShoppingCartReadContext, cart *cartv1.Cart, _ *cartv1.GetCartRequest) (*cartv1.Cart, error) {
 	return cart, nil
 }
