@@ -122,6 +122,9 @@ type consumerRunner struct {
 	// from now, and a calls dispatcher is resumed even before a command
 	// sends another call.
 	recordStart bool
+	// wokenByCalls marks a calls dispatcher: the commits that store calls
+	// of its entity type wake it, not every commit (consumerSet.notify).
+	wokenByCalls bool
 	// wanted, when not nil, holds back a consumer that has no stored
 	// position until it is closed (by want): the calls dispatcher of an
 	// entity type runs once a command of that type sends a call.

@@ -399,7 +399,10 @@ func (h *Host[S]) stageChanges(id string, inst *instance[S], cc *CommandContext)
 			commit.Events = append(commit.Events, store.Event{Entity: ref, Seq: seq, EventType: callEventType, Payload: payload})
 		}
 		if len(cc.calls) > 0 {
-			h.rt.consumers.startCalls(h.cfg.Type)
+			// The dispatcher reads its feed when woken by a commit that
+			// stored calls (or after its poll), so it is woken by this
+			// one once durable; commits without calls do not wake it.
+			commit.OnDurable = h.rt.consumers.startCalls(h.cfg.Type).notify
 		}
 		for _, e := range cc.events {
 			if err := applyEvent(h.cfg.ApplyEvent, inst.state, e.msg); err != nil {
@@ -454,7 +457,13 @@ func (h *Host[S]) attachSnapshot(ref store.Ref, inst *instance[S], commit *journ
 	}
 	inst.snapshotSeq = inst.seq
 	snap := store.Snapshot{Entity: ref, Seq: inst.seq, Payload: payload}
-	commit.OnDurable = func() { h.rt.snapshots.offer(snap) }
+	then := commit.OnDurable // the calls dispatcher's wake-up, if any
+	commit.OnDurable = func() {
+		h.rt.snapshots.offer(snap)
+		if then != nil {
+			then()
+		}
+	}
 }
 
 func applyEvent[S proto.Message](apply func(S, proto.Message), state S, event proto.Message) (err error) {
