@@ -16,6 +16,9 @@ type CommandContext struct {
 	events   []pendingEvent
 	calls    []*Call
 	newState proto.Message
+	// oneEvent holds the first event, so that a command that emits one,
+	// the usual kind, needs no allocation for it.
+	oneEvent [1]pendingEvent
 }
 
 type pendingEvent struct {
@@ -33,6 +36,9 @@ func (c *CommandContext) EntityID() string { return c.entityID }
 // Emit records an event, stored under eventType, to be applied and journaled
 // when the command returns without error. Generated code calls it.
 func (c *CommandContext) Emit(eventType string, event proto.Message) {
+	if c.events == nil {
+		c.events = c.oneEvent[:0:1]
+	}
 	c.events = append(c.events, pendingEvent{typ: eventType, msg: event})
 }
 

@@ -366,13 +366,14 @@ func (h *Host[S]) stage(id string, inst *instance[S], cc *CommandContext) (*jour
 
 func (h *Host[S]) stageChanges(id string, inst *instance[S], cc *CommandContext) (*journal.Commit, error) {
 	ref := store.Ref{Type: h.cfg.Type, ID: id}
-	commit := h.newCommit(id, inst)
+	var commit *journal.Commit
 	switch h.cfg.Kind {
 	case EventSourced:
 		if len(cc.events) == 0 && len(cc.calls) == 0 {
 			return nil, nil
 		}
-		commit.Events = make([]store.Event, 0, len(cc.events)+len(cc.calls))
+		commit = h.newCommit(id, inst)
+		commit.Events = commit.EventsBuffer(len(cc.events) + len(cc.calls))
 		seq := inst.seq
 		for _, e := range cc.events {
 			payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(e.msg)
@@ -432,6 +433,7 @@ func (h *Host[S]) stageChanges(id string, inst *instance[S], cc *CommandContext)
 		if err != nil {
 			return nil, status.Errorf(codes.Internal, "encode state: %v", err)
 		}
+		commit = h.newCommit(id, inst)
 		commit.Values = []store.Value{{Entity: ref, Version: inst.seq + 1, Payload: payload}}
 		inst.state = next
 		inst.seq++
@@ -439,9 +441,15 @@ func (h *Host[S]) stageChanges(id string, inst *instance[S], cc *CommandContext)
 	return commit, nil
 }
 
+// newCommit returns an empty commit of inst. Called with inst.mu held.
 func (h *Host[S]) newCommit(id string, inst *instance[S]) *journal.Commit {
+	if inst.onFail == nil {
+		// Made once per instance, not per commit: it is the same for
+		// every commit of inst.
+		inst.onFail = func(err error) { h.commitFailed(id, inst, err) }
+	}
 	return &journal.Commit{
-		Abandoned: &inst.abandoned, OnFail: func(err error) { h.commitFailed(id, inst, err) },
+		Abandoned: &inst.abandoned, OnFail: inst.onFail,
 		Shard: int(inst.shard), Epoch: inst.epoch,
 	}
 }
