@@ -236,7 +236,7 @@ func (s *consumerSet) callsLocked(entityType string) *consumerRunner {
 		return s.dispatchCall(entityType, ec, eventType, payload)
 	}})
 	runner.recordStart = true
-	runner.wokenByCalls = true
+	runner.dispatchesCalls = true
 	if s.rt.cluster == nil {
 		// Outside a cluster the dispatcher waits for the first call a
 		// command sends here. In a cluster the command may run on
@@ -323,7 +323,7 @@ func (s *consumerSet) dispatchCall(entityType string, ec *EventContext, eventTyp
 // dispatchers run from the start), to find no call.
 func (s *consumerSet) notify() {
 	for _, r := range *s.runners.Load() {
-		if !r.wokenByCalls {
+		if !r.dispatchesCalls {
 			r.notify()
 		}
 	}
