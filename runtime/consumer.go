@@ -122,6 +122,11 @@ type consumerRunner struct {
 	// from now, and a calls dispatcher is resumed even before a command
 	// sends another call.
 	recordStart bool
+	// dispatchesCalls marks a calls dispatcher: the commits that store
+	// calls of its entity type wake it, not every commit
+	// (consumerSet.notify), and of the events it reads only the calls
+	// need a delivery.
+	dispatchesCalls bool
 	// wanted, when not nil, holds back a consumer that has no stored
 	// position until it is closed (by want): the calls dispatcher of an
 	// entity type runs once a command of that type sends a call.
@@ -232,10 +237,10 @@ func (r *consumerRunner) run(ctx context.Context) {
 		read := 0
 		var readErr error
 		if room > 0 {
-			var fresh []*delivery
+			var fresh []store.FeedEvent
 			readCtx, cancel := context.WithTimeout(ctx, r.timeout)
 			readErr = r.store.ReadFeed(readCtx, r.cfg.EntityType, readPos, min(room, consumerReadBatch), func(e store.FeedEvent) error {
-				fresh = append(fresh, &delivery{event: e})
+				fresh = append(fresh, e)
 				readPos = e.Position
 				return nil
 			})
@@ -245,7 +250,19 @@ func (r *consumerRunner) run(ctx context.Context) {
 			}
 			read = len(fresh)
 			r.mu.Lock()
-			for _, d := range fresh {
+			for _, e := range fresh {
+				if r.dispatchesCalls && e.EventType != callEventType {
+					// An entity's own event: a calls dispatcher has
+					// nothing to make of it, so it is handled at once,
+					// without a worker (most of the feed is such).
+					if len(r.pending) == 0 {
+						r.handled = e.Position
+					} else {
+						r.pending = append(r.pending, &delivery{event: e, done: true})
+					}
+					continue
+				}
+				d := &delivery{event: e}
 				r.pending = append(r.pending, d)
 				id := d.event.Entity.ID
 				r.queues[id] = append(r.queues[id], d)

@@ -244,6 +244,7 @@ func (s *consumerSet) callsLocked(entityType string) *consumerRunner {
 		return s.dispatchCall(entityType, ec, eventType, payload)
 	}})
 	runner.recordStart = true
+	runner.dispatchesCalls = true
 	if s.rt.cluster == nil {
 		// Outside a cluster the dispatcher waits for the first call a
 		// command sends here. In a cluster the command may run on
@@ -256,15 +257,16 @@ func (s *consumerSet) callsLocked(entityType string) *consumerRunner {
 }
 
 // startCalls lets the dispatcher of the calls that commands of entityType
-// send run. A command that sends a call calls it while it holds its
-// entity, so it returns at once: the dispatcher reads and records its
-// position on its own goroutine; it finds out itself whether it has a
-// stored position.
-func (s *consumerSet) startCalls(entityType string) {
+// send run, and returns it. A command that sends a call calls it while it
+// holds its entity, so it returns at once: the dispatcher reads and
+// records its position on its own goroutine; it finds out itself whether
+// it has a stored position.
+func (s *consumerSet) startCalls(entityType string) *consumerRunner {
 	s.mu.Lock()
 	runner := s.callsLocked(entityType)
 	s.mu.Unlock()
 	runner.want()
+	return runner
 }
 
 // sentCallKey is the idempotency key of the call stored at seq in the
@@ -322,9 +324,16 @@ func (s *consumerSet) dispatchCall(entityType string, ec *EventContext, eventTyp
 
 // notify tells every consumer that events were committed. The journal
 // writer calls it after every commit: it takes no lock and never blocks.
+// The calls dispatchers are skipped: the commits that store calls wake
+// them (stageChanges), and most batches store none. Woken by every batch,
+// a dispatcher would read its feed once per batch, a database query per
+// batch on every server with Postgres (a node of a cluster, where the
+// dispatchers run from the start), to find no call.
 func (s *consumerSet) notify() {
 	for _, r := range *s.runners.Load() {
-		r.notify()
+		if !r.dispatchesCalls {
+			r.notify()
+		}
 	}
 }
 

@@ -276,14 +276,69 @@ func TestConsumerWokenByCommitNotByPoll(t *testing.T) {
 	})
 }
 
-// feedWatch reports each ReadFeed that returned.
+// TestCallsDispatcherWokenOnlyByCommitsWithCalls: the calls dispatcher
+// is woken by the commits that store calls, and only by them. The poll is
+// set to an hour, so the second checkout's call is made within the test's
+// deadline only if its commit woke the dispatcher (deleting the
+// OnDurable wake-up in stageChanges, host.go, makes it fail); and commits
+// without calls leave the dispatcher's feed unread (waking every
+// dispatcher in consumerSet.notify, consumers.go, makes it fail).
+//
+// Not parallel: it changes the poll of every runtime created meanwhile.
+func TestCallsDispatcherWokenOnlyByCommitsWithCalls(t *testing.T) {
+	defer statefun.SetConsumerPoll(time.Hour)()
+	st := &feedWatch{Store: memory.New(), read: make(chan struct{}, 1)}
+	rt := newClosingRuntime(t, statefun.WithStore(st))
+	carts := cart.NewShoppingCartEntityClient(rt.ClientConn())
+	ctx := context.Background()
+	archived := func(id string) bool {
+		got, err := carts.GetCart(ctx, &cart.GetCartRequest{CartId: "archive"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range got.GetItems() {
+			if it.GetSku() == id {
+				return true
+			}
+		}
+		return false
+	}
+	for _, id := range []string{"c1", "c2"} {
+		if err := add(ctx, carts, id, "x", 1); err != nil {
+			t.Fatal(err)
+		}
+		// The first checkout starts the dispatcher, which then reads its
+		// feed; the second finds it idle, waiting for a wake-up.
+		if _, err := carts.Checkout(ctx, &cart.CheckoutRequest{CartId: id}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the call of "+id+"'s checkout (the poll is an hour away)", func() bool { return archived(id) })
+	}
+	// The archive's own commit (the call's effect) stores no call either;
+	// let the dispatcher finish with what it read.
+	time.Sleep(100 * time.Millisecond)
+	before := st.reads.Load()
+	for i := range 20 {
+		if err := add(ctx, carts, fmt.Sprint("quiet-", i), "x", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := st.reads.Load() - before; n > 0 {
+		t.Errorf("the calls dispatcher read its feed %d times after 20 commits without calls, want 0", n)
+	}
+}
+
+// feedWatch reports each ReadFeed that returned, and counts them.
 type feedWatch struct {
 	*memory.Store
-	read chan struct{}
+	read  chan struct{}
+	reads atomic.Int64
 }
 
 func (f *feedWatch) ReadFeed(ctx context.Context, entityType string, after store.Position, limit int, fn func(store.FeedEvent) error) error {
 	err := f.Store.ReadFeed(ctx, entityType, after, limit, fn)
+	f.reads.Add(1)
 	select {
 	case f.read <- struct{}{}:
 	default:

@@ -18,6 +18,9 @@ type CommandContext struct {
 	calls    []*Call
 	timers   []timerOp
 	newState proto.Message
+	// oneEvent holds the first event, so that a command that emits one,
+	// the usual kind, needs no allocation for it.
+	oneEvent [1]pendingEvent
 }
 
 type pendingEvent struct {
@@ -35,6 +38,9 @@ func (c *CommandContext) EntityID() string { return c.entityID }
 // Emit records an event, stored under eventType, to be applied and journaled
 // when the command returns without error. Generated code calls it.
 func (c *CommandContext) Emit(eventType string, event proto.Message) {
+	if c.events == nil {
+		c.events = c.oneEvent[:0:1]
+	}
 	c.events = append(c.events, pendingEvent{typ: eventType, msg: event})
 }
 

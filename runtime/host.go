@@ -378,7 +378,8 @@ func (h *Host[S]) stage(id string, inst *instance[S], cc *CommandContext) (*jour
 
 func (h *Host[S]) stageChanges(id string, inst *instance[S], cc *CommandContext) (*journal.Commit, error) {
 	ref := store.Ref{Type: h.cfg.Type, ID: id}
-	commit := h.newCommit(id, inst)
+	var commit *journal.Commit
+	var timers []store.TimerChange
 	if len(cc.timers) > 0 {
 		var tc map[string]string
 		if h.rt.tracer != nil {
@@ -388,14 +389,16 @@ func (h *Host[S]) stageChanges(id string, inst *instance[S], cc *CommandContext)
 		if err != nil {
 			return nil, err
 		}
-		commit.Timers = changes
+		timers = changes
 	}
 	switch h.cfg.Kind {
 	case EventSourced:
 		if len(cc.events) == 0 && len(cc.calls) == 0 {
-			return timersOnly(commit), nil
+			return h.timersOnly(id, inst, timers), nil
 		}
-		commit.Events = make([]store.Event, 0, len(cc.events)+len(cc.calls))
+		commit = h.newCommit(id, inst)
+		commit.Timers = timers
+		commit.Events = commit.EventsBuffer(len(cc.events) + len(cc.calls))
 		seq := inst.seq
 		for _, e := range cc.events {
 			payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(e.msg)
@@ -422,7 +425,10 @@ func (h *Host[S]) stageChanges(id string, inst *instance[S], cc *CommandContext)
 			commit.Events = append(commit.Events, store.Event{Entity: ref, Seq: seq, EventType: callEventType, Payload: payload})
 		}
 		if len(cc.calls) > 0 {
-			h.rt.consumers.startCalls(h.cfg.Type)
+			// The dispatcher reads its feed when woken by a commit that
+			// stored calls (or after its poll), so it is woken by this
+			// one once durable; commits without calls do not wake it.
+			commit.OnDurable = h.rt.consumers.startCalls(h.cfg.Type).notify
 		}
 		for _, e := range cc.events {
 			if err := applyEvent(h.cfg.ApplyEvent, inst.state, e.msg); err != nil {
@@ -442,7 +448,7 @@ func (h *Host[S]) stageChanges(id string, inst *instance[S], cc *CommandContext)
 			return nil, status.Error(codes.Internal, "key-value entities cannot send calls")
 		}
 		if cc.newState == nil {
-			return timersOnly(commit), nil
+			return h.timersOnly(id, inst, timers), nil
 		}
 		next, ok := cc.newState.(S)
 		if !ok {
@@ -452,6 +458,8 @@ func (h *Host[S]) stageChanges(id string, inst *instance[S], cc *CommandContext)
 		if err != nil {
 			return nil, status.Errorf(codes.Internal, "encode state: %v", err)
 		}
+		commit = h.newCommit(id, inst)
+		commit.Timers = timers
 		commit.Values = []store.Value{{Entity: ref, Version: inst.seq + 1, Payload: payload}}
 		inst.state = next
 		inst.seq++
@@ -459,18 +467,26 @@ func (h *Host[S]) stageChanges(id string, inst *instance[S], cc *CommandContext)
 	return commit, nil
 }
 
-// timersOnly returns commit if it changes timers, nil if it changes
-// nothing.
-func timersOnly(commit *journal.Commit) *journal.Commit {
-	if len(commit.Timers) == 0 {
+// timersOnly returns the commit of a command that changed only its
+// timers, nil if it changed nothing.
+func (h *Host[S]) timersOnly(id string, inst *instance[S], timers []store.TimerChange) *journal.Commit {
+	if len(timers) == 0 {
 		return nil
 	}
+	commit := h.newCommit(id, inst)
+	commit.Timers = timers
 	return commit
 }
 
+// newCommit returns an empty commit of inst. Called with inst.mu held.
 func (h *Host[S]) newCommit(id string, inst *instance[S]) *journal.Commit {
+	if inst.onFail == nil {
+		// Made once per instance, not per commit: it is the same for
+		// every commit of inst.
+		inst.onFail = func(err error) { h.commitFailed(id, inst, err) }
+	}
 	return &journal.Commit{
-		Abandoned: &inst.abandoned, OnFail: func(err error) { h.commitFailed(id, inst, err) },
+		Abandoned: &inst.abandoned, OnFail: inst.onFail,
 		Shard: int(inst.shard), Epoch: inst.epoch,
 	}
 }
@@ -486,7 +502,13 @@ func (h *Host[S]) attachSnapshot(ref store.Ref, inst *instance[S], commit *journ
 	}
 	inst.snapshotSeq = inst.seq
 	snap := store.Snapshot{Entity: ref, Seq: inst.seq, Payload: payload}
-	commit.OnDurable = func() { h.rt.snapshots.offer(snap) }
+	then := commit.OnDurable // the calls dispatcher's wake-up, if any
+	commit.OnDurable = func() {
+		h.rt.snapshots.offer(snap)
+		if then != nil {
+			then()
+		}
+	}
 }
 
 func applyEvent[S proto.Message](apply func(S, proto.Message), state S, event proto.Message) (err error) {

@@ -54,6 +54,9 @@ type instance[S proto.Message] struct {
 	// last is the newest commit of this instance: replies that saw the
 	// current state wait for it. Written with mu held exclusively.
 	last *journal.Commit
+	// onFail is what every commit of the instance runs when it fails
+	// (Host.commitFailed); made by the first commit (newCommit), under mu.
+	onFail func(error)
 	// abandoned is set by the journal writer when a commit of this
 	// instance failed: every later commit was decided on state that
 	// included it, so none of them may be written. Every commit of the

@@ -2,11 +2,14 @@ package statefun
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
@@ -16,7 +19,16 @@ type metrics struct {
 	requests     *prometheus.HistogramVec
 	batchRecords prometheus.Histogram
 	commitTime   *prometheus.HistogramVec
+	// requestsBy caches the requests histogram's children by method
+	// (*methodObservers): WithLabelValues hashes both labels and looks
+	// the child up under a lock on every call.
+	requestsBy sync.Map
 }
+
+// methodObservers are one method's children of the requests histogram,
+// by status code, each created on first use so that /metrics shows only
+// the codes that happened.
+type methodObservers [codes.Unauthenticated + 1]atomic.Pointer[prometheus.Observer]
 
 // newMetrics creates the metrics; register attaches the runtime's once it
 // exists, because the runtime reports batches through observeBatch.
@@ -62,8 +74,28 @@ func (m *metrics) observeBatch(records int, took time.Duration, err error) {
 func (m *metrics) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	res, err := handler(ctx, req)
-	m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())
+	m.requestObserver(info.FullMethod, status.Code(err)).Observe(time.Since(start).Seconds())
 	return res, err
+}
+
+// requestObserver returns the child of the requests histogram for method
+// and code. The methods are those the server registered (gRPC refuses the
+// others before interceptors run), so the cache is bounded.
+func (m *metrics) requestObserver(method string, code codes.Code) prometheus.Observer {
+	if code >= codes.Code(len(methodObservers{})) {
+		return m.requests.WithLabelValues(method, code.String())
+	}
+	v, ok := m.requestsBy.Load(method)
+	if !ok {
+		v, _ = m.requestsBy.LoadOrStore(method, new(methodObservers))
+	}
+	slot := &v.(*methodObservers)[code]
+	if o := slot.Load(); o != nil {
+		return *o
+	}
+	o := m.requests.WithLabelValues(method, code.String())
+	slot.Store(&o)
+	return o
 }
 
 // runtimeCollector reads the runtime's counters at scrape time, so the hot

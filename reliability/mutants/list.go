@@ -79,7 +79,7 @@ var mutants = []mutant{
 	{
 		name: "atomic: a batch's events are written one at a time (4)",
 		file: "runtime/internal/journal/writer.go",
-		old:  `		err := w.store.Commit(ctx, &batch)`,
+		old:  `		err := w.store.Commit(ctx, batch)`,
 		new: `		var err error
 		for i := range batch.Events {
 			if err = w.store.Commit(ctx, &store.Batch{Events: batch.Events[i : i+1]}); err != nil {
@@ -225,7 +225,9 @@ var consumerMutants = []mutant{
 		name: "consumers: a commit does not wake its consumers (10)",
 		file: "runtime/consumers.go",
 		old: `	for _, r := range *s.runners.Load() {
-		r.notify()
+		if !r.dispatchesCalls {
+			r.notify()
+		}
 	}`,
 		new: `	for range *s.runners.Load() {
 	}`,
@@ -282,7 +284,7 @@ var clusterMutants = []mutant{
 	{
 		name: "cluster: commits carry no lease epoch (14)",
 		file: "runtime/internal/journal/writer.go",
-		old:  `		batch.Fence = w.fence(live)`,
+		old:  `		batch.Fence = w.fence(buf, live)`,
 		new:  `		batch.Fence = nil`,
 		pkg:  "./runtime/", run: "TestClusterStaleNodeCannotWrite",
 	},

@@ -171,6 +171,8 @@ type Committer interface {
 	// naming them, and writes nothing; an expired outcome with the same
 	// key is replaced. Any other error wrapping ErrOutcomeUnknown leaves
 	// the batch written or not; one that does not wrap it wrote nothing.
+	// It must not keep batch or its slices once it returns: the journal
+	// writer builds the next batch in them.
 	Commit(ctx context.Context, batch *Batch) error
 }
 

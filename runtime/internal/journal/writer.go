@@ -54,6 +54,18 @@ type Commit struct {
 	entity store.Ref
 	done   chan struct{}
 	err    error
+	// oneEvent holds the event of a single-event commit, the usual kind,
+	// so that its Events cost no allocation of their own (EventsBuffer).
+	oneEvent [1]store.Event
+}
+
+// EventsBuffer returns an empty slice with room for n events, to build
+// Events in: for one event, room inside the commit itself.
+func (c *Commit) EventsBuffer(n int) []store.Event {
+	if n <= 1 {
+		return c.oneEvent[:0:1]
+	}
+	return make([]store.Event, 0, n)
 }
 
 // ref returns the entity the commit changes; a commit is one command's, so
@@ -189,9 +201,12 @@ type Writer struct {
 	closed   bool
 	inFlight map[store.Ref]bool // entities in a batch being committed
 	ready    *sync.Cond         // signalled when a batch may be taken
-	space    chan struct{}      // closed and replaced when pending shrinks
-	workers  sync.WaitGroup
-	stopped  chan struct{}
+	space    chan struct{}      // closed and replaced when pending shrinks and spaceWanted
+	// spaceWanted says an Admit is waiting on space: only then does a
+	// release replace the channel (an allocation per batch otherwise).
+	spaceWanted bool
+	workers     sync.WaitGroup
+	stopped     chan struct{}
 
 	stats struct {
 		batches, records, failed, conflicts, fenced atomic.Uint64
@@ -255,6 +270,7 @@ func (w *Writer) Admit(ctx context.Context) error {
 			return nil
 		}
 		space := w.space
+		w.spaceWanted = true
 		w.mu.Unlock()
 		if timeout == nil {
 			// Only a caller that has to wait pays for a timer.
@@ -286,8 +302,11 @@ func (w *Writer) Release() {
 
 func (w *Writer) release(n int) {
 	w.pending -= n
-	close(w.space)
-	w.space = make(chan struct{})
+	if w.spaceWanted {
+		w.spaceWanted = false
+		close(w.space)
+		w.space = make(chan struct{})
+	}
 }
 
 // Enqueue queues an admitted commit. It never blocks: commands call it
@@ -351,9 +370,10 @@ func (w *Writer) Stats() Stats {
 // load.
 func (w *Writer) run() {
 	defer w.workers.Done()
+	var buf batchBuffers
 	w.mu.Lock()
 	for {
-		batch := w.take()
+		batch := w.take(buf.taken[:0])
 		if len(batch) == 0 {
 			if w.closed && w.pending == 0 {
 				w.mu.Unlock()
@@ -365,7 +385,7 @@ func (w *Writer) run() {
 		}
 		w.mu.Unlock()
 
-		w.commit(batch)
+		w.commit(&buf, batch)
 
 		w.mu.Lock()
 		for _, c := range batch {
@@ -374,16 +394,48 @@ func (w *Writer) run() {
 		w.release(len(batch))
 		// Commits that waited for these entities may go now.
 		w.ready.Broadcast()
+		buf.taken = batch
+		buf.reset()
 	}
+}
+
+// batchBuffers are the slices a writer loop builds each batch in, kept
+// from one batch to the next: grown by append from nothing, a batch of n
+// records costs about 2·log2(n) allocations and copies of its records,
+// all on the goroutine every commit waits behind. Each loop has its own,
+// and only it touches them; a store must not keep the batch's slices
+// after Commit returns (store.Committer).
+type batchBuffers struct {
+	taken  []*Commit // what take removed from the queue
+	live   []*Commit // of those, the ones not abandoned
+	batch  store.Batch
+	shards map[store.ShardEpoch]bool // the fence's shards, deduplicated
+}
+
+// reset empties the buffers for the next batch, keeping their capacity
+// and dropping their pointers, so that a finished commit's events are
+// not kept from the garbage collector until the next batch overwrites
+// them.
+func (b *batchBuffers) reset() {
+	clear(b.taken)
+	b.taken = b.taken[:0]
+	clear(b.live)
+	b.live = b.live[:0]
+	clear(b.batch.Events)
+	clear(b.batch.Values)
+	clear(b.batch.Outcomes)
+	clear(b.batch.Timers)
+	b.batch = store.Batch{Events: b.batch.Events[:0], Values: b.batch.Values[:0], Outcomes: b.batch.Outcomes[:0], Timers: b.batch.Timers[:0]}
+	clear(b.shards)
 }
 
 // take removes from the queue, in order, the commits whose entity is not
 // in a batch in flight, up to MaxBatch records, and marks their entities
 // in flight. A commit stays queued, with every later commit of its entity,
 // while an earlier one of the same entity is being written: an entity's
-// history is written strictly in order. Called with w.mu held.
-func (w *Writer) take() []*Commit {
-	var batch []*Commit
+// history is written strictly in order. It appends them to batch, which
+// it returns. Called with w.mu held.
+func (w *Writer) take(batch []*Commit) []*Commit {
 	records := 0
 	kept := w.queue[:0]            // filtering in place: kept never overtakes i
 	var blocked map[store.Ref]bool // made only when a commit must wait
@@ -411,10 +463,18 @@ func (w *Writer) take() []*Commit {
 	return batch
 }
 
-func (w *Writer) commit(commits []*Commit) {
+func (w *Writer) commit(buf *batchBuffers, commits []*Commit) {
 	for len(commits) > 0 {
-		var batch store.Batch
-		live := commits[:0:0]
+		// After a partial failure commits is a fresh slice (rest), never
+		// buf.live, which is rebuilt here.
+		clear(buf.live)
+		clear(buf.batch.Events)
+		clear(buf.batch.Values)
+		clear(buf.batch.Outcomes)
+		clear(buf.batch.Timers)
+		live := buf.live[:0]
+		batch := &buf.batch
+		*batch = store.Batch{Events: batch.Events[:0], Values: batch.Values[:0], Outcomes: batch.Outcomes[:0], Timers: batch.Timers[:0]}
 		for _, c := range commits {
 			if c.Abandoned != nil && c.Abandoned.Load() {
 				c.finish(ErrAbandoned)
@@ -426,10 +486,11 @@ func (w *Writer) commit(commits []*Commit) {
 			batch.Outcomes = append(batch.Outcomes, c.Outcomes...)
 			batch.Timers = append(batch.Timers, c.Timers...)
 		}
+		buf.live = live
 		if len(live) == 0 {
 			return
 		}
-		batch.Fence = w.fence(live)
+		batch.Fence = w.fence(buf, live)
 		if batch.Len() == 0 {
 			// Commands that changed nothing still wait here, behind the
 			// commits queued before them.
@@ -441,7 +502,7 @@ func (w *Writer) commit(commits []*Commit) {
 		spanCtx, span := w.startCommitSpan(live, batch.Len())
 		ctx, cancel := context.WithTimeout(spanCtx, w.opts.CommitTimeout)
 		start := time.Now()
-		err := w.store.Commit(ctx, &batch)
+		err := w.store.Commit(ctx, batch)
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 			// The store did not answer in time. Its error wraps
 			// context.DeadlineExceeded, which callers would take for
@@ -594,18 +655,21 @@ func (w *Writer) endCommitSpan(span trace.Span, live []*Commit, err error) {
 
 // fence is the claim a batch of commits makes on its shards' leases, or
 // nil outside a cluster.
-func (w *Writer) fence(commits []*Commit) *store.Fence {
+func (w *Writer) fence(buf *batchBuffers, commits []*Commit) *store.Fence {
 	var f *store.Fence
-	seen := map[store.ShardEpoch]bool{}
+	clear(buf.shards)
 	for _, c := range commits {
 		if c.Epoch == 0 {
 			continue
 		}
 		se := store.ShardEpoch{Shard: c.Shard, Epoch: c.Epoch}
-		if seen[se] {
+		if buf.shards[se] {
 			continue
 		}
-		seen[se] = true
+		if buf.shards == nil {
+			buf.shards = map[store.ShardEpoch]bool{}
+		}
+		buf.shards[se] = true
 		if f == nil {
 			f = &store.Fence{Node: w.opts.Node}
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -266,5 +267,99 @@ func closeWithin(t *testing.T, w *Writer, gate chan struct{}) {
 	defer cancel()
 	if err := w.Close(ctx); err != nil {
 		t.Errorf("Close: %v", err)
+	}
+}
+
+// heldBatchStore checks, at the end of each Commit, that the batch still
+// holds what it held at the start, and records every event it wrote.
+type heldBatchStore struct {
+	store.Store
+	t       *testing.T
+	mu      sync.Mutex
+	written map[store.Ref][]int64
+}
+
+func (s *heldBatchStore) Commit(ctx context.Context, b *store.Batch) error {
+	at := slices.Clone(b.Events)
+	// Long enough for the other loops to take, build and send batches.
+	time.Sleep(time.Duration(rand.IntN(500)) * time.Microsecond)
+	if !slices.EqualFunc(at, b.Events, func(x, y store.Event) bool {
+		return x.Entity == y.Entity && x.Seq == y.Seq && string(x.Payload) == string(y.Payload)
+	}) {
+		s.t.Error("a batch changed while its Commit ran: another loop reused its buffers")
+	}
+	if err := s.Store.Commit(ctx, b); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for _, e := range b.Events {
+		if string(e.Payload) != fmt.Sprintf("%s/%d", e.Entity.ID, e.Seq) {
+			s.t.Errorf("event %s/%d has the payload %q of another", e.Entity.ID, e.Seq, e.Payload)
+		}
+		s.written[e.Entity] = append(s.written[e.Entity], e.Seq)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// TestBatchBuffersAreNotReusedWhileInFlight: each writer loop builds its
+// batches in buffers it keeps from one batch to the next. With several
+// batches in flight (and under -race), no batch may change while the store
+// writes it, every event must be written exactly once with its own
+// payload, and each entity's in order. Callers that wait for some
+// commits and not others vary the batches' lengths, so a reused buffer
+// is shorter or longer than it was.
+func TestBatchBuffersAreNotReusedWhileInFlight(t *testing.T) {
+	st := &heldBatchStore{Store: memory.New(), t: t, written: map[store.Ref][]int64{}}
+	w := New(st, Options{Concurrency: 4})
+	const entities, perEntity = 16, 40
+	var wg sync.WaitGroup
+	for e := range entities {
+		wg.Go(func() {
+			ref := store.Ref{Type: "t", ID: fmt.Sprint(e)}
+			var abandoned atomic.Bool
+			for seq := int64(1); seq <= perEntity; seq++ {
+				if err := w.Admit(context.Background()); err != nil {
+					t.Error(err)
+					return
+				}
+				c := &Commit{Abandoned: &abandoned}
+				c.Events = c.EventsBuffer(1)
+				c.Events = append(c.Events, store.Event{Entity: ref, Seq: seq, EventType: "e", Payload: fmt.Appendf(nil, "%s/%d", ref.ID, seq)})
+				w.Enqueue(c)
+				if seq%3 == 0 {
+					// Wait for every third: batches stay short for
+					// some entities while others pile up.
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					err := c.Wait(ctx)
+					cancel()
+					if err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for e := range entities {
+		got := st.written[store.Ref{Type: "t", ID: fmt.Sprint(e)}]
+		if len(got) != perEntity {
+			t.Errorf("entity %d: %d events written, want %d", e, len(got), perEntity)
+			continue
+		}
+		for i, seq := range got {
+			if seq != int64(i+1) {
+				t.Errorf("entity %d: event %d written as seq %d", e, i+1, seq)
+				break
+			}
+		}
 	}
 }
