@@ -305,6 +305,13 @@ var clusterMutants = []mutant{
 		if !ok {`,
 		pkg: "./runtime/", run: "TestClusterConsumersRunOnce",
 	},
+	{
+		name: "cluster: heartbeats queue for a connection behind requests (14)",
+		file: "runtime/store/postgres/cluster.go",
+		old:  `	rows, err := s.leasePool.Query(ctx, s.sql.heartbeat, node.ID, node.Address, startedAt, micros)`,
+		new:  `	rows, err := s.pool.Query(ctx, s.sql.heartbeat, node.ID, node.Address, startedAt, micros)`,
+		pkg:  "./runtime/store/postgres/", run: "TestHeartbeatDoesNotQueueBehindRequests",
+	},
 }
 
 func init() { mutants = append(mutants, clusterMutants...) }

@@ -59,7 +59,7 @@ func (s *Store) Heartbeat(ctx context.Context, node store.Node, ttl time.Duratio
 	if !node.StartedAt.IsZero() {
 		startedAt = &node.StartedAt
 	}
-	rows, err := s.pool.Query(ctx, s.sql.heartbeat, node.ID, node.Address, startedAt, micros)
+	rows, err := s.leasePool.Query(ctx, s.sql.heartbeat, node.ID, node.Address, startedAt, micros)
 	leases, err := collectLeases(rows, err)
 	if err != nil {
 		return nil, s.wrap(err, "heartbeat of node %q", node.ID)
@@ -72,7 +72,7 @@ func (s *Store) Nodes(ctx context.Context) ([]store.Node, error) {
 	if s.closed.Load() {
 		return nil, errClosed()
 	}
-	rows, err := s.pool.Query(ctx, s.sql.clusterNodes)
+	rows, err := s.leasePool.Query(ctx, s.sql.clusterNodes)
 	if err != nil {
 		return nil, s.wrap(err, "read the cluster's nodes")
 	}
@@ -104,7 +104,7 @@ func (s *Store) Acquire(ctx context.Context, node string, shards []int, ttl time
 	if len(shards) == 0 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, s.sql.acquireLeases, node, shards, micros)
+	rows, err := s.leasePool.Query(ctx, s.sql.acquireLeases, node, shards, micros)
 	leases, err := collectLeases(rows, err)
 	if err != nil {
 		return nil, s.wrap(err, "acquire leases of %d shards for node %q", len(shards), node)
@@ -121,7 +121,7 @@ func (s *Store) Release(ctx context.Context, node string, shards []int) error {
 	if len(shards) == 0 {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, s.sql.releaseLeases, node, shards); err != nil {
+	if _, err := s.leasePool.Exec(ctx, s.sql.releaseLeases, node, shards); err != nil {
 		return s.wrap(err, "release leases of %d shards held by node %q", len(shards), node)
 	}
 	return nil
@@ -132,7 +132,7 @@ func (s *Store) Leases(ctx context.Context) ([]store.Lease, error) {
 	if s.closed.Load() {
 		return nil, errClosed()
 	}
-	rows, err := s.pool.Query(ctx, s.sql.shardLeases)
+	rows, err := s.leasePool.Query(ctx, s.sql.shardLeases)
 	leases, err := collectLeases(rows, err)
 	if err != nil {
 		return nil, s.wrap(err, "read the shard leases")
@@ -146,7 +146,7 @@ func (s *Store) Leave(ctx context.Context, node string) error {
 	if s.closed.Load() {
 		return errClosed()
 	}
-	if _, err := s.pool.Exec(ctx, s.sql.leaveCluster, node); err != nil {
+	if _, err := s.leasePool.Exec(ctx, s.sql.leaveCluster, node); err != nil {
 		return s.wrap(err, "remove node %q from the cluster", node)
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/statefun-go/statefun/runtime/store"
 	"github.com/statefun-go/statefun/runtime/store/postgres"
@@ -345,5 +346,42 @@ func TestFencedCommitIsOneRoundTrip(t *testing.T) {
 	var fenced *store.FencedError
 	if n, err := commit(4, f); !errors.As(err, &fenced) || !slices.Equal(fenced.Shards, []int{1}) || n > 2 {
 		t.Errorf("Commit with a lost lease took %d round trips (err %v), want at most 2 and a FencedError naming shard 1", n, err)
+	}
+}
+
+// TestHeartbeatDoesNotQueueBehindRequests: with every connection of the
+// request pool taken (a busy node: loads and commits in flight), a
+// heartbeat still renews the node's leases at once, on a connection of
+// its own. Sharing the pool, it would wait, and a busy node would lose
+// its own shards.
+func TestHeartbeatDoesNotQueueBehindRequests(t *testing.T) {
+	t.Parallel()
+	s, _ := openStore(t)
+	t.Cleanup(func() { _ = s.Close() })
+	if _, err := s.InitShards(t.Context(), 2); err != nil {
+		t.Fatal(err)
+	}
+	pool := postgres.PoolForTest(s)
+	var held []*pgxpool.Conn
+	for range pool.Config().MaxConns {
+		c, err := pool.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	defer func() {
+		for _, c := range held {
+			c.Release()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	node := store.Node{ID: "a:1", Address: "a:1"}
+	if _, err := s.Heartbeat(ctx, node, time.Minute); err != nil {
+		t.Fatalf("Heartbeat with the request pool exhausted: %v", err)
+	}
+	if leases, err := s.Acquire(ctx, node.ID, []int{0, 1}, time.Minute); err != nil || len(leases) != 2 {
+		t.Fatalf("Acquire with the request pool exhausted: %v, %v", leases, err)
 	}
 }

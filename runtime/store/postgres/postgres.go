@@ -265,11 +265,17 @@ func quoteSchema(name string) string { return pgx.Identifier{name}.Sanitize() }
 
 // Store is a store.Store in PostgreSQL. It is safe for concurrent use.
 type Store struct {
-	pool     *pgxpool.Pool
-	ownsPool bool
-	schema   string
-	sql      *statements
-	closed   atomic.Bool
+	pool *pgxpool.Pool
+	// leasePool runs the cluster's lease upkeep (heartbeats, acquiring
+	// and releasing shards): a pool of its own, so that a heartbeat
+	// never queues for a connection behind the requests of a busy node,
+	// whose leases would otherwise lapse for want of one. It is pool
+	// itself for a store made FromPool.
+	leasePool *pgxpool.Pool
+	ownsPool  bool
+	schema    string
+	sql       *statements
+	closed    atomic.Bool
 	// eventTypes are the pairs of the event type registry this store
 	// knows to be registered.
 	eventTypes eventTypeCache
@@ -293,20 +299,34 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	if poolConfig.ConnConfig.ConnectTimeout == 0 {
 		poolConfig.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
+	leaseConfig := poolConfig.Copy()
 	pool, err := pgxpool.NewWithConfig(ctx, poolConfig)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: create the connection pool: %w", err)
 	}
+	// Two connections: a heartbeat and an acquire or release can overlap.
+	// One is kept open, so a heartbeat does not wait for a connection to
+	// be made either.
+	leaseConfig.MaxConns, leaseConfig.MinConns = 2, 1
+	leasePool, err := pgxpool.NewWithConfig(ctx, leaseConfig)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: create the connection pool for leases: %w", err)
+	}
 	s, err := newStore(ctx, pool, true, cfg)
 	if err != nil {
 		pool.Close()
+		leasePool.Close()
 		return nil, err
 	}
+	s.leasePool = leasePool
 	return s, nil
 }
 
 // FromPool returns a store that uses pool, which stays the caller's: Close
-// leaves it open. Migrations are applied as by Open.
+// leaves it open. Migrations are applied as by Open. Lease upkeep shares
+// pool with everything else (Open gives it a pool of its own): in a
+// cluster, size pool so that a heartbeat always finds a connection.
 func FromPool(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 	cfg, err := newConfig(opts)
 	if err != nil {
@@ -317,10 +337,11 @@ func FromPool(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, 
 
 func newStore(ctx context.Context, pool *pgxpool.Pool, ownsPool bool, cfg config) (*Store, error) {
 	s := &Store{
-		pool:     pool,
-		ownsPool: ownsPool,
-		schema:   cfg.schema,
-		sql:      newStatements(quoteSchema(cfg.schema)),
+		pool:      pool,
+		leasePool: pool,
+		ownsPool:  ownsPool,
+		schema:    cfg.schema,
+		sql:       newStatements(quoteSchema(cfg.schema)),
 	}
 	// Ping first, so that an unreachable database reads as that rather
 	// than as a failed migration.
@@ -347,6 +368,9 @@ func (s *Store) Close() error {
 	}
 	if s.ownsPool {
 		s.pool.Close()
+		if s.leasePool != s.pool {
+			s.leasePool.Close()
+		}
 	}
 	return nil
 }
