@@ -156,6 +156,7 @@ type serverConfig struct {
 	logLevel          string
 	logFormat         string
 	shutdownTimeout   time.Duration
+	passivation       time.Duration
 	maxMessageBytes   int
 	commitConcurrency int
 	advertiseAddress  string
@@ -198,6 +199,7 @@ func parseFlags(cmdFlags *flag.FlagSet, args []string, getenv func(string) strin
 	str(&c.logLevel, "log-level", "STATEFUN_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&c.logFormat, "log-format", "STATEFUN_LOG_FORMAT", "text", "text or json")
 	dur(&c.shutdownTimeout, "shutdown-timeout", "STATEFUN_SHUTDOWN_TIMEOUT", 30*time.Second, "how long SIGTERM waits for in-flight calls and pending writes")
+	dur(&c.passivation, "passivation-timeout", "STATEFUN_PASSIVATION_TIMEOUT", 10*time.Minute, "how long an unused entity stays in memory, for entity types whose annotation sets no passivation_timeout")
 	str(&c.tlsCert, "tls-cert", "STATEFUN_TLS_CERT", "", "PEM certificate file: serve gRPC and HTTP over TLS (with --tls-key)")
 	str(&c.tlsKey, "tls-key", "STATEFUN_TLS_KEY", "", "PEM private key file for --tls-cert")
 	maxMsg := 4 << 20
@@ -260,6 +262,9 @@ func parseFlags(cmdFlags *flag.FlagSet, args []string, getenv func(string) strin
 	}
 	if c.shards < 1 || c.shards > 1<<20 {
 		return c, fmt.Errorf("--shards %d: use 1 to 1048576 (default %d)", c.shards, DefaultShards)
+	}
+	if c.passivation <= 0 {
+		return c, fmt.Errorf("--passivation-timeout %v: use a positive duration (default 10m)", c.passivation)
 	}
 	if c.leaseTTL < 500*time.Millisecond {
 		return c, fmt.Errorf("--lease-ttl %v: use at least 500ms (default 5s)", c.leaseTTL)

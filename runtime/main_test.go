@@ -46,7 +46,7 @@ func flagsOf(usage string) []string {
 // no other.
 func TestUsage(t *testing.T) {
 	t.Parallel()
-	serveFlags := "advertise-address allow-unknown-events commit-concurrency data-dir database-schema database-url http-listen lease-ttl listen log-format log-level max-message-bytes shards shutdown-timeout tls-cert tls-key"
+	serveFlags := "advertise-address allow-unknown-events commit-concurrency data-dir database-schema database-url http-listen lease-ttl listen log-format log-level max-message-bytes passivation-timeout shards shutdown-timeout tls-cert tls-key"
 	for _, tc := range []struct {
 		args      []string
 		flagsOf   string
@@ -92,6 +92,7 @@ func TestBadCommandLine(t *testing.T) {
 		{[]string{"--bogus"}, "flag provided but not defined: -bogus"},
 		{[]string{"serve", "--shards", "x"}, `invalid value "x" for flag -shards`},
 		{[]string{"serve", "--shards", "0"}, "--shards 0: use 1 to 1048576"},
+		{[]string{"serve", "--passivation-timeout", "0s"}, "--passivation-timeout 0s: use a positive duration (default 10m)"},
 		{[]string{"migrate", "--listen", "127.0.0.1:1"}, "flag provided but not defined: -listen"},
 		{[]string{"cluster", "--log-level", "debug"}, "flag provided but not defined: -log-level"},
 		{[]string{"version", "--database-url", "x"}, "flag provided but not defined: -database-url"},

@@ -220,7 +220,7 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 	// (INVARIANTS.md, invariant 13); stopBy moves when shutdown starts.
 	stopBy := time.Now().Add(c.shutdownTimeout)
 	defer func() { stopTracing(stopBy) }()
-	opts := []Option{WithStore(st), WithLogger(log), WithConsumers(consumers...), WithCommitConcurrency(c.commitConcurrency)}
+	opts := []Option{WithStore(st), WithLogger(log), WithConsumers(consumers...), WithCommitConcurrency(c.commitConcurrency), WithPassivation(c.passivation)}
 	opts = append(opts, WithTracerProvider(tp))
 	if c.allowUnknownEvents {
 		opts = append(opts, WithAllowUnknownEvents())
