@@ -101,7 +101,15 @@ func Load(ctx context.Context, url string, d Dataset, o LoadOptions) (Loaded, er
 	}
 	want := marker{version: DatasetVersion, entities: d.Entities, events: d.EventsPerEntity, chunk: chunkEntities, schema: to}
 	switch {
-	case m != nil && m.same(want) && m.complete:
+	case m != nil && m.sameData(want) && m.complete && m.schema <= want.schema:
+		if m.schema < want.schema {
+			// Migrate above upgraded the tables in place, as it upgrades
+			// a user's: the rows are the data set still.
+			logf("the data set's store schema was upgraded in place from version %d to %d", m.schema, want.schema)
+			if _, err := pool.Exec(ctx, "UPDATE "+markerTable+" SET schema_version = $2 WHERE schema_name = $1", o.Schema, want.schema); err != nil {
+				return res, err
+			}
+		}
 		res.Reused, res.Took = true, m.took
 		res.EventsBytes, res.SnapshotsBytes, err = l.tableSizes(ctx)
 		return res, err
@@ -412,8 +420,12 @@ type marker struct {
 	took                                     time.Duration
 }
 
-func (m marker) same(o marker) bool {
-	return m.version == o.version && m.entities == o.entities && m.events == o.events && m.chunk == o.chunk && m.schema == o.schema
+func (m marker) same(o marker) bool { return m.sameData(o) && m.schema == o.schema }
+
+// sameData reports whether m and o describe the same rows, whatever store
+// schema version they were written under.
+func (m marker) sameData(o marker) bool {
+	return m.version == o.version && m.entities == o.entities && m.events == o.events && m.chunk == o.chunk
 }
 
 func (m *marker) String() string {
