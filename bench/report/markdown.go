@@ -96,6 +96,10 @@ func writeTargets(w *writer, r *Results, top int) {
 		w.row(t.Goal, t.Want, got, t.Status())
 	}
 	w.nl()
+	w.p("Where a CPU target of issue 13 is not met, [PERFORMANCE.md](PERFORMANCE.md) shows, with profiles and breakdowns, where the CPU goes " +
+		"and what stands in the way: [Postgres CPU per durable write](PERFORMANCE.md#postgres-cpu-per-durable-write), " +
+		"[server CPU per durable write](PERFORMANCE.md#server-cpu-per-durable-write) and " +
+		"[HTTP/JSON CPU per call](PERFORMANCE.md#httpjson-cpu-per-call).")
 	if marked {
 		w.p("† Other processes took more than %.2f cores during one of the cells compared: on a quiet machine the figure may differ.", disturbedCores)
 	}
@@ -641,8 +645,8 @@ func writeGap(w *writer, r *Results, top int) {
 		"socket read, write and packet).", top, cs.total, cn.total, cs.server-cn.server, cs.postgres-cn.postgres, cs.load-cn.load, cs.kernel-cn.kernel)
 	if j, ok := journalOf(sf); ok && j.busy >= 0.8 {
 		w.p("The writes are also paced by the journal: its writer was committing %s of the time, %.2f ms per commit of %.0f events "+
-			"(see [statefun's group commit](#statefuns-group-commit)). Two batches in flight (`WithCommitConcurrency(2)`, an option "+
-			"of the runtime that the server does not expose yet) would let the next batch be written while the previous one waits "+
+			"(see [statefun's group commit](#statefuns-group-commit)). Two batches in flight (`--commit-concurrency 2`; the runtime's "+
+			"`WithCommitConcurrency`) would let the next batch be written while the previous one waits "+
 			"for its WAL flush. Its default is 1 because on %d shared cores overlapping batches only made them smaller "+
 			"(see `WithCommitConcurrency` in `runtime/runtime.go`); where Postgres has cores of its own it is the first thing to try.",
 			pct(j.busy), j.commitMillis, j.eventsPerCommit, r.Machine.Cores)
