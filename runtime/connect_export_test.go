@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -35,4 +36,21 @@ func GRPCMethodForTest(rt *Runtime, log *slog.Logger, method string) func(ctx co
 		}
 	}
 	return nil
+}
+
+// HTTPPortHandlerForTest returns the whole HTTP port's handler of rt's
+// entities (its mux, body limit, the native handlers and vanguard behind
+// them), as serve builds it, without a listener.
+func HTTPPortHandlerForTest(rt *Runtime, log *slog.Logger) (http.Handler, error) {
+	m := newMetrics()
+	interceptor := serverInterceptor(m, log, &rt.panicLog)
+	grpcServer := grpc.NewServer(grpc.UnaryInterceptor(interceptor))
+	rt.RegisterServices(grpcServer)
+	const maxMessageBytes = 4 << 20
+	srv, err := newHTTPServer(grpcServer, newConnectHandlers(rt.services, interceptor, maxMessageBytes), m, health.NewServer(),
+		serverConfig{maxMessageBytes: maxMessageBytes}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return srv.Handler, nil
 }

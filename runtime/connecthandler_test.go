@@ -76,6 +76,16 @@ func BenchmarkConnectJSON(b *testing.B) {
 	b.Run("AddItem", func(b *testing.B) { statefunCall(b, "AddItem", addBodies) })
 	b.Run("GetCart", func(b *testing.B) { statefunCall(b, "GetCart", getBodies) })
 
+	// The same calls through the whole HTTP port: its mux, body limit
+	// and dispatch to the native handlers.
+	port, err := statefun.HTTPPortHandlerForTest(rt, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	portCall := httpCalls(port)
+	b.Run("Port/AddItem", func(b *testing.B) { portCall(b, "AddItem", addBodies) })
+	b.Run("Port/GetCart", func(b *testing.B) { portCall(b, "GetCart", getBodies) })
+
 	noopCall := httpCalls(noopConnectHandler())
 	b.Run("NoopConnect/AddItem", func(b *testing.B) { noopCall(b, "AddItem", addBodies) })
 	b.Run("NoopConnect/GetCart", func(b *testing.B) { noopCall(b, "GetCart", getBodies) })
