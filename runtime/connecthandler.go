@@ -209,7 +209,7 @@ func incomingMetadata(h http.Header) metadata.MD {
 		case "Content-Length", "Content-Encoding", "Accept-Encoding", "Te":
 			continue
 		}
-		key := strings.ToLower(k)
+		key := metadataKey(k)
 		if strings.HasSuffix(key, "-bin") {
 			decoded := make([]string, 0, len(vs))
 			for _, v := range vs {
@@ -222,6 +222,28 @@ func incomingMetadata(h http.Header) metadata.MD {
 		md[key] = vs
 	}
 	return md
+}
+
+// commonMetadataKeys are the lowercase keys of the headers most calls
+// carry (and those the runtime reads: trace context, idempotency keys), so
+// that incomingMetadata need not lowercase, and allocate, them anew for
+// every call.
+var commonMetadataKeys = map[string]string{
+	"Accept":          "accept",
+	"Content-Type":    "content-type",
+	"User-Agent":      "user-agent",
+	"Traceparent":     "traceparent",
+	"Tracestate":      "tracestate",
+	"Baggage":         "baggage",
+	"Idempotency-Key": "idempotency-key",
+}
+
+// metadataKey is a header's name as a metadata key: lowercase.
+func metadataKey(header string) string {
+	if key, ok := commonMetadataKeys[header]; ok {
+		return key
+	}
+	return strings.ToLower(header)
 }
 
 // callStream is what grpc.Method, grpc.SetHeader, grpc.SendHeader and

@@ -386,8 +386,13 @@ func newHTTPServer(grpcServer *grpc.Server, native map[string]http.Handler, m *m
 		return nil, fmt.Errorf("set up HTTP/JSON: %w", err)
 	}
 	// The guard keeps a REST call's query parameter from overriding the
-	// entity key the route's path or body binds (rest.go).
-	rpc.transcoder = newRESTQueryGuard(transcoder, grpcServer)
+	// entity key the route's path or body binds (rest.go). The body limit
+	// is for what vanguard serves; the native handlers have connect-go's
+	// own (connect.WithReadMaxBytes), which makes an oversized request
+	// resource_exhausted before this one would stop it, so wrapping them
+	// too would only add a copy of every call's request and a reader
+	// around its body.
+	rpc.transcoder = http.MaxBytesHandler(newRESTQueryGuard(transcoder, grpcServer), int64(c.maxMessageBytes)+1024)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -398,7 +403,7 @@ func newHTTPServer(grpcServer *grpc.Server, native map[string]http.Handler, m *m
 		}
 		_, _ = io.WriteString(w, "ok\n")
 	})
-	mux.Handle("/", http.MaxBytesHandler(rpc, int64(c.maxMessageBytes)+1024))
+	mux.Handle("/", rpc)
 	// HTTP/1.1 for curl and browsers; HTTP/2 (also without TLS, "h2c") for
 	// gRPC-Web and Connect clients that use it.
 	var protocols http.Protocols

@@ -336,3 +336,32 @@ func TestHTTPCompressesOnlyLargeReplies(t *testing.T) {
 		t.Errorf("a reply of %d bytes came with Content-Encoding %q, want gzip", size, encoding)
 	}
 }
+
+// A request over --max-message-bytes (4 MiB by default) is
+// resource_exhausted (HTTP 429), as on the gRPC port, whether or not it
+// says its length.
+func TestHTTPOversizedRequest(t *testing.T) {
+	t.Parallel()
+	base := serveHTTP(t)
+	big := `{"cart_id":"c1","sku":"` + strings.Repeat("a", 5<<20) + `","quantity":1}`
+	code, body := post(t, base, cartPath+"AddItem", big, "Content-Type", "application/json")
+	var got connectError
+	if err := json.Unmarshal([]byte(body), &got); err != nil || code != http.StatusTooManyRequests || got.Code != "resource_exhausted" {
+		t.Errorf("oversized request: HTTP %d %.200s, want 429 resource_exhausted", code, body)
+	}
+	// Without a Content-Length (chunked), the limit holds while reading.
+	req, err := http.NewRequest(http.MethodPost, base+cartPath+"AddItem", io.MultiReader(strings.NewReader(big)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if err := json.Unmarshal(b, &got); err != nil || res.StatusCode != http.StatusTooManyRequests || got.Code != "resource_exhausted" {
+		t.Errorf("oversized chunked request: HTTP %d %.200s, want 429 resource_exhausted", res.StatusCode, b)
+	}
+}
