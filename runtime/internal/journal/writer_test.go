@@ -31,6 +31,11 @@ type overlapStore struct {
 	maxBatch atomic.Int64
 	overlap  atomic.Int64 // batches that ran concurrently with another
 	running  atomic.Int64
+	// first holds the first batch until a second is in flight (or a
+	// second has passed), so that batches overlap however the scheduler
+	// runs the test: on a busy machine the writer could otherwise take
+	// every commit in a few batches written one after another.
+	first sync.Once
 }
 
 func (s *overlapStore) Commit(ctx context.Context, b *store.Batch) error {
@@ -49,6 +54,11 @@ func (s *overlapStore) Commit(ctx context.Context, b *store.Batch) error {
 	if s.running.Add(1) > 1 {
 		s.overlap.Add(1)
 	}
+	s.first.Do(func() {
+		for deadline := time.Now().Add(time.Second); s.running.Load() < 2 && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Microsecond)
+		}
+	})
 	time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
 	err := s.Store.Commit(ctx, b)
 	s.running.Add(-1)
