@@ -86,30 +86,6 @@ func spin(n int) int {
 	return s
 }
 
-func TestParseMetrics(t *testing.T) {
-	t.Parallel()
-	text := `# HELP statefun_cluster_forwards_total Calls forwarded.
-# TYPE statefun_cluster_forwards_total counter
-statefun_cluster_forwards_total 1234
-statefun_entity_loads_total{entity_type="shopping-cart"} 7
-statefun_entity_loads_total{entity_type="other type"} 3
-statefun_journal_commit_seconds_total 1.5e+01
-`
-	m, err := parseMetrics(strings.NewReader(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, want := range map[string]float64{
-		"statefun_cluster_forwards_total":       1234,
-		"statefun_entity_loads_total":           10,
-		"statefun_journal_commit_seconds_total": 15,
-	} {
-		if m[name] != want {
-			t.Errorf("%s = %v, want %v", name, m[name], want)
-		}
-	}
-}
-
 // TestShardOfMatchesTheRuntime pins the copy of the runtime's shard map
 // to values of runtime/internal/cluster.ShardOf, which this package
 // cannot import.

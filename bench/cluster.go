@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/statefun-go/statefun/bench/internal/procstat"
 	"github.com/statefun-go/statefun/bench/load"
 	"github.com/statefun-go/statefun/bench/report"
 	cartv1 "github.com/statefun-go/statefun/examples/shoppingcart/gen/shop/cart/v1"
@@ -391,7 +392,7 @@ func (b *bench) upkeepSample(ctx context.Context, s *system, conn *pgx.Conn) (up
 	}
 	smp.work = c.cluster
 	for _, n := range s.nodes {
-		smp.serverCPU += processCPU(n.proc.pid())
+		smp.serverCPU += procstat.ProcessCPU(n.proc.pid())
 	}
 	smp.postgresCPU = b.backendCPU(s.db)
 	// One statement, one transaction of this database.

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,13 +14,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/statefun-go/statefun/bench/internal/procstat"
 	"github.com/statefun-go/statefun/bench/pgproxy"
 	"github.com/statefun-go/statefun/bench/report"
 )
-
-// clockTicks is USER_HZ, the unit of /proc CPU times: 100 on every Linux
-// architecture Go supports (the kernel converts to it for user space).
-const clockTicks = 100
 
 // sample is every counter a cell reads at the edges of its window.
 type sample struct {
@@ -41,10 +37,10 @@ type sample struct {
 func (b *bench) takeSample(ctx context.Context, s *system) sample {
 	smp := sample{at: time.Now()}
 	for _, n := range s.nodes {
-		smp.server += processCPU(n.proc.pid())
+		smp.server += procstat.ProcessCPU(n.proc.pid())
 	}
 	if s.proxy != nil {
-		smp.proxy = processCPU(s.proxy.pid())
+		smp.proxy = procstat.ProcessCPU(s.proxy.pid())
 		if st, err := proxyStats(ctx, s.proxyStats); err == nil {
 			smp.proxyCnt = &st
 		} else {
@@ -60,7 +56,7 @@ func (b *bench) takeSample(ctx context.Context, s *system) sample {
 		}
 	}
 	smp.postgres = b.postgresCPU()
-	smp.self = processCPU(os.Getpid())
+	smp.self = procstat.ProcessCPU(os.Getpid())
 	smp.machine = machineCPU()
 	if s.db != "" {
 		var pids []int
@@ -124,72 +120,29 @@ type counters struct {
 func readCounters(ctx context.Context, nodes []*node) (counters, error) {
 	var c counters
 	for _, n := range nodes {
-		m, err := scrape(ctx, n.metricsURL())
+		m, err := procstat.Scrape(ctx, n.metricsURL())
 		if err != nil {
 			return c, err
 		}
-		if _, ok := m["statefun_journal_batches_total"]; !ok {
+		if !m.Has("statefun_journal_batches_total") {
 			return c, fmt.Errorf("%s has no statefun_journal_batches_total", n.metricsURL())
 		}
-		c.journal.Batches += int64(m["statefun_journal_batches_total"])
-		c.journal.Records += int64(m["statefun_journal_records_total"])
-		c.journal.CommitSeconds += m["statefun_journal_commit_seconds_total"]
-		c.journal.Loads += int64(m["statefun_entity_loads_total"])
+		c.journal.Batches += int64(m.Sum("statefun_journal_batches_total"))
+		c.journal.Records += int64(m.Sum("statefun_journal_records_total"))
+		c.journal.CommitSeconds += m.Sum("statefun_journal_commit_seconds_total")
+		c.journal.Loads += int64(m.Sum("statefun_entity_loads_total"))
 		c.cluster.Nodes++
-		c.cluster.Calls += int64(m["statefun_request_duration_seconds_count"])
-		c.cluster.Forwards += int64(m["statefun_cluster_forwards_total"])
-		c.cluster.ForwardRetries += int64(m["statefun_cluster_forward_retries_total"])
-		c.cluster.Renewals += int64(m["statefun_cluster_lease_renewals_total"])
-		c.cluster.RenewalFailures += int64(m["statefun_cluster_lease_renewal_failures_total"])
-		c.cluster.Acquired += int64(m["statefun_cluster_leases_acquired_total"])
-		c.cluster.HandedOff += int64(m["statefun_cluster_handoffs_total"])
-		c.cluster.HandoffSeconds += m["statefun_cluster_handoff_seconds_total"]
-		c.shards = append(c.shards, int(m["statefun_cluster_shards_owned"]))
+		c.cluster.Calls += int64(m.Sum("statefun_request_duration_seconds_count"))
+		c.cluster.Forwards += int64(m.Sum("statefun_cluster_forwards_total"))
+		c.cluster.ForwardRetries += int64(m.Sum("statefun_cluster_forward_retries_total"))
+		c.cluster.Renewals += int64(m.Sum("statefun_cluster_lease_renewals_total"))
+		c.cluster.RenewalFailures += int64(m.Sum("statefun_cluster_lease_renewal_failures_total"))
+		c.cluster.Acquired += int64(m.Sum("statefun_cluster_leases_acquired_total"))
+		c.cluster.HandedOff += int64(m.Sum("statefun_cluster_handoffs_total"))
+		c.cluster.HandoffSeconds += m.Sum("statefun_cluster_handoff_seconds_total")
+		c.shards = append(c.shards, int(m.Sum("statefun_cluster_shards_owned")))
 	}
 	return c, nil
-}
-
-// scrape reads a Prometheus text exposition into a value per metric
-// name, summed over the labels.
-func scrape(ctx context.Context, url string) (map[string]float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", url, res.Status)
-	}
-	return parseMetrics(res.Body)
-}
-
-func parseMetrics(r io.Reader) (map[string]float64, error) {
-	m := map[string]float64{}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		// The value is the last field; labels may contain spaces.
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		name, _, _ := strings.Cut(line[:i], "{")
-		m[strings.TrimSpace(name)] += v
-	}
-	return m, sc.Err()
 }
 
 // cellDB turns two samples into the database work of the window.
@@ -215,31 +168,6 @@ func cellDB(a, z sample) *report.DBWork {
 		}
 	}
 	return w
-}
-
-// processCPU returns the user+system CPU seconds of a process, 0 if it is
-// gone. Fields 14 and 15 of /proc/PID/stat, counted after the command
-// name, which is in parentheses and may contain spaces.
-func processCPU(pid int) float64 {
-	if pid == 0 {
-		return 0
-	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	end := bytes.LastIndexByte(data, ')')
-	if end < 0 {
-		return 0
-	}
-	fields := strings.Fields(string(data[end+1:]))
-	// fields[0] is field 3 (state); utime is field 14, stime field 15.
-	if len(fields) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseFloat(fields[11], 64)
-	stime, _ := strconv.ParseFloat(fields[12], 64)
-	return (utime + stime) / clockTicks
 }
 
 // postgresCPU sums the CPU seconds of the Postgres processes that work for
@@ -290,7 +218,7 @@ func postgresProcessCPU(keep func(title string, client bool) bool) float64 {
 		t := string(title)
 		client := strings.Contains(t, "(") || strings.Contains(t, "[local]")
 		if keep(t, client) {
-			total += processCPU(pid)
+			total += procstat.ProcessCPU(pid)
 		}
 	}
 	return total
@@ -319,7 +247,7 @@ func machineCPU() cpuTimes {
 	var t cpuTimes
 	for i, f := range fields[1:min(len(fields), 9)] {
 		v, _ := strconv.ParseFloat(f, 64)
-		v /= clockTicks
+		v /= procstat.ClockTicks
 		switch i {
 		case 3, 4: // idle, iowait
 			continue

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/statefun-go/statefun/bench/internal/procstat"
 	"github.com/statefun-go/statefun/bench/load"
 	"github.com/statefun-go/statefun/bench/report"
 	cartv1 "github.com/statefun-go/statefun/examples/shoppingcart/gen/shop/cart/v1"
@@ -141,7 +141,7 @@ func Run(ctx context.Context, cfg RunConfig, out *report.Scale) error {
 		{"every other cart, without a snapshot", fullRest, false, cfg.Concurrency},
 	} {
 		logf("%s: %d carts at concurrency %d", p.name, len(p.ids), p.concurrency)
-		before, err := scrape(ctx, metricsURL)
+		before, err := procstat.Scrape(ctx, metricsURL)
 		if err != nil {
 			return err
 		}
@@ -150,7 +150,7 @@ func Run(ctx context.Context, cfg RunConfig, out *report.Scale) error {
 			return err
 		}
 		lastRead = time.Now()
-		after, err := scrape(ctx, metricsURL)
+		after, err := procstat.Scrape(ctx, metricsURL)
 		if err != nil {
 			return err
 		}
@@ -162,7 +162,7 @@ func Run(ctx context.Context, cfg RunConfig, out *report.Scale) error {
 		phase.EventsReplayed = replayPer * int64(len(p.ids))
 		phase.History = int64(d.EventsPerEntity) * int64(len(p.ids))
 		phase.Server = getCartSpread(before, after)
-		if loads := after.sum("statefun_entity_loads_total") - before.sum("statefun_entity_loads_total"); int(loads) != len(p.ids) {
+		if loads := after.Sum("statefun_entity_loads_total") - before.Sum("statefun_entity_loads_total"); int(loads) != len(p.ids) {
 			out.Problems = append(out.Problems, fmt.Sprintf("%s: the server loaded %.0f carts for %d cold reads", p.name, loads, len(p.ids)))
 		}
 		out.Verified += (len(p.ids) + verifyEvery - 1) / verifyEvery
@@ -177,15 +177,15 @@ func Run(ctx context.Context, cfg RunConfig, out *report.Scale) error {
 	// Every cart is in memory: let the last allocations settle, then read.
 	time.Sleep(3 * time.Second)
 	out.Memory.RSSAllCached = rss(srv.pid())
-	m, err := scrape(ctx, metricsURL)
+	m, err := procstat.Scrape(ctx, metricsURL)
 	if err != nil {
 		return err
 	}
-	out.Memory.Cached = int64(m.sum("statefun_entities_cached"))
-	out.Memory.HeapAlloc = int64(m.sum("go_memstats_heap_alloc_bytes"))
-	out.Memory.HeapInuse = int64(m.sum("go_memstats_heap_inuse_bytes"))
-	out.Memory.NextGC = int64(m.sum("go_memstats_next_gc_bytes"))
-	out.Memory.GoSys = int64(m.sum("go_memstats_sys_bytes"))
+	out.Memory.Cached = int64(m.Sum("statefun_entities_cached"))
+	out.Memory.HeapAlloc = int64(m.Sum("go_memstats_heap_alloc_bytes"))
+	out.Memory.HeapInuse = int64(m.Sum("go_memstats_heap_inuse_bytes"))
+	out.Memory.NextGC = int64(m.Sum("go_memstats_next_gc_bytes"))
+	out.Memory.GoSys = int64(m.Sum("go_memstats_sys_bytes"))
 	if out.Memory.Cached < int64(d.Entities) {
 		out.Problems = append(out.Problems, fmt.Sprintf("only %d of %d carts were cached when the passes ended: the server passivated carts idle for its timeout (%v) before the last were read",
 			out.Memory.Cached, d.Entities, cfg.IdleTimeout))
@@ -204,11 +204,11 @@ func Run(ctx context.Context, cfg RunConfig, out *report.Scale) error {
 		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
 			return err
 		}
-		m, err := scrape(ctx, metricsURL)
+		m, err := procstat.Scrape(ctx, metricsURL)
 		if err != nil {
 			return err
 		}
-		cached := int64(m.sum("statefun_entities_cached"))
+		cached := int64(m.Sum("statefun_entities_cached"))
 		if cached < full && firstEviction.IsZero() {
 			firstEviction = time.Now()
 			logf("passivation started: %d cached", cached)
@@ -537,64 +537,9 @@ func loadAverage1() float64 {
 	return v
 }
 
-// metrics is a Prometheus text exposition: each series (name and labels
-// as written) with its value.
-type metrics map[string]float64
-
-func scrape(ctx context.Context, url string) (metrics, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", url, res.Status)
-	}
-	return parseMetrics(res.Body)
-}
-
-func parseMetrics(r io.Reader) (metrics, error) {
-	m := metrics{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		m[line[:i]] = v
-	}
-	return m, sc.Err()
-}
-
-// sum adds the series of a metric over all its labels.
-func (m metrics) sum(name string) float64 {
-	var s float64
-	for k, v := range m {
-		if k == name || strings.HasPrefix(k, name+"{") {
-			s += v
-		}
-	}
-	return s
-}
-
 // getCartSpread is the server's request histogram for successful
 // GetCart calls between two scrapes.
-func getCartSpread(before, after metrics) *report.HistogramSpread {
+func getCartSpread(before, after procstat.Metrics) *report.HistogramSpread {
 	const prefix = `statefun_request_duration_seconds_bucket{`
 	type bucket struct {
 		le    float64

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/statefun-go/statefun/bench/internal/procstat"
 	cartv1 "github.com/statefun-go/statefun/examples/shoppingcart/gen/shop/cart/v1"
 )
 
@@ -84,8 +85,8 @@ func TestGetCartSpreadTakesTheBucketsOfThePhase(t *testing.T) {
 	series := func(le string) string {
 		return `statefun_request_duration_seconds_bucket{code="OK",method="/shop.cart.v1.ShoppingCartService/GetCart",le="` + le + `"}`
 	}
-	parse := func(text string) metrics {
-		m, err := parseMetrics(strings.NewReader(text))
+	parse := func(text string) procstat.Metrics {
+		m, err := procstat.Parse(strings.NewReader(text))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,7 +100,7 @@ func TestGetCartSpreadTakesTheBucketsOfThePhase(t *testing.T) {
 	if got == nil || got.Count != 100 || got.P50 != time.Millisecond || got.P99 != 5*time.Millisecond {
 		t.Errorf("spread %+v, want 100 calls, p50 ≤ 1ms, p99 ≤ 5ms", got)
 	}
-	if c := after.sum("statefun_entities_cached"); c != 7 {
+	if c := after.Sum("statefun_entities_cached"); c != 7 {
 		t.Errorf("cached %v, want 7", c)
 	}
 }

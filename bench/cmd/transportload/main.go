@@ -26,7 +26,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -37,6 +36,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/statefun-go/statefun/bench/internal/procstat"
 	"github.com/statefun-go/statefun/bench/load"
 	cartv1 "github.com/statefun-go/statefun/examples/shoppingcart/gen/shop/cart/v1"
 )
@@ -172,8 +172,8 @@ func measure(ctx context.Context, o options, pid int, client cartv1.ShoppingCart
 	res, err := load.Run(ctx, load.Config{
 		Clients: []cartv1.ShoppingCartServiceClient{client}, Concurrency: o.concurrency, Carts: o.carts,
 		ReadFraction: readFraction, Ramp: o.ramp, Duration: o.duration, Seed: 1,
-		OnStart: func() { cpuStart = processCPU(pid) },
-		OnEnd:   func() { cpuEnd = processCPU(pid) },
+		OnStart: func() { cpuStart = procstat.ProcessCPU(pid) },
+		OnEnd:   func() { cpuEnd = procstat.ProcessCPU(pid) },
 	})
 	if err != nil {
 		return cell{}, err
@@ -361,31 +361,6 @@ func freeAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
-}
-
-// clockTicks is USER_HZ, the unit of /proc CPU times: 100 on every Linux
-// architecture Go supports.
-const clockTicks = 100
-
-// processCPU returns the user+system CPU seconds of a process, 0 if it is
-// gone: fields 14 and 15 of /proc/PID/stat, counted after the command
-// name, which is in parentheses and may contain spaces.
-func processCPU(pid int) float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	end := bytes.LastIndexByte(data, ')')
-	if end < 0 {
-		return 0
-	}
-	fields := strings.Fields(string(data[end+1:]))
-	if len(fields) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseFloat(fields[11], 64)
-	stime, _ := strconv.ParseFloat(fields[12], 64)
-	return (utime + stime) / clockTicks
 }
 
 // loadAverage is the machine's 1, 5 and 15 minute load averages.
