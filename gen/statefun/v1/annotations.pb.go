@@ -4,7 +4,7 @@
 // messages; protoc-gen-statefun reads the options and generates typed Go.
 //
 // Extension numbers: statefun uses 51230 on ServiceOptions, MessageOptions,
-// FieldOptions and MethodOptions, and 51231 on ServiceOptions. They stay
+// FieldOptions and MethodOptions, and 51231 and 51232 on ServiceOptions. They stay
 // clear of Cloudstate, Akka Serverless and Kalix (1080-1084 in the protobuf
 // global extension registry), so a file may import both sets of options
 // while migrating from Kalix.
@@ -483,13 +483,19 @@ func (x *FieldOptions) GetKey() bool {
 	return false
 }
 
-// MethodOptions configure one RPC of an entity.
+// MethodOptions configure one RPC of an entity or a workflow.
 type MethodOptions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The method only reads the state: it cannot emit events or change the
 	// state, and it may run concurrently with other reads of the same entity.
 	// Its reply still waits until the state it saw is durable.
-	ReadOnly      bool `protobuf:"varint,1,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	ReadOnly bool `protobuf:"varint,1,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	// Workflows only: the method starts the workflow. A workflow is started
+	// once: starting one that was started before fails with ALREADY_EXISTS,
+	// unless the call repeats an earlier start's idempotency-key, which
+	// returns that start's answer. A workflow needs at least one start
+	// method.
+	Start         bool `protobuf:"varint,2,opt,name=start,proto3" json:"start,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -531,6 +537,257 @@ func (x *MethodOptions) GetReadOnly() bool {
 	return false
 }
 
+func (x *MethodOptions) GetStart() bool {
+	if x != nil {
+		return x.Start
+	}
+	return false
+}
+
+// WorkflowOptions describe a workflow: its stable name, its state and its
+// steps.
+type WorkflowOptions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stable type name stored with the workflow's history, like
+	// EntityOptions.type; entities and workflows of one server share one
+	// namespace of type names.
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// The state message, by name (resolved like EntityOptions.state). Start
+	// and signal handlers and steps change it; it is stored with every step's
+	// outcome.
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// The steps, each a Go method of the workflow's handler. A started
+	// workflow runs the first step unless its start handler chooses another.
+	// At least one.
+	Steps []*WorkflowStep `protobuf:"bytes,3,rep,name=steps,proto3" json:"steps,omitempty"`
+	// How long a step may run before it counts as failed, for steps without
+	// their own timeout. Default 30 seconds.
+	StepTimeout *durationpb.Duration `protobuf:"bytes,4,opt,name=step_timeout,json=stepTimeout,proto3" json:"step_timeout,omitempty"`
+	// How failed steps are retried, for steps without their own policy.
+	// Default: retried without limit, backing off from 100 ms to 1 minute.
+	Retry *RetryPolicy `protobuf:"bytes,5,opt,name=retry,proto3" json:"retry,omitempty"`
+	// Like EntityOptions.passivation_timeout.
+	PassivationTimeout *durationpb.Duration `protobuf:"bytes,6,opt,name=passivation_timeout,json=passivationTimeout,proto3" json:"passivation_timeout,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *WorkflowOptions) Reset() {
+	*x = WorkflowOptions{}
+	mi := &file_statefun_v1_annotations_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkflowOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkflowOptions) ProtoMessage() {}
+
+func (x *WorkflowOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_statefun_v1_annotations_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkflowOptions.ProtoReflect.Descriptor instead.
+func (*WorkflowOptions) Descriptor() ([]byte, []int) {
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *WorkflowOptions) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *WorkflowOptions) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *WorkflowOptions) GetSteps() []*WorkflowStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *WorkflowOptions) GetStepTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.StepTimeout
+	}
+	return nil
+}
+
+func (x *WorkflowOptions) GetRetry() *RetryPolicy {
+	if x != nil {
+		return x.Retry
+	}
+	return nil
+}
+
+func (x *WorkflowOptions) GetPassivationTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.PassivationTimeout
+	}
+	return nil
+}
+
+// WorkflowStep declares one step of a workflow.
+type WorkflowStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The step's name: lowercase letters, digits and '_', starting with a
+	// letter ("withdraw", "await_approval"). The Go method is its camel case
+	// (Withdraw, AwaitApproval). Stored with the workflow's progress, so it
+	// must not change while workflows may be at the step.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// How long one attempt may run before it counts as failed; the step's
+	// context is cancelled then. Overrides WorkflowOptions.step_timeout.
+	Timeout *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// How the step is retried when an attempt fails. Replaces
+	// WorkflowOptions.retry whole for this step.
+	Retry         *RetryPolicy `protobuf:"bytes,3,opt,name=retry,proto3" json:"retry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkflowStep) Reset() {
+	*x = WorkflowStep{}
+	mi := &file_statefun_v1_annotations_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkflowStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkflowStep) ProtoMessage() {}
+
+func (x *WorkflowStep) ProtoReflect() protoreflect.Message {
+	mi := &file_statefun_v1_annotations_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkflowStep.ProtoReflect.Descriptor instead.
+func (*WorkflowStep) Descriptor() ([]byte, []int) {
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *WorkflowStep) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WorkflowStep) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *WorkflowStep) GetRetry() *RetryPolicy {
+	if x != nil {
+		return x.Retry
+	}
+	return nil
+}
+
+// RetryPolicy says how a failed step is retried.
+type RetryPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Attempts in all, the first included; 0 means without limit. Once they
+	// are used up the workflow goes to the failover step, or fails.
+	MaxAttempts uint32 `protobuf:"varint,1,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	// The wait before the second attempt; each later wait doubles, up to
+	// max_backoff. Defaults 100 ms and 1 minute.
+	InitialBackoff *durationpb.Duration `protobuf:"bytes,2,opt,name=initial_backoff,json=initialBackoff,proto3" json:"initial_backoff,omitempty"`
+	MaxBackoff     *durationpb.Duration `protobuf:"bytes,3,opt,name=max_backoff,json=maxBackoff,proto3" json:"max_backoff,omitempty"`
+	// The step to run once max_attempts are used up (a compensation: refund
+	// after a deposit that keeps failing). Unset: the workflow fails.
+	Failover      string `protobuf:"bytes,4,opt,name=failover,proto3" json:"failover,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryPolicy) Reset() {
+	*x = RetryPolicy{}
+	mi := &file_statefun_v1_annotations_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryPolicy) ProtoMessage() {}
+
+func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_statefun_v1_annotations_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
+func (*RetryPolicy) Descriptor() ([]byte, []int) {
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RetryPolicy) GetMaxAttempts() uint32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
+}
+
+func (x *RetryPolicy) GetInitialBackoff() *durationpb.Duration {
+	if x != nil {
+		return x.InitialBackoff
+	}
+	return nil
+}
+
+func (x *RetryPolicy) GetMaxBackoff() *durationpb.Duration {
+	if x != nil {
+		return x.MaxBackoff
+	}
+	return nil
+}
+
+func (x *RetryPolicy) GetFailover() string {
+	if x != nil {
+		return x.Failover
+	}
+	return ""
+}
+
 var file_statefun_v1_annotations_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*descriptorpb.ServiceOptions)(nil),
@@ -546,6 +803,14 @@ var file_statefun_v1_annotations_proto_extTypes = []protoimpl.ExtensionInfo{
 		Field:         51231,
 		Name:          "statefun.v1.consumer",
 		Tag:           "bytes,51231,opt,name=consumer",
+		Filename:      "statefun/v1/annotations.proto",
+	},
+	{
+		ExtendedType:  (*descriptorpb.ServiceOptions)(nil),
+		ExtensionType: (*WorkflowOptions)(nil),
+		Field:         51232,
+		Name:          "statefun.v1.workflow",
+		Tag:           "bytes,51232,opt,name=workflow",
 		Filename:      "statefun/v1/annotations.proto",
 	},
 	{
@@ -588,6 +853,14 @@ var (
 	//
 	// optional statefun.v1.ConsumerOptions consumer = 51231;
 	E_Consumer = &file_statefun_v1_annotations_proto_extTypes[1]
+	// Makes the service a workflow: a durable, multi-step process keyed like
+	// an entity. Its RPCs start it (MethodOptions.start), read it
+	// (MethodOptions.read_only) or send it a signal (every other RPC); its
+	// steps are Go methods, declared here, that the runtime runs one at a
+	// time, committing each step's outcome before the next starts.
+	//
+	// optional statefun.v1.WorkflowOptions workflow = 51232;
+	E_Workflow = &file_statefun_v1_annotations_proto_extTypes[2]
 )
 
 // Extension fields to descriptorpb.MessageOptions.
@@ -597,7 +870,7 @@ var (
 	// reader of the proto sees which messages are stored forever.
 	//
 	// optional statefun.v1.EventOptions event = 51230;
-	E_Event = &file_statefun_v1_annotations_proto_extTypes[2]
+	E_Event = &file_statefun_v1_annotations_proto_extTypes[3]
 )
 
 // Extension fields to descriptorpb.FieldOptions.
@@ -605,7 +878,7 @@ var (
 	// Marks a request field as (part of) the entity key.
 	//
 	// optional statefun.v1.FieldOptions field = 51230;
-	E_Field = &file_statefun_v1_annotations_proto_extTypes[3]
+	E_Field = &file_statefun_v1_annotations_proto_extTypes[4]
 )
 
 // Extension fields to descriptorpb.MethodOptions.
@@ -613,7 +886,7 @@ var (
 	// Per-method behaviour of an entity's RPC.
 	//
 	// optional statefun.v1.MethodOptions method = 51230;
-	E_Method = &file_statefun_v1_annotations_proto_extTypes[4]
+	E_Method = &file_statefun_v1_annotations_proto_extTypes[5]
 )
 
 var File_statefun_v1_annotations_proto protoreflect.FileDescriptor
@@ -645,11 +918,30 @@ const file_statefun_v1_annotations_proto_rawDesc = "" +
 	"\fEventOptions\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\" \n" +
 	"\fFieldOptions\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\bR\x03key\",\n" +
+	"\x03key\x18\x01 \x01(\bR\x03key\"B\n" +
 	"\rMethodOptions\x12\x1b\n" +
-	"\tread_only\x18\x01 \x01(\bR\breadOnly:U\n" +
+	"\tread_only\x18\x01 \x01(\bR\breadOnly\x12\x14\n" +
+	"\x05start\x18\x02 \x01(\bR\x05start\"\xa6\x02\n" +
+	"\x0fWorkflowOptions\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12/\n" +
+	"\x05steps\x18\x03 \x03(\v2\x19.statefun.v1.WorkflowStepR\x05steps\x12<\n" +
+	"\fstep_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\vstepTimeout\x12.\n" +
+	"\x05retry\x18\x05 \x01(\v2\x18.statefun.v1.RetryPolicyR\x05retry\x12J\n" +
+	"\x13passivation_timeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x12passivationTimeout\"\x87\x01\n" +
+	"\fWorkflowStep\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x123\n" +
+	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12.\n" +
+	"\x05retry\x18\x03 \x01(\v2\x18.statefun.v1.RetryPolicyR\x05retry\"\xcc\x01\n" +
+	"\vRetryPolicy\x12!\n" +
+	"\fmax_attempts\x18\x01 \x01(\rR\vmaxAttempts\x12B\n" +
+	"\x0finitial_backoff\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0einitialBackoff\x12:\n" +
+	"\vmax_backoff\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"maxBackoff\x12\x1a\n" +
+	"\bfailover\x18\x04 \x01(\tR\bfailover:U\n" +
 	"\x06entity\x12\x1f.google.protobuf.ServiceOptions\x18\x9e\x90\x03 \x01(\v2\x1a.statefun.v1.EntityOptionsR\x06entity:[\n" +
-	"\bconsumer\x12\x1f.google.protobuf.ServiceOptions\x18\x9f\x90\x03 \x01(\v2\x1c.statefun.v1.ConsumerOptionsR\bconsumer:R\n" +
+	"\bconsumer\x12\x1f.google.protobuf.ServiceOptions\x18\x9f\x90\x03 \x01(\v2\x1c.statefun.v1.ConsumerOptionsR\bconsumer:[\n" +
+	"\bworkflow\x12\x1f.google.protobuf.ServiceOptions\x18\xa0\x90\x03 \x01(\v2\x1c.statefun.v1.WorkflowOptionsR\bworkflow:R\n" +
 	"\x05event\x12\x1f.google.protobuf.MessageOptions\x18\x9e\x90\x03 \x01(\v2\x19.statefun.v1.EventOptionsR\x05event:P\n" +
 	"\x05field\x12\x1d.google.protobuf.FieldOptions\x18\x9e\x90\x03 \x01(\v2\x19.statefun.v1.FieldOptionsR\x05field:T\n" +
 	"\x06method\x12\x1e.google.protobuf.MethodOptions\x18\x9e\x90\x03 \x01(\v2\x1a.statefun.v1.MethodOptionsR\x06methodB<Z:github.com/statefun-go/statefun/gen/statefun/v1;statefunv1b\x06proto3"
@@ -667,7 +959,7 @@ func file_statefun_v1_annotations_proto_rawDescGZIP() []byte {
 }
 
 var file_statefun_v1_annotations_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_statefun_v1_annotations_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_statefun_v1_annotations_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_statefun_v1_annotations_proto_goTypes = []any{
 	(ConsumerOptions_StartFrom)(0),      // 0: statefun.v1.ConsumerOptions.StartFrom
 	(*EntityOptions)(nil),               // 1: statefun.v1.EntityOptions
@@ -677,32 +969,45 @@ var file_statefun_v1_annotations_proto_goTypes = []any{
 	(*EventOptions)(nil),                // 5: statefun.v1.EventOptions
 	(*FieldOptions)(nil),                // 6: statefun.v1.FieldOptions
 	(*MethodOptions)(nil),               // 7: statefun.v1.MethodOptions
-	(*durationpb.Duration)(nil),         // 8: google.protobuf.Duration
-	(*descriptorpb.ServiceOptions)(nil), // 9: google.protobuf.ServiceOptions
-	(*descriptorpb.MessageOptions)(nil), // 10: google.protobuf.MessageOptions
-	(*descriptorpb.FieldOptions)(nil),   // 11: google.protobuf.FieldOptions
-	(*descriptorpb.MethodOptions)(nil),  // 12: google.protobuf.MethodOptions
+	(*WorkflowOptions)(nil),             // 8: statefun.v1.WorkflowOptions
+	(*WorkflowStep)(nil),                // 9: statefun.v1.WorkflowStep
+	(*RetryPolicy)(nil),                 // 10: statefun.v1.RetryPolicy
+	(*durationpb.Duration)(nil),         // 11: google.protobuf.Duration
+	(*descriptorpb.ServiceOptions)(nil), // 12: google.protobuf.ServiceOptions
+	(*descriptorpb.MessageOptions)(nil), // 13: google.protobuf.MessageOptions
+	(*descriptorpb.FieldOptions)(nil),   // 14: google.protobuf.FieldOptions
+	(*descriptorpb.MethodOptions)(nil),  // 15: google.protobuf.MethodOptions
 }
 var file_statefun_v1_annotations_proto_depIdxs = []int32{
 	2,  // 0: statefun.v1.EntityOptions.event_sourced:type_name -> statefun.v1.EventSourced
 	3,  // 1: statefun.v1.EntityOptions.key_value:type_name -> statefun.v1.KeyValue
-	8,  // 2: statefun.v1.EntityOptions.passivation_timeout:type_name -> google.protobuf.Duration
+	11, // 2: statefun.v1.EntityOptions.passivation_timeout:type_name -> google.protobuf.Duration
 	0,  // 3: statefun.v1.ConsumerOptions.start_from:type_name -> statefun.v1.ConsumerOptions.StartFrom
-	9,  // 4: statefun.v1.entity:extendee -> google.protobuf.ServiceOptions
-	9,  // 5: statefun.v1.consumer:extendee -> google.protobuf.ServiceOptions
-	10, // 6: statefun.v1.event:extendee -> google.protobuf.MessageOptions
-	11, // 7: statefun.v1.field:extendee -> google.protobuf.FieldOptions
-	12, // 8: statefun.v1.method:extendee -> google.protobuf.MethodOptions
-	1,  // 9: statefun.v1.entity:type_name -> statefun.v1.EntityOptions
-	4,  // 10: statefun.v1.consumer:type_name -> statefun.v1.ConsumerOptions
-	5,  // 11: statefun.v1.event:type_name -> statefun.v1.EventOptions
-	6,  // 12: statefun.v1.field:type_name -> statefun.v1.FieldOptions
-	7,  // 13: statefun.v1.method:type_name -> statefun.v1.MethodOptions
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	9,  // [9:14] is the sub-list for extension type_name
-	4,  // [4:9] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	9,  // 4: statefun.v1.WorkflowOptions.steps:type_name -> statefun.v1.WorkflowStep
+	11, // 5: statefun.v1.WorkflowOptions.step_timeout:type_name -> google.protobuf.Duration
+	10, // 6: statefun.v1.WorkflowOptions.retry:type_name -> statefun.v1.RetryPolicy
+	11, // 7: statefun.v1.WorkflowOptions.passivation_timeout:type_name -> google.protobuf.Duration
+	11, // 8: statefun.v1.WorkflowStep.timeout:type_name -> google.protobuf.Duration
+	10, // 9: statefun.v1.WorkflowStep.retry:type_name -> statefun.v1.RetryPolicy
+	11, // 10: statefun.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	11, // 11: statefun.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	12, // 12: statefun.v1.entity:extendee -> google.protobuf.ServiceOptions
+	12, // 13: statefun.v1.consumer:extendee -> google.protobuf.ServiceOptions
+	12, // 14: statefun.v1.workflow:extendee -> google.protobuf.ServiceOptions
+	13, // 15: statefun.v1.event:extendee -> google.protobuf.MessageOptions
+	14, // 16: statefun.v1.field:extendee -> google.protobuf.FieldOptions
+	15, // 17: statefun.v1.method:extendee -> google.protobuf.MethodOptions
+	1,  // 18: statefun.v1.entity:type_name -> statefun.v1.EntityOptions
+	4,  // 19: statefun.v1.consumer:type_name -> statefun.v1.ConsumerOptions
+	8,  // 20: statefun.v1.workflow:type_name -> statefun.v1.WorkflowOptions
+	5,  // 21: statefun.v1.event:type_name -> statefun.v1.EventOptions
+	6,  // 22: statefun.v1.field:type_name -> statefun.v1.FieldOptions
+	7,  // 23: statefun.v1.method:type_name -> statefun.v1.MethodOptions
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	18, // [18:24] is the sub-list for extension type_name
+	12, // [12:18] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_statefun_v1_annotations_proto_init() }
@@ -720,8 +1025,8 @@ func file_statefun_v1_annotations_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_statefun_v1_annotations_proto_rawDesc), len(file_statefun_v1_annotations_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
-			NumExtensions: 5,
+			NumMessages:   10,
+			NumExtensions: 6,
 			NumServices:   0,
 		},
 		GoTypes:           file_statefun_v1_annotations_proto_goTypes,
