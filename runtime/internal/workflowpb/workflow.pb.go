@@ -412,6 +412,9 @@ type StepFailed struct {
 	Next          *Transition            `protobuf:"bytes,5,opt,name=next,proto3" json:"next,omitempty"`
 	StartedMicros int64                  `protobuf:"varint,6,opt,name=started_micros,json=startedMicros,proto3" json:"started_micros,omitempty"`
 	AtMicros      int64                  `protobuf:"varint,7,opt,name=at_micros,json=atMicros,proto3" json:"at_micros,omitempty"`
+	// next runs the same step again: the same visit, the next attempt, at
+	// next.wake_at_micros.
+	Retry         bool `protobuf:"varint,8,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -493,6 +496,13 @@ func (x *StepFailed) GetAtMicros() int64 {
 		return x.AtMicros
 	}
 	return 0
+}
+
+func (x *StepFailed) GetRetry() bool {
+	if x != nil {
+		return x.Retry
+	}
+	return false
 }
 
 // Signalled: a signal handler ran; next is unset when it left the
@@ -768,7 +778,7 @@ const file_statefun_internal_v1_workflow_proto_rawDesc = "" +
 	"\x05state\x18\x04 \x01(\fR\x05state\x124\n" +
 	"\x04next\x18\x05 \x01(\v2 .statefun.internal.v1.TransitionR\x04next\x12%\n" +
 	"\x0estarted_micros\x18\x06 \x01(\x03R\rstartedMicros\x12\x1b\n" +
-	"\tat_micros\x18\a \x01(\x03R\batMicros\"\xe0\x01\n" +
+	"\tat_micros\x18\a \x01(\x03R\batMicros\"\xf6\x01\n" +
 	"\n" +
 	"StepFailed\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\tR\x04step\x12\x14\n" +
@@ -777,7 +787,8 @@ const file_statefun_internal_v1_workflow_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x124\n" +
 	"\x04next\x18\x05 \x01(\v2 .statefun.internal.v1.TransitionR\x04next\x12%\n" +
 	"\x0estarted_micros\x18\x06 \x01(\x03R\rstartedMicros\x12\x1b\n" +
-	"\tat_micros\x18\a \x01(\x03R\batMicros\"\x8c\x01\n" +
+	"\tat_micros\x18\a \x01(\x03R\batMicros\x12\x14\n" +
+	"\x05retry\x18\b \x01(\bR\x05retry\"\x8c\x01\n" +
 	"\tSignalled\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\fR\x05state\x124\n" +
