@@ -134,8 +134,17 @@ func (cfg *WorkflowConfig[S]) validate() error {
 	switch {
 	case !entityTypePattern.MatchString(cfg.Type):
 		return fmt.Errorf("workflow type %q: use lowercase letters, digits, '.', '_' and '-', starting with a letter, at most 128 characters", cfg.Type)
-	case cfg.Service == nil || cfg.NewState == nil || cfg.NewService == nil:
-		return fmt.Errorf("workflow %q: its configuration lacks Service, NewState or NewService; regenerate the code with protoc-gen-statefun", cfg.Type)
+	case cfg.Service == nil || cfg.NewService == nil:
+		return fmt.Errorf("workflow %q: its configuration lacks Service or NewService; regenerate the code with protoc-gen-statefun", cfg.Type)
+	}
+	return cfg.validateSteps()
+}
+
+// validateSteps checks what a testkit needs too.
+func (cfg *WorkflowConfig[S]) validateSteps() error {
+	switch {
+	case cfg.NewState == nil:
+		return fmt.Errorf("workflow %q: its configuration lacks NewState; regenerate the code with protoc-gen-statefun", cfg.Type)
 	case len(cfg.Steps) == 0:
 		return fmt.Errorf("workflow %q has no steps; declare at least one in its (statefun.v1.workflow) option", cfg.Type)
 	}
@@ -166,7 +175,8 @@ func (cfg *WorkflowConfig[S]) validate() error {
 // with it.
 type WorkflowHost[S proto.Message] struct {
 	cfg     WorkflowConfig[S]
-	rt      *Runtime
+	rt      *Runtime // nil in a testkit
+	now     func() time.Time
 	records *Host[*workflowpb.WorkflowRecord]
 	steps   map[string]*WorkflowStep[S]
 
@@ -186,10 +196,8 @@ type runKey struct {
 }
 
 func newWorkflowHost[S proto.Message](r *Runtime, cfg WorkflowConfig[S]) *WorkflowHost[S] {
-	h := &WorkflowHost[S]{cfg: cfg, rt: r, steps: map[string]*WorkflowStep[S]{}, running: map[runKey]bool{}}
-	for i := range cfg.Steps {
-		h.steps[cfg.Steps[i].Name] = &cfg.Steps[i]
-	}
+	h := bareWorkflowHost(cfg)
+	h.rt = r
 	h.records = newHost(r, EntityConfig[*workflowpb.WorkflowRecord]{
 		Type:               cfg.Type,
 		Kind:               EventSourced,
@@ -202,6 +210,15 @@ func newWorkflowHost[S proto.Message](r *Runtime, cfg WorkflowConfig[S]) *Workfl
 		ApplyEvent: applyWorkflowEvent,
 	})
 	r.workflows.add(cfg.Type, h)
+	return h
+}
+
+// bareWorkflowHost is a host without a runtime: what a testkit needs.
+func bareWorkflowHost[S proto.Message](cfg WorkflowConfig[S]) *WorkflowHost[S] {
+	h := &WorkflowHost[S]{cfg: cfg, now: time.Now, steps: map[string]*WorkflowStep[S]{}, running: map[runKey]bool{}}
+	for i := range cfg.Steps {
+		h.steps[cfg.Steps[i].Name] = &cfg.Steps[i]
+	}
 	return h
 }
 
@@ -471,14 +488,19 @@ func (c *WorkflowReadContext) Status() *statefunv1.WorkflowStatus {
 // one it chose, or the first declared) are committed together, and the
 // reply is released once they are durable.
 func StartWorkflow[S, R proto.Message](ctx context.Context, h *WorkflowHost[S], id, method string, fn func(*WorkflowContext, S) (R, error)) (R, error) {
-	return Command(ctx, h.records, id, func(c *CommandContext, rec *workflowpb.WorkflowRecord) (R, error) {
+	return Command(ctx, h.records, id, startHandler(h, id, fn))
+}
+
+// startHandler is StartWorkflow's command, shared with the testkit.
+func startHandler[S, R proto.Message](h *WorkflowHost[S], id string, fn func(*WorkflowContext, S) (R, error)) func(*CommandContext, *workflowpb.WorkflowRecord) (R, error) {
+	return func(c *CommandContext, rec *workflowpb.WorkflowRecord) (R, error) {
 		var zero R
 		if ph := rec.GetStatus().GetPhase(); ph != statefunv1.WorkflowStatus_PHASE_UNSPECIFIED {
 			return zero, status.Errorf(codes.AlreadyExists, "workflow %s/%s was started at %s and is %s; start a new one under another ID (or repeat the first start's %s to get its answer)",
 				h.cfg.Type, id, rec.GetStatus().GetStartedAt().AsTime().Format(time.RFC3339), phaseName(ph), IdempotencyKeyHeader)
 		}
 		state := h.cfg.NewState()
-		now := time.Now()
+		now := h.now()
 		wc := &WorkflowContext{ctx: c.Context(), id: id, status: rec.GetStatus(), now: now}
 		reply, err := fn(wc, state)
 		if err != nil {
@@ -499,7 +521,7 @@ func StartWorkflow[S, R proto.Message](ctx context.Context, h *WorkflowHost[S], 
 		h.started.Add(1)
 		h.countEnd(next)
 		return reply, nil
-	})
+	}
 }
 
 // SignalWorkflow runs fn, a signal handler, for the workflow id. A
@@ -511,7 +533,12 @@ func StartWorkflow[S, R proto.Message](ctx context.Context, h *WorkflowHost[S], 
 // state, once it ends (its calls are repeated with the same idempotency
 // keys, so their effects are not).
 func SignalWorkflow[S, R proto.Message](ctx context.Context, h *WorkflowHost[S], id, method string, fn func(*WorkflowContext, S) (R, error)) (R, error) {
-	return Command(ctx, h.records, id, func(c *CommandContext, rec *workflowpb.WorkflowRecord) (R, error) {
+	return Command(ctx, h.records, id, signalHandler(h, id, method, fn))
+}
+
+// signalHandler is SignalWorkflow's command, shared with the testkit.
+func signalHandler[S, R proto.Message](h *WorkflowHost[S], id, method string, fn func(*WorkflowContext, S) (R, error)) func(*CommandContext, *workflowpb.WorkflowRecord) (R, error) {
+	return func(c *CommandContext, rec *workflowpb.WorkflowRecord) (R, error) {
 		var zero R
 		st := rec.GetStatus()
 		switch st.GetPhase() {
@@ -524,7 +551,7 @@ func SignalWorkflow[S, R proto.Message](ctx context.Context, h *WorkflowHost[S],
 		if err != nil {
 			return zero, err
 		}
-		now := time.Now()
+		now := h.now()
 		wc := &WorkflowContext{ctx: c.Context(), id: id, status: st, now: now}
 		reply, err := fn(wc, state)
 		if err != nil {
@@ -551,7 +578,7 @@ func SignalWorkflow[S, R proto.Message](ctx context.Context, h *WorkflowHost[S],
 		h.signals.Add(1)
 		h.countEnd(next)
 		return reply, nil
-	})
+	}
 }
 
 func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
@@ -559,7 +586,12 @@ func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
 // ReadWorkflow runs fn, a read handler, against the workflow id. A
 // workflow that was never started refuses with NOT_FOUND.
 func ReadWorkflow[S, R proto.Message](ctx context.Context, h *WorkflowHost[S], id string, fn func(*WorkflowReadContext, S) (R, error)) (R, error) {
-	return Read(ctx, h.records, id, func(c *ReadContext, rec *workflowpb.WorkflowRecord) (R, error) {
+	return Read(ctx, h.records, id, readHandler(h, id, fn))
+}
+
+// readHandler is ReadWorkflow's read, shared with the testkit.
+func readHandler[S, R proto.Message](h *WorkflowHost[S], id string, fn func(*WorkflowReadContext, S) (R, error)) func(*ReadContext, *workflowpb.WorkflowRecord) (R, error) {
+	return func(c *ReadContext, rec *workflowpb.WorkflowRecord) (R, error) {
 		var zero R
 		if rec.GetStatus().GetPhase() == statefunv1.WorkflowStatus_PHASE_UNSPECIFIED {
 			return zero, status.Errorf(codes.NotFound, "workflow %s/%s was never started", h.cfg.Type, id)
@@ -569,7 +601,7 @@ func ReadWorkflow[S, R proto.Message](ctx context.Context, h *WorkflowHost[S], i
 			return zero, err
 		}
 		return fn(&WorkflowReadContext{ctx: c.Context(), id: id, status: rec.GetStatus()}, state)
-	})
+	}
 }
 
 func phaseName(p statefunv1.WorkflowStatus_Phase) string {
@@ -780,6 +812,16 @@ func (h *WorkflowHost[S]) runStep(ctx context.Context, req *workflowpb.RunStepRe
 	return h.startStep(ctx, req, 0, 0)
 }
 
+// expire ends the wait rec is in: its timeout passed.
+func (h *WorkflowHost[S]) expire(c *CommandContext, id string, rec *workflowpb.WorkflowRecord, now time.Time) {
+	next := failTransition(fmt.Sprintf("no signal came while the workflow waited to run step %q", rec.GetStatus().GetStep()))
+	if ts := rec.GetTimeoutStep(); ts != "" {
+		next = goTo(ts, time.Time{})
+	}
+	h.emit(c, id, rec, wfExpiredType, &workflowpb.WaitExpired{Visit: rec.GetVisit(), Next: next, AtMicros: now.UnixMicro()}, now)
+	h.countEnd(next)
+}
+
 // startStep checks that req is for the current step and that it is due,
 // commits a watchdog (the workflow's timer, moved to after the step's
 // timeout, so that the step runs again if this node dies before its
@@ -797,7 +839,7 @@ func (h *WorkflowHost[S]) startStep(ctx context.Context, req *workflowpb.RunStep
 	var launch *workflowpb.WorkflowRecord
 	_, err := command(ctx, h.records, id, shard, epoch, func(c *CommandContext, rec *workflowpb.WorkflowRecord) (*workflowpb.RunStepResponse, error) {
 		st := rec.GetStatus()
-		now := time.Now()
+		now := h.now()
 		if rec.GetVisit() != req.GetVisit() || st.GetAttempt() != req.GetAttempt() {
 			return &workflowpb.RunStepResponse{}, nil // a stale timer: the workflow moved on
 		}
@@ -806,12 +848,7 @@ func (h *WorkflowHost[S]) startStep(ctx context.Context, req *workflowpb.RunStep
 		}
 		switch st.GetPhase() {
 		case statefunv1.WorkflowStatus_PHASE_WAITING:
-			next := failTransition(fmt.Sprintf("no signal came while step %q waited for one", st.GetStep()))
-			if ts := rec.GetTimeoutStep(); ts != "" {
-				next = goTo(ts, time.Time{})
-			}
-			h.emit(c, id, rec, wfExpiredType, &workflowpb.WaitExpired{Visit: rec.GetVisit(), Next: next, AtMicros: now.UnixMicro()}, now)
-			h.countEnd(next)
+			h.expire(c, id, rec, now)
 		case statefunv1.WorkflowStatus_PHASE_RUNNING:
 			step := h.steps[st.GetStep()]
 			if step == nil {
@@ -876,72 +913,22 @@ func (s *WorkflowStep[S]) backoff(attempt uint32) time.Duration {
 // meanwhile, it returns the record to run the attempt again on.
 func (h *WorkflowHost[S]) attempt(ctx context.Context, rec *workflowpb.WorkflowRecord, id string, shard int, epoch int64) *workflowpb.WorkflowRecord {
 	st := rec.GetStatus()
-	step := h.steps[st.GetStep()]
-	started := time.Now()
-	key := boundKey("wf:" + h.cfg.Type + "/" + id + "/" + strconv.FormatUint(rec.GetVisit(), 10) + "-" + st.GetStep())
-	state, err := h.decode(rec)
-	var next Transition
-	if err == nil {
-		sctx, cancel := context.WithTimeout(ctx, step.timeout())
-		sc := &StepContext{
-			base: sctx, ctx: metadata.AppendToOutgoingContext(sctx, IdempotencyKeyHeader, key),
-			conn: h.rt.conn, id: id, step: st.GetStep(), attempt: int(st.GetAttempt()), key: key, now: started,
-		}
-		next, err = h.callStep(sc, step, state)
-		if err == nil && sctx.Err() != nil && ctx.Err() == nil {
-			// The step ignored its context: its calls may have been cut
-			// short, so its outcome is not trusted.
-			err = fmt.Errorf("step %q ran over its timeout of %s", st.GetStep(), step.timeout())
-		}
-		cancel()
-	}
+	next, b, started, err := h.perform(ctx, rec, id, h.rt.conn)
 	if ctx.Err() != nil {
 		// The runtime is stopping: the watchdog runs the step again.
 		return nil
 	}
-	var b []byte
-	if err == nil {
-		if b, err = encodeState(state); err == nil {
-			err = h.check(next.t)
-		}
+	timeout := h.rt.cfg.commitTimeout
+	if timeout <= 0 {
+		timeout = defaultStoreTimeout
 	}
-	now := time.Now()
-	cctx, cancel := context.WithTimeout(ctx, h.rt.cfg.commitTimeout)
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var again *workflowpb.WorkflowRecord
 	_, cerr := command(cctx, h.records, id, shard, epoch, func(c *CommandContext, cur *workflowpb.WorkflowRecord) (*workflowpb.RunStepResponse, error) {
-		cs := cur.GetStatus()
-		if cur.GetVisit() != rec.GetVisit() || cs.GetAttempt() != st.GetAttempt() || cs.GetPhase() != statefunv1.WorkflowStatus_PHASE_RUNNING {
-			return &workflowpb.RunStepResponse{}, nil // a signal moved the workflow on meanwhile
-		}
-		if cur.GetGeneration() != rec.GetGeneration() {
-			// A signal changed the state while the step ran on the old
-			// one: run it again, at once, on the new state. The watchdog
-			// stays as it is.
+		if h.settle(c, id, rec, cur, next, err, b, started) {
 			again = proto.Clone(cur).(*workflowpb.WorkflowRecord)
-			return &workflowpb.RunStepResponse{}, nil
 		}
-		if err == nil {
-			h.emit(c, id, cur, wfStepEndedType, &workflowpb.StepEnded{Step: st.GetStep(), Visit: cur.GetVisit(), Attempt: cs.GetAttempt(),
-				State: b, Next: next.t, StartedMicros: started.UnixMicro(), AtMicros: now.UnixMicro()}, now)
-			h.stepsDone.Add(1)
-			h.countEnd(next.t)
-			return &workflowpb.RunStepResponse{}, nil
-		}
-		ev := &workflowpb.StepFailed{Step: st.GetStep(), Visit: cur.GetVisit(), Attempt: cs.GetAttempt(), Error: err.Error(),
-			StartedMicros: started.UnixMicro(), AtMicros: now.UnixMicro()}
-		switch max := step.Retry.MaxAttempts; {
-		case max == 0 || int(cs.GetAttempt()) < max:
-			ev.Retry = true
-			ev.Next = goTo(st.GetStep(), now.Add(step.backoff(cs.GetAttempt())))
-		case step.Retry.Failover != "":
-			ev.Next = goTo(step.Retry.Failover, time.Time{})
-		default:
-			ev.Next = failTransition(fmt.Sprintf("step %q failed %d times; the last error: %v", st.GetStep(), cs.GetAttempt(), err))
-		}
-		h.emit(c, id, cur, wfStepFailType, ev, now)
-		h.stepsFailed.Add(1)
-		h.countEnd(ev.Next)
 		return &workflowpb.RunStepResponse{}, nil
 	})
 	if cerr != nil && !isMoved(cerr) {
@@ -952,14 +939,86 @@ func (h *WorkflowHost[S]) attempt(ctx context.Context, rec *workflowpb.WorkflowR
 	return again
 }
 
+// perform runs the user's step rec is at, once, with calls through conn:
+// it returns what the step chose, the state it left (encoded) and when it
+// started, or why the attempt failed.
+func (h *WorkflowHost[S]) perform(ctx context.Context, rec *workflowpb.WorkflowRecord, id string, conn grpc.ClientConnInterface) (next Transition, b []byte, started time.Time, err error) {
+	st := rec.GetStatus()
+	step := h.steps[st.GetStep()]
+	started = h.now()
+	key := boundKey("wf:" + h.cfg.Type + "/" + id + "/" + strconv.FormatUint(rec.GetVisit(), 10) + "-" + st.GetStep())
+	state, err := h.decode(rec)
+	if err != nil {
+		return next, nil, started, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, step.timeout())
+	defer cancel()
+	sc := &StepContext{
+		base: sctx, ctx: metadata.AppendToOutgoingContext(sctx, IdempotencyKeyHeader, key),
+		conn: conn, id: id, step: st.GetStep(), attempt: int(st.GetAttempt()), key: key, now: started,
+	}
+	next, err = h.callStep(sc, step, state)
+	if err == nil && sctx.Err() != nil && ctx.Err() == nil {
+		// The step ignored its context: its calls may have been cut
+		// short, so its outcome is not trusted.
+		err = fmt.Errorf("step %q ran over its timeout of %s", st.GetStep(), step.timeout())
+	}
+	if err == nil {
+		if b, err = encodeState(state); err == nil {
+			err = h.check(next.t)
+		}
+	}
+	return next, b, started, err
+}
+
+// settle stores the outcome of an attempt begun on rec, on cur, the
+// record now: unless the workflow moved on meanwhile. It reports whether
+// a signal changed the state while the attempt ran, so that it must run
+// again on the new state (the watchdog stays as it is).
+func (h *WorkflowHost[S]) settle(c *CommandContext, id string, rec, cur *workflowpb.WorkflowRecord, next Transition, err error, b []byte, started time.Time) (again bool) {
+	st, cs := rec.GetStatus(), cur.GetStatus()
+	now := h.now()
+	if cur.GetVisit() != rec.GetVisit() || cs.GetAttempt() != st.GetAttempt() || cs.GetPhase() != statefunv1.WorkflowStatus_PHASE_RUNNING {
+		return false // a signal moved the workflow on meanwhile
+	}
+	if cur.GetGeneration() != rec.GetGeneration() {
+		return true
+	}
+	step := h.steps[st.GetStep()]
+	if err == nil {
+		h.emit(c, id, cur, wfStepEndedType, &workflowpb.StepEnded{Step: st.GetStep(), Visit: cur.GetVisit(), Attempt: cs.GetAttempt(),
+			State: b, Next: next.t, StartedMicros: started.UnixMicro(), AtMicros: now.UnixMicro()}, now)
+		h.stepsDone.Add(1)
+		h.countEnd(next.t)
+		return false
+	}
+	ev := &workflowpb.StepFailed{Step: st.GetStep(), Visit: cur.GetVisit(), Attempt: cs.GetAttempt(), Error: err.Error(),
+		StartedMicros: started.UnixMicro(), AtMicros: now.UnixMicro()}
+	switch most := step.Retry.MaxAttempts; {
+	case most == 0 || int(cs.GetAttempt()) < most:
+		ev.Retry = true
+		ev.Next = goTo(st.GetStep(), now.Add(step.backoff(cs.GetAttempt())))
+	case step.Retry.Failover != "":
+		ev.Next = goTo(step.Retry.Failover, time.Time{})
+	default:
+		ev.Next = failTransition(fmt.Sprintf("step %q failed %d times; the last error: %v", st.GetStep(), cs.GetAttempt(), err))
+	}
+	h.emit(c, id, cur, wfStepFailType, ev, now)
+	h.stepsFailed.Add(1)
+	h.countEnd(ev.Next)
+	return false
+}
+
 // callStep runs the user's step, turning a panic into an error (logged
 // with its stack) and a missing transition into one.
 func (h *WorkflowHost[S]) callStep(sc *StepContext, step *WorkflowStep[S], state S) (next Transition, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			pe := &panicError{value: p, stack: debug.Stack()}
-			logPanic(sc.ctx, h.rt.log, &h.rt.panicLog, "workflow step panicked; the attempt counts as failed", pe,
-				"workflow", h.cfg.Type, "id", sc.id, "step", sc.step, "attempt", sc.attempt)
+			if h.rt != nil {
+				logPanic(sc.ctx, h.rt.log, &h.rt.panicLog, "workflow step panicked; the attempt counts as failed", pe,
+					"workflow", h.cfg.Type, "id", sc.id, "step", sc.step, "attempt", sc.attempt)
+			}
 			err = fmt.Errorf("step %q panicked: %v", sc.step, p)
 		}
 	}()
