@@ -914,11 +914,26 @@ func (s *WorkflowStep[S]) backoff(attempt uint32) time.Duration {
 func (h *WorkflowHost[S]) attempt(ctx context.Context, rec *workflowpb.WorkflowRecord, id string, shard int, epoch int64) *workflowpb.WorkflowRecord {
 	st := rec.GetStatus()
 	next, b, started, err := h.perform(ctx, rec, id, h.rt.conn)
+	timeout := h.rt.cfg.commitTimeout
+	if timeout <= 0 {
+		timeout = defaultStoreTimeout
+	}
 	if ctx.Err() != nil {
-		// The runtime is stopping: the watchdog runs the step again.
+		// The runtime is stopping, and cut the attempt short: make the
+		// step due at once, so that it runs again as soon as the workflow
+		// is served (after a restart, or by the shard's next owner)
+		// rather than when its watchdog fires. If this does not make it
+		// to the store, the watchdog still does the job.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		_, _ = command(cctx, h.records, id, shard, epoch, func(c *CommandContext, cur *workflowpb.WorkflowRecord) (*workflowpb.RunStepResponse, error) {
+			if cur.GetVisit() == rec.GetVisit() && cur.GetStatus().GetAttempt() == st.GetAttempt() {
+				c.ScheduleCall(workflowTimer, h.now(), h.runStepCall(id, cur.GetVisit(), st.GetAttempt()))
+			}
+			return &workflowpb.RunStepResponse{}, nil
+		})
 		return nil
 	}
-	timeout := h.rt.cfg.commitTimeout
 	if timeout <= 0 {
 		timeout = defaultStoreTimeout
 	}
