@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/statefun-go/statefun/runtime/internal/journal"
+	"github.com/statefun-go/statefun/runtime/internal/workflowpb"
 	"github.com/statefun-go/statefun/runtime/store"
 	"github.com/statefun-go/statefun/runtime/store/memory"
 )
@@ -28,6 +31,7 @@ type Runtime struct {
 	conn       *localConn
 	consumers  *consumerSet
 	timers     *timerService
+	workflows  workflowSet
 	cluster    *clusterNode // nil outside a cluster
 	writerNode string
 
@@ -200,6 +204,11 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 		seen[e.typ] = true
 		r.services = append(r.services, boundService{desc: e.service, impl: e.bind(r)})
 	}
+	if len(r.workflows.hosts) > 0 {
+		// Workflow timers call the runner; it is served like an entity so
+		// that a cluster forwards its calls to the workflow's owner.
+		r.services = append(r.services, boundService{desc: &workflowpb.WorkflowRunnerService_ServiceDesc, impl: &runnerService{set: &r.workflows}})
+	}
 	errs = append(errs, validateConsumers(cfg.consumers)...)
 	if err := errors.Join(errs...); err != nil {
 		if cfg.ownStore {
@@ -275,7 +284,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
 		// Consumers and timers first: they call entities, which need the
 		// writer.
-		err := errors.Join(r.consumers.shutdown(ctx), r.timers.shutdown(ctx))
+		err := errors.Join(r.consumers.shutdown(ctx), r.timers.shutdown(ctx), r.workflows.shutdown(ctx))
 		if r.cluster != nil {
 			// Hand the shards off while calls can still be forwarded.
 			err = errors.Join(err, r.cluster.close(ctx))
@@ -302,16 +311,17 @@ func (r *Runtime) Leave(ctx context.Context) error {
 	}
 	// Consumers and timers first: they run under leases of this node,
 	// and what they did must be saved while those are still held.
-	err := errors.Join(r.consumers.shutdown(ctx), r.timers.shutdown(ctx))
+	err := errors.Join(r.consumers.shutdown(ctx), r.timers.shutdown(ctx), r.workflows.shutdown(ctx))
 	return errors.Join(err, r.cluster.leave(ctx))
 }
 
 // Stats is a point-in-time view of the runtime, for metrics.
 type Stats struct {
-	Entities []HostStats
-	Journal  JournalStats
-	Timers   TimerStats
-	Cluster  ClusterStats // zero outside a cluster
+	Entities  []HostStats
+	Journal   JournalStats
+	Timers    TimerStats
+	Workflows []WorkflowStats
+	Cluster   ClusterStats // zero outside a cluster
 }
 
 // TimerStats count the timer deliveries this runtime made.
@@ -376,6 +386,12 @@ func (r *Runtime) Stats() Stats {
 			Forwards:    cn.forwards.Load(), ForwardRetries: cn.forwardRetries.Load(),
 		}
 	}
+	r.workflows.mu.Lock()
+	for _, h := range r.workflows.hosts {
+		s.Workflows = append(s.Workflows, h.stats())
+	}
+	r.workflows.mu.Unlock()
+	slices.SortFunc(s.Workflows, func(a, b WorkflowStats) int { return strings.Compare(a.WorkflowType, b.WorkflowType) })
 	s.Timers = TimerStats{Fired: r.timers.fired.Load(), Retried: r.timers.retried.Load(), Refused: r.timers.refused.Load()}
 	js := r.writer.Stats()
 	s.Journal = JournalStats{
