@@ -4,8 +4,9 @@
 // 	protoc        (unknown)
 // source: workflow/transfer.proto
 
-// Package workflow has a workflow: a money transfer in steps, which waits
-// for an approval and refunds a deposit that keeps failing.
+// Package workflow has a workflow next to the entity it calls: a money
+// transfer between accounts in steps, which waits for an approval and
+// refunds a deposit that keeps failing.
 
 package workflow
 
@@ -25,6 +26,198 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type DepositRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Amount        int64                  `protobuf:"varint,2,opt,name=amount,proto3" json:"amount,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DepositRequest) Reset() {
+	*x = DepositRequest{}
+	mi := &file_workflow_transfer_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DepositRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DepositRequest) ProtoMessage() {}
+
+func (x *DepositRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_transfer_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DepositRequest.ProtoReflect.Descriptor instead.
+func (*DepositRequest) Descriptor() ([]byte, []int) {
+	return file_workflow_transfer_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *DepositRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *DepositRequest) GetAmount() int64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+type WithdrawRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Amount        int64                  `protobuf:"varint,2,opt,name=amount,proto3" json:"amount,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawRequest) Reset() {
+	*x = WithdrawRequest{}
+	mi := &file_workflow_transfer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawRequest) ProtoMessage() {}
+
+func (x *WithdrawRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_transfer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawRequest.ProtoReflect.Descriptor instead.
+func (*WithdrawRequest) Descriptor() ([]byte, []int) {
+	return file_workflow_transfer_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *WithdrawRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *WithdrawRequest) GetAmount() int64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+type GetAccountRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAccountRequest) Reset() {
+	*x = GetAccountRequest{}
+	mi := &file_workflow_transfer_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAccountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAccountRequest) ProtoMessage() {}
+
+func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_transfer_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
+func (*GetAccountRequest) Descriptor() ([]byte, []int) {
+	return file_workflow_transfer_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetAccountRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+type Account struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Balance       int64                  `protobuf:"varint,1,opt,name=balance,proto3" json:"balance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Account) Reset() {
+	*x = Account{}
+	mi := &file_workflow_transfer_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Account) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Account) ProtoMessage() {}
+
+func (x *Account) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_transfer_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Account.ProtoReflect.Descriptor instead.
+func (*Account) Descriptor() ([]byte, []int) {
+	return file_workflow_transfer_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Account) GetBalance() int64 {
+	if x != nil {
+		return x.Balance
+	}
+	return 0
+}
+
 type StartTransferRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TransferId    string                 `protobuf:"bytes,1,opt,name=transfer_id,json=transferId,proto3" json:"transfer_id,omitempty"`
@@ -38,7 +231,7 @@ type StartTransferRequest struct {
 
 func (x *StartTransferRequest) Reset() {
 	*x = StartTransferRequest{}
-	mi := &file_workflow_transfer_proto_msgTypes[0]
+	mi := &file_workflow_transfer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -50,7 +243,7 @@ func (x *StartTransferRequest) String() string {
 func (*StartTransferRequest) ProtoMessage() {}
 
 func (x *StartTransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_transfer_proto_msgTypes[0]
+	mi := &file_workflow_transfer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -63,7 +256,7 @@ func (x *StartTransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTransferRequest.ProtoReflect.Descriptor instead.
 func (*StartTransferRequest) Descriptor() ([]byte, []int) {
-	return file_workflow_transfer_proto_rawDescGZIP(), []int{0}
+	return file_workflow_transfer_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StartTransferRequest) GetTransferId() string {
@@ -110,7 +303,7 @@ type TransferStarted struct {
 
 func (x *TransferStarted) Reset() {
 	*x = TransferStarted{}
-	mi := &file_workflow_transfer_proto_msgTypes[1]
+	mi := &file_workflow_transfer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -122,7 +315,7 @@ func (x *TransferStarted) String() string {
 func (*TransferStarted) ProtoMessage() {}
 
 func (x *TransferStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_transfer_proto_msgTypes[1]
+	mi := &file_workflow_transfer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -135,7 +328,7 @@ func (x *TransferStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferStarted.ProtoReflect.Descriptor instead.
 func (*TransferStarted) Descriptor() ([]byte, []int) {
-	return file_workflow_transfer_proto_rawDescGZIP(), []int{1}
+	return file_workflow_transfer_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TransferStarted) GetTransferId() string {
@@ -155,7 +348,7 @@ type ApproveRequest struct {
 
 func (x *ApproveRequest) Reset() {
 	*x = ApproveRequest{}
-	mi := &file_workflow_transfer_proto_msgTypes[2]
+	mi := &file_workflow_transfer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -167,7 +360,7 @@ func (x *ApproveRequest) String() string {
 func (*ApproveRequest) ProtoMessage() {}
 
 func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_transfer_proto_msgTypes[2]
+	mi := &file_workflow_transfer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -180,7 +373,7 @@ func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveRequest.ProtoReflect.Descriptor instead.
 func (*ApproveRequest) Descriptor() ([]byte, []int) {
-	return file_workflow_transfer_proto_rawDescGZIP(), []int{2}
+	return file_workflow_transfer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ApproveRequest) GetTransferId() string {
@@ -207,7 +400,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_workflow_transfer_proto_msgTypes[3]
+	mi := &file_workflow_transfer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -219,7 +412,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_transfer_proto_msgTypes[3]
+	mi := &file_workflow_transfer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -232,7 +425,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_workflow_transfer_proto_rawDescGZIP(), []int{3}
+	return file_workflow_transfer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CancelRequest) GetTransferId() string {
@@ -258,7 +451,7 @@ type GetTransferRequest struct {
 
 func (x *GetTransferRequest) Reset() {
 	*x = GetTransferRequest{}
-	mi := &file_workflow_transfer_proto_msgTypes[4]
+	mi := &file_workflow_transfer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -270,7 +463,7 @@ func (x *GetTransferRequest) String() string {
 func (*GetTransferRequest) ProtoMessage() {}
 
 func (x *GetTransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_transfer_proto_msgTypes[4]
+	mi := &file_workflow_transfer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -283,7 +476,7 @@ func (x *GetTransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTransferRequest.ProtoReflect.Descriptor instead.
 func (*GetTransferRequest) Descriptor() ([]byte, []int) {
-	return file_workflow_transfer_proto_rawDescGZIP(), []int{4}
+	return file_workflow_transfer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetTransferRequest) GetTransferId() string {
@@ -309,7 +502,7 @@ type Transfer struct {
 
 func (x *Transfer) Reset() {
 	*x = Transfer{}
-	mi := &file_workflow_transfer_proto_msgTypes[5]
+	mi := &file_workflow_transfer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -321,7 +514,7 @@ func (x *Transfer) String() string {
 func (*Transfer) ProtoMessage() {}
 
 func (x *Transfer) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_transfer_proto_msgTypes[5]
+	mi := &file_workflow_transfer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -334,7 +527,7 @@ func (x *Transfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transfer.ProtoReflect.Descriptor instead.
 func (*Transfer) Descriptor() ([]byte, []int) {
-	return file_workflow_transfer_proto_rawDescGZIP(), []int{5}
+	return file_workflow_transfer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Transfer) GetFrom() string {
@@ -403,7 +596,7 @@ type TransferView struct {
 
 func (x *TransferView) Reset() {
 	*x = TransferView{}
-	mi := &file_workflow_transfer_proto_msgTypes[6]
+	mi := &file_workflow_transfer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -415,7 +608,7 @@ func (x *TransferView) String() string {
 func (*TransferView) ProtoMessage() {}
 
 func (x *TransferView) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_transfer_proto_msgTypes[6]
+	mi := &file_workflow_transfer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -428,7 +621,7 @@ func (x *TransferView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferView.ProtoReflect.Descriptor instead.
 func (*TransferView) Descriptor() ([]byte, []int) {
-	return file_workflow_transfer_proto_rawDescGZIP(), []int{6}
+	return file_workflow_transfer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TransferView) GetTransfer() *Transfer {
@@ -449,7 +642,20 @@ var File_workflow_transfer_proto protoreflect.FileDescriptor
 
 const file_workflow_transfer_proto_rawDesc = "" +
 	"\n" +
-	"\x17workflow/transfer.proto\x12\x1astatefun.testdata.workflow\x1a\x1dstatefun/v1/annotations.proto\x1a\x1astatefun/v1/workflow.proto\"\xa2\x01\n" +
+	"\x17workflow/transfer.proto\x12\x1astatefun.testdata.workflow\x1a\x1dstatefun/v1/annotations.proto\x1a\x1astatefun/v1/workflow.proto\"O\n" +
+	"\x0eDepositRequest\x12%\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tB\x06\xf2\x81\x19\x02\b\x01R\taccountId\x12\x16\n" +
+	"\x06amount\x18\x02 \x01(\x03R\x06amount\"P\n" +
+	"\x0fWithdrawRequest\x12%\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tB\x06\xf2\x81\x19\x02\b\x01R\taccountId\x12\x16\n" +
+	"\x06amount\x18\x02 \x01(\x03R\x06amount\":\n" +
+	"\x11GetAccountRequest\x12%\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tB\x06\xf2\x81\x19\x02\b\x01R\taccountId\"#\n" +
+	"\aAccount\x12\x18\n" +
+	"\abalance\x18\x01 \x01(\x03R\abalance\"\xa2\x01\n" +
 	"\x14StartTransferRequest\x12'\n" +
 	"\vtransfer_id\x18\x01 \x01(\tB\x06\xf2\x81\x19\x02\b\x01R\n" +
 	"transferId\x12\x12\n" +
@@ -496,7 +702,13 @@ const file_workflow_transfer_proto_rawDesc = "" +
 	"\x1a\x15\b\x05\x12\x05\x10\x80\x84\xaf_\x1a\x02\b\x1e\"\x06refund\x1a\n" +
 	"\n" +
 	"\x06refund\x1a\x00\"\x02\b\x14*\x02\b\n" +
-	"2\x03\b\xd8\x04B<Z:github.com/statefun-go/statefun/testdata/workflow;workflowb\x06proto3"
+	"2\x03\b\xd8\x042\xce\x02\n" +
+	"\x0eAccountService\x12Z\n" +
+	"\aDeposit\x12*.statefun.testdata.workflow.DepositRequest\x1a#.statefun.testdata.workflow.Account\x12\\\n" +
+	"\bWithdraw\x12+.statefun.testdata.workflow.WithdrawRequest\x1a#.statefun.testdata.workflow.Account\x12h\n" +
+	"\n" +
+	"GetAccount\x12-.statefun.testdata.workflow.GetAccountRequest\x1a#.statefun.testdata.workflow.Account\"\x06\xf2\x81\x19\x02\b\x01\x1a\x18\xf2\x81\x19\x14\n" +
+	"\aaccount\x12\aAccount\"\x00B<Z:github.com/statefun-go/statefun/testdata/workflow;workflowb\x06proto3"
 
 var (
 	file_workflow_transfer_proto_rawDescOnce sync.Once
@@ -510,33 +722,43 @@ func file_workflow_transfer_proto_rawDescGZIP() []byte {
 	return file_workflow_transfer_proto_rawDescData
 }
 
-var file_workflow_transfer_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_workflow_transfer_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_workflow_transfer_proto_goTypes = []any{
-	(*StartTransferRequest)(nil), // 0: statefun.testdata.workflow.StartTransferRequest
-	(*TransferStarted)(nil),      // 1: statefun.testdata.workflow.TransferStarted
-	(*ApproveRequest)(nil),       // 2: statefun.testdata.workflow.ApproveRequest
-	(*CancelRequest)(nil),        // 3: statefun.testdata.workflow.CancelRequest
-	(*GetTransferRequest)(nil),   // 4: statefun.testdata.workflow.GetTransferRequest
-	(*Transfer)(nil),             // 5: statefun.testdata.workflow.Transfer
-	(*TransferView)(nil),         // 6: statefun.testdata.workflow.TransferView
-	(*v1.WorkflowStatus)(nil),    // 7: statefun.v1.WorkflowStatus
+	(*DepositRequest)(nil),       // 0: statefun.testdata.workflow.DepositRequest
+	(*WithdrawRequest)(nil),      // 1: statefun.testdata.workflow.WithdrawRequest
+	(*GetAccountRequest)(nil),    // 2: statefun.testdata.workflow.GetAccountRequest
+	(*Account)(nil),              // 3: statefun.testdata.workflow.Account
+	(*StartTransferRequest)(nil), // 4: statefun.testdata.workflow.StartTransferRequest
+	(*TransferStarted)(nil),      // 5: statefun.testdata.workflow.TransferStarted
+	(*ApproveRequest)(nil),       // 6: statefun.testdata.workflow.ApproveRequest
+	(*CancelRequest)(nil),        // 7: statefun.testdata.workflow.CancelRequest
+	(*GetTransferRequest)(nil),   // 8: statefun.testdata.workflow.GetTransferRequest
+	(*Transfer)(nil),             // 9: statefun.testdata.workflow.Transfer
+	(*TransferView)(nil),         // 10: statefun.testdata.workflow.TransferView
+	(*v1.WorkflowStatus)(nil),    // 11: statefun.v1.WorkflowStatus
 }
 var file_workflow_transfer_proto_depIdxs = []int32{
-	5, // 0: statefun.testdata.workflow.TransferView.transfer:type_name -> statefun.testdata.workflow.Transfer
-	7, // 1: statefun.testdata.workflow.TransferView.status:type_name -> statefun.v1.WorkflowStatus
-	0, // 2: statefun.testdata.workflow.TransferService.Start:input_type -> statefun.testdata.workflow.StartTransferRequest
-	2, // 3: statefun.testdata.workflow.TransferService.Approve:input_type -> statefun.testdata.workflow.ApproveRequest
-	3, // 4: statefun.testdata.workflow.TransferService.Cancel:input_type -> statefun.testdata.workflow.CancelRequest
-	4, // 5: statefun.testdata.workflow.TransferService.Get:input_type -> statefun.testdata.workflow.GetTransferRequest
-	1, // 6: statefun.testdata.workflow.TransferService.Start:output_type -> statefun.testdata.workflow.TransferStarted
-	5, // 7: statefun.testdata.workflow.TransferService.Approve:output_type -> statefun.testdata.workflow.Transfer
-	5, // 8: statefun.testdata.workflow.TransferService.Cancel:output_type -> statefun.testdata.workflow.Transfer
-	6, // 9: statefun.testdata.workflow.TransferService.Get:output_type -> statefun.testdata.workflow.TransferView
-	6, // [6:10] is the sub-list for method output_type
-	2, // [2:6] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	9,  // 0: statefun.testdata.workflow.TransferView.transfer:type_name -> statefun.testdata.workflow.Transfer
+	11, // 1: statefun.testdata.workflow.TransferView.status:type_name -> statefun.v1.WorkflowStatus
+	4,  // 2: statefun.testdata.workflow.TransferService.Start:input_type -> statefun.testdata.workflow.StartTransferRequest
+	6,  // 3: statefun.testdata.workflow.TransferService.Approve:input_type -> statefun.testdata.workflow.ApproveRequest
+	7,  // 4: statefun.testdata.workflow.TransferService.Cancel:input_type -> statefun.testdata.workflow.CancelRequest
+	8,  // 5: statefun.testdata.workflow.TransferService.Get:input_type -> statefun.testdata.workflow.GetTransferRequest
+	0,  // 6: statefun.testdata.workflow.AccountService.Deposit:input_type -> statefun.testdata.workflow.DepositRequest
+	1,  // 7: statefun.testdata.workflow.AccountService.Withdraw:input_type -> statefun.testdata.workflow.WithdrawRequest
+	2,  // 8: statefun.testdata.workflow.AccountService.GetAccount:input_type -> statefun.testdata.workflow.GetAccountRequest
+	5,  // 9: statefun.testdata.workflow.TransferService.Start:output_type -> statefun.testdata.workflow.TransferStarted
+	9,  // 10: statefun.testdata.workflow.TransferService.Approve:output_type -> statefun.testdata.workflow.Transfer
+	9,  // 11: statefun.testdata.workflow.TransferService.Cancel:output_type -> statefun.testdata.workflow.Transfer
+	10, // 12: statefun.testdata.workflow.TransferService.Get:output_type -> statefun.testdata.workflow.TransferView
+	3,  // 13: statefun.testdata.workflow.AccountService.Deposit:output_type -> statefun.testdata.workflow.Account
+	3,  // 14: statefun.testdata.workflow.AccountService.Withdraw:output_type -> statefun.testdata.workflow.Account
+	3,  // 15: statefun.testdata.workflow.AccountService.GetAccount:output_type -> statefun.testdata.workflow.Account
+	9,  // [9:16] is the sub-list for method output_type
+	2,  // [2:9] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_workflow_transfer_proto_init() }
@@ -550,9 +772,9 @@ func file_workflow_transfer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_workflow_transfer_proto_rawDesc), len(file_workflow_transfer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   11,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_workflow_transfer_proto_goTypes,
 		DependencyIndexes: file_workflow_transfer_proto_depIdxs,

@@ -17,6 +17,225 @@ import (
 // is built with supports it: a runtime too old for it fails the build.
 const _ = statefun.SupportPackageIsVersion1
 
+// AccountEntityType is the stored type name of Account entities. It is part of the
+// stored data: it never changes, whatever the Go or proto names become.
+const AccountEntityType = "account"
+
+// AccountHandler is what a Account implementation provides: a method per command,
+// which must not change the state it is given; to change the state, it passes a
+// new one to AccountContext.SetState.
+// Pass an implementation to NewAccount.
+//
+// Account holds money; transfers move it.
+type AccountHandler interface {
+	// Deposit adds an amount.
+	Deposit(ctx *AccountContext, state *Account, req *DepositRequest) (*Account, error)
+
+	// Withdraw takes an amount out, if the balance covers it.
+	Withdraw(ctx *AccountContext, state *Account, req *WithdrawRequest) (*Account, error)
+
+	// GetAccount returns the account.
+	GetAccount(ctx *AccountReadContext, state *Account, req *GetAccountRequest) (*Account, error)
+}
+
+// AccountContext is given to Account's command handlers.
+type AccountContext struct {
+	c *statefun.CommandContext
+}
+
+// Context returns the context of the command's request: its deadline,
+// cancellation and metadata.
+func (c *AccountContext) Context() context.Context {
+	return c.c.Context()
+}
+
+// EntityID returns the ID of the entity the command addresses.
+func (c *AccountContext) EntityID() string {
+	return c.c.EntityID()
+}
+
+// SetState replaces the state with state when the handler returns without
+// error; the caller gets the reply once it is stored. The runtime keeps state:
+// do not change it afterwards.
+func (c *AccountContext) SetState(state *Account) {
+	c.c.SetState(state)
+}
+
+// ScheduleCall makes call at due, or as soon as possible after it: at least
+// once, surviving restarts, by whichever node owns this entity then. It is
+// stored with this command's changes when the handler returns without error,
+// and dropped otherwise. name is unique per entity: scheduling it again
+// replaces the pending timer. The target tells a delivery by
+// statefun.TimerOf(ctx). Build calls with the generated <Entity><Method>Call
+// functions.
+func (c *AccountContext) ScheduleCall(name string, due time.Time, call *statefun.Call) {
+	c.c.ScheduleCall(name, due, call)
+}
+
+// ScheduleCallAfter is ScheduleCall at delay after now.
+func (c *AccountContext) ScheduleCallAfter(name string, delay time.Duration, call *statefun.Call) {
+	c.c.ScheduleCallAfter(name, delay, call)
+}
+
+// CancelTimer cancels the pending timer name, if there is one, when the handler
+// returns without error.
+func (c *AccountContext) CancelTimer(name string) {
+	c.c.CancelTimer(name)
+}
+
+// AccountReadContext is given to Account's read-only handlers: it has no way
+// to change the entity.
+type AccountReadContext struct {
+	c *statefun.ReadContext
+}
+
+// Context returns the context of the read's request: its deadline,
+// cancellation and metadata.
+func (c *AccountReadContext) Context() context.Context {
+	return c.c.Context()
+}
+
+// EntityID returns the ID of the entity the read addresses.
+func (c *AccountReadContext) EntityID() string {
+	return c.c.EntityID()
+}
+
+// NewAccount returns the Account entity implemented by h, ready to be
+// hosted by the statefun runtime:
+//
+//	statefun.Main(NewAccount(h))
+func NewAccount(h AccountHandler) *statefun.Entity {
+	return statefun.NewEntity(statefun.EntityConfig[*Account]{
+		Type:    AccountEntityType,
+		Kind:    statefun.KeyValue,
+		Service: &AccountService_ServiceDesc,
+		NewState: func() *Account {
+			return new(Account)
+		},
+		NewService: func(host *statefun.Host[*Account]) any {
+			return &accountServer{
+				host:    host,
+				handler: h,
+			}
+		},
+	})
+}
+
+// accountServer serves Account's gRPC methods: it extracts the entity key
+// from each request and runs the handler through the runtime.
+type accountServer struct {
+	UnimplementedAccountServiceServer
+	host    *statefun.Host[*Account]
+	handler AccountHandler
+}
+
+var _ AccountServiceServer = (*accountServer)(nil)
+
+func (s *accountServer) Deposit(ctx context.Context, req *DepositRequest) (*Account, error) {
+	id, err := accountDepositKey(req)
+	if err != nil {
+		return nil, err
+	}
+	return statefun.Command(ctx, s.host, id, func(c *statefun.CommandContext, state *Account) (*Account, error) {
+		return s.handler.Deposit(&AccountContext{c: c}, state, req)
+	})
+}
+
+func (s *accountServer) Withdraw(ctx context.Context, req *WithdrawRequest) (*Account, error) {
+	id, err := accountWithdrawKey(req)
+	if err != nil {
+		return nil, err
+	}
+	return statefun.Command(ctx, s.host, id, func(c *statefun.CommandContext, state *Account) (*Account, error) {
+		return s.handler.Withdraw(&AccountContext{c: c}, state, req)
+	})
+}
+
+func (s *accountServer) GetAccount(ctx context.Context, req *GetAccountRequest) (*Account, error) {
+	id, err := accountGetAccountKey(req)
+	if err != nil {
+		return nil, err
+	}
+	return statefun.Read(ctx, s.host, id, func(c *statefun.ReadContext, state *Account) (*Account, error) {
+		return s.handler.GetAccount(&AccountReadContext{c: c}, state, req)
+	})
+}
+
+// accountDepositKey returns the ID of the Account entity that req addresses.
+func accountDepositKey(req *DepositRequest) (string, error) {
+	k0 := req.GetAccountId()
+	if k0 == "" {
+		return "", statefun.MissingKeyError("statefun.testdata.workflow.DepositRequest", "account_id")
+	}
+	return k0, nil
+}
+
+// accountWithdrawKey returns the ID of the Account entity that req addresses.
+func accountWithdrawKey(req *WithdrawRequest) (string, error) {
+	k0 := req.GetAccountId()
+	if k0 == "" {
+		return "", statefun.MissingKeyError("statefun.testdata.workflow.WithdrawRequest", "account_id")
+	}
+	return k0, nil
+}
+
+// accountGetAccountKey returns the ID of the Account entity that req addresses.
+func accountGetAccountKey(req *GetAccountRequest) (string, error) {
+	k0 := req.GetAccountId()
+	if k0 == "" {
+		return "", statefun.MissingKeyError("statefun.testdata.workflow.GetAccountRequest", "account_id")
+	}
+	return k0, nil
+}
+
+// AccountEntityClient calls Account entities from Go: from another service over a
+// gRPC connection, or in process through statefun.Runtime.ClientConn. A request
+// without its entity key fails with codes.InvalidArgument before it is sent.
+type AccountEntityClient struct {
+	client AccountServiceClient
+}
+
+// NewAccountEntityClient returns a client that calls Account entities through cc.
+func NewAccountEntityClient(cc grpc.ClientConnInterface) *AccountEntityClient {
+	return &AccountEntityClient{client: NewAccountServiceClient(cc)}
+}
+
+// AccountDepositCall returns a call of Account.Deposit with req, for a command's Send: the
+// call is made once that command's events are durable.
+func AccountDepositCall(req *DepositRequest) *statefun.Call {
+	return statefun.NewCall(AccountService_Deposit_FullMethodName, req)
+}
+
+// AccountWithdrawCall returns a call of Account.Withdraw with req, for a command's Send: the
+// call is made once that command's events are durable.
+func AccountWithdrawCall(req *WithdrawRequest) *statefun.Call {
+	return statefun.NewCall(AccountService_Withdraw_FullMethodName, req)
+}
+
+// Deposit adds an amount.
+func (c *AccountEntityClient) Deposit(ctx context.Context, req *DepositRequest, opts ...grpc.CallOption) (*Account, error) {
+	if _, err := accountDepositKey(req); err != nil {
+		return nil, err
+	}
+	return c.client.Deposit(ctx, req, opts...)
+}
+
+// Withdraw takes an amount out, if the balance covers it.
+func (c *AccountEntityClient) Withdraw(ctx context.Context, req *WithdrawRequest, opts ...grpc.CallOption) (*Account, error) {
+	if _, err := accountWithdrawKey(req); err != nil {
+		return nil, err
+	}
+	return c.client.Withdraw(ctx, req, opts...)
+}
+
+// GetAccount returns the account.
+func (c *AccountEntityClient) GetAccount(ctx context.Context, req *GetAccountRequest, opts ...grpc.CallOption) (*Account, error) {
+	if _, err := accountGetAccountKey(req); err != nil {
+		return nil, err
+	}
+	return c.client.GetAccount(ctx, req, opts...)
+}
+
 // TransferWorkflowType is the stored type name of Transfer workflows. It is part of the
 // stored data: it never changes, whatever the Go or proto names become.
 const TransferWorkflowType = "transfer"
@@ -24,7 +243,9 @@ const TransferWorkflowType = "transfer"
 // TransferStep is a step of the Transfer workflow: TransferStepWithdraw,
 // TransferStepAwaitApproval, TransferStepDeposit or TransferStepRefund. No
 // other value can be made outside this package, so naming a step the workflow
-// does not declare does not compile. The zero TransferStep is no step.
+// does not declare does not compile. The zero TransferStep{} is no step:
+// WaitForSignal takes it as onTimeout to fail the workflow when the wait times
+// out, and anywhere else it fails the call with codes.Internal.
 type TransferStep struct {
 	name string
 }
@@ -52,17 +273,22 @@ var (
 //
 // Start and signal methods change the state in place and may choose, through
 // their context, what the workflow does next; what they change is stored
-// before the caller gets the reply, and dropped when they return an error.
-// Read methods must not change the state.
+// before the caller gets the reply, and dropped when they return an error. A
+// start that chooses nothing runs the first step; a signal that chooses nothing
+// resumes a workflow waiting for one with the step it waits to run. A workflow
+// starts once: a second start fails with codes.AlreadyExists. Read methods must
+// not change the state.
 //
 // The runtime runs the steps one at a time, in the background, each attempt
 // within the step's timeout. A step changes the state in place and returns
 // what comes next (ctx.GoTo, ctx.Sleep, ctx.End...); the change and that
 // outcome are stored before the next step starts. A failed attempt (an error,
-// a panic or its timeout) is retried by the step's retry policy, and an attempt
-// cut short by a crash runs again: steps must be safe to repeat. Calls made
-// with ctx.Context() carry the step's idempotency key, the same for every
-// attempt, so an entity called from a repeated step applies the call once.
+// a panic or its timeout) keeps none of its changes and is retried by the
+// step's retry policy; an attempt cut short by a crash, or overtaken by a
+// signal that changed the state, runs again: steps must be safe to repeat.
+// Calls made with ctx.Context() carry the step's idempotency key, the same for
+// every attempt, so an entity called from a repeated step applies the call
+// once.
 //
 // Transfer moves an amount from one account to another.
 type TransferHandler interface {
@@ -115,13 +341,13 @@ func (c *TransferContext) WorkflowID() string {
 	return c.c.WorkflowID()
 }
 
-// Status returns the workflow's progress: its phase, its current step and its
-// latest step runs.
+// Status returns the workflow's progress before this call: its phase, its
+// current step and its latest step runs.
 func (c *TransferContext) Status() *statefunv1.WorkflowStatus {
 	return c.c.Status()
 }
 
-// GoTo runs step next, now.
+// GoTo runs step next, at once.
 func (c *TransferContext) GoTo(step TransferStep) {
 	c.c.GoTo(step.name)
 }
@@ -137,10 +363,10 @@ func (c *TransferContext) Pause(step TransferStep) {
 	c.c.Pause(step.name)
 }
 
-// WaitForSignal makes the workflow wait for a signal for at most timeout; resume
-// runs after it, unless the signal's method chooses otherwise. Without a signal
-// in time, onTimeout runs; with onTimeout the zero TransferStep{}, the workflow
-// fails instead.
+// WaitForSignal makes the workflow wait for a signal for at most timeout (0: no
+// limit, as Pause); resume runs after it, unless the signal's method chooses
+// otherwise. Without a signal in time, onTimeout runs; with onTimeout the zero
+// TransferStep{}, the workflow fails instead.
 func (c *TransferContext) WaitForSignal(resume TransferStep, timeout time.Duration, onTimeout TransferStep) {
 	c.c.WaitForSignal(resume.name, timeout, onTimeout.name)
 }
@@ -172,8 +398,8 @@ func (c *TransferReadContext) WorkflowID() string {
 	return c.c.WorkflowID()
 }
 
-// Status returns the workflow's progress: its phase, its current step and its
-// latest step runs.
+// Status returns the workflow's progress before this call: its phase, its
+// current step and its latest step runs.
 func (c *TransferReadContext) Status() *statefunv1.WorkflowStatus {
 	return c.c.Status()
 }
@@ -219,13 +445,14 @@ func (c *TransferStepContext) Attempt() int {
 	return c.c.Attempt()
 }
 
-// IdempotencyKey returns the key calls made with Context carry, for calls to
-// services outside statefun that take one.
+// IdempotencyKey returns the key calls made with Context carry: the same for
+// every attempt at one entry into the step, another for the next entry. Pass it
+// to services outside statefun that take one.
 func (c *TransferStepContext) IdempotencyKey() string {
 	return c.c.IdempotencyKey()
 }
 
-// GoTo runs step next, now.
+// GoTo runs step next, at once.
 func (c *TransferStepContext) GoTo(step TransferStep) statefun.Transition {
 	return c.c.GoTo(step.name)
 }
@@ -241,10 +468,10 @@ func (c *TransferStepContext) Pause(step TransferStep) statefun.Transition {
 	return c.c.Pause(step.name)
 }
 
-// WaitForSignal makes the workflow wait for a signal for at most timeout; resume
-// runs after it, unless the signal's method chooses otherwise. Without a signal
-// in time, onTimeout runs; with onTimeout the zero TransferStep{}, the workflow
-// fails instead.
+// WaitForSignal makes the workflow wait for a signal for at most timeout (0: no
+// limit, as Pause); resume runs after it, unless the signal's method chooses
+// otherwise. Without a signal in time, onTimeout runs; with onTimeout the zero
+// TransferStep{}, the workflow fails instead.
 func (c *TransferStepContext) WaitForSignal(resume TransferStep, timeout time.Duration, onTimeout TransferStep) statefun.Transition {
 	return c.c.WaitForSignal(resume.name, timeout, onTimeout.name)
 }
@@ -254,7 +481,8 @@ func (c *TransferStepContext) End() statefun.Transition {
 	return c.c.End()
 }
 
-// Fail ends the workflow as failed, for reason.
+// Fail ends the workflow as failed, for reason: without a retry or the
+// failover step.
 func (c *TransferStepContext) Fail(reason string) statefun.Transition {
 	return c.c.Fail(reason)
 }

@@ -8,15 +8,168 @@ package workflow
 import (
 	statefunv1 "github.com/statefun-go/statefun/gen/statefun/v1"
 	statefun "github.com/statefun-go/statefun/runtime"
+	codes "google.golang.org/grpc/codes"
 	proto "google.golang.org/protobuf/proto"
 	"time"
 )
 
-// TransferTestKit runs Transfer's methods and steps in a unit test: no server, no
-// store, no goroutine, no clock but the one SetNow sets. Call the workflow's
-// RPCs with the method of the same name (a start first), run its steps with
-// RunStep or Run, and check the replies, State and Status; OnCall answers the
-// calls its steps make.
+// AccountTestKit runs Account's handlers in a unit test: no server, no store,
+// no goroutine. Given a state (GivenState), when a command (a method per RPC),
+// then check the reply or error, the state it set and the state after.
+// A command that succeeds changes the testkit's state as it would change the
+// entity's, so the next command sees the change; one that fails changes nothing.
+// The test fails when a handler changes the state it is given or panics, or
+// when a request lacks its entity key or addresses another entity than the
+// first request did: a testkit holds one entity.
+type AccountTestKit struct {
+	t       statefun.TB
+	kit     *statefun.TestKit[*Account]
+	handler AccountHandler
+}
+
+// NewAccountTestKit returns a testkit that runs h, starting from the state of
+// an entity without history. Pass the test's *testing.T as t.
+func NewAccountTestKit(t statefun.TB, h AccountHandler) *AccountTestKit {
+	t.Helper()
+	return &AccountTestKit{
+		t: t,
+		kit: statefun.NewTestKit(t, statefun.EntityConfig[*Account]{
+			Type: AccountEntityType,
+			Kind: statefun.KeyValue,
+			NewState: func() *Account {
+				return new(Account)
+			},
+		}),
+		handler: h,
+	}
+}
+
+// GivenState replaces the state with a copy of state.
+func (k *AccountTestKit) GivenState(state *Account) {
+	k.t.Helper()
+	k.kit.GivenState(state)
+}
+
+// State returns a copy of the current state.
+func (k *AccountTestKit) State() *Account {
+	return k.kit.State()
+}
+
+// WantState fails the test unless the current state equals want.
+func (k *AccountTestKit) WantState(want *Account) {
+	k.t.Helper()
+	k.kit.WantState(want)
+}
+
+// Deposit runs the Deposit command with req against the testkit's entity.
+func (k *AccountTestKit) Deposit(req *DepositRequest) *AccountTestResult[*Account] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "Account.Deposit", req, accountDepositKey, func(c *statefun.CommandContext, state *Account) (*Account, error) {
+		return k.handler.Deposit(&AccountContext{c: c}, state, req)
+	})
+	return &AccountTestResult[*Account]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// Withdraw runs the Withdraw command with req against the testkit's entity.
+func (k *AccountTestKit) Withdraw(req *WithdrawRequest) *AccountTestResult[*Account] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "Account.Withdraw", req, accountWithdrawKey, func(c *statefun.CommandContext, state *Account) (*Account, error) {
+		return k.handler.Withdraw(&AccountContext{c: c}, state, req)
+	})
+	return &AccountTestResult[*Account]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// GetAccount runs the GetAccount read with req against the testkit's entity.
+func (k *AccountTestKit) GetAccount(req *GetAccountRequest) *AccountTestResult[*Account] {
+	k.t.Helper()
+	res := statefun.TestRead(k.kit, "Account.GetAccount", req, accountGetAccountKey, func(c *statefun.ReadContext, state *Account) (*Account, error) {
+		return k.handler.GetAccount(&AccountReadContext{c: c}, state, req)
+	})
+	return &AccountTestResult[*Account]{
+		t:   k.t,
+		res: res,
+	}
+}
+
+// Timers returns the entity's pending timers, by name: what its commands
+// scheduled and did not cancel.
+func (k *AccountTestKit) Timers() []statefun.TestTimer {
+	return k.kit.Timers()
+}
+
+// SetNow fixes the clock that ScheduleCallAfter counts from (time.Now
+// otherwise), so that a test can check due times exactly.
+func (k *AccountTestKit) SetNow(now time.Time) {
+	k.kit.SetNow(now)
+}
+
+// FireTimer delivers the pending timer name now, as the runtime does when it is
+// due: the timer is removed and its call runs as a command of this testkit's
+// entity, with statefun.TimerOf telling the handler it is the timer's
+// delivery. It returns the command's error. The test fails when no timer has
+// that name, or when its call is to another entity: check those with Timers.
+func (k *AccountTestKit) FireTimer(name string) error {
+	k.t.Helper()
+	return k.kit.FireTimer(name, func(method string, req proto.Message) (bool, error) {
+		switch method {
+		case AccountService_Deposit_FullMethodName:
+			return true, k.Deposit(req.(*DepositRequest)).Err()
+		case AccountService_Withdraw_FullMethodName:
+			return true, k.Withdraw(req.(*WithdrawRequest)).Err()
+		}
+		return false, nil
+	})
+}
+
+// AccountTestResult is what one command or read did in a AccountTestKit.
+type AccountTestResult[R proto.Message] struct {
+	t   statefun.TB
+	res *statefun.TestResult[*Account, R]
+}
+
+// Reply returns the handler's reply, or nil when it returned an error.
+func (r *AccountTestResult[R]) Reply() R {
+	return r.res.Reply()
+}
+
+// Err returns the handler's error, or nil.
+func (r *AccountTestResult[R]) Err() error {
+	return r.res.Err()
+}
+
+// NewState returns a copy of the state the command set, or nil when it set
+// none, failed, or was a read.
+func (r *AccountTestResult[R]) NewState() *Account {
+	return r.res.NewState()
+}
+
+// WantReply fails the test unless the handler succeeded with a reply equal to
+// want.
+func (r *AccountTestResult[R]) WantReply(want R) {
+	r.t.Helper()
+	r.res.WantReply(want)
+}
+
+// WantCode fails the test unless the handler's error has the gRPC status code
+// code; codes.OK checks that it succeeded.
+func (r *AccountTestResult[R]) WantCode(code codes.Code) {
+	r.t.Helper()
+	r.res.WantCode(code)
+}
+
+// TransferTestKit runs Transfer's methods and steps in a unit test, as the runtime
+// runs them, but with no server, no store and no goroutine, and with time
+// moving only when the test says so. Call the workflow's RPCs with the
+// methods of the same names (a start first), run its steps with RunStep or
+// Run, and check the replies, State and Status; OnCall answers the calls its
+// steps make. A testkit holds one workflow: the test fails when a request
+// lacks the workflow key or addresses another workflow than the first did.
 type TransferTestKit struct {
 	t       statefun.TB
 	kit     *statefun.WorkflowTestKit[*Transfer]
@@ -74,17 +227,33 @@ func (k *TransferTestKit) OnCall(method string, fn func(req proto.Message) (prot
 	k.kit.OnCall(method, fn)
 }
 
-// RunStep runs the current step once and applies its outcome.
+// Calls returns the calls the workflow's steps made so far, oldest first, with
+// the idempotency key each carried.
+func (k *TransferTestKit) Calls() []statefun.TestCall {
+	return k.kit.Calls()
+}
+
+// RunStep runs the step the workflow is at, once, whatever its wake time (a
+// sleep or a retry's backoff passes at once), and applies the outcome as the
+// runtime would. The test fails when the workflow is not at a step, or when the
+// step makes a call no OnCall answers.
 func (k *TransferTestKit) RunStep() *statefun.StepTestResult {
 	k.t.Helper()
 	return k.kit.RunStep()
 }
 
-// Run runs steps, at most maxSteps, until the workflow waits, ends or fails,
-// and returns its status then.
+// Run runs steps until the workflow waits for a signal or ends, and returns its
+// progress then. The test fails when it still runs after maxSteps attempts.
 func (k *TransferTestKit) Run(maxSteps int) *statefunv1.WorkflowStatus {
 	k.t.Helper()
 	return k.kit.Run(maxSteps)
+}
+
+// ExpireWait times out the wait for a signal the workflow is in, as the runtime
+// does when the wait's timeout passes.
+func (k *TransferTestKit) ExpireWait() {
+	k.t.Helper()
+	k.kit.ExpireWait()
 }
 
 // Status returns the workflow's progress.
@@ -94,10 +263,12 @@ func (k *TransferTestKit) Status() *statefunv1.WorkflowStatus {
 
 // State returns a copy of the workflow's state.
 func (k *TransferTestKit) State() *Transfer {
+	k.t.Helper()
 	return k.kit.State()
 }
 
-// SetNow sets the testkit's clock, which sleeps, waits and backoffs count from.
+// SetNow sets the clock the workflow's methods and steps see (time.Now by
+// default), so that a test can tell when sleeps, retries and waits would end.
 func (k *TransferTestKit) SetNow(now time.Time) {
 	k.kit.SetNow(now)
 }

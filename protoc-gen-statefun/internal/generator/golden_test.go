@@ -22,6 +22,7 @@ import (
 	_ "github.com/statefun-go/statefun/testdata/multipackage/orders"
 	_ "github.com/statefun-go/statefun/testdata/nestedkey"
 	_ "github.com/statefun-go/statefun/testdata/wellknown"
+	_ "github.com/statefun-go/statefun/testdata/workflow"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden .statefun.go files under testdata")

@@ -75,8 +75,8 @@ var (
 
 // model reads and checks the statefun options of every file of a request.
 type model struct {
-	messages  map[protoreflect.FullName]*protogen.Message
-	services  map[protoreflect.FullName]*protogen.Service
+	messages   map[protoreflect.FullName]*protogen.Message
+	services   map[protoreflect.FullName]*protogen.Service
 	entityOf   map[*protogen.Service]*entity
 	entities   map[*protogen.File][]*entity
 	workflowOf map[*protogen.Service]*workflow
@@ -87,8 +87,8 @@ type model struct {
 
 func buildModel(plugin *protogen.Plugin) (*model, error) {
 	m := &model{
-		messages:  map[protoreflect.FullName]*protogen.Message{},
-		services:  map[protoreflect.FullName]*protogen.Service{},
+		messages:   map[protoreflect.FullName]*protogen.Message{},
+		services:   map[protoreflect.FullName]*protogen.Service{},
 		entityOf:   map[*protogen.Service]*entity{},
 		entities:   map[*protogen.File][]*entity{},
 		workflowOf: map[*protogen.Service]*workflow{},

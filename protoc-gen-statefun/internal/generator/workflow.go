@@ -32,7 +32,7 @@ func generateSteps(out *jen.File, w *workflow, n workflowNames) {
 	for i, s := range w.steps {
 		vars[i] = n.stepVar(s)
 	}
-	comment(out, wrap(fmt.Sprintf("%s is a step of the %s workflow: %s. No other value can be made outside this package, so naming a step the workflow does not declare does not compile. The zero %s is no step.",
+	comment(out, wrap(fmt.Sprintf("%s is a step of the %s workflow: %s. No other value can be made outside this package, so naming a step the workflow does not declare does not compile. The zero %s{} is no step: WaitForSignal takes it as onTimeout to fail the workflow when the wait times out, and anywhere else it fails the call with codes.Internal.",
 		n.step(), n.base, orList(vars), n.step()), 77))
 	out.Type().Id(n.step()).Struct(jen.Id("name").String())
 	out.Line()
@@ -57,19 +57,28 @@ func generateWorkflowHandler(out *jen.File, w *workflow, n workflowNames) {
 	out.Commentf("%s is what a %s workflow provides: a method per RPC and a", n.handler(), n.base)
 	out.Commentf("method per step. Pass an implementation to %s.", n.constructor())
 	out.Comment("")
-	out.Comment("Start and signal methods change the state in place and may choose, through")
-	out.Comment("their context, what the workflow does next; what they change is stored")
-	out.Comment("before the caller gets the reply, and dropped when they return an error.")
-	out.Comment("Read methods must not change the state.")
-	out.Comment("")
-	out.Comment("The runtime runs the steps one at a time, in the background, each attempt")
-	out.Comment("within the step's timeout. A step changes the state in place and returns")
-	out.Comment("what comes next (ctx.GoTo, ctx.Sleep, ctx.End...); the change and that")
-	out.Comment("outcome are stored before the next step starts. A failed attempt (an error,")
-	out.Comment("a panic or its timeout) is retried by the step's retry policy, and an attempt")
-	out.Comment("cut short by a crash runs again: steps must be safe to repeat. Calls made")
-	out.Comment("with ctx.Context() carry the step's idempotency key, the same for every")
-	out.Comment("attempt, so an entity called from a repeated step applies the call once.")
+	for _, l := range []string{
+		"Start and signal methods change the state in place and may choose, through",
+		"their context, what the workflow does next; what they change is stored",
+		"before the caller gets the reply, and dropped when they return an error. A",
+		"start that chooses nothing runs the first step; a signal that chooses nothing",
+		"resumes a workflow waiting for one with the step it waits to run. A workflow",
+		"starts once: a second start fails with codes.AlreadyExists. Read methods must",
+		"not change the state.",
+		"",
+		"The runtime runs the steps one at a time, in the background, each attempt",
+		"within the step's timeout. A step changes the state in place and returns",
+		"what comes next (ctx.GoTo, ctx.Sleep, ctx.End...); the change and that",
+		"outcome are stored before the next step starts. A failed attempt (an error,",
+		"a panic or its timeout) keeps none of its changes and is retried by the",
+		"step's retry policy; an attempt cut short by a crash, or overtaken by a",
+		"signal that changed the state, runs again: steps must be safe to repeat.",
+		"Calls made with ctx.Context() carry the step's idempotency key, the same for",
+		"every attempt, so an entity called from a repeated step applies the call",
+		"once.",
+	} {
+		out.Comment(l)
+	}
 	if doc := docComment(w.service.Comments.Leading, ""); doc != "" {
 		out.Comment("")
 		comment(out, doc)
@@ -227,8 +236,9 @@ func generateWorkflowContexts(out *jen.File, w *workflow, n workflowNames) {
 		jen.Return(jen.Id("c").Dot("c").Dot("Attempt").Call()),
 	)
 	out.Line()
-	out.Comment("IdempotencyKey returns the key calls made with Context carry, for calls to")
-	out.Comment("services outside statefun that take one.")
+	out.Comment("IdempotencyKey returns the key calls made with Context carry: the same for")
+	out.Comment("every attempt at one entry into the step, another for the next entry. Pass it")
+	out.Comment("to services outside statefun that take one.")
 	out.Add(recv()).Id("IdempotencyKey").Params().String().Block(
 		jen.Return(jen.Id("c").Dot("c").Dot("IdempotencyKey").Call()),
 	)
@@ -251,8 +261,8 @@ func workflowAccessors(out *jen.File, typ, what string) {
 		jen.Return(jen.Id("c").Dot("c").Dot("WorkflowID").Call()),
 	)
 	out.Line()
-	out.Comment("Status returns the workflow's progress: its phase, its current step and its")
-	out.Comment("latest step runs.")
+	out.Comment("Status returns the workflow's progress before this call: its phase, its")
+	out.Comment("current step and its latest step runs.")
 	out.Add(recv()).Id("Status").Params().Op("*").Qual(statefunv1Pkg, "WorkflowStatus").Block(
 		jen.Return(jen.Id("c").Dot("c").Dot("Status").Call()),
 	)
@@ -277,7 +287,7 @@ func transitions(out *jen.File, n workflowNames, typ string, result jen.Code, st
 		out.Add(sig.Block(body))
 		out.Line()
 	}
-	emit([]string{"GoTo runs step next, now."},
+	emit([]string{"GoTo runs step next, at once."},
 		"GoTo", []jen.Code{step("step")}, name("step"))
 	emit([]string{"Sleep runs step once d has passed. The wait is stored: it survives restarts."},
 		"Sleep", []jen.Code{jen.Id("d").Qual("time", "Duration"), step("step")}, jen.Id("d"), name("step"))
@@ -286,13 +296,17 @@ func transitions(out *jen.File, n workflowNames, typ string, result jen.Code, st
 		"after it, unless the signal's method chooses otherwise.",
 	}, "Pause", []jen.Code{step("step")}, name("step"))
 	emit([]string{
-		"WaitForSignal makes the workflow wait for a signal for at most timeout; resume",
-		"runs after it, unless the signal's method chooses otherwise. Without a signal",
-		"in time, onTimeout runs; with onTimeout the zero " + n.step() + "{}, the workflow",
-		"fails instead.",
+		"WaitForSignal makes the workflow wait for a signal for at most timeout (0: no",
+		"limit, as Pause); resume runs after it, unless the signal's method chooses",
+		"otherwise. Without a signal in time, onTimeout runs; with onTimeout the zero",
+		n.step() + "{}, the workflow fails instead.",
 	}, "WaitForSignal",
 		[]jen.Code{step("resume"), jen.Id("timeout").Qual("time", "Duration"), step("onTimeout")},
 		name("resume"), jen.Id("timeout"), name("onTimeout"))
 	emit([]string{"End completes the workflow: no step runs after this."}, "End", nil)
-	emit([]string{"Fail ends the workflow as failed, for reason."}, "Fail", []jen.Code{jen.Id("reason").String()}, jen.Id("reason"))
+	failDoc := []string{"Fail ends the workflow as failed, for reason."}
+	if result != nil {
+		failDoc = []string{"Fail ends the workflow as failed, for reason: without a retry or the", "failover step."}
+	}
+	emit(failDoc, "Fail", []jen.Code{jen.Id("reason").String()}, jen.Id("reason"))
 }

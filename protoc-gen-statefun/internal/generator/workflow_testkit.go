@@ -12,11 +12,13 @@ import (
 func generateWorkflowTestKit(out *jen.File, w *workflow) {
 	n := workflowNamesOf(w)
 	state := ptr(w.state.GoIdent)
-	out.Commentf("%s runs %s's methods and steps in a unit test: no server, no", n.testKit(), n.base)
-	out.Comment("store, no goroutine, no clock but the one SetNow sets. Call the workflow's")
-	out.Comment("RPCs with the method of the same name (a start first), run its steps with")
-	out.Comment("RunStep or Run, and check the replies, State and Status; OnCall answers the")
-	out.Comment("calls its steps make.")
+	out.Commentf("%s runs %s's methods and steps in a unit test, as the runtime", n.testKit(), n.base)
+	out.Comment("runs them, but with no server, no store and no goroutine, and with time")
+	out.Comment("moving only when the test says so. Call the workflow's RPCs with the")
+	out.Comment("methods of the same names (a start first), run its steps with RunStep or")
+	out.Comment("Run, and check the replies, State and Status; OnCall answers the calls its")
+	out.Comment("steps make. A testkit holds one workflow: the test fails when a request")
+	out.Comment("lacks the workflow key or addresses another workflow than the first did.")
 	out.Type().Id(n.testKit()).Struct(
 		jen.Id("t").Qual(runtimePkg, "TB"),
 		jen.Id("kit").Op("*").Qual(runtimePkg, "WorkflowTestKit").Types(state.Clone()),
@@ -96,17 +98,33 @@ func generateWorkflowTestKitForwarders(out *jen.File, w *workflow, n workflowNam
 		jen.Id("k").Dot("kit").Dot("OnCall").Call(jen.Id("method"), jen.Id("fn")),
 	)
 	out.Line()
-	out.Comment("RunStep runs the current step once and applies its outcome.")
+	out.Comment("Calls returns the calls the workflow's steps made so far, oldest first, with")
+	out.Comment("the idempotency key each carried.")
+	out.Add(recv()).Id("Calls").Params().Index().Qual(runtimePkg, "TestCall").Block(
+		jen.Return(jen.Id("k").Dot("kit").Dot("Calls").Call()),
+	)
+	out.Line()
+	out.Comment("RunStep runs the step the workflow is at, once, whatever its wake time (a")
+	out.Comment("sleep or a retry's backoff passes at once), and applies the outcome as the")
+	out.Comment("runtime would. The test fails when the workflow is not at a step, or when the")
+	out.Comment("step makes a call no OnCall answers.")
 	out.Add(recv()).Id("RunStep").Params().Op("*").Qual(runtimePkg, "StepTestResult").Block(
 		helper.Clone(),
 		jen.Return(jen.Id("k").Dot("kit").Dot("RunStep").Call()),
 	)
 	out.Line()
-	out.Comment("Run runs steps, at most maxSteps, until the workflow waits, ends or fails,")
-	out.Comment("and returns its status then.")
+	out.Comment("Run runs steps until the workflow waits for a signal or ends, and returns its")
+	out.Comment("progress then. The test fails when it still runs after maxSteps attempts.")
 	out.Add(recv()).Id("Run").Params(jen.Id("maxSteps").Int()).Add(status.Clone()).Block(
 		helper.Clone(),
 		jen.Return(jen.Id("k").Dot("kit").Dot("Run").Call(jen.Id("maxSteps"))),
+	)
+	out.Line()
+	out.Comment("ExpireWait times out the wait for a signal the workflow is in, as the runtime")
+	out.Comment("does when the wait's timeout passes.")
+	out.Add(recv()).Id("ExpireWait").Params().Block(
+		helper.Clone(),
+		jen.Id("k").Dot("kit").Dot("ExpireWait").Call(),
 	)
 	out.Line()
 	out.Comment("Status returns the workflow's progress.")
@@ -116,10 +134,12 @@ func generateWorkflowTestKitForwarders(out *jen.File, w *workflow, n workflowNam
 	out.Line()
 	out.Comment("State returns a copy of the workflow's state.")
 	out.Add(recv()).Id("State").Params().Add(state.Clone()).Block(
+		helper.Clone(),
 		jen.Return(jen.Id("k").Dot("kit").Dot("State").Call()),
 	)
 	out.Line()
-	out.Comment("SetNow sets the testkit's clock, which sleeps, waits and backoffs count from.")
+	out.Comment("SetNow sets the clock the workflow's methods and steps see (time.Now by")
+	out.Comment("default), so that a test can tell when sleeps, retries and waits would end.")
 	out.Add(recv()).Id("SetNow").Params(jen.Id("now").Qual("time", "Time")).Block(
 		jen.Id("k").Dot("kit").Dot("SetNow").Call(jen.Id("now")),
 	)
@@ -128,7 +148,7 @@ func generateWorkflowTestKitForwarders(out *jen.File, w *workflow, n workflowNam
 
 // workflowTestKitReserved are the workflow testkit's own methods, which an
 // RPC of the same name must not shadow.
-var workflowTestKitReserved = map[string]bool{"OnCall": true, "RunStep": true, "Run": true, "Status": true, "State": true, "SetNow": true}
+var workflowTestKitReserved = map[string]bool{"OnCall": true, "Calls": true, "RunStep": true, "Run": true, "ExpireWait": true, "Status": true, "State": true, "SetNow": true}
 
 // workflowTestKitMethod returns the name of the testkit method that runs
 // m: the RPC's name, or, when that is one of the testkit's own methods, the
