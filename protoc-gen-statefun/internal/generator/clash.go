@@ -177,8 +177,9 @@ func (m *model) checkMethodClashes(e *entity) {
 }
 
 // checkWorkflowMethodClashes reports the steps whose Go methods clash with
-// an RPC's or another step's in the workflow's handler interface, and the
-// RPCs that clash with the field its gRPC server embeds.
+// an RPC's in the workflow's handler interface (readSteps reports two steps
+// of one Go name), and the RPCs that clash with the field its gRPC server
+// embeds.
 func (m *model) checkWorkflowMethodClashes(w *workflow) {
 	n := workflowNamesOf(w)
 	svc := string(w.service.Desc.Name())
@@ -192,22 +193,13 @@ func (m *model) checkWorkflowMethodClashes(w *workflow) {
 				n.server(), meth.method.GoName, rpc, n.grpcUnimpl(), n.server(), rpc)
 		}
 	}
-	steps := map[string]*step{}
 	for _, s := range w.steps {
-		pos := stepPosition(w.service, s.index, stepNameField)
 		if meth := rpcs[s.goName]; meth != nil {
 			rpc := svc + "." + string(meth.method.Desc.Name())
-			m.diags.add(pos,
+			m.diags.add(stepPosition(w.service, s.index, stepNameField),
 				"generated method %s.%s (step %s) clashes with the handler of method %s (%s); rename step %s or method %s",
 				n.handler(), s.goName, s.name, rpc, positionOf(meth.method.Desc), s.name, rpc)
 		}
-		if prev := steps[s.goName]; prev != nil {
-			m.diags.add(pos,
-				"steps %s and %s of workflow %s are both the Go method %s.%s; rename one of them",
-				prev.name, s.name, svc, n.handler(), s.goName)
-			continue
-		}
-		steps[s.goName] = s
 	}
 }
 

@@ -769,6 +769,537 @@ message AddRequest { string id = 1 [(statefun.v1.field).key = true]; }
 message State {}`,
 			want: `bad.proto:9:5: REST route of Cart.Add has no path; set one of get, put, post, delete or patch to a path such as "/v1/things/{id}", or remove the (google.api.http) option`,
 		},
+		{
+			name: "workflow without a type",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    state: "State"
+    steps: [{name: "withdraw"}]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:6:3: workflow Transfer has no type; set (statefun.v1.workflow).type to a stable name stored with its data, for example type: "transfer"`,
+		},
+		{
+			name: "invalid workflow type",
+			proto: `service MoneyTransfer {
+  option (statefun.v1.workflow) = {
+    type: "Money Transfer"
+    state: "State"
+    steps: [{name: "withdraw"}]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:7:5: workflow type "Money Transfer" of MoneyTransfer is not valid; use lowercase letters, digits, '.', '_' and '-', starting with a letter, at most 128 characters (for example "money-transfer")`,
+		},
+		{
+			name: "workflow type used by an entity",
+			proto: `service Account {
+  option (statefun.v1.entity) = { type: "transfer" state: "State" key_value: {} };
+  rpc Get(StartRequest) returns (State);
+}
+service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [{name: "withdraw"}]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:11:5: workflow type "transfer" of service Transfer is already used by service Account (bad.proto:5:1); entities and workflows share one namespace of type names, so give each its own`,
+		},
+		{
+			name: "workflow state not found",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "Stat"
+    steps: [{name: "withdraw"}]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:8:5: state message "Stat" of workflow Transfer not found; define it in package acme.v1, import the file that defines it, or give its fully qualified name`,
+		},
+		{
+			name: "workflow without steps",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:6:3: workflow Transfer has no steps; declare them in (statefun.v1.workflow), one entry each, such as steps: {name: "first_step"}; each is a method of its handler`,
+		},
+		{
+			name: "invalid step name",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [
+      {name: "withdraw"},
+      {name: "AwaitApproval"}
+    ]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:11:8: step name "AwaitApproval" of workflow Transfer is not valid; use lowercase letters, digits and '_', starting with a letter, at most 64 characters (for example "await_approval")`,
+		},
+		{
+			name: "step without a name",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [
+      {name: "withdraw"},
+      {timeout: {seconds: 5}}
+    ]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:11:7: step 2 of workflow Transfer has no name; set its name, such as name: "charge_card"`,
+		},
+		{
+			name: "step declared twice",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [
+      {name: "withdraw"},
+      {name: "deposit"},
+      {name: "withdraw"}
+    ]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:12:8: step withdraw is declared twice in workflow Transfer; give each step its own name`,
+		},
+		{
+			name: "failover that is not a step",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [
+      {name: "withdraw"},
+      {
+        name: "deposit"
+        retry: {max_attempts: 3, failover: "refnd"}
+      },
+      {name: "refund"}
+    ]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:13:34: failover "refnd" of step deposit of workflow Transfer is not one of its steps; name one of: withdraw, deposit, refund`,
+		},
+		{
+			name: "step that fails over to itself",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [
+      {name: "withdraw"},
+      {
+        name: "deposit"
+        retry: {max_attempts: 3, failover: "deposit"}
+      }
+    ]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:13:34: step deposit of workflow Transfer fails over to itself; name another step (a compensation), or remove failover to let the workflow fail once attempts are used up`,
+		},
+		{
+			name: "workflow failover that is not a step",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [{name: "withdraw"}, {name: "refund", retry: {}}]
+    retry: {max_attempts: 3, failover: "refnd"}
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:10:30: failover "refnd" of the retry policy of workflow Transfer is not one of its steps; name one of: withdraw, refund`,
+		},
+		{
+			name: "failover step that takes the workflow's policy",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [
+      {name: "withdraw"},
+      {name: "refund"}
+    ]
+    retry: {max_attempts: 3, failover: "refund"}
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:11:7: step refund of workflow Transfer takes the workflow's retry policy, whose failover is refund itself; give step refund a retry policy of its own, so that its last failed attempt ends the workflow instead of running it again`,
+		},
+		{
+			name: "failover without max_attempts",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [
+      {
+        name: "deposit"
+        retry: {failover: "refund"}
+      },
+      {name: "refund"}
+    ]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:12:17: failover of the retry policy of step deposit of workflow Transfer never runs: max_attempts is 0 (no limit), so the step is retried forever; set max_attempts`,
+		},
+		{
+			name: "step timeout not positive",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [
+      {name: "withdraw"},
+      {
+        name: "deposit"
+        timeout: {}
+      }
+    ]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:13:9: timeout of step deposit of workflow Transfer must be a positive duration; remove it to use the workflow's step_timeout`,
+		},
+		{
+			name: "workflow step_timeout not positive",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [{name: "withdraw"}]
+    step_timeout: {seconds: -1}
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:10:5: step_timeout of workflow Transfer must be a positive duration; remove it to use the runtime's default (30 seconds)`,
+		},
+		{
+			name: "backoff not positive",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [{name: "withdraw"}]
+    retry: {
+      max_attempts: 3
+      initial_backoff: {nanos: -5}
+    }
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:12:7: initial_backoff of the retry policy of workflow Transfer must be a positive duration; remove it to use the default`,
+		},
+		{
+			name: "initial backoff longer than max backoff",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [
+      {
+        name: "withdraw"
+        retry: {
+          initial_backoff: {seconds: 120}
+          max_backoff: {seconds: 60}
+        }
+      }
+    ]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:13:11: initial_backoff of the retry policy of step withdraw of workflow Transfer (2m) is longer than its max_backoff (1m); make it shorter, or raise max_backoff`,
+		},
+		{
+			name: "workflow passivation timeout not positive",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [{name: "withdraw"}]
+    passivation_timeout: {}
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:10:5: passivation_timeout of workflow Transfer must be a positive duration; remove it to use the server's default`,
+		},
+		{
+			name: "workflow without a start method",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [{name: "withdraw"}]
+  };
+  rpc Approve(StartRequest) returns (State);
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:5:1: workflow Transfer has no start method; mark the RPC that starts it with option (statefun.v1.method).start = true`,
+		},
+		{
+			name: "method that is both start and read_only",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [{name: "withdraw"}]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method) = { start: true read_only: true }; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:11:45: method Transfer.Start is both start and read_only; a start method changes the workflow, so remove one of the two`,
+		},
+		{
+			name: "start on an entity method",
+			proto: `service Cart {
+  option (statefun.v1.entity) = { type: "cart" state: "State" key_value: {} };
+  rpc Open(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:7:44: method Cart.Open sets (statefun.v1.method).start, which applies to workflow methods only; remove it, or make Cart a workflow with (statefun.v1.workflow)`,
+		},
+		{
+			name: "streaming workflow method",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [{name: "withdraw"}]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+  rpc Watch(StartRequest) returns (stream State);
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:12:3: method Transfer.Watch is streaming; workflow methods must be unary (one request, one reply), so move it to a service without (statefun.v1.workflow)`,
+		},
+		{
+			name: "workflow request without a key",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [{name: "withdraw"}]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+  rpc Approve(ApproveRequest) returns (State);
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message ApproveRequest { string id = 1; }
+message State {}`,
+			want: `bad.proto:12:3: request ApproveRequest of Transfer.Approve has no workflow key; mark the field that identifies the Transfer with [(statefun.v1.field).key = true]`,
+		},
+		{
+			name: "workflow requests with different key shapes",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [{name: "withdraw"}]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+  rpc Approve(ApproveRequest) returns (State);
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message ApproveRequest {
+  string id = 1 [(statefun.v1.field).key = true];
+  string by = 2 [(statefun.v1.field).key = true];
+}
+message State {}`,
+			want: `bad.proto:12:3: request ApproveRequest of Transfer.Approve has 2 key fields, but StartRequest of Start has 1; every request of a workflow must carry the same key`,
+		},
+		{
+			name: "entity and workflow on one service",
+			proto: `service Transfer {
+  option (statefun.v1.entity) = { type: "transfer" state: "State" key_value: {} };
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [{name: "withdraw"}]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:7:3: service Transfer has both (statefun.v1.entity) and (statefun.v1.workflow); a service is an entity or a workflow, so split it in two`,
+		},
+		{
+			name: "consumer and workflow on one service",
+			proto: `import "google/protobuf/empty.proto";
+service Transfer {
+  option (statefun.v1.consumer) = { name: "transfer" source: "Transfer" };
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [{name: "withdraw"}]
+  };
+  rpc Start(StartRequest) returns (google.protobuf.Empty);
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:7:3: service Transfer has both (statefun.v1.workflow) and (statefun.v1.consumer); a service is a workflow or a consumer, so split it in two`,
+		},
+		{
+			name: "consumer of a workflow",
+			proto: `import "google/protobuf/empty.proto";
+service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [{name: "withdraw"}]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+service Audit {
+  option (statefun.v1.consumer) = { name: "audit" source: "Transfer" };
+  rpc OnStart(StartRequest) returns (google.protobuf.Empty);
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:15:51: source acme.v1.Transfer of consumer Audit is a workflow, which has no events to consume; consume an event-sourced entity, or have a step of the workflow call the service that should act`,
+		},
+		{
+			name: "step named like an RPC",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [
+      {name: "withdraw"},
+      {name: "approve"}
+    ]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+  rpc Approve(StartRequest) returns (State);
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:11:8: generated method TransferHandler.Approve (step approve) clashes with the handler of method Transfer.Approve (bad.proto:15:3); rename step approve or method Transfer.Approve`,
+		},
+		{
+			name: "two steps with one Go method",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [
+      {name: "pay2_card"},
+      {name: "pay2card"}
+    ]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:11:8: steps pay2_card and pay2card of workflow Transfer both become the Go method TransferHandler.Pay2Card; rename one of them`,
+		},
+		{
+			name: "step named like the step context",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [
+      {name: "withdraw"},
+      {name: "context"}
+    ]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:11:8: step name "context" of workflow Transfer would name its Go value TransferStepContext, which is the name of its step context; choose another name`,
+		},
+		{
+			name: "entity and workflow with the same Go names",
+			proto: `service Transfer {
+  option (statefun.v1.entity) = { type: "transfer-record" state: "State" key_value: {} };
+  rpc Get(StartRequest) returns (State);
+}
+service TransferService {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [{name: "withdraw"}]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:9:1: generated Go names TransferHandler, TransferContext, NewTransfer, transferServer, TransferTestKit and NewTransferTestKit of workflow TransferService clash with the names of entity Transfer (bad.proto:5:1); rename service Transfer or service TransferService`,
+		},
+		{
+			name: "workflow method named like the gRPC server base",
+			proto: `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [{name: "withdraw"}]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+  rpc UnimplementedTransferServer(StartRequest) returns (State);
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`,
+			want: `bad.proto:12:3: generated method transferServer.UnimplementedTransferServer (the gRPC handler of method Transfer.UnimplementedTransferServer) clashes with the field UnimplementedTransferServer that transferServer embeds; rename method Transfer.UnimplementedTransferServer`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -941,6 +1472,51 @@ message Added {}`
 		f.SourceCodeInfo.Location = kept
 	}
 	want := `bad.proto:11:7: event message "Removd" of entity Cart not found; define it in package acme.v1 or give its fully qualified name`
+	if got := run(t, req).GetError(); got != want {
+		t.Errorf("error:\n got: %s\nwant: %s", got, want)
+	}
+}
+
+// TestStepPositionAsBufRecordsIt: buf records the steps of a workflow
+// written as a list literal (steps: [{...}, {...}]) once, under the first
+// step's index and spanning the whole entry, and nothing inside it. A
+// mistake in any step is reported at that entry; written one entry per
+// step, each step has a location of its own.
+func TestStepPositionAsBufRecordsIt(t *testing.T) {
+	t.Parallel()
+	src := header + `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: [
+      {name: "withdraw"},
+      {name: "Deposit"}
+    ]
+  };
+  rpc Start(StartRequest) returns (State) { option (statefun.v1.method).start = true; }
+}
+message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message State {}`
+	req := compileRequest(t, map[string]string{"bad.proto": src}, "bad.proto")
+	steps := []int32{6, 0, serviceOptionsField, workflowExtension, workflowStepsField} // service[0].options.(workflow).steps
+	for _, f := range req.ProtoFile {
+		if f.GetName() != "bad.proto" {
+			continue
+		}
+		var kept []*descriptorpb.SourceCodeInfo_Location
+		for _, loc := range f.SourceCodeInfo.Location {
+			if !slices.Equal(loc.Path[:min(len(loc.Path), len(steps))], steps) {
+				kept = append(kept, loc)
+			}
+		}
+		// Lines and columns are 0-based: steps: starts at 9:5.
+		kept = append(kept, &descriptorpb.SourceCodeInfo_Location{
+			Path: append(slices.Clone(steps), 0),
+			Span: []int32{8, 4, 11, 5},
+		})
+		f.SourceCodeInfo.Location = kept
+	}
+	want := `bad.proto:9:5: step name "Deposit" of workflow Transfer is not valid; use lowercase letters, digits and '_', starting with a letter, at most 64 characters (for example "deposit")`
 	if got := run(t, req).GetError(); got != want {
 		t.Errorf("error:\n got: %s\nwant: %s", got, want)
 	}

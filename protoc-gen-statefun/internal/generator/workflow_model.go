@@ -134,10 +134,12 @@ func (m *model) readSteps(w *workflow, opts *statefunv1.WorkflowOptions, stepTim
 	name := svc.Desc.Name()
 	if len(opts.GetSteps()) == 0 {
 		m.diags.add(positionOf(svc.Desc, serviceOptionsField, workflowExtension),
-			"workflow %s has no steps; declare them in (statefun.v1.workflow), such as steps: [{name: \"first_step\"}], each a method of its handler", name)
+			"workflow %s has no steps; declare them in (statefun.v1.workflow), one entry each, such as steps: {name: \"first_step\"}; each is a method of its handler", name)
 		return
 	}
 	byName := map[string]*step{}
+	byGoName := map[string]*step{}
+	n := workflowNames{serviceNames(svc)}
 	for i, so := range opts.GetSteps() {
 		at := func(path ...int32) position { return stepPosition(svc, i, path...) }
 		s := &step{name: so.GetName(), index: i, timeout: stepTimeout, retry: retry}
@@ -153,7 +155,21 @@ func (m *model) readSteps(w *workflow, opts *statefunv1.WorkflowOptions, stepTim
 			m.diags.add(at(stepNameField), "step %s is declared twice in workflow %s; give each step its own name", s.name, name)
 			continue
 		}
+		// Known from here on, so that a failover to it is not reported
+		// too when its Go name is refused.
+		byName[s.name] = s
 		s.goName = goCamelCase(s.name)
+		if prev := byGoName[s.goName]; prev != nil {
+			m.diags.add(at(stepNameField),
+				"steps %s and %s of workflow %s both become the Go method %s.%s; rename one of them", prev.name, s.name, name, n.handler(), s.goName)
+			continue
+		}
+		if n.stepVar(s) == n.stepContext() {
+			m.diags.add(at(stepNameField),
+				"step name %q of workflow %s would name its Go value %s, which is the name of its step context; choose another name", s.name, name, n.stepVar(s))
+			continue
+		}
+		byGoName[s.goName] = s
 		if so.Timeout != nil {
 			d, ok := positiveDuration(so.GetTimeout())
 			if !ok {
@@ -168,7 +184,6 @@ func (m *model) readSteps(w *workflow, opts *statefunv1.WorkflowOptions, stepTim
 				return at(append([]int32{stepRetryField}, path...)...)
 			})
 		}
-		byName[s.name] = s
 		w.steps = append(w.steps, s)
 	}
 
@@ -220,7 +235,7 @@ func (m *model) readRetry(p *statefunv1.RetryPolicy, owner string, at func(path 
 	}
 	if ok && r.initialBackoff > 0 && r.maxBackoff > 0 && r.initialBackoff > r.maxBackoff {
 		m.diags.add(at(retryInitialBackoffField), "initial_backoff of %s (%s) is longer than its max_backoff (%s); make it shorter, or raise max_backoff",
-			owner, r.initialBackoff, r.maxBackoff)
+			owner, shortDuration(r.initialBackoff), shortDuration(r.maxBackoff))
 	}
 	if r.failover != "" && r.maxAttempts == 0 {
 		m.diags.add(at(retryFailoverField), "failover of %s never runs: max_attempts is 0 (no limit), so the step is retried forever; set max_attempts", owner)
