@@ -1,7 +1,7 @@
-// Command protoc-gen-statefun generates typed Go for statefun entities from
-// annotated .proto files: the handler interface to implement, the sealed
-// event set, the gRPC service glue, a typed client and a testkit for unit
-// tests of the handlers.
+// Command protoc-gen-statefun generates typed Go for statefun entities and
+// workflows from annotated .proto files: the handler interface to
+// implement, the sealed event set or the step values, the gRPC service
+// glue, a typed client and a testkit for unit tests of the handlers.
 //
 // To start a project, "protoc-gen-statefun init DIR" writes a new Go module
 // with one entity, its buf configuration, a test and a Makefile, pins the
@@ -31,10 +31,11 @@
 //	  --statefun_out=gen --statefun_opt=paths=source_relative \
 //	  shop/cart/v1/cart.proto
 //
-// For a file foo.proto that declares entities, the plugin writes
-// foo.statefun.go beside protoc-gen-go's foo.pb.go, and the testkit in
-// foo_testkit.statefun.go (same package: a binary that does not call it
-// does not link it). Files without entities produce nothing.
+// For a file foo.proto that declares entities or workflows, the plugin
+// writes foo.statefun.go beside protoc-gen-go's foo.pb.go, and the testkit
+// in foo_testkit.statefun.go (same package: a binary that does not call it
+// does not link it). Files without entities, workflows or consumers
+// produce nothing.
 //
 // The options it reads (all from statefun/v1/annotations.proto):
 //
@@ -43,7 +44,12 @@
 //   - message option (statefun.v1.event): type (the stored event name);
 //   - field option (statefun.v1.field).key: the entity key, composite
 //     (several fields) or nested (on a message field);
-//   - method option (statefun.v1.method).read_only.
+//   - service option (statefun.v1.workflow): type, state, steps {name,
+//     timeout, retry}, step_timeout, retry {max_attempts, initial_backoff,
+//     max_backoff, failover}, passivation_timeout;
+//   - service option (statefun.v1.consumer): name, source, start_from;
+//   - method option (statefun.v1.method): read_only, and start (workflows
+//     only).
 //
 // Plugin parameters: the standard protogen ones (paths, module, M) only.
 //
@@ -73,18 +79,27 @@
 // CartEvent, CartHandler, CartEventHandler, CartContext, CartReadContext,
 // NewCart, CartEntityClient, NewCartEntityClient, Cart<Method>Call,
 // CartTestKit, NewCartTestKit and CartTestResult, and unexported helpers
-// (cartServer, cart<Method>Key, ...); for a consumer Audit: AuditConsumerName,
-// AuditHandler, AuditContext and NewAudit. A name that is also declared in
-// the same Go package, by protoc-gen-go (a message, a nested message as
-// Outer_Inner, an enum or enum value, a oneof wrapper), by
-// protoc-gen-go-grpc (CartClient, UnimplementedCartServer, ...) or for
-// another entity or consumer, is reported like any other mistake, since the
-// generated code would not compile:
+// (cartServer, cart<Method>Key, ...); for a workflow Transfer:
+// TransferWorkflowType, TransferStep and a TransferStep<Step> value per step
+// (TransferStepAwaitApproval for step await_approval), TransferHandler (a
+// method per RPC and per step, named by the step's camel case),
+// TransferContext, TransferReadContext, TransferStepContext, NewTransfer,
+// TransferWorkflowClient, NewTransferWorkflowClient, Transfer<Method>Call,
+// TransferTestKit and NewTransferTestKit, and unexported helpers
+// (transferWorkflowConfig, transferServer, transfer<Method>Key); for a
+// consumer Audit: AuditConsumerName, AuditHandler, AuditContext and
+// NewAudit. A name that is also declared in the same Go package, by
+// protoc-gen-go (a message, a nested message as Outer_Inner, an enum or
+// enum value, a oneof wrapper), by protoc-gen-go-grpc (CartClient,
+// UnimplementedCartServer, ...) or for another entity, workflow or
+// consumer, is reported like any other mistake, since the generated code
+// would not compile:
 //
 //	cart.proto:5:1: generated Go name LedgerEvent (the event interface of entity LedgerService) clashes with message acme.v1.LedgerEvent (cart.proto:12:1); rename message LedgerEvent or service LedgerService
 //
 // So is an RPC that would clash with a method of the generated types, such
-// as OnItemAdded next to the event ItemAdded.
+// as OnItemAdded next to the event ItemAdded, or a workflow step whose
+// method is named like an RPC of the workflow.
 package main
 
 import (
