@@ -27,6 +27,9 @@ func (m *model) checkClashes(plugin *protogen.Plugin) {
 			for _, e := range m.entities[f] {
 				m.checkMethodClashes(e)
 			}
+			for _, w := range m.workflows[f] {
+				m.checkWorkflowMethodClashes(w)
+			}
 		}
 	}
 	for _, path := range order {
@@ -135,6 +138,8 @@ func (m *model) fileDeclarations(f *protogen.File) []declaration {
 		var decls []declaration
 		if e := m.entityOf[svc]; e != nil {
 			decls = namesOf(e).declarations(e)
+		} else if w := m.workflowOf[svc]; w != nil {
+			decls = workflowNamesOf(w).declarations(w)
 		} else if c := consumers[svc]; c != nil {
 			decls = consumerNamesOf(c).declarations(c)
 		}
@@ -168,6 +173,41 @@ func (m *model) checkMethodClashes(e *entity) {
 				"generated method %s.%s (the gRPC handler of method %s) clashes with the field %s that %s embeds; rename method %s",
 				n.server(), name, rpc, n.grpcUnimpl(), n.server(), rpc)
 		}
+	}
+}
+
+// checkWorkflowMethodClashes reports the steps whose Go methods clash with
+// an RPC's or another step's in the workflow's handler interface, and the
+// RPCs that clash with the field its gRPC server embeds.
+func (m *model) checkWorkflowMethodClashes(w *workflow) {
+	n := workflowNamesOf(w)
+	svc := string(w.service.Desc.Name())
+	rpcs := map[string]*method{}
+	for _, meth := range w.methods {
+		rpcs[meth.method.GoName] = meth
+		if meth.method.GoName == n.grpcUnimpl() {
+			rpc := svc + "." + string(meth.method.Desc.Name())
+			m.diags.add(positionOf(meth.method.Desc),
+				"generated method %s.%s (the gRPC handler of method %s) clashes with the field %s that %s embeds; rename method %s",
+				n.server(), meth.method.GoName, rpc, n.grpcUnimpl(), n.server(), rpc)
+		}
+	}
+	steps := map[string]*step{}
+	for _, s := range w.steps {
+		pos := stepPosition(w.service, s.index, stepNameField)
+		if meth := rpcs[s.goName]; meth != nil {
+			rpc := svc + "." + string(meth.method.Desc.Name())
+			m.diags.add(pos,
+				"generated method %s.%s (step %s) clashes with the handler of method %s (%s); rename step %s or method %s",
+				n.handler(), s.goName, s.name, rpc, positionOf(meth.method.Desc), s.name, rpc)
+		}
+		if prev := steps[s.goName]; prev != nil {
+			m.diags.add(pos,
+				"steps %s and %s of workflow %s are both the Go method %s.%s; rename one of them",
+				prev.name, s.name, svc, n.handler(), s.goName)
+			continue
+		}
+		steps[s.goName] = s
 	}
 }
 

@@ -61,6 +61,11 @@ func (m *model) readConsumer(f *protogen.File, svc *protogen.Service) *consumer 
 			"service %s has both (statefun.v1.entity) and (statefun.v1.consumer); a service is an entity or a consumer, so split it in two", name)
 		return nil
 	}
+	if workflowOptions(svc) != nil {
+		m.diags.add(optsPos(),
+			"service %s has both (statefun.v1.workflow) and (statefun.v1.consumer); a service is a workflow or a consumer, so split it in two", name)
+		return nil
+	}
 	c := &consumer{
 		service:      svc,
 		file:         f,
@@ -88,6 +93,10 @@ func (m *model) readConsumer(f *protogen.File, svc *protogen.Service) *consumer 
 		if sourceSvc == nil {
 			m.diags.add(optsPos(consumerSourceField),
 				"source %q of consumer %s not found; name an entity service of package %s, import the file that declares it, or give its fully qualified name", opts.GetSource(), name, svc.Desc.ParentFile().Package())
+		} else if workflowOptions(sourceSvc) != nil {
+			m.diags.add(optsPos(consumerSourceField),
+				"source %s of consumer %s is a workflow, which has no events to consume; consume an event-sourced entity, or have a step of the workflow call the service that should act",
+				sourceSvc.Desc.FullName(), name)
 		} else if c.source = m.entityOf[sourceSvc]; c.source == nil {
 			m.diags.add(optsPos(consumerSourceField),
 				"source %s of consumer %s is not an entity; name a service with option (statefun.v1.entity)", sourceSvc.Desc.FullName(), name)
@@ -108,7 +117,7 @@ func (m *model) readConsumer(f *protogen.File, svc *protogen.Service) *consumer 
 			continue
 		case methodOptions(meth) != nil:
 			m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension),
-				"method %s has (statefun.v1.method) options, which apply to entity methods only; remove them", mname)
+				"method %s has (statefun.v1.method) options, which apply to entity and workflow methods only; remove them", mname)
 			continue
 		case meth.Output.Desc.FullName() != "google.protobuf.Empty":
 			m.diags.add(pos, "method %s returns %s; a consumer's methods return google.protobuf.Empty", mname, meth.Output.Desc.FullName())

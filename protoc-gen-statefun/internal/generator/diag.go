@@ -17,6 +17,7 @@ const (
 	fieldOptionsField   = 8 // FieldDescriptorProto.options
 	statefunExtension   = 51230
 	consumerExtension   = 51231
+	workflowExtension   = 51232
 
 	entityTypeField         = 1
 	entityStateField        = 2
@@ -26,6 +27,21 @@ const (
 	eventTypeField          = 1
 	consumerNameField       = 1
 	consumerSourceField     = 2
+	methodStartField        = 2
+
+	// WorkflowOptions, WorkflowStep and RetryPolicy.
+	workflowTypeField        = 1
+	workflowStateField       = 2
+	workflowStepsField       = 3
+	workflowStepTimeoutField = 4
+	workflowRetryField       = 5
+	workflowPassivationField = 6
+	stepNameField            = 1
+	stepTimeoutField         = 2
+	stepRetryField           = 3
+	retryInitialBackoffField = 2
+	retryMaxBackoffField     = 3
+	retryFailoverField       = 4
 )
 
 // diagnostic is a mistake in a user's proto file, reported as

@@ -305,7 +305,7 @@ message State {}`,
 }
 message SearchRequest {}
 message SearchResponse {}`,
-			want: `bad.proto:6:56: method Catalog.Search has (statefun.v1.method) options, but service Catalog is not an entity; add option (statefun.v1.entity) to the service or remove the method options`,
+			want: `bad.proto:6:56: method Catalog.Search has (statefun.v1.method) options, but service Catalog is neither an entity nor a workflow; add option (statefun.v1.entity) or (statefun.v1.workflow) to the service, or remove the method options`,
 		},
 		{
 			name: "consumer without a name",
@@ -486,7 +486,7 @@ service Detector {
   option (statefun.v1.consumer) = { name: "detector" source: "User" };
   rpc OnLoginFailed(LoginFailed) returns (google.protobuf.Empty) { option (statefun.v1.method).read_only = true; }
 }`,
-			want: `bad.proto:16:68: method Detector.OnLoginFailed has (statefun.v1.method) options, which apply to entity methods only; remove them`,
+			want: `bad.proto:16:68: method Detector.OnLoginFailed has (statefun.v1.method) options, which apply to entity and workflow methods only; remove them`,
 		},
 		{
 			name: "reserved event type name",

@@ -46,6 +46,7 @@ type event struct {
 type method struct {
 	method   *protogen.Method
 	readOnly bool
+	start    bool // a workflow's start method
 	key      []keyField
 }
 
@@ -76,19 +77,23 @@ var (
 type model struct {
 	messages  map[protoreflect.FullName]*protogen.Message
 	services  map[protoreflect.FullName]*protogen.Service
-	entityOf  map[*protogen.Service]*entity
-	entities  map[*protogen.File][]*entity
-	consumers map[*protogen.File][]*consumer
-	diags     diagnostics
+	entityOf   map[*protogen.Service]*entity
+	entities   map[*protogen.File][]*entity
+	workflowOf map[*protogen.Service]*workflow
+	workflows  map[*protogen.File][]*workflow
+	consumers  map[*protogen.File][]*consumer
+	diags      diagnostics
 }
 
 func buildModel(plugin *protogen.Plugin) (*model, error) {
 	m := &model{
 		messages:  map[protoreflect.FullName]*protogen.Message{},
 		services:  map[protoreflect.FullName]*protogen.Service{},
-		entityOf:  map[*protogen.Service]*entity{},
-		entities:  map[*protogen.File][]*entity{},
-		consumers: map[*protogen.File][]*consumer{},
+		entityOf:   map[*protogen.Service]*entity{},
+		entities:   map[*protogen.File][]*entity{},
+		workflowOf: map[*protogen.Service]*workflow{},
+		workflows:  map[*protogen.File][]*workflow{},
+		consumers:  map[*protogen.File][]*consumer{},
 	}
 	for _, f := range plugin.Files {
 		m.indexMessages(f.Messages)
@@ -96,9 +101,10 @@ func buildModel(plugin *protogen.Plugin) (*model, error) {
 			m.services[svc.Desc.FullName()] = svc
 		}
 	}
-	// Entities of imported files are read too, so that a consumer can name
-	// one as its source; their mistakes are reported when their own file
-	// is generated, not here.
+	// Entities and workflows of imported files are read too, so that a
+	// consumer can name an entity as its source and the names generated for
+	// them count in the clash check; their mistakes are reported when their
+	// own file is generated, not here.
 	for _, f := range plugin.Files {
 		if f.Generate {
 			continue
@@ -108,13 +114,16 @@ func buildModel(plugin *protogen.Plugin) (*model, error) {
 			if e := m.readEntity(f, svc); e != nil {
 				m.entityOf[svc] = e
 			}
+			if w := m.readWorkflow(f, svc); w != nil {
+				m.workflowOf[svc] = w
+			}
 			m.diags = m.diags[:n]
 		}
 	}
-	// Entity type names must be unique among everything one server may
-	// host; the files of one generation run are the best view of that
-	// the plugin has. The runtime checks again when entities register.
-	typeOwners := map[string]*entity{}
+	// Type names must be unique among the entities and workflows one
+	// server may host; the files of one generation run are the best view
+	// of that the plugin has. The runtime checks again when they register.
+	typeOwners := map[string]*protogen.Service{}
 	for _, f := range plugin.Files {
 		if !f.Generate {
 			continue
@@ -128,11 +137,31 @@ func buildModel(plugin *protogen.Plugin) (*model, error) {
 			if prev, dup := typeOwners[e.typ]; dup && e.typ != "" {
 				m.diags.add(positionOf(svc.Desc, serviceOptionsField, statefunExtension, entityTypeField),
 					"entity type %q of service %s is already used by service %s (%s); give each entity its own type name",
-					e.typ, svc.Desc.Name(), prev.service.Desc.Name(), positionOf(prev.service.Desc))
+					e.typ, svc.Desc.Name(), prev.Desc.Name(), positionOf(prev.Desc))
 			} else {
-				typeOwners[e.typ] = e
+				typeOwners[e.typ] = svc
 			}
 			m.entities[f] = append(m.entities[f], e)
+		}
+	}
+	for _, f := range plugin.Files {
+		if !f.Generate {
+			continue
+		}
+		for _, svc := range f.Services {
+			w := m.readWorkflow(f, svc)
+			if w == nil {
+				continue
+			}
+			m.workflowOf[svc] = w
+			if prev, dup := typeOwners[w.typ]; dup && w.typ != "" {
+				m.diags.add(positionOf(svc.Desc, serviceOptionsField, workflowExtension, workflowTypeField),
+					"workflow type %q of service %s is already used by service %s (%s); entities and workflows share one namespace of type names, so give each its own",
+					w.typ, svc.Desc.Name(), prev.Desc.Name(), positionOf(prev.Desc))
+			} else {
+				typeOwners[w.typ] = svc
+			}
+			m.workflows[f] = append(m.workflows[f], w)
 		}
 	}
 	consumerNames := map[string]*consumer{}
@@ -249,14 +278,14 @@ func eventOptions(msg *protogen.Message) *statefunv1.EventOptions {
 // service. Mistakes are recorded in m.diags.
 func (m *model) readEntity(f *protogen.File, svc *protogen.Service) *entity {
 	opts := entityOptions(svc)
-	if consumerOptions(svc) != nil {
-		return nil // readConsumer checks it, including its method options
+	if consumerOptions(svc) != nil || workflowOptions(svc) != nil {
+		return nil // readConsumer or readWorkflow checks it, including its method options
 	}
 	if opts == nil {
 		for _, meth := range svc.Methods {
 			if methodOptions(meth) != nil {
 				m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension),
-					"method %s.%s has (statefun.v1.method) options, but service %s is not an entity; add option (statefun.v1.entity) to the service or remove the method options",
+					"method %s.%s has (statefun.v1.method) options, but service %s is neither an entity nor a workflow; add option (statefun.v1.entity) or (statefun.v1.workflow) to the service, or remove the method options",
 					svc.Desc.Name(), meth.Desc.Name(), svc.Desc.Name())
 			}
 		}
@@ -268,37 +297,15 @@ func (m *model) readEntity(f *protogen.File, svc *protogen.Service) *entity {
 	}
 	name := svc.Desc.Name()
 
-	switch {
-	case e.typ == "":
-		m.diags.add(optsPos(entityTypeField),
-			"entity %s has no type; set (statefun.v1.entity).type to a stable name stored with its data, for example type: %q", name, kebab(string(name)))
-	case !entityTypePattern.MatchString(e.typ):
-		m.diags.add(optsPos(entityTypeField),
-			"entity type %q of %s is not valid; use lowercase letters, digits, '.', '_' and '-', starting with a letter, at most 128 characters (for example %q)", e.typ, name, kebab(string(name)))
-	}
-
-	switch {
-	case opts.GetState() == "":
-		m.diags.add(optsPos(entityStateField),
-			"entity %s has no state; set (statefun.v1.entity).state to the name of its state message", name)
-	default:
-		e.state = m.resolve(svc, opts.GetState())
-		if e.state == nil {
-			m.diags.add(optsPos(entityStateField),
-				"state message %q of entity %s not found; define it in package %s, import the file that defines it, or give its fully qualified name", opts.GetState(), name, svc.Desc.ParentFile().Package())
-		} else if e.state.Desc.IsMapEntry() {
-			m.diags.add(optsPos(entityStateField), "state %q of entity %s is a map entry; use a message", opts.GetState(), name)
-		}
-	}
-
+	m.checkTypeName("entity", string(name), e.typ, optsPos(entityTypeField))
+	e.state = m.readState(svc, "entity", opts.GetState(), optsPos(entityStateField))
 	if opts.PassivationTimeout != nil {
-		d := opts.GetPassivationTimeout()
-		if err := d.CheckValid(); err != nil || d.AsDuration() <= 0 {
+		d, ok := positiveDuration(opts.GetPassivationTimeout())
+		if !ok {
 			m.diags.add(optsPos(entityPassivationField),
 				"passivation_timeout of entity %s must be a positive duration; remove it to use the server's default", name)
-		} else {
-			e.passivation = d.AsDuration()
 		}
+		e.passivation = d
 	}
 
 	switch opts.GetKind().(type) {
@@ -312,22 +319,78 @@ func (m *model) readEntity(f *protogen.File, svc *protogen.Service) *entity {
 			"entity %s has no kind; set event_sourced: { events: [...] } or key_value: {} in (statefun.v1.entity)", name)
 	}
 
+	for _, meth := range svc.Methods {
+		if methodOptions(meth).GetStart() {
+			m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension, methodStartField),
+				"method %s.%s sets (statefun.v1.method).start, which applies to workflow methods only; remove it, or make %s a workflow with (statefun.v1.workflow)",
+				name, meth.Desc.Name(), name)
+		}
+	}
+	e.methods = m.readMethods(svc, "entity")
+	return e
+}
+
+// readMethods reads the RPCs of an entity or a workflow (kind), checking
+// that every request carries the same key.
+func (m *model) readMethods(svc *protogen.Service, kind string) []*method {
+	var methods []*method
 	var first *method
 	for _, meth := range svc.Methods {
-		mm := m.readMethod(e, meth)
+		mm := m.readMethod(svc, kind, meth)
 		if mm == nil {
 			continue
 		}
-		e.methods = append(e.methods, mm)
+		methods = append(methods, mm)
 		if first == nil {
 			first = mm
 		} else if len(mm.key) != len(first.key) && len(mm.key) > 0 && len(first.key) > 0 {
 			m.diags.add(positionOf(meth.Desc),
-				"request %s of %s.%s has %d key fields, but %s of %s has %d; every request of an entity must carry the same key",
-				meth.Input.Desc.Name(), name, meth.Desc.Name(), len(mm.key), first.method.Input.Desc.Name(), first.method.Desc.Name(), len(first.key))
+				"request %s of %s.%s has %d key fields, but %s of %s has %d; every request of a%s %s must carry the same key",
+				meth.Input.Desc.Name(), svc.Desc.Name(), meth.Desc.Name(), len(mm.key), first.method.Input.Desc.Name(), first.method.Desc.Name(), len(first.key), article(kind), kind)
 		}
 	}
-	return e
+	return methods
+}
+
+// article is the "n" of "an" before kind.
+func article(kind string) string {
+	if strings.ContainsRune("aeiou", rune(kind[0])) {
+		return "n"
+	}
+	return ""
+}
+
+// checkTypeName checks the stored type name of an entity or a workflow
+// (kind) of service name.
+func (m *model) checkTypeName(kind, name, typ string, pos position) {
+	switch {
+	case typ == "":
+		m.diags.add(pos,
+			"%s %s has no type; set (statefun.v1.%s).type to a stable name stored with its data, for example type: %q", kind, name, kind, kebab(name))
+	case !entityTypePattern.MatchString(typ):
+		m.diags.add(pos,
+			"%s type %q of %s is not valid; use lowercase letters, digits, '.', '_' and '-', starting with a letter, at most 128 characters (for example %q)", kind, typ, name, kebab(name))
+	}
+}
+
+// readState resolves the state message of an entity or a workflow (kind),
+// named ref in its options, or returns nil after reporting why it cannot.
+func (m *model) readState(svc *protogen.Service, kind, ref string, pos position) *protogen.Message {
+	name := svc.Desc.Name()
+	if ref == "" {
+		m.diags.add(pos, "%s %s has no state; set (statefun.v1.%s).state to the name of its state message", kind, name, kind)
+		return nil
+	}
+	state := m.resolve(svc, ref)
+	switch {
+	case state == nil:
+		m.diags.add(pos,
+			"state message %q of %s %s not found; define it in package %s, import the file that defines it, or give its fully qualified name", ref, kind, name, svc.Desc.ParentFile().Package())
+	case state.Desc.IsMapEntry():
+		m.diags.add(pos, "state %q of %s %s is a map entry; use a message", ref, kind, name)
+		return nil
+	}
+	return state
 }
 
 func (m *model) readEvents(e *entity, es *statefunv1.EventSourced, optsPos func(...int32) position) {
@@ -390,15 +453,17 @@ func (m *model) readEvents(e *entity, es *statefunv1.EventSourced, optsPos func(
 	}
 }
 
-func (m *model) readMethod(e *entity, meth *protogen.Method) *method {
-	name := fmt.Sprintf("%s.%s", e.service.Desc.Name(), meth.Desc.Name())
+// readMethod reads one RPC of an entity or a workflow (kind).
+func (m *model) readMethod(svc *protogen.Service, kind string, meth *protogen.Method) *method {
+	name := fmt.Sprintf("%s.%s", svc.Desc.Name(), meth.Desc.Name())
 	if meth.Desc.IsStreamingClient() || meth.Desc.IsStreamingServer() {
 		m.diags.add(positionOf(meth.Desc),
-			"method %s is streaming; entity methods must be unary (one request, one reply), so move it to a service without (statefun.v1.entity)", name)
+			"method %s is streaming; %s methods must be unary (one request, one reply), so move it to a service without (statefun.v1.%s)", name, kind, kind)
 		return nil
 	}
-	mm := &method{method: meth, readOnly: methodOptions(meth).GetReadOnly()}
-	mm.key = m.readKey(e, mm, name)
+	opts := methodOptions(meth)
+	mm := &method{method: meth, readOnly: opts.GetReadOnly(), start: opts.GetStart()}
+	mm.key = m.readKey(svc, kind, mm, name)
 	// With the key known (or its mistakes reported), the REST routes can be
 	// checked for carrying it.
 	m.checkRoutes(name, mm)
@@ -407,7 +472,7 @@ func (m *model) readMethod(e *entity, meth *protogen.Method) *method {
 
 // readKey returns the key fields of a method's request, or nil after
 // reporting why there are none.
-func (m *model) readKey(e *entity, mm *method, name string) []keyField {
+func (m *model) readKey(svc *protogen.Service, kind string, mm *method, name string) []keyField {
 	req := mm.method.Input
 	keys, ok := m.keyFields(req, nil, map[*protogen.Message]bool{})
 	if !ok {
@@ -415,8 +480,8 @@ func (m *model) readKey(e *entity, mm *method, name string) []keyField {
 	}
 	if len(keys) == 0 {
 		m.diags.add(positionOf(mm.method.Desc),
-			"request %s of %s has no entity key; mark the field that identifies the %s with [(statefun.v1.field).key = true]",
-			req.Desc.Name(), name, e.service.Desc.Name())
+			"request %s of %s has no %s key; mark the field that identifies the %s with [(statefun.v1.field).key = true]",
+			req.Desc.Name(), name, kind, svc.Desc.Name())
 		return nil
 	}
 	return keys

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"google.golang.org/protobuf/compiler/protogen"
 )
 
 // This file names everything the generator declares. The emitters take
@@ -54,10 +56,12 @@ type names struct {
 // "Service" suffix: buf's lint asks for ShoppingCartService, and
 // ShoppingCartHandler reads better than ShoppingCartServiceHandler. The gRPC
 // names protoc-gen-go-grpc generates keep the full service name.
-func namesOf(e *entity) names {
-	base := baseName(e.service.GoName)
+func namesOf(e *entity) names { return serviceNames(e.service) }
+
+func serviceNames(svc *protogen.Service) names {
+	base := baseName(svc.GoName)
 	r, size := utf8.DecodeRuneInString(base)
-	return names{base: base, lower: string(unicode.ToLower(r)) + base[size:], grpc: e.service.GoName}
+	return names{base: base, lower: string(unicode.ToLower(r)) + base[size:], grpc: svc.GoName}
 }
 
 func baseName(goName string) string {
@@ -147,6 +151,62 @@ func hasReadMethod(e *entity) bool {
 		}
 	}
 	return false
+}
+
+// workflowNames are the Go identifiers generated for one workflow: those
+// it shares with entities (handler, contexts, constructor, server, keys,
+// call constructors, testkit) and its own.
+type workflowNames struct{ names }
+
+func workflowNamesOf(w *workflow) workflowNames { return workflowNames{serviceNames(w.service)} }
+
+func (n workflowNames) workflowType() string     { return n.base + "WorkflowType" }
+func (n workflowNames) step() string             { return n.base + "Step" }
+func (n workflowNames) stepVar(s *step) string   { return n.base + "Step" + s.goName }
+func (n workflowNames) stepContext() string      { return n.base + "StepContext" }
+func (n workflowNames) config() string           { return n.lower + "WorkflowConfig" }
+func (n workflowNames) client() string           { return n.base + "WorkflowClient" }
+func (n workflowNames) newClient() string        { return "New" + n.base + "WorkflowClient" }
+func (n workflowNames) rpcName(m *method) string { return string(m.method.Desc.Name()) }
+
+// declarations lists every package-level identifier that generateWorkflow
+// and generateWorkflowTestKit declare for w, under the same conditions.
+func (n workflowNames) declarations(w *workflow) []declaration {
+	svc := string(w.service.Desc.Name())
+	owner := element{desc: "workflow " + svc, pos: positionOf(w.service.Desc), rename: "service " + svc}
+	var ds []declaration
+	add := func(name, what string) {
+		ds = append(ds, declaration{name: name, what: what + " of " + owner.desc, from: owner, owner: owner})
+	}
+	add(n.workflowType(), "the workflow type constant")
+	add(n.step(), "the step type")
+	add(n.handler(), "the handler interface")
+	add(n.context(), "the start and signal context")
+	if w.hasRead() {
+		add(n.readContext(), "the read context")
+	}
+	add(n.stepContext(), "the step context")
+	add(n.constructor(), "the constructor")
+	add(n.config(), "the configuration")
+	add(n.server(), "the gRPC server")
+	add(n.client(), "the client")
+	add(n.newClient(), "the client constructor")
+	add(n.testKit(), "the testkit")
+	add(n.newTestKit(), "the testkit constructor")
+	for _, s := range w.steps {
+		desc := "step " + s.name + " of " + owner.desc
+		from := element{desc: desc, pos: stepPosition(w.service, s.index), rename: "step " + s.name}
+		ds = append(ds, declaration{name: n.stepVar(s), what: "the step value of " + desc, from: from, owner: owner})
+	}
+	for _, m := range w.methods {
+		rpc := "method " + svc + "." + string(m.method.Desc.Name())
+		from := element{desc: rpc, pos: positionOf(m.method.Desc), rename: rpc}
+		ds = append(ds, declaration{name: n.key(m), what: "the key function of " + rpc, from: from, owner: owner})
+		if !m.readOnly {
+			ds = append(ds, declaration{name: n.call(m), what: "the call constructor of " + rpc, from: from, owner: owner})
+		}
+	}
+	return ds
 }
 
 // consumerNames are the Go identifiers generated for one consumer.

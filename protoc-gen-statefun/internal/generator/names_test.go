@@ -77,6 +77,11 @@ func checkDeclarations(plugin *protogen.Plugin, generated []*pluginpb.CodeGenera
 				want = append(want, d.name)
 			}
 		}
+		for _, w := range m.workflows[f] {
+			for _, d := range workflowNamesOf(w).declarations(w) {
+				want = append(want, d.name)
+			}
+		}
 		for _, c := range m.consumers[f] {
 			for _, d := range consumerNamesOf(c).declarations(c) {
 				want = append(want, d.name)

@@ -14,7 +14,7 @@ func generateService(out *jen.File, e *entity, n names) {
 	generateConstructor(out, e, n)
 	generateServer(out, e, n)
 	for _, m := range e.methods {
-		generateKey(out, n, m)
+		generateKey(out, n, m, "entity")
 	}
 }
 
@@ -138,9 +138,10 @@ func generateServer(out *jen.File, e *entity, n names) {
 	}
 }
 
-// generateKey emits the function that reads the entity ID from a request.
-// An empty string or a zero integer means the caller forgot the key.
-func generateKey(out *jen.File, n names, m *method) {
+// generateKey emits the function that reads the ID of the entity or
+// workflow (kind) from a request. An empty string or a zero integer means
+// the caller forgot the key.
+func generateKey(out *jen.File, n names, m *method, kind string) {
 	in := m.method.Input
 	var body []jen.Code
 	parts := make([]jen.Code, len(m.key))
@@ -158,7 +159,7 @@ func generateKey(out *jen.File, n names, m *method) {
 		)
 		parts[i] = keyString(v.Clone(), k.leaf().Desc.Kind())
 	}
-	out.Commentf("%s returns the ID of the %s entity that req addresses.", n.key(m), n.base)
+	out.Commentf("%s returns the ID of the %s %s that req addresses.", n.key(m), n.base, kind)
 	var result jen.Code
 	if len(parts) == 1 {
 		result = parts[0]
