@@ -165,6 +165,11 @@ func TestWorkflowRunsItsStepsInOrderAndKeepsTheirHistory(t *testing.T) {
 	if stats.Started != 1 || stats.StepsDone != 2 || stats.Completed != 1 {
 		t.Errorf("stats = %+v", stats)
 	}
+	m := statefun.WorkflowMetricsForTest(rt)
+	if m["statefun_workflows_started_total{errand}"] != 1 || m["statefun_workflow_steps_total{done,errand}"] != 2 ||
+		m["statefun_workflows_ended_total{completed,errand}"] != 1 {
+		t.Errorf("metrics = %v", m)
+	}
 }
 
 // A repeated attempt repeats its calls with the same idempotency key: the
