@@ -440,3 +440,53 @@ func TestClusterWorkflowsMoveWithTheirShards(t *testing.T) {
 		}
 	}
 }
+
+// A step that a graceful shutdown cuts short runs again as soon as the
+// workflow is served again, not when its watchdog would fire (after the
+// step's timeout and a grace of 10 s).
+func TestWorkflowStepCutByAShutdownRunsAgainAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	var runs atomic.Int32
+	running := make(chan struct{}, 1)
+	steps := []step{{Name: "slow", Timeout: 20 * time.Second, Run: func(c *statefun.StepContext, s errandState) (statefun.Transition, error) {
+		if runs.Add(1) == 1 {
+			running <- struct{}{}
+			<-c.Context().Done() // cut by the shutdown
+			return statefun.Transition{}, c.Context().Err()
+		}
+		return c.End(), nil
+	}}}
+	open := func() (*statefun.WorkflowHost[errandState], func()) {
+		st, err := embedded.Open(filepath.Join(dir, "statefun.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, host := errand(steps...)
+		rt, err := statefun.New([]*statefun.Entity{e}, statefun.WithStore(st))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return host.Load(), func() {
+			closeRuntime(t, rt)
+			_ = st.Close()
+		}
+	}
+	h, stop := open()
+	startErrand(t, h, "w7", "")
+	select {
+	case <-running:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the step did not start")
+	}
+	stop()
+	start := time.Now()
+	h, stop = open()
+	t.Cleanup(stop)
+	st, _ := waitPhase(t, h, "w7", statefunv1.WorkflowStatus_PHASE_COMPLETED)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the cut step ran again %v after the restart", took)
+	}
+	if runs.Load() != 2 || len(st.GetHistory()) != 1 {
+		t.Errorf("the step ran %d times, history %v; want 2 runs, one stored outcome", runs.Load(), historySteps(st))
+	}
+}
