@@ -39,7 +39,7 @@ var workflowMutants = []mutant{
 		name: "workflows: the failover step is never taken (16)",
 		file: "runtime/workflow.go",
 		old:  `	case most == 0 || int(cs.GetAttempt()) < most:`,
-		new:  `	case true:`,
+		new:  `	case most == 0 || int(cs.GetAttempt()) < most || true:`,
 		pkg:  "./runtime/", run: "TestWorkflowFailsOverOnceAttemptsAreUsedUp",
 	},
 	{
