@@ -34,13 +34,20 @@ func startNode(t *testing.T, st store.Store, ttl time.Duration, opts ...statefun
 // startNodeWith starts a node that hosts the shopping cart entity e.
 func startNodeWith(t *testing.T, st store.Store, ttl time.Duration, e *statefun.Entity, opts ...statefun.Option) *clusterNode {
 	t.Helper()
+	return startNodeHosting(t, st, ttl, []*statefun.Entity{e}, opts...)
+}
+
+// startNodeHosting starts a node that hosts entities, among them a
+// shopping cart.
+func startNodeHosting(t *testing.T, st store.Store, ttl time.Duration, entities []*statefun.Entity, opts ...statefun.Option) *clusterNode {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := lis.Addr().String()
 	opts = append([]statefun.Option{statefun.WithStore(st), statefun.WithCluster(statefun.ClusterConfig{Address: addr, Shards: 64, LeaseTTL: ttl})}, opts...)
-	rt, err := statefun.New([]*statefun.Entity{e}, opts...)
+	rt, err := statefun.New(entities, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

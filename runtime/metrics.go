@@ -130,12 +130,19 @@ var (
 	descTimersFired   = prometheus.NewDesc("statefun_timers_fired_total", "Timer deliveries that their target accepted.", nil, nil)
 	descTimersRetried = prometheus.NewDesc("statefun_timers_retried_total", "Timer deliveries that failed and are retried with backoff; each is logged.", nil, nil)
 	descTimersRefused = prometheus.NewDesc("statefun_timers_refused_total", "Timers their target refused for good (not retried); each is logged.", nil, nil)
+
+	descWorkflowsStarted   = prometheus.NewDesc("statefun_workflows_started_total", "Workflows started on this node.", []string{"workflow_type"}, nil)
+	descWorkflowSteps      = prometheus.NewDesc("statefun_workflow_steps_total", "Workflow step attempts whose outcome this node stored, by outcome: done (the step chose what comes next) or failed (an error, a timeout or a panic).", []string{"workflow_type", "outcome"}, nil)
+	descWorkflowSignals    = prometheus.NewDesc("statefun_workflow_signals_total", "Signals handled by workflows on this node.", []string{"workflow_type"}, nil)
+	descWorkflowsEnded     = prometheus.NewDesc("statefun_workflows_ended_total", "Workflows that ended on this node, by phase: completed or failed.", []string{"workflow_type", "phase"}, nil)
+	descWorkflowStepsInRun = prometheus.NewDesc("statefun_workflow_steps_running", "Workflow step attempts running on this node now.", []string{"workflow_type"}, nil)
 )
 
 func (c *runtimeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCached, descHits, descLoads, descEvictions, descResets, descBatches, descRecords, descFailed, descConflicts, descCommitTime, descPending, descFenced,
 		descShards, descMembers, descRenewals, descRenewalFailures, descAcquired, descLost, descHandoffs, descHandoffTime, descForwards, descForwardRetries,
-		descTimersFired, descTimersRetried, descTimersRefused} {
+		descTimersFired, descTimersRetried, descTimersRefused,
+		descWorkflowsStarted, descWorkflowSteps, descWorkflowSignals, descWorkflowsEnded, descWorkflowStepsInRun} {
 		ch <- d
 	}
 }
@@ -172,4 +179,13 @@ func (c *runtimeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descTimersFired, prometheus.CounterValue, float64(ts.Fired))
 	ch <- prometheus.MustNewConstMetric(descTimersRetried, prometheus.CounterValue, float64(ts.Retried))
 	ch <- prometheus.MustNewConstMetric(descTimersRefused, prometheus.CounterValue, float64(ts.Refused))
+	for _, w := range s.Workflows {
+		ch <- prometheus.MustNewConstMetric(descWorkflowsStarted, prometheus.CounterValue, float64(w.Started), w.WorkflowType)
+		ch <- prometheus.MustNewConstMetric(descWorkflowSteps, prometheus.CounterValue, float64(w.StepsDone), w.WorkflowType, "done")
+		ch <- prometheus.MustNewConstMetric(descWorkflowSteps, prometheus.CounterValue, float64(w.StepsFailed), w.WorkflowType, "failed")
+		ch <- prometheus.MustNewConstMetric(descWorkflowSignals, prometheus.CounterValue, float64(w.Signals), w.WorkflowType)
+		ch <- prometheus.MustNewConstMetric(descWorkflowsEnded, prometheus.CounterValue, float64(w.Completed), w.WorkflowType, "completed")
+		ch <- prometheus.MustNewConstMetric(descWorkflowsEnded, prometheus.CounterValue, float64(w.Failed), w.WorkflowType, "failed")
+		ch <- prometheus.MustNewConstMetric(descWorkflowStepsInRun, prometheus.GaugeValue, float64(w.Running), w.WorkflowType)
+	}
 }

@@ -29,3 +29,33 @@ func TimerMetricsForTest(r *Runtime) map[string]float64 {
 	}
 	return got
 }
+
+// WorkflowMetricsForTest returns the values of the statefun_workflow*
+// metrics that r's server would export, by name and labels
+// ("statefun_workflow_steps_total{errand,done}").
+func WorkflowMetricsForTest(r *Runtime) map[string]float64 {
+	m := newMetrics()
+	m.register(r)
+	families, err := m.registry.Gather()
+	if err != nil {
+		panic(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		if !strings.HasPrefix(f.GetName(), "statefun_workflow") {
+			continue
+		}
+		for _, mt := range f.GetMetric() {
+			var labels []string
+			for _, l := range mt.GetLabel() {
+				labels = append(labels, l.GetValue())
+			}
+			v := mt.GetCounter().GetValue()
+			if mt.GetGauge() != nil {
+				v = mt.GetGauge().GetValue()
+			}
+			got[f.GetName()+"{"+strings.Join(labels, ",")+"}"] = v
+		}
+	}
+	return got
+}

@@ -12,11 +12,13 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	statefunv1 "github.com/statefun-go/statefun/gen/statefun/v1"
 	statefun "github.com/statefun-go/statefun/runtime"
 	"github.com/statefun-go/statefun/runtime/store/embedded"
+	"github.com/statefun-go/statefun/runtime/store/memory"
 	cart "github.com/statefun-go/statefun/testdata/eventsourced"
 )
 
@@ -162,6 +164,11 @@ func TestWorkflowRunsItsStepsInOrderAndKeepsTheirHistory(t *testing.T) {
 	}
 	if stats.Started != 1 || stats.StepsDone != 2 || stats.Completed != 1 {
 		t.Errorf("stats = %+v", stats)
+	}
+	m := statefun.WorkflowMetricsForTest(rt)
+	if m["statefun_workflows_started_total{errand}"] != 1 || m["statefun_workflow_steps_total{done,errand}"] != 2 ||
+		m["statefun_workflows_ended_total{completed,errand}"] != 1 {
+		t.Errorf("metrics = %v", m)
 	}
 }
 
@@ -369,5 +376,117 @@ func TestWorkflowResumesAfterRestartWithoutRepeatingFinishedSteps(t *testing.T) 
 	waitPhase(t, h, "w6", statefunv1.WorkflowStatus_PHASE_COMPLETED)
 	if firsts.Load() != 1 || seconds.Load() != 1 {
 		t.Errorf("first ran %d times, second %d; want once each", firsts.Load(), seconds.Load())
+	}
+}
+
+// In a cluster a workflow's steps run where its shard is served, and a
+// workflow whose node leaves goes on at the shard's next owner: every
+// workflow ends, and no step's call takes effect twice.
+func TestClusterWorkflowsMoveWithTheirShards(t *testing.T) {
+	t.Parallel()
+	st := memory.New()
+	steps := []step{
+		{Name: "add", Run: func(c *statefun.StepContext, s errandState) (statefun.Transition, error) {
+			_, err := cart.NewShoppingCartEntityClient(c.Conn()).AddItem(c.Context(), &cart.AddItemRequest{CartId: "c-" + c.WorkflowID(), Sku: "fig", Quantity: 1})
+			if err != nil {
+				return statefun.Transition{}, err
+			}
+			return c.Sleep(200*time.Millisecond, "finish"), nil
+		}},
+		{Name: "finish", Run: func(c *statefun.StepContext, s errandState) (statefun.Transition, error) {
+			_, err := cart.NewShoppingCartEntityClient(c.Conn()).AddItem(c.Context(), &cart.AddItemRequest{CartId: "c-" + c.WorkflowID(), Sku: "date", Quantity: 1})
+			if err != nil {
+				return statefun.Transition{}, err
+			}
+			return c.End(), nil
+		}},
+	}
+	node := func() (*clusterNode, *statefun.WorkflowHost[errandState]) {
+		e, host := errand(steps...)
+		n := startNodeHosting(t, st, 5*time.Second, []*statefun.Entity{cart.NewShoppingCart(cartEntity{}), e})
+		return n, host.Load()
+	}
+	a, ha := node()
+	b, hb := node()
+	eventually(t, "the shards to spread", func() bool { return held(a) == 32 && held(b) == 32 })
+	const n = 20
+	for i := range n {
+		// These starts call the hosts directly, not through a server,
+		// so they cannot be forwarded: each goes to the node that owns
+		// the workflow's shard.
+		id := fmt.Sprint("cw", i)
+		_, err := statefun.StartWorkflow(testContext(t), ha, id, "Start", func(*statefun.WorkflowContext, errandState) (*structpb.Struct, error) {
+			return &structpb.Struct{}, nil
+		})
+		if status.Code(err) == codes.Internal {
+			startErrand(t, hb, id, "")
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.stop(t)
+	for i := range n {
+		id := fmt.Sprint("cw", i)
+		st, _ := waitPhase(t, ha, id, statefunv1.WorkflowStatus_PHASE_COMPLETED)
+		if got := historySteps(st); fmt.Sprint(got) != "[add#1:OUTCOME_DONE finish#1:OUTCOME_DONE]" {
+			t.Errorf("%s: history = %v", id, got)
+		}
+		got, err := a.carts.GetCart(testContext(t), &cart.GetCartRequest{CartId: "c-" + id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.GetItems()) != 2 || got.GetItems()[0].GetQuantity() != 1 || got.GetItems()[1].GetQuantity() != 1 {
+			t.Errorf("%s: cart = %v, want one fig and one date", id, got.GetItems())
+		}
+	}
+}
+
+// A step that a graceful shutdown cuts short runs again as soon as the
+// workflow is served again, not when its watchdog would fire (after the
+// step's timeout and a grace of 10 s).
+func TestWorkflowStepCutByAShutdownRunsAgainAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	var runs atomic.Int32
+	running := make(chan struct{}, 1)
+	steps := []step{{Name: "slow", Timeout: 20 * time.Second, Run: func(c *statefun.StepContext, s errandState) (statefun.Transition, error) {
+		if runs.Add(1) == 1 {
+			running <- struct{}{}
+			<-c.Context().Done() // cut by the shutdown
+			return statefun.Transition{}, c.Context().Err()
+		}
+		return c.End(), nil
+	}}}
+	open := func() (*statefun.WorkflowHost[errandState], func()) {
+		st, err := embedded.Open(filepath.Join(dir, "statefun.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, host := errand(steps...)
+		rt, err := statefun.New([]*statefun.Entity{e}, statefun.WithStore(st))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return host.Load(), func() {
+			closeRuntime(t, rt)
+			_ = st.Close()
+		}
+	}
+	h, stop := open()
+	startErrand(t, h, "w7", "")
+	select {
+	case <-running:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the step did not start")
+	}
+	stop()
+	start := time.Now()
+	h, stop = open()
+	t.Cleanup(stop)
+	st, _ := waitPhase(t, h, "w7", statefunv1.WorkflowStatus_PHASE_COMPLETED)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the cut step ran again %v after the restart", took)
+	}
+	if runs.Load() != 2 || len(st.GetHistory()) != 1 {
+		t.Errorf("the step ran %d times, history %v; want 2 runs, one stored outcome", runs.Load(), historySteps(st))
 	}
 }
