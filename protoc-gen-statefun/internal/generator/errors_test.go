@@ -1300,6 +1300,27 @@ message StartRequest { string id = 1 [(statefun.v1.field).key = true]; }
 message State {}`,
 			want: `bad.proto:12:3: generated method transferServer.UnimplementedTransferServer (the gRPC handler of method Transfer.UnimplementedTransferServer) clashes with the field UnimplementedTransferServer that transferServer embeds; rename method Transfer.UnimplementedTransferServer`,
 		},
+		{
+			name: "REST route of a workflow method that does not bind the key",
+			proto: `import "google/api/annotations.proto";
+service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "State"
+    steps: {name: "withdraw"}
+  };
+  rpc Start(StartRequest) returns (State) {
+    option (statefun.v1.method).start = true;
+    option (google.api.http) = { post: "/v1/transfers" body: "amount" };
+  }
+}
+message StartRequest {
+  string id = 1 [(statefun.v1.field).key = true];
+  int64 amount = 2;
+}
+message State {}`,
+			want: `bad.proto:14:34: REST route POST /v1/transfers of Transfer.Start does not bind the workflow key id; put {id} in the path or send it in the body`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

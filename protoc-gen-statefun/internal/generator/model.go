@@ -466,7 +466,7 @@ func (m *model) readMethod(svc *protogen.Service, kind string, meth *protogen.Me
 	mm.key = m.readKey(svc, kind, mm, name)
 	// With the key known (or its mistakes reported), the REST routes can be
 	// checked for carrying it.
-	m.checkRoutes(name, mm)
+	m.checkRoutes(name, kind, mm)
 	return mm
 }
 

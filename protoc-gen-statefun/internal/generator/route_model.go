@@ -65,13 +65,14 @@ func httpRule(meth *protogen.Method) *annotations.HttpRule {
 // {field.path=segments}, capturing the field path.
 var pathVariable = regexp.MustCompile(`\{([^}=]*)(?:=[^}]*)?\}`)
 
-// checkRoutes checks the REST routes of an entity method: every path
-// variable names a field of the request, and the entity key reaches the
-// request through the path or the body, since a query parameter is easy
-// to leave out and nothing in the route would say it is needed. The
+// checkRoutes checks the REST routes of a method of an entity or a
+// workflow (kind): every path variable names a field of the request, and
+// the key reaches the request through the path or the body, since a query
+// parameter is easy to leave out and nothing in the route would say it is
+// needed. The
 // transcoder in front of the server (vanguard) refuses at startup what it
 // cannot route; these checks move that to generation, with a position.
-func (m *model) checkRoutes(name string, mm *method) {
+func (m *model) checkRoutes(name, kind string, mm *method) {
 	rule := httpRule(mm.method)
 	if rule == nil {
 		return
@@ -82,11 +83,11 @@ func (m *model) checkRoutes(name string, mm *method) {
 		routes = append(routes, route{rule: b, path: append(append([]int32(nil), base...), httpRuleAdditionalBindingsFld, int32(i))})
 	}
 	for _, r := range routes {
-		m.checkRoute(name, mm, r)
+		m.checkRoute(name, kind, mm, r)
 	}
 }
 
-func (m *model) checkRoute(name string, mm *method, r route) {
+func (m *model) checkRoute(name, kind string, mm *method, r route) {
 	desc := mm.method.Desc
 	req := mm.method.Input
 	verb, template, patternField := r.verbAndTemplate()
@@ -122,8 +123,8 @@ func (m *model) checkRoute(name string, mm *method, r route) {
 			continue
 		}
 		m.diags.add(at(patternField),
-			"REST route %s of %s does not bind the entity key %s; put {%s} in the path or send it in the body",
-			routeName, name, k.name(), k.name())
+			"REST route %s of %s does not bind the %s key %s; put {%s} in the path or send it in the body",
+			routeName, name, kind, k.name(), k.name())
 	}
 }
 
