@@ -6,10 +6,11 @@
 // Stored data outlives the code that wrote it. An entity's events and states
 // are stored under names written in the annotations (the entity type, the
 // event types; see invariant 9 in INVARIANTS.md) and as protobuf binary,
-// which depends on field numbers and wire types only. So the check looks at
+// which depends on field numbers and wire types only; a workflow's history
+// names its type and steps and holds its state. So the check looks at
 // exactly those: the stored names, and the binary shape of every message
-// and enum reachable from an entity's state and events, nested ones
-// included.
+// and enum reachable from an entity's state and events or a workflow's
+// state, nested ones included.
 //
 // What it refuses:
 //
@@ -20,6 +21,8 @@
 //     the message's simple name when the option sets none: renaming an
 //     event message without setting type to the old name changes it);
 //   - an event removed from an entity's events (stored histories contain it);
+//   - a workflow that existed and is gone, or whose type changed or was
+//     removed; a step removed or renamed (stored workflows may be at it);
 //   - in a stored message: a field whose type changed (another scalar kind,
 //     even a wire-compatible one such as int32 to int64 or string to bytes,
 //     which can misread or fail on invalid UTF-8; another message or enum;
@@ -31,12 +34,13 @@
 //   - in a stored enum: a value removed without reserving its number, a
 //     value whose number changed, a reserved number used again or dropped.
 //
-// What it allows: new fields, events and entities; renamed fields (binary
-// data does not hold field names; JSON does, and statefun stores binary);
-// a renamed or moved event message that keeps its stored type; a renamed
-// state message, or a renamed message or enum inside stored data when the
-// old name is gone and the new one is new (it is compared field by field);
-// fields moved out of a oneof; proto3 optional added or removed.
+// What it allows: new fields, events, entities, workflows and steps;
+// renamed fields (binary data does not hold field names; JSON does, and
+// statefun stores binary); a renamed or moved event message that keeps its
+// stored type; a renamed state message, or a renamed message or enum inside
+// stored data when the old name is gone and the new one is new (it is
+// compared field by field); fields moved out of a oneof; proto3 optional
+// added or removed.
 //
 // It does not see inside google.protobuf.Any (whose stored type URLs name
 // messages by full name), and it is about stored data only: clients of the
@@ -83,8 +87,8 @@ func (f Finding) String() string {
 
 // Check compares the old and the new version of a set of protos and returns
 // every change that would make stored data unreadable or misread, sorted by
-// position. Only entities of the old version are checked: a new entity has
-// no stored data yet.
+// position. Only entities and workflows of the old version are checked: a
+// new one has no stored data yet.
 func Check(oldFiles, newFiles *protoregistry.Files) []Finding {
 	c := &checker{
 		oldFiles:     oldFiles,
@@ -114,6 +118,25 @@ func Check(oldFiles, newFiles *protoregistry.Files) []Finding {
 			continue
 		}
 		c.entity(old, e)
+	}
+	workflowsByService := map[protoreflect.FullName]*workflow{}
+	workflowsByType := map[string]*workflow{}
+	for _, w := range readWorkflows(newFiles) {
+		workflowsByService[w.service.FullName()] = w
+		if _, dup := workflowsByType[w.typ]; !dup {
+			workflowsByType[w.typ] = w
+		}
+	}
+	for _, old := range readWorkflows(oldFiles) {
+		w := workflowsByService[old.service.FullName()]
+		if w == nil && old.typ != "" {
+			w = workflowsByType[old.typ]
+		}
+		if w == nil {
+			c.workflowRemoved(old)
+			continue
+		}
+		c.workflow(old, w)
 	}
 	sort.SliceStable(c.findings, func(i, j int) bool {
 		a, b := c.findings[i].Pos, c.findings[j].Pos
@@ -149,12 +172,15 @@ const (
 	serviceOptionsField = 3  // ServiceDescriptorProto.options
 	messageOptionsField = 7  // DescriptorProto.options
 	statefunExtension   = 51230
+	workflowExtension   = 51232
 
 	entityTypeField         = 1
 	entityEventSourcedField = 3
 	entityKeyValueField     = 4
 	eventSourcedEventsField = 1
 	eventTypeField          = 1
+	workflowTypeField       = 1
+	workflowStepsField      = 3
 )
 
 // positionOf returns where d, or the part of d named by suffix (a path of

@@ -347,3 +347,94 @@ func TestAllowedChanges(t *testing.T) {
 		})
 	}
 }
+
+// workflowBase is the old version of cart.proto in the workflow cases; its
+// first line is line 4.
+const workflowBase = `service Transfer {
+  option (statefun.v1.workflow) = {
+    type: "transfer"
+    state: "TransferState"
+    steps: {name: "withdraw"}
+    steps: {name: "deposit"}
+  };
+}
+message TransferState {
+  string from = 1;
+  int64 amount = 2;
+}
+`
+
+// TestBreakingWorkflowChanges: what a workflow's stored histories name
+// (its type and steps) and hold (its state) is refused to change, like an
+// entity's; new steps and a renamed service are not.
+func TestBreakingWorkflowChanges(t *testing.T) {
+	t.Parallel()
+	edit := func(t *testing.T, pairs ...string) string {
+		t.Helper()
+		s := workflowBase
+		for i := 0; i+1 < len(pairs); i += 2 {
+			if !strings.Contains(s, pairs[i]) {
+				t.Fatalf("edit: %q is not in the workflow base proto", pairs[i])
+			}
+			s = strings.Replace(s, pairs[i], pairs[i+1], 1)
+		}
+		return s
+	}
+	refused := []struct {
+		name string
+		new  func(t *testing.T) string
+		want string
+	}{
+		{
+			name: "workflow type changed",
+			new:  func(t *testing.T) string { return edit(t, `type: "transfer"`, `type: "payment"`) },
+			want: `cart.proto:6:5: the type of workflow acme.v1.Transfer changed from "transfer" to "payment", but its stored histories are kept under "transfer"; set type: "transfer" again; a new type starts with no workflows`,
+		},
+		{
+			name: "workflow removed with its service",
+			new: func(t *testing.T) string {
+				return edit(t, workflowBase[:strings.Index(workflowBase, "message")], "")
+			},
+			want: `cart.proto:2:1: workflow "transfer" (service acme.v1.Transfer, cart.proto:4:1 in the old version) was removed, but its stored histories stay in the store and name it; keep service acme.v1.Transfer with option (statefun.v1.workflow) and type: "transfer" (the service may be renamed or moved if it keeps the type)`,
+		},
+		{
+			name: "step renamed",
+			new:  func(t *testing.T) string { return edit(t, `{name: "deposit"}`, `{name: "credit"}`) },
+			want: `cart.proto:8:5: step "deposit" was removed from workflow "transfer", but stored workflows may be at it, and one at a step that is gone fails when the step is due; keep step "deposit", its method ending with a GoTo to the step that replaces it, until no workflow can be at it`,
+		},
+		{
+			name: "state field type changed",
+			new:  func(t *testing.T) string { return edit(t, `int64 amount = 2;`, `string amount = 2;`) },
+			want: `cart.proto:14:3: field amount = 2 of acme.v1.TransferState changed type from int64 to string, but the state of workflow "transfer" holds int64 values under that number; keep it int64; for a value of another type, add a field with a new number and reserve 2`,
+		},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := check(t, workflowBase, tt.new(t), nil, nil)
+			if diff := cmp.Diff([]string{tt.want}, got); diff != "" {
+				t.Errorf("findings (-want +got):\n%s", diff)
+			}
+		})
+	}
+	allowed := []struct {
+		name string
+		new  func(t *testing.T) string
+	}{
+		{"step added", func(t *testing.T) string {
+			return edit(t, `steps: {name: "deposit"}`, `steps: {name: "deposit"}`+"\n    steps: {name: \"refund\"}")
+		}},
+		{"service renamed keeping its workflow type", func(t *testing.T) string { return edit(t, `service Transfer {`, `service Payment {`) }},
+		{"state message renamed", func(t *testing.T) string {
+			return edit(t, `state: "TransferState"`, `state: "Progress"`, `message TransferState {`, `message Progress {`)
+		}},
+	}
+	for _, tt := range allowed {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := check(t, workflowBase, tt.new(t), nil, nil); len(got) != 0 {
+				t.Errorf("findings for an allowed change:\n%s", strings.Join(got, "\n"))
+			}
+		})
+	}
+}

@@ -21,11 +21,12 @@ const usage = `usage: protoc-gen-statefun breaking [--against-git REF | --agains
 
 Refuses changes to the protos under each DIR (default: proto) that would make
 data statefun already stored unreadable or misread: a removed or renamed entity
-type, a changed or removed event type, an event removed from an entity's
-events, a switch between event_sourced and key_value, and in every message and
-enum stored in a state or an event (nested ones too): a field whose number or
-type changed, a field or enum value removed without reserving its number, a
-reserved number reused or dropped, two existing fields put into one oneof.
+or workflow type, a changed or removed event type, an event removed from an
+entity's events, a switch between event_sourced and key_value, a workflow step
+removed or renamed, and in every message and enum stored in a state or an event
+(nested ones too): a field whose number or type changed, a field or enum value
+removed without reserving its number, a reserved number reused or dropped, two
+existing fields put into one oneof.
 
 The old version comes from one of:
   --against-git REF    the same directory at git commit, branch or tag REF
@@ -132,8 +133,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		entities, events := count(old)
-		fmt.Fprintf(stdout, "breaking: %s: %s, %s checked against %s: no change breaks stored data\n",
-			dir, plural(entities, "entity", "entities"), plural(events, "event type", "event types"), against)
+		checked := plural(entities, "entity", "entities") + ", " + plural(events, "event type", "event types")
+		if workflows := len(readWorkflows(old)); workflows > 0 {
+			checked += ", " + plural(workflows, "workflow", "workflows")
+		}
+		fmt.Fprintf(stdout, "breaking: %s: %s checked against %s: no change breaks stored data\n", dir, checked, against)
 	}
 	if failed {
 		return 1
