@@ -640,7 +640,7 @@ type StepContext struct {
 	step    string
 	attempt int
 	key     string
-	now     time.Time
+	now     func() time.Time
 }
 
 // Context returns the step's context: cancelled at the step's timeout,
@@ -680,17 +680,17 @@ func (c *StepContext) GoTo(step string) Transition { return Transition{goTo(step
 
 // Sleep runs step after d: durably, a restart does not shorten the sleep.
 func (c *StepContext) Sleep(d time.Duration, step string) Transition {
-	return Transition{goTo(step, c.now.Add(d))}
+	return Transition{goTo(step, c.now().Add(d))}
 }
 
 // Pause waits for a signal, without timeout, then runs step.
-func (c *StepContext) Pause(step string) Transition { return Transition{wait(step, 0, "", c.now)} }
+func (c *StepContext) Pause(step string) Transition { return Transition{wait(step, 0, "", c.now())} }
 
 // WaitForSignal waits for a signal, then runs step; after timeout (when
 // positive) without one, it runs onTimeout, or fails the workflow when
 // onTimeout is "".
 func (c *StepContext) WaitForSignal(step string, timeout time.Duration, onTimeout string) Transition {
-	return Transition{wait(step, timeout, onTimeout, c.now)}
+	return Transition{wait(step, timeout, onTimeout, c.now())}
 }
 
 // End ends the workflow as completed.
@@ -994,7 +994,7 @@ func (h *WorkflowHost[S]) perform(ctx context.Context, rec *workflowpb.WorkflowR
 	defer cancel()
 	sc := &StepContext{
 		base: sctx, ctx: metadata.AppendToOutgoingContext(sctx, IdempotencyKeyHeader, key),
-		conn: conn, id: id, step: st.GetStep(), attempt: int(st.GetAttempt()), key: key, now: started,
+		conn: conn, id: id, step: st.GetStep(), attempt: int(st.GetAttempt()), key: key, now: h.now,
 	}
 	next, err = h.callStep(sc, step, state)
 	if err == nil && sctx.Err() != nil && ctx.Err() == nil {
