@@ -132,7 +132,8 @@ func TestTransfersSurviveKills(t *testing.T) {
 	for k := range kills {
 		// Kill at a random moment, once the restarted server has taken
 		// starts (while any are left): kills land among starts and among
-		// running steps.
+		// running steps. A restarted server is a new node of its one-node
+		// cluster: it serves once the killed node's leases lapse.
 		before := ackedNow()
 		time.Sleep(time.Duration(300+rng.IntN(1200)) * time.Millisecond)
 		for wait := time.Now().Add(10 * time.Second); ackedNow() < min(before+50, transfers) && time.Now().Before(wait); {
