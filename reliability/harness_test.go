@@ -61,10 +61,9 @@ func databaseURL() string {
 }
 
 var (
-	buildOnce    sync.Once
-	serverBin    string
+	buildMu      sync.Mutex
+	serverBins   = map[string]string{} // example -> binary
 	serverBinDir string
-	buildErr     error
 )
 
 // serverBinary builds examples/shoppingcart once per test binary. It is
@@ -72,28 +71,39 @@ var (
 // fencing tests are then also race tests of the runtime under real load.
 func serverBinary(t testing.TB) string {
 	t.Helper()
+	return exampleBinary(t, "shoppingcart")
+}
+
+// exampleBinary builds examples/<example> once per test binary, as
+// serverBinary does.
+func exampleBinary(t testing.TB, example string) string {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the server binary; skipped with -short")
 	}
-	buildOnce.Do(func() {
-		serverBinDir, buildErr = os.MkdirTemp("", "statefun-reliability-")
-		if buildErr != nil {
-			return
-		}
-		serverBin = filepath.Join(serverBinDir, "shoppingcart")
-		args := []string{"build", "-o", serverBin}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command("go", append(args, "../examples/shoppingcart")...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if bin, ok := serverBins[example]; ok {
+		return bin
 	}
-	return serverBin
+	if serverBinDir == "" {
+		dir, err := os.MkdirTemp("", "statefun-reliability-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		serverBinDir = dir
+	}
+	bin := filepath.Join(serverBinDir, example)
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "../examples/"+example)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	serverBins[example] = bin
+	return bin
 }
 
 // requireDatabase fails, never skips, when Postgres is down: a
@@ -196,6 +206,9 @@ type server struct {
 
 type serverConfig struct {
 	flags []string
+	// example is the example whose server to run; the shopping cart's
+	// when empty.
+	example string
 	// tls, when set, makes the client connection use TLS with it.
 	tls *tls.Config
 	// grpcAddr and httpAddr, when set, are where the server listens
@@ -219,6 +232,9 @@ func freeAddr(t testing.TB) string {
 func startServer(t testing.TB, cfg serverConfig) *server {
 	t.Helper()
 	bin := serverBinary(t)
+	if cfg.example != "" {
+		bin = exampleBinary(t, cfg.example)
+	}
 	s := &server{grpcAddr: cfg.grpcAddr, httpAddr: cfg.httpAddr, log: &logBuffer{}, exited: make(chan struct{})}
 	if s.grpcAddr == "" {
 		s.grpcAddr = freeAddr(t)

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -99,6 +101,8 @@ const (
 	wfSignalledType = "statefun.Signalled"
 	wfExpiredType   = "statefun.WaitExpired"
 )
+
+var attrStep = attribute.Key("statefun.workflow.step")
 
 var stepNamePattern = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 
@@ -636,7 +640,7 @@ type StepContext struct {
 	step    string
 	attempt int
 	key     string
-	now     time.Time
+	now     func() time.Time
 }
 
 // Context returns the step's context: cancelled at the step's timeout,
@@ -676,17 +680,17 @@ func (c *StepContext) GoTo(step string) Transition { return Transition{goTo(step
 
 // Sleep runs step after d: durably, a restart does not shorten the sleep.
 func (c *StepContext) Sleep(d time.Duration, step string) Transition {
-	return Transition{goTo(step, c.now.Add(d))}
+	return Transition{goTo(step, c.now().Add(d))}
 }
 
 // Pause waits for a signal, without timeout, then runs step.
-func (c *StepContext) Pause(step string) Transition { return Transition{wait(step, 0, "", c.now)} }
+func (c *StepContext) Pause(step string) Transition { return Transition{wait(step, 0, "", c.now())} }
 
 // WaitForSignal waits for a signal, then runs step; after timeout (when
 // positive) without one, it runs onTimeout, or fails the workflow when
 // onTimeout is "".
 func (c *StepContext) WaitForSignal(step string, timeout time.Duration, onTimeout string) Transition {
-	return Transition{wait(step, timeout, onTimeout, c.now)}
+	return Transition{wait(step, timeout, onTimeout, c.now())}
 }
 
 // End ends the workflow as completed.
@@ -837,7 +841,12 @@ func (h *WorkflowHost[S]) startStep(ctx context.Context, req *workflowpb.RunStep
 		return &workflowpb.RunStepResponse{}, nil
 	}
 	var launch *workflowpb.WorkflowRecord
-	_, err := command(ctx, h.records, id, shard, epoch, func(c *CommandContext, rec *workflowpb.WorkflowRecord) (*workflowpb.RunStepResponse, error) {
+	// Not cut by the delivery's cancellation (a stopping timer service):
+	// a watchdog stored without its step started would hold the workflow
+	// until it fires.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.storeTimeout())
+	defer cancel()
+	_, err := command(cctx, h.records, id, shard, epoch, func(c *CommandContext, rec *workflowpb.WorkflowRecord) (*workflowpb.RunStepResponse, error) {
 		st := rec.GetStatus()
 		now := h.now()
 		if rec.GetVisit() != req.GetVisit() || st.GetAttempt() != req.GetAttempt() {
@@ -882,11 +891,21 @@ func (h *WorkflowHost[S]) startStep(ctx context.Context, req *workflowpb.RunStep
 			delete(h.running, key)
 			h.runningMu.Unlock()
 		}()
+		// The step outlives the timer delivery that started it: its span
+		// is a root linked to the delivery's.
+		ctx := trace.ContextWithSpanContext(set.ctx, trace.SpanContextFromContext(ctx))
 		for rec := launch; rec != nil; {
-			rec = h.attempt(set.ctx, rec, id, shard, epoch)
+			rec = h.attempt(ctx, rec, id, shard, epoch)
 		}
 	}()
 	return &workflowpb.RunStepResponse{}, nil
+}
+
+func (h *WorkflowHost[S]) storeTimeout() time.Duration {
+	if t := h.rt.cfg.commitTimeout; t > 0 {
+		return t
+	}
+	return defaultStoreTimeout
 }
 
 func (s *WorkflowStep[S]) timeout() time.Duration {
@@ -914,10 +933,7 @@ func (s *WorkflowStep[S]) backoff(attempt uint32) time.Duration {
 func (h *WorkflowHost[S]) attempt(ctx context.Context, rec *workflowpb.WorkflowRecord, id string, shard int, epoch int64) *workflowpb.WorkflowRecord {
 	st := rec.GetStatus()
 	next, b, started, err := h.perform(ctx, rec, id, h.rt.conn)
-	timeout := h.rt.cfg.commitTimeout
-	if timeout <= 0 {
-		timeout = defaultStoreTimeout
-	}
+	timeout := h.storeTimeout()
 	if ctx.Err() != nil {
 		// The runtime is stopping, and cut the attempt short: make the
 		// step due at once, so that it runs again as soon as the workflow
@@ -966,11 +982,19 @@ func (h *WorkflowHost[S]) perform(ctx context.Context, rec *workflowpb.WorkflowR
 	if err != nil {
 		return next, nil, started, err
 	}
+	if h.rt != nil && h.rt.tracer != nil {
+		var span trace.Span
+		ctx, span = h.rt.tracer.Start(ctx, "statefun.workflow.step", trace.WithNewRoot(),
+			trace.WithLinks(trace.Link{SpanContext: trace.SpanContextFromContext(ctx)}),
+			trace.WithAttributes(attrEntityType.String(h.cfg.Type), attrEntityID.String(id),
+				attrStep.String(st.GetStep()), attrAttempt.Int(int(st.GetAttempt()))))
+		defer func() { endSpan(span, status.Code(err), err) }()
+	}
 	sctx, cancel := context.WithTimeout(ctx, step.timeout())
 	defer cancel()
 	sc := &StepContext{
 		base: sctx, ctx: metadata.AppendToOutgoingContext(sctx, IdempotencyKeyHeader, key),
-		conn: conn, id: id, step: st.GetStep(), attempt: int(st.GetAttempt()), key: key, now: started,
+		conn: conn, id: id, step: st.GetStep(), attempt: int(st.GetAttempt()), key: key, now: h.now,
 	}
 	next, err = h.callStep(sc, step, state)
 	if err == nil && sctx.Err() != nil && ctx.Err() == nil {

@@ -139,8 +139,8 @@ func TestWorkflowRunsItsStepsInOrderAndKeepsTheirHistory(t *testing.T) {
 		}
 	}
 	h := st.GetHistory()
-	if gap := h[1].GetStartedAt().AsTime().Sub(h[0].GetEndedAt().AsTime()); gap < 30*time.Millisecond {
-		t.Errorf("finish started %v after add ended; the sleep is 30ms", gap)
+	if gap := h[1].GetStartedAt().AsTime().Sub(h[0].GetStartedAt().AsTime()); gap < 30*time.Millisecond {
+		t.Errorf("finish started %v after add started; add sleeps 30ms", gap)
 	}
 	if got := cartItems(t, rt, "c-w1"); got["apple"] != 1 {
 		t.Errorf("cart = %v, want one apple", got)

@@ -4,10 +4,11 @@
 package main
 
 import (
+	"github.com/statefun-go/statefun/examples/bank/account"
 	bankv1 "github.com/statefun-go/statefun/examples/bank/gen/bank/v1"
 	statefun "github.com/statefun-go/statefun/runtime"
 )
 
 func main() {
-	statefun.Main(bankv1.NewAccount(Account{}))
+	statefun.Main(bankv1.NewAccount(account.Account{}))
 }

@@ -1,4 +1,7 @@
-package main
+// Package account is the bank account entity's handler: the bank example
+// serves it, and other examples (the transfer workflow) host it beside
+// their own.
+package account
 
 import (
 	"math"
