@@ -393,7 +393,8 @@ func TestBreakingWorkflowChanges(t *testing.T) {
 		{
 			name: "workflow removed with its service",
 			new: func(t *testing.T) string {
-				return edit(t, workflowBase[:strings.Index(workflowBase, "message")], "")
+				service, _, _ := strings.Cut(workflowBase, "message")
+				return edit(t, service, "")
 			},
 			want: `cart.proto:2:1: workflow "transfer" (service acme.v1.Transfer, cart.proto:4:1 in the old version) was removed, but its stored histories stay in the store and name it; keep service acme.v1.Transfer with option (statefun.v1.workflow) and type: "transfer" (the service may be renamed or moved if it keeps the type)`,
 		},

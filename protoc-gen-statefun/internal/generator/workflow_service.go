@@ -11,7 +11,7 @@ import (
 // the gRPC service implementation, the key extraction and the typed client.
 func generateWorkflowService(out *jen.File, w *workflow) {
 	n := workflowNamesOf(w)
-	generateWorkflowConstructor(out, w, n)
+	generateWorkflowConstructor(out, n)
 	generateWorkflowConfig(out, w, n)
 	generateWorkflowServer(out, w, n)
 	for _, m := range w.methods {
@@ -20,7 +20,7 @@ func generateWorkflowService(out *jen.File, w *workflow) {
 	generateWorkflowClient(out, w, n)
 }
 
-func generateWorkflowConstructor(out *jen.File, w *workflow, n workflowNames) {
+func generateWorkflowConstructor(out *jen.File, n workflowNames) {
 	out.Commentf("%s returns the %s workflow implemented by h, ready to be", n.constructor(), n.base)
 	out.Comment("hosted by the statefun runtime:")
 	out.Comment("")
