@@ -84,9 +84,11 @@ const (
 	defaultStepBackoff = 100 * time.Millisecond
 	defaultStepMaxWait = time.Minute
 	// stepGrace is how long after a step's timeout its watchdog fires: the
-	// attempt's outcome is normally committed well within it. The
-	// watchdog only matters when the node running the step died.
-	stepGrace = 10 * time.Second
+	// attempt's outcome is committed within it. The watchdog only matters
+	// when the node running the step died (a watchdog that fires while
+	// its attempt still runs on this node finds it running and leaves
+	// it).
+	stepGrace = time.Second
 	// workflowTimer is the name of a workflow's one timer.
 	workflowTimer = "statefun.workflow"
 	// maxHistory bounds WorkflowStatus.history.
@@ -249,6 +251,8 @@ func applyWorkflowEvent(rec *workflowpb.WorkflowRecord, event proto.Message) {
 		addHistory(st, &statefunv1.WorkflowStepRun{
 			Step: e.GetStep(), Attempt: e.GetAttempt(), StartedAt: micros(e.GetStartedMicros()), EndedAt: micros(at),
 			Outcome: statefunv1.WorkflowStepRun_OUTCOME_DONE, Next: e.GetNext().GetStep(),
+			// A step that failed the workflow on purpose says why.
+			Error: e.GetNext().GetReason(),
 		})
 		st.LastError = ""
 		transition(rec, e.GetNext())
@@ -535,7 +539,9 @@ func startHandler[S, R proto.Message](h *WorkflowHost[S], id string, fn func(*Wo
 // run, unless fn chose otherwise. A signal that changes the state of a
 // workflow whose step is running makes that step run again, on the new
 // state, once it ends (its calls are repeated with the same idempotency
-// keys, so their effects are not).
+// keys, so their effects are not). The run again must make the calls the
+// first run made: a call it skips because of the signal's change keeps
+// the effect the first run's call had (act on a signal in the next step).
 func SignalWorkflow[S, R proto.Message](ctx context.Context, h *WorkflowHost[S], id, method string, fn func(*WorkflowContext, S) (R, error)) (R, error) {
 	return Command(ctx, h.records, id, signalHandler(h, id, method, fn))
 }
@@ -641,6 +647,7 @@ type StepContext struct {
 	attempt int
 	key     string
 	now     func() time.Time
+	status  *statefunv1.WorkflowStatus
 }
 
 // Context returns the step's context: cancelled at the step's timeout,
@@ -670,6 +677,12 @@ func (c *StepContext) Step() string { return c.step }
 
 // Attempt counts the attempts at this step, 1 for the first.
 func (c *StepContext) Attempt() int { return c.attempt }
+
+// Status returns the workflow's progress as the step began: among it the
+// last error (why an earlier attempt failed, or why a failover step runs).
+func (c *StepContext) Status() *statefunv1.WorkflowStatus {
+	return proto.Clone(c.status).(*statefunv1.WorkflowStatus)
+}
 
 // IdempotencyKey returns the key Context carries: the same for every
 // attempt at one entry into the step, another for the next entry.
@@ -994,7 +1007,7 @@ func (h *WorkflowHost[S]) perform(ctx context.Context, rec *workflowpb.WorkflowR
 	defer cancel()
 	sc := &StepContext{
 		base: sctx, ctx: metadata.AppendToOutgoingContext(sctx, IdempotencyKeyHeader, key),
-		conn: conn, id: id, step: st.GetStep(), attempt: int(st.GetAttempt()), key: key, now: h.now,
+		conn: conn, id: id, step: st.GetStep(), attempt: int(st.GetAttempt()), key: key, now: h.now, status: st,
 	}
 	next, err = h.callStep(sc, step, state)
 	if err == nil && sctx.Err() != nil && ctx.Err() == nil {

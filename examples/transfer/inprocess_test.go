@@ -26,14 +26,14 @@ import (
 
 // flakyAccounts is the bank's account handler whose deposits into some
 // accounts first fail with UNAVAILABLE (an error that asks for a retry, so
-// the account stores no answer for it and runs the retry), and which
-// records the idempotency key of every deposit.
+// the account stores no answer for it and runs the retry), or are refused
+// for good, and which records the idempotency key of every deposit.
 type flakyAccounts struct {
 	account.Account
 
 	mu sync.Mutex
-	// failures counts, by account, the deposits still to fail; -1 fails
-	// them all.
+	// failures counts, by account, the deposits still to fail; -1
+	// refuses them all (the account is frozen).
 	failures map[string]int
 	// keys lists, by account, the idempotency keys its deposits carried.
 	keys map[string][]string
@@ -48,7 +48,10 @@ func (a *flakyAccounts) Deposit(ctx *bankv1.AccountContext, acc *bankv1.Account,
 		a.failures[ctx.EntityID()] = n - 1
 	}
 	a.mu.Unlock()
-	if n != 0 {
+	switch {
+	case n < 0:
+		return nil, status.Errorf(codes.FailedPrecondition, "account %s is frozen", ctx.EntityID())
+	case n > 0:
 		return nil, status.Errorf(codes.Unavailable, "account %s cannot take deposits right now", ctx.EntityID())
 	}
 	return a.Account.Deposit(ctx, acc, req)
@@ -86,7 +89,7 @@ func TestTransfersInProcess(t *testing.T) {
 	ctx := t.Context()
 	accounts := &flakyAccounts{
 		// carol's first two deposits fail: the third attempt gets through.
-		// dave takes none: the transfer to him is refunded.
+		// dave refuses every deposit: the transfer to him is refunded.
 		failures: map[string]int{"carol": 2, "dave": -1},
 		keys:     map[string][]string{},
 	}
@@ -131,7 +134,7 @@ func TestTransfersInProcess(t *testing.T) {
 		{&transferv1.StartRequest{TransferId: "flaky", FromAccount: "alice", ToAccount: "carol", AmountCents: 700},
 			want{statefunv1.WorkflowStatus_PHASE_COMPLETED, transferv1.Transfer_STAGE_COMPLETED, ""}},
 		{&transferv1.StartRequest{TransferId: "down", FromAccount: "alice", ToAccount: "dave", AmountCents: 300},
-			want{statefunv1.WorkflowStatus_PHASE_FAILED, transferv1.Transfer_STAGE_REFUNDED, "the deposit into dave kept failing; 300 cents refunded to alice"}},
+			want{statefunv1.WorkflowStatus_PHASE_FAILED, transferv1.Transfer_STAGE_REFUNDED, "the deposit into dave was refused: account dave is frozen; 300 cents refunded to alice"}},
 		{&transferv1.StartRequest{TransferId: "delayed", FromAccount: "bob", ToAccount: "alice", AmountCents: 50, Delay: durationpb.New(100 * time.Millisecond)},
 			want{statefunv1.WorkflowStatus_PHASE_COMPLETED, transferv1.Transfer_STAGE_COMPLETED, ""}},
 		{&transferv1.StartRequest{TransferId: "cancelled", FromAccount: "bob", ToAccount: "alice", AmountCents: 4000, Delay: durationpb.New(time.Hour)},
@@ -179,7 +182,7 @@ func TestTransfersInProcess(t *testing.T) {
 
 	// The deposit step's attempts carry one idempotency key, the step's:
 	// had an attempt's deposit been made, the next would get its answer.
-	for id, attempts := range map[string]int{"carol": 3, "dave": 3} {
+	for id, attempts := range map[string]int{"carol": 3, "dave": 1} {
 		keys := accounts.depositKeys(id)
 		if len(keys) != attempts || keys[0] == "" {
 			t.Errorf("deposits into %s carried keys %q; want %d attempts, each with a key", id, keys, attempts)

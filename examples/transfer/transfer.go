@@ -122,11 +122,6 @@ func (Transfer) Refund(ctx *transferv1.TransferStepContext, t *transferv1.Transf
 	if err != nil {
 		return statefun.Transition{}, err
 	}
-	if t.GetReason() == "" {
-		// The runtime failed over to this step: the deposit's errors are
-		// in the workflow's history (Get's status).
-		t.Reason = fmt.Sprintf("the deposit into %s kept failing", t.GetToAccount())
-	}
 	t.Reason += fmt.Sprintf("; %d cents refunded to %s", t.GetAmountCents(), t.GetFromAccount())
 	t.Stage = transferv1.Transfer_STAGE_REFUNDED
 	return ctx.Fail(t.Reason), nil

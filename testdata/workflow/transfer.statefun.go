@@ -452,6 +452,13 @@ func (c *TransferStepContext) IdempotencyKey() string {
 	return c.c.IdempotencyKey()
 }
 
+// Status returns the workflow's progress as the step began: among it the
+// last error (why an earlier attempt failed, or why a failover step runs)
+// and the latest step runs.
+func (c *TransferStepContext) Status() *statefunv1.WorkflowStatus {
+	return c.c.Status()
+}
+
 // GoTo runs step next, at once.
 func (c *TransferStepContext) GoTo(step TransferStep) statefun.Transition {
 	return c.c.GoTo(step.name)

@@ -654,6 +654,8 @@ type WorkflowStep struct {
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// How long one attempt may run before it counts as failed; the step's
 	// context is cancelled then. Overrides WorkflowOptions.step_timeout.
+	// When the node running the step dies, the step runs again (on the
+	// workflow's owner) one second after this timeout.
 	Timeout *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// How the step is retried when an attempt fails. Replaces
 	// WorkflowOptions.retry whole for this step.
@@ -720,11 +722,16 @@ type RetryPolicy struct {
 	// are used up the workflow goes to the failover step, or fails.
 	MaxAttempts uint32 `protobuf:"varint,1,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
 	// The wait before the second attempt; each later wait doubles, up to
-	// max_backoff. Defaults 100 ms and 1 minute.
+	// max_backoff. Defaults 100 ms and 1 minute. Each wait is drawn at
+	// random between half and all of this, so that workflows that failed
+	// together do not retry together.
 	InitialBackoff *durationpb.Duration `protobuf:"bytes,2,opt,name=initial_backoff,json=initialBackoff,proto3" json:"initial_backoff,omitempty"`
 	MaxBackoff     *durationpb.Duration `protobuf:"bytes,3,opt,name=max_backoff,json=maxBackoff,proto3" json:"max_backoff,omitempty"`
-	// The step to run once max_attempts are used up (a compensation: refund
-	// after a deposit that keeps failing). Unset: the workflow fails.
+	// The step to run once max_attempts are used up (a compensation).
+	// Unset: the workflow fails. Fail over only from errors that say the
+	// step's effect did not happen: an error such as UNAVAILABLE from a call
+	// may come after the call took effect, and a compensation then undoes
+	// what may have been done (a refund of a deposit that was made).
 	Failover      string `protobuf:"bytes,4,opt,name=failover,proto3" json:"failover,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -269,7 +269,9 @@ type WorkflowStepRun struct {
 	StartedAt *timestamppb.Timestamp  `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	EndedAt   *timestamppb.Timestamp  `protobuf:"bytes,4,opt,name=ended_at,json=endedAt,proto3" json:"ended_at,omitempty"`
 	Outcome   WorkflowStepRun_Outcome `protobuf:"varint,5,opt,name=outcome,proto3,enum=statefun.v1.WorkflowStepRun_Outcome" json:"outcome,omitempty"`
-	Error     string                  `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	// Why the attempt failed; for a step that failed the workflow on purpose
+	// (its Fail), the reason it gave.
+	Error string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
 	// What came next: the next step, or empty when the workflow ended.
 	Next          string `protobuf:"bytes,7,opt,name=next,proto3" json:"next,omitempty"`
 	unknownFields protoimpl.UnknownFields

@@ -243,6 +243,13 @@ func generateWorkflowContexts(out *jen.File, w *workflow, n workflowNames) {
 		jen.Return(jen.Id("c").Dot("c").Dot("IdempotencyKey").Call()),
 	)
 	out.Line()
+	out.Comment("Status returns the workflow's progress as the step began: among it the")
+	out.Comment("last error (why an earlier attempt failed, or why a failover step runs)")
+	out.Comment("and the latest step runs.")
+	out.Add(recv()).Id("Status").Params().Op("*").Qual(statefunv1Pkg, "WorkflowStatus").Block(
+		jen.Return(jen.Id("c").Dot("c").Dot("Status").Call()),
+	)
+	out.Line()
 	transitions(out, n, sc, jen.Qual(runtimePkg, "Transition"), step, toString)
 }
 

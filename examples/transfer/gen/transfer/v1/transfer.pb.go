@@ -531,15 +531,15 @@ const file_transfer_v1_transfer_proto_rawDesc = "" +
 	"\x0fSTAGE_COMPLETED\x10\x03\x12\x12\n" +
 	"\x0eSTAGE_REJECTED\x10\x04\x12\x12\n" +
 	"\x0eSTAGE_REFUNDED\x10\x05\x12\x13\n" +
-	"\x0fSTAGE_CANCELLED\x10\x062\xba\x02\n" +
+	"\x0fSTAGE_CANCELLED\x10\x062\xb0\x02\n" +
 	"\x0fTransferService\x12F\n" +
 	"\x05Start\x12\x19.transfer.v1.StartRequest\x1a\x1a.transfer.v1.StartResponse\"\x06\xf2\x81\x19\x02\x10\x01\x12A\n" +
 	"\x06Cancel\x12\x1a.transfer.v1.CancelRequest\x1a\x1b.transfer.v1.CancelResponse\x12@\n" +
-	"\x03Get\x12\x17.transfer.v1.GetRequest\x1a\x18.transfer.v1.GetResponse\"\x06\xf2\x81\x19\x02\b\x01\x1aZ\x82\x82\x19V\n" +
+	"\x03Get\x12\x17.transfer.v1.GetRequest\x1a\x18.transfer.v1.GetResponse\"\x06\xf2\x81\x19\x02\b\x01\x1aP\x82\x82\x19L\n" +
 	"\btransfer\x12\bTransfer\x1a\n" +
 	"\n" +
-	"\bwithdraw\x1a \n" +
-	"\adeposit\x1a\x15\b\x03\x12\x05\x10\x80\x84\xaf_\x1a\x02\b\x01\"\x06refund\x1a\b\n" +
+	"\bwithdraw\x1a\x16\n" +
+	"\adeposit\x1a\v\x12\x05\x10\x80\x84\xaf_\x1a\x02\b\x01\x1a\b\n" +
 	"\x06refund\"\x02\b\n" +
 	"*\x04\x1a\x02\b\n" +
 	"BNZLgithub.com/statefun-go/statefun/examples/transfer/gen/transfer/v1;transferv1b\x06proto3"

@@ -24,7 +24,9 @@ const TransferWorkflowType = "transfer"
 // TransferStep is a step of the Transfer workflow: TransferStepWithdraw,
 // TransferStepDeposit or TransferStepRefund. No other value can be made outside
 // this package, so naming a step the workflow does not declare does not
-// compile. The zero TransferStep is no step.
+// compile. The zero TransferStep{} is no step: WaitForSignal takes it as
+// onTimeout to fail the workflow when the wait times out, and anywhere else it
+// fails the call with codes.Internal.
 type TransferStep struct {
 	name string
 }
@@ -50,17 +52,22 @@ var (
 //
 // Start and signal methods change the state in place and may choose, through
 // their context, what the workflow does next; what they change is stored
-// before the caller gets the reply, and dropped when they return an error.
-// Read methods must not change the state.
+// before the caller gets the reply, and dropped when they return an error. A
+// start that chooses nothing runs the first step; a signal that chooses nothing
+// resumes a workflow waiting for one with the step it waits to run. A workflow
+// starts once: a second start fails with codes.AlreadyExists. Read methods must
+// not change the state.
 //
 // The runtime runs the steps one at a time, in the background, each attempt
 // within the step's timeout. A step changes the state in place and returns
 // what comes next (ctx.GoTo, ctx.Sleep, ctx.End...); the change and that
 // outcome are stored before the next step starts. A failed attempt (an error,
-// a panic or its timeout) is retried by the step's retry policy, and an attempt
-// cut short by a crash runs again: steps must be safe to repeat. Calls made
-// with ctx.Context() carry the step's idempotency key, the same for every
-// attempt, so an entity called from a repeated step applies the call once.
+// a panic or its timeout) keeps none of its changes and is retried by the
+// step's retry policy; an attempt cut short by a crash, or overtaken by a
+// signal that changed the state, runs again: steps must be safe to repeat.
+// Calls made with ctx.Context() carry the step's idempotency key, the same for
+// every attempt, so an entity called from a repeated step applies the call
+// once.
 //
 // TransferService moves an amount from one account to another, once. The
 // runtime runs its steps one at a time and stores each step's outcome
@@ -70,8 +77,8 @@ var (
 //   - withdraw takes the amount from from_account. A refusal (insufficient
 //     funds, an account that is not open) fails the transfer with nothing
 //     moved.
-//   - deposit puts it into to_account. A refusal, or three failed attempts,
-//     leads to refund.
+//   - deposit puts it into to_account. A refusal leads to refund; any other
+//     error is retried until the account answers.
 //   - refund puts it back into from_account, however many attempts that
 //     takes; the transfer then fails, with the money where it started.
 //
@@ -102,9 +109,8 @@ type TransferHandler interface {
 	// without limit, backing off from 100ms to 10s.
 	Withdraw(ctx *TransferStepContext, state *Transfer) (statefun.Transition, error)
 
-	// Deposit runs step deposit. Each attempt may run for 10s; it is tried at most
-	// 3 times, backing off from 200ms to 1s, then the workflow goes on with step
-	// refund.
+	// Deposit runs step deposit. Each attempt may run for 10s; it is retried
+	// without limit, backing off from 200ms to 1s.
 	Deposit(ctx *TransferStepContext, state *Transfer) (statefun.Transition, error)
 
 	// Refund runs step refund. Each attempt may run for 10s; it is retried without
@@ -130,13 +136,13 @@ func (c *TransferContext) WorkflowID() string {
 	return c.c.WorkflowID()
 }
 
-// Status returns the workflow's progress: its phase, its current step and its
-// latest step runs.
+// Status returns the workflow's progress before this call: its phase, its
+// current step and its latest step runs.
 func (c *TransferContext) Status() *statefunv1.WorkflowStatus {
 	return c.c.Status()
 }
 
-// GoTo runs step next, now.
+// GoTo runs step next, at once.
 func (c *TransferContext) GoTo(step TransferStep) {
 	c.c.GoTo(step.name)
 }
@@ -152,10 +158,10 @@ func (c *TransferContext) Pause(step TransferStep) {
 	c.c.Pause(step.name)
 }
 
-// WaitForSignal makes the workflow wait for a signal for at most timeout; resume
-// runs after it, unless the signal's method chooses otherwise. Without a signal
-// in time, onTimeout runs; with onTimeout the zero TransferStep{}, the workflow
-// fails instead.
+// WaitForSignal makes the workflow wait for a signal for at most timeout (0: no
+// limit, as Pause); resume runs after it, unless the signal's method chooses
+// otherwise. Without a signal in time, onTimeout runs; with onTimeout the zero
+// TransferStep{}, the workflow fails instead.
 func (c *TransferContext) WaitForSignal(resume TransferStep, timeout time.Duration, onTimeout TransferStep) {
 	c.c.WaitForSignal(resume.name, timeout, onTimeout.name)
 }
@@ -187,8 +193,8 @@ func (c *TransferReadContext) WorkflowID() string {
 	return c.c.WorkflowID()
 }
 
-// Status returns the workflow's progress: its phase, its current step and its
-// latest step runs.
+// Status returns the workflow's progress before this call: its phase, its
+// current step and its latest step runs.
 func (c *TransferReadContext) Status() *statefunv1.WorkflowStatus {
 	return c.c.Status()
 }
@@ -234,13 +240,21 @@ func (c *TransferStepContext) Attempt() int {
 	return c.c.Attempt()
 }
 
-// IdempotencyKey returns the key calls made with Context carry, for calls to
-// services outside statefun that take one.
+// IdempotencyKey returns the key calls made with Context carry: the same for
+// every attempt at one entry into the step, another for the next entry. Pass it
+// to services outside statefun that take one.
 func (c *TransferStepContext) IdempotencyKey() string {
 	return c.c.IdempotencyKey()
 }
 
-// GoTo runs step next, now.
+// Status returns the workflow's progress as the step began: among it the
+// last error (why an earlier attempt failed, or why a failover step runs)
+// and the latest step runs.
+func (c *TransferStepContext) Status() *statefunv1.WorkflowStatus {
+	return c.c.Status()
+}
+
+// GoTo runs step next, at once.
 func (c *TransferStepContext) GoTo(step TransferStep) statefun.Transition {
 	return c.c.GoTo(step.name)
 }
@@ -256,10 +270,10 @@ func (c *TransferStepContext) Pause(step TransferStep) statefun.Transition {
 	return c.c.Pause(step.name)
 }
 
-// WaitForSignal makes the workflow wait for a signal for at most timeout; resume
-// runs after it, unless the signal's method chooses otherwise. Without a signal
-// in time, onTimeout runs; with onTimeout the zero TransferStep{}, the workflow
-// fails instead.
+// WaitForSignal makes the workflow wait for a signal for at most timeout (0: no
+// limit, as Pause); resume runs after it, unless the signal's method chooses
+// otherwise. Without a signal in time, onTimeout runs; with onTimeout the zero
+// TransferStep{}, the workflow fails instead.
 func (c *TransferStepContext) WaitForSignal(resume TransferStep, timeout time.Duration, onTimeout TransferStep) statefun.Transition {
 	return c.c.WaitForSignal(resume.name, timeout, onTimeout.name)
 }
@@ -269,7 +283,8 @@ func (c *TransferStepContext) End() statefun.Transition {
 	return c.c.End()
 }
 
-// Fail ends the workflow as failed, for reason.
+// Fail ends the workflow as failed, for reason: without a retry or the
+// failover step.
 func (c *TransferStepContext) Fail(reason string) statefun.Transition {
 	return c.c.Fail(reason)
 }
@@ -309,10 +324,8 @@ func transferWorkflowConfig(h TransferHandler) statefun.WorkflowConfig[*Transfer
 				},
 				Timeout: 10 * time.Second,
 				Retry: statefun.RetryPolicy{
-					MaxAttempts:    3,
 					InitialBackoff: 200 * time.Millisecond,
 					MaxBackoff:     1 * time.Second,
-					Failover:       "refund",
 				},
 			},
 			{

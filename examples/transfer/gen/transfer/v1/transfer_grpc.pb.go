@@ -42,8 +42,8 @@ const (
 //   - withdraw takes the amount from from_account. A refusal (insufficient
 //     funds, an account that is not open) fails the transfer with nothing
 //     moved.
-//   - deposit puts it into to_account. A refusal, or three failed attempts,
-//     leads to refund.
+//   - deposit puts it into to_account. A refusal leads to refund; any other
+//     error is retried until the account answers.
 //   - refund puts it back into from_account, however many attempts that
 //     takes; the transfer then fails, with the money where it started.
 //
@@ -119,8 +119,8 @@ func (c *transferServiceClient) Get(ctx context.Context, in *GetRequest, opts ..
 //   - withdraw takes the amount from from_account. A refusal (insufficient
 //     funds, an account that is not open) fails the transfer with nothing
 //     moved.
-//   - deposit puts it into to_account. A refusal, or three failed attempts,
-//     leads to refund.
+//   - deposit puts it into to_account. A refusal leads to refund; any other
+//     error is retried until the account answers.
 //   - refund puts it back into from_account, however many attempts that
 //     takes; the transfer then fails, with the money where it started.
 //

@@ -12,11 +12,13 @@ import (
 	"time"
 )
 
-// TransferTestKit runs Transfer's methods and steps in a unit test: no server, no
-// store, no goroutine, no clock but the one SetNow sets. Call the workflow's
-// RPCs with the method of the same name (a start first), run its steps with
-// RunStep or Run, and check the replies, State and Status; OnCall answers the
-// calls its steps make.
+// TransferTestKit runs Transfer's methods and steps in a unit test, as the runtime
+// runs them, but with no server, no store and no goroutine, and with time
+// moving only when the test says so. Call the workflow's RPCs with the
+// methods of the same names (a start first), run its steps with RunStep or
+// Run, and check the replies, State and Status; OnCall answers the calls its
+// steps make. A testkit holds one workflow: the test fails when a request
+// lacks the workflow key or addresses another workflow than the first did.
 type TransferTestKit struct {
 	t       statefun.TB
 	kit     *statefun.WorkflowTestKit[*Transfer]
@@ -66,17 +68,33 @@ func (k *TransferTestKit) OnCall(method string, fn func(req proto.Message) (prot
 	k.kit.OnCall(method, fn)
 }
 
-// RunStep runs the current step once and applies its outcome.
+// Calls returns the calls the workflow's steps made so far, oldest first, with
+// the idempotency key each carried.
+func (k *TransferTestKit) Calls() []statefun.TestCall {
+	return k.kit.Calls()
+}
+
+// RunStep runs the step the workflow is at, once, whatever its wake time (a
+// sleep or a retry's backoff passes at once), and applies the outcome as the
+// runtime would. The test fails when the workflow is not at a step, or when the
+// step makes a call no OnCall answers.
 func (k *TransferTestKit) RunStep() *statefun.StepTestResult {
 	k.t.Helper()
 	return k.kit.RunStep()
 }
 
-// Run runs steps, at most maxSteps, until the workflow waits, ends or fails,
-// and returns its status then.
+// Run runs steps until the workflow waits for a signal or ends, and returns its
+// progress then. The test fails when it still runs after maxSteps attempts.
 func (k *TransferTestKit) Run(maxSteps int) *statefunv1.WorkflowStatus {
 	k.t.Helper()
 	return k.kit.Run(maxSteps)
+}
+
+// ExpireWait times out the wait for a signal the workflow is in, as the runtime
+// does when the wait's timeout passes.
+func (k *TransferTestKit) ExpireWait() {
+	k.t.Helper()
+	k.kit.ExpireWait()
 }
 
 // Status returns the workflow's progress.
@@ -86,10 +104,12 @@ func (k *TransferTestKit) Status() *statefunv1.WorkflowStatus {
 
 // State returns a copy of the workflow's state.
 func (k *TransferTestKit) State() *Transfer {
+	k.t.Helper()
 	return k.kit.State()
 }
 
-// SetNow sets the testkit's clock, which sleeps, waits and backoffs count from.
+// SetNow sets the clock the workflow's methods and steps see (time.Now by
+// default), so that a test can tell when sleeps, retries and waits would end.
 func (k *TransferTestKit) SetNow(now time.Time) {
 	k.kit.SetNow(now)
 }
