@@ -75,7 +75,8 @@ func generateWorkflowHandler(out *jen.File, w *workflow, n workflowNames) {
 		"signal that changed the state, runs again: steps must be safe to repeat.",
 		"Calls made with ctx.Context() carry the step's idempotency key, the same for",
 		"every attempt, so an entity called from a repeated step applies the call",
-		"once.",
+		"once. A step run again after a signal must still make the calls the first",
+		"run made (their effects stand): act on a signal's change in the next step.",
 	} {
 		out.Comment(l)
 	}
