@@ -48,13 +48,10 @@ func errand(steps ...step) (*statefun.Entity, *atomic.Pointer[statefun.WorkflowH
 	return e, &host
 }
 
-func startErrand(t *testing.T, h *statefun.WorkflowHost[errandState], id string, first string) {
+func startErrand(t *testing.T, h *statefun.WorkflowHost[errandState], id string) {
 	t.Helper()
 	_, err := statefun.StartWorkflow(context.Background(), h, id, "Start", func(c *statefun.WorkflowContext, s errandState) (*structpb.Struct, error) {
 		s.Fields["started"] = structpb.NewBoolValue(true)
-		if first != "" {
-			c.GoTo(first)
-		}
 		return &structpb.Struct{}, nil
 	})
 	if err != nil {
@@ -128,7 +125,7 @@ func TestWorkflowRunsItsStepsInOrderAndKeepsTheirHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { closeRuntime(t, rt) })
-	startErrand(t, host.Load(), "w1", "")
+	startErrand(t, host.Load(), "w1")
 	st, s := waitPhase(t, host.Load(), "w1", statefunv1.WorkflowStatus_PHASE_COMPLETED)
 	if got := historySteps(st); fmt.Sprint(got) != "[add#1:OUTCOME_DONE finish#1:OUTCOME_DONE]" {
 		t.Errorf("history = %v", got)
@@ -196,7 +193,7 @@ func TestWorkflowRetryDoesNotRepeatACallsEffect(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { closeRuntime(t, rt) })
-	startErrand(t, host.Load(), "w2", "")
+	startErrand(t, host.Load(), "w2")
 	st, _ := waitPhase(t, host.Load(), "w2", statefunv1.WorkflowStatus_PHASE_COMPLETED)
 	if got := historySteps(st); fmt.Sprint(got) != "[add#1:OUTCOME_FAILED add#2:OUTCOME_FAILED add#3:OUTCOME_DONE]" {
 		t.Errorf("history = %v", got)
@@ -222,7 +219,7 @@ func TestWorkflowFailsOverOnceAttemptsAreUsedUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { closeRuntime(t, rt) })
-	startErrand(t, host.Load(), "w3", "")
+	startErrand(t, host.Load(), "w3")
 	st, s := waitPhase(t, host.Load(), "w3", statefunv1.WorkflowStatus_PHASE_FAILED)
 	want := "[deposit#1:OUTCOME_FAILED deposit#2:OUTCOME_FAILED deposit#3:OUTCOME_FAILED refund#1:OUTCOME_DONE]"
 	if got := historySteps(st); fmt.Sprint(got) != want {
@@ -260,8 +257,8 @@ func TestWorkflowWaitsForASignalOrItsTimeout(t *testing.T) {
 	}
 	t.Cleanup(func() { closeRuntime(t, rt) })
 	h := host.Load()
-	startErrand(t, h, "patient", "")
-	startErrand(t, h, "impatient", "")
+	startErrand(t, h, "patient")
+	startErrand(t, h, "impatient")
 	waitPhase(t, h, "patient", statefunv1.WorkflowStatus_PHASE_WAITING)
 	st, _ := waitPhase(t, h, "impatient", statefunv1.WorkflowStatus_PHASE_FAILED)
 	if st.GetLastError() != "nobody answered" {
@@ -308,7 +305,7 @@ func TestWorkflowStepRunsAgainWhenASignalChangesTheState(t *testing.T) {
 	}
 	t.Cleanup(func() { closeRuntime(t, rt) })
 	h := host.Load()
-	startErrand(t, h, "w5", "")
+	startErrand(t, h, "w5")
 	deadline := time.Now().Add(10 * time.Second)
 	for runs.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
@@ -345,7 +342,7 @@ func TestWorkflowResumesAfterRestartWithoutRepeatingFinishedSteps(t *testing.T) 
 			return c.End(), nil
 		}},
 	}
-	open := func() (*statefun.Runtime, *statefun.WorkflowHost[errandState], func()) {
+	open := func() (*statefun.WorkflowHost[errandState], func()) {
 		st, err := embedded.Open(filepath.Join(dir, "statefun.db"))
 		if err != nil {
 			t.Fatal(err)
@@ -355,13 +352,13 @@ func TestWorkflowResumesAfterRestartWithoutRepeatingFinishedSteps(t *testing.T) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		return rt, host.Load(), func() {
+		return host.Load(), func() {
 			closeRuntime(t, rt)
 			_ = st.Close()
 		}
 	}
-	_, h, stop := open()
-	startErrand(t, h, "w6", "")
+	h, stop := open()
+	startErrand(t, h, "w6")
 	st, _ := waitPhase(t, h, "w6", statefunv1.WorkflowStatus_PHASE_RUNNING)
 	for deadline := time.Now().Add(10 * time.Second); st.GetStep() != "second" && time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond)
@@ -371,7 +368,7 @@ func TestWorkflowResumesAfterRestartWithoutRepeatingFinishedSteps(t *testing.T) 
 		t.Fatalf("workflow not at its second step: %v", st)
 	}
 	stop()
-	_, h, stop = open()
+	h, stop = open()
 	t.Cleanup(stop)
 	waitPhase(t, h, "w6", statefunv1.WorkflowStatus_PHASE_COMPLETED)
 	if firsts.Load() != 1 || seconds.Load() != 1 {
@@ -419,7 +416,7 @@ func TestClusterWorkflowsMoveWithTheirShards(t *testing.T) {
 			return &structpb.Struct{}, nil
 		})
 		if status.Code(err) == codes.Internal {
-			startErrand(t, hb, id, "")
+			startErrand(t, hb, id)
 		} else if err != nil {
 			t.Fatal(err)
 		}
@@ -472,7 +469,7 @@ func TestWorkflowStepCutByAShutdownRunsAgainAtOnce(t *testing.T) {
 		}
 	}
 	h, stop := open()
-	startErrand(t, h, "w7", "")
+	startErrand(t, h, "w7")
 	select {
 	case <-running:
 	case <-time.After(10 * time.Second):
