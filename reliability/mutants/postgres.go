@@ -12,6 +12,15 @@ var postgresPlanMutants = []mutant{
         SELECT FROM {{schema}}.events AS p`,
 		pkg: "./runtime/store/postgres/", run: "TestEventInsertProbesThePrimaryKey",
 	},
+	{
+		name: "postgres: finishing timers may read the whole timers table (15)",
+		file: "runtime/store/postgres/queries.sql",
+		old:  `SELECT {{schema}}.finish_timers($1::text[], $2::bytea[], $3::text[], $4::bigint[]);`,
+		new: `DELETE FROM {{schema}}.timers AS t
+USING unnest($1::text[], $2::bytea[], $3::text[], $4::bigint[]) AS d (entity_type, entity_id, name, id)
+WHERE t.entity_type = d.entity_type AND t.entity_id = d.entity_id AND t.name = d.name AND t.id = d.id;`,
+		pkg: "./runtime/store/postgres/", run: "TestTimerChangesProbeThePrimaryKey",
+	},
 }
 
 func init() { mutants = append(mutants, postgresPlanMutants...) }

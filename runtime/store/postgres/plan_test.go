@@ -163,3 +163,72 @@ func explain(ctx context.Context, t *testing.T, conn *pgx.Conn, statement string
 	}
 	return plan.String()
 }
+
+// TestTimerChangesProbeThePrimaryKey: cancelling, finishing and retrying
+// timers touch each timer through the primary key, never by reading the
+// table, even with plans made while the table was empty.
+func TestTimerChangesProbeThePrimaryKey(t *testing.T) {
+	ctx := t.Context()
+	url, _, schema := cpuTestDatabase(t)
+	s, err := Open(ctx, url, WithSchema(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
+		t.Fatal(err)
+	}
+	key := []any{[]string{"cart"}, [][]byte{[]byte("c-00001")}, []string{"t"}}
+	changes := []struct {
+		name, sql string
+		args      []any
+	}{
+		{"cancel-timers", s.sql.cancelTimers, key},
+		{"finish-timers", s.sql.finishTimers, append(key[:3:3], []int64{2})},
+		{"retry-timers", s.sql.retryTimers, append(key[:3:3], []int64{3}, []time.Time{time.Now()})},
+	}
+	// Plans made on the empty table, kept by the session.
+	for range 6 {
+		for _, c := range changes {
+			if _, err := conn.Exec(ctx, c.sql, c.args...); err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+		}
+	}
+	for batch := range 20 {
+		b := &store.Batch{}
+		for i := range 1000 {
+			n := batch*1000 + i
+			b.Timers = append(b.Timers, store.TimerChange{Timer: store.Timer{
+				Entity: store.Ref{Type: "cart", ID: fmt.Sprintf("c-%05d", n)}, Name: "t", ID: int64(n + 1), Shard: n % 64,
+				Due: time.Now().Add(time.Duration(n) * time.Second), Call: []byte{1},
+			}})
+		}
+		if err := s.Commit(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range changes {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, c.sql, c.args...); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var seq, idx int64
+		err = tx.QueryRow(ctx, "SELECT seq_scan, coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables WHERE schemaname = $1 AND relname = 'timers'", schema).Scan(&seq, &idx)
+		_ = tx.Rollback(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seq != 0 || idx == 0 {
+			t.Errorf("%s read the timers table %d times and probed an index %d times; want only probes", c.name, seq, idx)
+		}
+	}
+}

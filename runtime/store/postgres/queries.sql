@@ -358,10 +358,9 @@ ON CONFLICT (entity_type, entity_id, name) DO UPDATE
 SET id = excluded.id, shard = excluded.shard, due = excluded.due, call = excluded.call, attempts = 0;
 
 -- name: cancel-timers
--- The batch's last change to each timer that cancels it.
-DELETE FROM {{schema}}.timers AS t
-USING unnest($1::text[], $2::bytea[], $3::text[]) AS c (entity_type, entity_id, name)
-WHERE t.entity_type = c.entity_type AND t.entity_id = c.entity_id AND t.name = c.name;
+-- The batch's last change to each timer that cancels it; one primary-key
+-- delete per timer (migration 0007 says why).
+SELECT {{schema}}.cancel_timers($1::text[], $2::bytea[], $3::text[]);
 
 -- name: due-timers
 -- Walks timers_due from the earliest; a NULL $1 means every shard.
@@ -376,15 +375,10 @@ SELECT min(due) FROM {{schema}}.timers
 WHERE $1::integer[] IS NULL OR shard = ANY($1::integer[]);
 
 -- name: finish-timers
-DELETE FROM {{schema}}.timers AS t
-USING unnest($1::text[], $2::bytea[], $3::text[], $4::bigint[]) AS d (entity_type, entity_id, name, id)
-WHERE t.entity_type = d.entity_type AND t.entity_id = d.entity_id AND t.name = d.name AND t.id = d.id;
+SELECT {{schema}}.finish_timers($1::text[], $2::bytea[], $3::text[], $4::bigint[]);
 
 -- name: retry-timers
-UPDATE {{schema}}.timers AS t
-SET due = r.due, attempts = t.attempts + 1
-FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bigint[], $5::timestamptz[]) AS r (entity_type, entity_id, name, id, due)
-WHERE t.entity_type = r.entity_type AND t.entity_id = r.entity_id AND t.name = r.name AND t.id = r.id;
+SELECT {{schema}}.retry_timers($1::text[], $2::bytea[], $3::text[], $4::bigint[], $5::timestamptz[]);
 
 -- name: entity-timers
 SELECT name, id, shard, due, call, attempts

@@ -126,7 +126,7 @@ func (s *Store) NextTimerDue(ctx context.Context, shards []int) (time.Time, bool
 	return *next, true, nil
 }
 
-// FinishTimers implements store.Timers: one DELETE after the fence's check.
+// FinishTimers implements store.Timers: one statement after the fence's check.
 func (s *Store) FinishTimers(ctx context.Context, done []store.TimerKey, fence *store.Fence) error {
 	if s.closed.Load() {
 		return errClosed()
@@ -139,7 +139,7 @@ func (s *Store) FinishTimers(ctx context.Context, done []store.TimerKey, fence *
 		func(b *pgx.Batch) { b.Queue(s.sql.finishTimers, types, ids, names, timerIDs) })
 }
 
-// RetryTimers implements store.Timers: one UPDATE after the fence's check.
+// RetryTimers implements store.Timers: one statement after the fence's check.
 func (s *Store) RetryTimers(ctx context.Context, retries []store.TimerRetry, fence *store.Fence) error {
 	if s.closed.Load() {
 		return errClosed()
