@@ -122,15 +122,23 @@ func (k *TestKit[S]) apply(event proto.Message) (panicValue any, stack []byte) {
 // another entity than the requests before it.
 func (k *TestKit[S]) address(method string, keyErr error, id string) bool {
 	k.t.Helper()
+	return address(k.t, "entity", &k.id, method, keyErr, id)
+}
+
+// address records id in held, the ID of the one entity (or workflow: what)
+// a testkit holds, the first time; it fails the test and reports false when
+// the request has no key or names another ID.
+func address(t TB, what string, held *string, method string, keyErr error, id string) bool {
+	t.Helper()
 	switch {
 	case keyErr != nil:
-		k.t.Fatalf("%s: %v; the server rejects such a request before the handler runs, so set the key in the test's request too", method, keyErr)
+		t.Fatalf("%s: %v; the server rejects such a request before the handler runs, so set the key in the test's request too", method, keyErr)
 		return false
-	case k.id != "" && id != k.id:
-		k.t.Fatalf("%s addresses entity %q, but this testkit holds entity %q; use a testkit per entity", method, id, k.id)
+	case *held != "" && id != *held:
+		t.Fatalf("%s addresses %s %q, but this testkit holds %s %q; use a testkit per %s", method, what, id, what, *held, what)
 		return false
 	}
-	k.id = id
+	*held = id
 	return true
 }
 
@@ -384,25 +392,39 @@ func (r *TestResult[S, R]) NewState() S { return r.newState }
 // to want.
 func (r *TestResult[S, R]) WantReply(want R) {
 	r.t.Helper()
-	if r.err != nil {
-		r.t.Fatalf("%s failed: %v\nwant reply: %s", r.method, r.err, describe(want))
-		return
-	}
-	if !proto.Equal(r.reply, want) {
-		r.t.Fatalf("%s reply:\n got: %s\nwant: %s", r.method, describe(r.reply), describe(want))
-	}
+	wantReply(r.t, r.method, r.reply, r.err, want)
 }
 
 // WantCode fails the test unless the handler's error has the gRPC status
 // code code. codes.OK means that the handler succeeded.
 func (r *TestResult[S, R]) WantCode(code codes.Code) {
 	r.t.Helper()
-	if got := status.Code(r.err); got != code {
-		if r.err == nil {
-			r.t.Fatalf("%s succeeded; want code %v", r.method, code)
+	wantCode(r.t, r.method, r.err, code)
+}
+
+// wantReply fails the test unless a call of method succeeded (err is nil)
+// with a reply equal to want.
+func wantReply(t TB, method string, got proto.Message, err error, want proto.Message) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s failed: %v\nwant reply: %s", method, err, describe(want))
+		return
+	}
+	if !proto.Equal(got, want) {
+		t.Fatalf("%s reply:\n got: %s\nwant: %s", method, describe(got), describe(want))
+	}
+}
+
+// wantCode fails the test unless err, a call of method's, has the gRPC
+// status code code; codes.OK means that the call succeeded.
+func wantCode(t TB, method string, err error, code codes.Code) {
+	t.Helper()
+	if got := status.Code(err); got != code {
+		if err == nil {
+			t.Fatalf("%s succeeded; want code %v", method, code)
 			return
 		}
-		r.t.Fatalf("%s failed with code %v, want %v: %v", r.method, got, code, r.err)
+		t.Fatalf("%s failed with code %v, want %v: %v", method, got, code, err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package statefun
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -581,7 +582,7 @@ func signalHandler[S, R proto.Message](h *WorkflowHost[S], id, method string, fn
 			return zero, err
 		}
 		ev := &workflowpb.Signalled{Method: method, Next: next, AtMicros: now.UnixMicro()}
-		if !bytesEqual(b, rec.GetState()) {
+		if !bytes.Equal(b, rec.GetState()) {
 			ev.State = b
 		}
 		h.emit(c, id, rec, wfSignalledType, ev, now)
@@ -590,8 +591,6 @@ func signalHandler[S, R proto.Message](h *WorkflowHost[S], id, method string, fn
 		return reply, nil
 	}
 }
-
-func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
 
 // ReadWorkflow runs fn, a read handler, against the workflow id. A
 // workflow that was never started refuses with NOT_FOUND.

@@ -98,16 +98,7 @@ func (k *WorkflowTestKit[S]) State() S {
 // address records the workflow a request addresses, as TestKit.address.
 func (k *WorkflowTestKit[S]) address(method string, keyErr error, id string) bool {
 	k.t.Helper()
-	switch {
-	case keyErr != nil:
-		k.t.Fatalf("%s: %v; the server rejects such a request before the handler runs, so set the key in the test's request too", method, keyErr)
-		return false
-	case k.id != "" && id != k.id:
-		k.t.Fatalf("%s addresses workflow %q, but this testkit holds workflow %q; use a testkit per workflow", method, id, k.id)
-		return false
-	}
-	k.id = id
-	return true
+	return address(k.t, "workflow", &k.id, method, keyErr, id)
 }
 
 // commit applies what a command staged, as the host would once durable.
@@ -135,26 +126,14 @@ func (r *WorkflowTestResult[R]) Err() error { return r.err }
 // to want.
 func (r *WorkflowTestResult[R]) WantReply(want R) {
 	r.t.Helper()
-	if r.err != nil {
-		r.t.Fatalf("%s failed: %v\nwant reply: %s", r.method, r.err, describe(want))
-		return
-	}
-	if !proto.Equal(r.reply, want) {
-		r.t.Fatalf("%s reply:\n got: %s\nwant: %s", r.method, describe(r.reply), describe(want))
-	}
+	wantReply(r.t, r.method, r.reply, r.err, want)
 }
 
 // WantCode fails the test unless the call's error has the gRPC status code
 // code; codes.OK means that it succeeded.
 func (r *WorkflowTestResult[R]) WantCode(code codes.Code) {
 	r.t.Helper()
-	if got := status.Code(r.err); got != code {
-		if r.err == nil {
-			r.t.Fatalf("%s succeeded; want code %v", r.method, code)
-			return
-		}
-		r.t.Fatalf("%s failed with code %v, want %v: %v", r.method, got, code, r.err)
-	}
+	wantCode(r.t, r.method, r.err, code)
 }
 
 func testWorkflowCommand[S, Q, R proto.Message](k *WorkflowTestKit[S], method string, req Q, key func(Q) (string, error), handler func(id string) func(*CommandContext, *workflowpb.WorkflowRecord) (R, error)) *WorkflowTestResult[R] {

@@ -1,20 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -114,9 +109,9 @@ func checkKill(t *testing.T, bin string, flags ...string) {
 		})
 	}
 
-	srv := startKillable(t, bin, flags...)
-	openAccounts(t, bankv1.NewAccountServiceClient(srv.conn), balances)
-	transfers := transferv1.NewTransferServiceClient(srv.conn)
+	srv := e2e.Start(t, bin, flags...)
+	openAccounts(t, bankv1.NewAccountServiceClient(srv.Conn), balances)
+	transfers := transferv1.NewTransferServiceClient(srv.Conn)
 	var (
 		mu    sync.Mutex
 		acked = map[string]bool{}
@@ -137,7 +132,7 @@ func checkKill(t *testing.T, bin string, flags ...string) {
 					n := len(acked)
 					mu.Unlock()
 					if n == killAfter {
-						srv.kill(t)
+						srv.Kill(t)
 					}
 				}
 			}
@@ -148,7 +143,7 @@ func checkKill(t *testing.T, bin string, flags ...string) {
 	}
 	close(next)
 	wg.Wait()
-	srv.kill(t)
+	srv.Kill(t)
 	t.Logf("%d of %d starts acknowledged before the kill", len(acked), transferCount)
 	if len(acked) < killAfter || len(acked) == transferCount {
 		t.Fatalf("%d starts acknowledged; the kill should have come after %d and before all %d", len(acked), killAfter, transferCount)
@@ -267,88 +262,4 @@ func waitAllEnded(t *testing.T, transfers transferv1.TransferServiceClient, ids 
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// killable is a server binary the test can kill with SIGKILL; e2e.Server
-// stops only with SIGTERM.
-type killable struct {
-	cmd    *exec.Cmd
-	conn   *grpc.ClientConn
-	once   sync.Once
-	exited chan struct{}
-}
-
-func startKillable(t *testing.T, bin string, flags ...string) *killable {
-	t.Helper()
-	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, append([]string{"serve", "--listen", grpcAddr, "--http-listen", httpAddr}, flags...)...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &killable{cmd: cmd, exited: make(chan struct{})}
-	t.Cleanup(func() { s.kill(t) })
-	ready := make(chan struct{})
-	var log strings.Builder
-	var logMu sync.Mutex
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			logMu.Lock()
-			log.WriteString(sc.Text() + "\n")
-			logMu.Unlock()
-			if strings.Contains(sc.Text(), "serving HTTP") {
-				close(ready)
-				break
-			}
-		}
-		for sc.Scan() {
-		}
-		_ = cmd.Wait()
-		close(s.exited)
-	}()
-	select {
-	case <-ready:
-	case <-s.exited:
-		logMu.Lock()
-		defer logMu.Unlock()
-		t.Fatalf("server exited at start\n%s", log.String())
-	case <-time.After(30 * time.Second):
-		logMu.Lock()
-		defer logMu.Unlock()
-		t.Fatalf("server did not start\n%s", log.String())
-	}
-	s.conn, err = grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// kill sends SIGKILL, once, and waits for the process to exit.
-func (s *killable) kill(t *testing.T) {
-	s.once.Do(func() {
-		_ = s.cmd.Process.Kill()
-		select {
-		case <-s.exited:
-		case <-time.After(10 * time.Second):
-			t.Errorf("server still running 10s after SIGKILL")
-		}
-		if s.conn != nil {
-			_ = s.conn.Close()
-		}
-	})
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

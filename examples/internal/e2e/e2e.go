@@ -1,5 +1,6 @@
 // Package e2e runs an example's real server binary for end-to-end tests:
-// build it, start it on free ports, call it, stop it with SIGTERM.
+// build it, start it on free ports, call it, stop it with SIGTERM or kill
+// it with SIGKILL.
 package e2e
 
 import (
@@ -41,6 +42,7 @@ type Server struct {
 	exited chan error
 	mu     sync.Mutex
 	log    bytes.Buffer
+	kill   sync.Once
 }
 
 func freeAddr(t testing.TB) string {
@@ -175,4 +177,20 @@ func (s *Server) Stop(t testing.TB) {
 		_ = s.cmd.Process.Kill()
 		t.Fatalf("server did not stop after SIGTERM\n%s", s.Log())
 	}
+}
+
+// Kill is kill -9: no flush, no goodbye. It waits for the process to exit
+// and closes Conn. It may be called more than once, and from any
+// goroutine: the first call kills.
+func (s *Server) Kill(t testing.TB) {
+	s.kill.Do(func() {
+		_ = s.cmd.Process.Kill()
+		select {
+		case err := <-s.exited:
+			_ = err // "signal: killed", as it should be
+		case <-time.After(10 * time.Second):
+			t.Errorf("server still running 10s after SIGKILL")
+		}
+		_ = s.Conn.Close()
+	})
 }
