@@ -84,6 +84,11 @@ bench-http: ## Run only the HTTP/JSON cells (Connect JSON over HTTP/1.1 and h2c;
 	.ci/ensure-postgres
 	go run ./bench -only http
 
+.PHONY: bench-go
+bench-go: ## Run only the runtime's Go benchmarks (about 6 minutes), merge them into bench/results/results.json and rewrite BENCHMARKS.md.
+	.ci/ensure-postgres
+	go run ./bench -only go
+
 .PHONY: bench-scale
 bench-scale: ## Measure memory and recovery at scale (not part of bench): 1M carts of 100 events in database statefun_scale (written once, 18 minutes on a busy 2-core machine, then reused), then the server's cold loads, RSS and passivation (31 minutes); writes bench/results/scale.json and rewrites BENCHMARKS.md.
 	.ci/ensure-postgres

@@ -122,7 +122,8 @@ func (b *bench) setup(ctx context.Context) error {
 	if full {
 		systems = append(systems, report.Baseline)
 	}
-	if full || b.httpOnly() {
+	if full || b.httpOnly() || b.o.only == "go" {
+		// The Go benchmarks' schemas go into this database too.
 		systems = append(systems, report.StatefunPostgres)
 	}
 	if (full && !b.o.skipCluster) || b.clusterOnly() {
@@ -191,7 +192,10 @@ func (b *bench) run(ctx context.Context) (*report.Results, error) {
 		ClientConns: o.conns, BaselinePool: o.baselinePool, ProxyDelay: o.proxyDelay, WarmupWorkers: o.warmupWorkers,
 	}
 	if b.o.only != "" {
-		part := map[string]func(context.Context) error{"cluster": b.runCluster, "http": b.runHTTP}[b.o.only]
+		part := map[string]func(context.Context) error{"cluster": b.runCluster, "http": b.runHTTP, "go": func(ctx context.Context) error {
+			b.runGoBenchmarks(ctx)
+			return nil
+		}}[b.o.only]
 		if err := part(ctx); err != nil {
 			return nil, err
 		}

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/statefun-go/statefun/bench/report"
 )
@@ -39,6 +40,7 @@ func (b *bench) runGoBenchmarks(ctx context.Context) {
 		// the end, rather than the shared test database.
 		env = append(env, "STATEFUN_TEST_DATABASE_URL="+b.dbURL(report.StatefunPostgres, ""))
 	}
+	b.res.GoBenchStarted = time.Now()
 	for _, args := range goBenchmarks {
 		line := strings.Join(quoteArgs(args), " ")
 		log.Printf("running %s", line)

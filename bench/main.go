@@ -125,7 +125,7 @@ func parseOptions() (options, error) {
 	flag.BoolVar(&o.skipProfile, "skip-profile", false, "skip the CPU profile of the statefun server")
 	flag.BoolVar(&o.skipCluster, "skip-cluster", false, "skip the cluster benchmarks")
 	flag.BoolVar(&o.skipHTTP, "skip-http", false, "skip the HTTP/JSON cells")
-	flag.StringVar(&o.only, "only", "", `run only this part and merge its results into the saved ones, then render: "cluster" or "http"`)
+	flag.StringVar(&o.only, "only", "", `run only this part and merge its results into the saved ones, then render: "cluster", "http" or "go" (the runtime's Go benchmarks)`)
 	flag.DurationVar(&o.leaseTTL, "lease-ttl", 5*time.Second, "--lease-ttl of the cluster nodes (the server's default is 5s)")
 	flag.IntVar(&o.failoverTrials, "failover-trials", 5, "kill -9 trials of the cluster")
 	flag.BoolVar(&o.renderOnly, "render-only", false, "measure nothing: render the report from the saved results")
@@ -139,8 +139,8 @@ func parseOptions() (options, error) {
 		}
 		o.concurrencies = append(o.concurrencies, n)
 	}
-	if o.only != "" && o.only != "cluster" && o.only != "http" {
-		return o, fmt.Errorf(`-only %q: the parts that run alone are "cluster" and "http"`, o.only)
+	if o.only != "" && o.only != "cluster" && o.only != "http" && o.only != "go" {
+		return o, fmt.Errorf(`-only %q: the parts that run alone are "cluster", "http" and "go"`, o.only)
 	}
 	if o.failoverTrials < 1 {
 		return o, fmt.Errorf("-failover-trials %d: want at least 1", o.failoverTrials)
@@ -234,7 +234,7 @@ func readResults(file string) (*report.Results, error) {
 	return &res, nil
 }
 
-// merge puts one part of a run ("cluster" or "http") into saved results:
+// merge puts one part of a run ("cluster", "http" or "go") into saved results:
 // its results, and its command lines, each replacing the saved line for
 // the same purpose. The rest of the saved run stays as it was measured.
 func merge(saved, part *report.Results, only string) *report.Results {
@@ -243,6 +243,8 @@ func merge(saved, part *report.Results, only string) *report.Results {
 		saved.Cluster = part.Cluster
 	case "http":
 		saved.HTTP = part.HTTP
+	case "go":
+		saved.GoBench, saved.GoBenchStarted = part.GoBench, part.GoBenchStarted
 	}
 	for _, c := range part.Commands {
 		i := slices.IndexFunc(saved.Commands, func(s report.Command) bool { return s.What == c.What })

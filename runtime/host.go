@@ -96,13 +96,16 @@ func command[S, R proto.Message](ctx context.Context, h *Host[S], id string, sha
 			h.rt.writer.Release()
 		}
 	}()
+	// Whether to ask the store for an earlier answer to the key: not when
+	// the caller knows of none (keyUnanswered).
+	lookup := key != "" && !keyUnanswered(ctx, key)
 	for attempt := 0; ; attempt++ {
 		inst, err := h.instance(ctx, id, shard, epoch)
 		if err != nil {
 			return zero, err
 		}
 		var forgotten uint64
-		if key != "" {
+		if lookup {
 			// Answers of earlier instances are durable (a successor loads
 			// only after its predecessor's commits finished): the store
 			// has them. This instance's own are in memory until durable.
@@ -129,7 +132,7 @@ func command[S, R proto.Message](ctx context.Context, h *Host[S], id string, sha
 		}
 		if key != "" {
 			a := inst.recall(key)
-			if a == nil && inst.forgotten.Load() != forgotten {
+			if a == nil && lookup && inst.forgotten.Load() != forgotten {
 				// An answer left memory between the store lookup and
 				// now: it may be this one, and durable. Ask again.
 				if a, err = h.storedAnswer(ctx, id, key); err != nil {

@@ -149,6 +149,33 @@ func decodeEnvelope(b []byte) (method string, reply []byte, err error) {
 	return method, reply, nil
 }
 
+// unansweredKey is the context value of a call whose caller knows of no
+// earlier call with its idempotency key that may have been answered: the
+// first delivery of a timer. Such a command does not ask the store for an
+// earlier answer, which saves a database round trip per delivery. If the
+// caller was wrong (a delivery's commit landed, and the process died
+// before it recorded the timer as delivered), nothing is applied twice: the
+// store refuses a commit whose outcome's key is already answered (a
+// ConflictError), the command fails, and the caller's retry, which asks
+// the store, gets the first answer. It is a context value, not metadata,
+// so that no remote caller can set it.
+type unansweredKey struct{}
+
+// withUnansweredKey marks ctx as the context of a call with the
+// idempotency key key that, as far as its caller knows, was never made
+// before.
+func withUnansweredKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, unansweredKey{}, key)
+}
+
+// keyUnanswered reports whether the caller marked key as never used
+// before. The key must match: a call made from within the marked one
+// inherits its context but not the mark.
+func keyUnanswered(ctx context.Context, key string) bool {
+	v, _ := ctx.Value(unansweredKey{}).(string)
+	return v != "" && v == key
+}
+
 // storedAnswer asks the store for the answer to key on entity id, within
 // the load deadline.
 func (h *Host[S]) storedAnswer(ctx context.Context, id, key string) (*answer, error) {

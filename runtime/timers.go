@@ -472,7 +472,16 @@ func (t *timerService) deliver(ctx context.Context, tm store.Timer) (time.Durati
 		return 0, true
 	}
 	fired := FiredTimer{EntityType: tm.Entity.Type, EntityID: tm.Entity.ID, Name: tm.Name, Due: tm.Due, Attempt: tm.Attempts + 1}
-	ctx = metadata.AppendToOutgoingContext(ctx, IdempotencyKeyHeader, timerCallKey(tm), timerHeader, encodeFiredTimer(fired))
+	key := timerCallKey(tm)
+	ctx = metadata.AppendToOutgoingContext(ctx, IdempotencyKeyHeader, key, timerHeader, encodeFiredTimer(fired))
+	if tm.Attempts == 0 {
+		// No delivery of this timer failed, so none is in flight here. One
+		// that committed before a crash left its answer in the store,
+		// which refuses a second commit with the key; the retry that
+		// follows looks the key up. So the first delivery skips the
+		// lookup: a database round trip per timer.
+		ctx = withUnansweredKey(ctx, key)
+	}
 	ctx, cancel := context.WithTimeout(ctx, timerDeliveryTimeout)
 	defer cancel()
 	var span trace.Span

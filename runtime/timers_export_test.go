@@ -1,6 +1,10 @@
 package statefun
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/statefun-go/statefun/runtime/store"
+)
 
 // EncodeCallForTest encodes c as a stored timer's or sent call's payload,
 // for tests that write timers straight into a store.
@@ -59,3 +63,7 @@ func WorkflowMetricsForTest(r *Runtime) map[string]float64 {
 	}
 	return got
 }
+
+// TimerCallKeyForTest returns the idempotency key every delivery of t
+// carries.
+func TimerCallKeyForTest(t store.Timer) string { return timerCallKey(t) }

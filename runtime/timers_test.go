@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -289,6 +290,57 @@ func TestTimerRetriesFailedDelivery(t *testing.T) {
 		t.Errorf("deliveries %+v: attempts %v, want [1 2 3] and the third accepted", got, attempts)
 	}
 	waitNoTimers(t, st, "c1")
+}
+
+// TestTimerDeliveredBeforeACrashIsNotAppliedAgain: a timer whose delivery
+// committed, but which the process died before finishing, is delivered
+// again after the restart; the first delivery of a timer skips looking up
+// its idempotency key, so what keeps its effect from being applied twice
+// is the store refusing a second answer to the key. The repeat then
+// retries, finds the first answer, and the timer is finished.
+func TestTimerDeliveredBeforeACrashIsNotAppliedAgain(t *testing.T) {
+	t.Parallel()
+	st, log := memory.New(), newDeliveries()
+	tm := store.Timer{
+		Entity: store.Ref{Type: cart.ShoppingCartEntityType, ID: "scheduler"}, Name: "once", ID: 7,
+		Due:  time.Now().Add(-time.Second).Truncate(time.Microsecond),
+		Call: statefun.EncodeCallForTest(cart.ShoppingCartAddItemCall(&cart.AddItemRequest{CartId: "c1", Sku: "fired:once", Quantity: 1})),
+	}
+	// The first delivery, as it committed before the crash: its call,
+	// with the timer's idempotency key, applied and answered.
+	rt, err := statefun.New([]*statefun.Entity{cart.NewShoppingCart(timerCart{log: newDeliveries()})}, statefun.WithStore(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	carts := cart.NewShoppingCartEntityClient(rt.ClientConn())
+	ctx := metadata.AppendToOutgoingContext(context.Background(), statefun.IdempotencyKeyHeader, statefun.TimerCallKeyForTest(tm))
+	if _, err := carts.AddItem(ctx, &cart.AddItemRequest{CartId: "c1", Sku: "fired:once", Quantity: 1}); err != nil {
+		t.Fatal(err)
+	}
+	closeRuntime(t, rt)
+	// ... and its timer, still pending, never attempted as far as the
+	// store knows.
+	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := st.Commit(cctx, &store.Batch{Timers: []store.TimerChange{{Timer: tm}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	rt = newTimerRuntime(t, st, log)
+	waitNoTimers(t, st, "scheduler")
+	got, err := cart.NewShoppingCartEntityClient(rt.ClientConn()).GetCart(cctx, &cart.GetCartRequest{CartId: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quantity := 0
+	for _, item := range got.GetItems() {
+		if item.GetSku() == "fired:once" {
+			quantity += int(item.GetQuantity())
+		}
+	}
+	if quantity != 1 {
+		t.Errorf("cart after the redelivery holds %d of the timer's item, want 1 (applied once): %v; deliveries %+v", quantity, got.GetItems(), log.all())
+	}
 }
 
 // TestTimersFireOnTheirOwnerInACluster: in a cluster each timer is fired

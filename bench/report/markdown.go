@@ -681,6 +681,9 @@ func writeGoBench(w *writer, r *Results) {
 	w.p("The runtime's Go benchmarks (`runtime/bench_test.go`, `runtime/store/*/bench_test.go`), run by `make bench` with the commands below. " +
 		"They call the runtime in process (no gRPC), so they show the runtime and the store alone; their targets are judged in the table at the top. " +
 		"BenchmarkCommands runs 64 callers with the server's default settings; the rows ending in /commit-concurrency-4 run the same with the journal writer allowed 4 batches in flight (`--commit-concurrency 4`), reported beside the default.")
+	if gs := r.GoBenchStarted; !gs.IsZero() && (gs.Before(r.Started) || gs.After(r.Started.Add(r.WallTime))) {
+		w.p("These were measured by a run of their own (`make bench-go`) on %s, merged into these results.", gs.Format("2006-01-02 15:04 MST"))
+	}
 	if v, ok := r.GoBenchMetric("BenchmarkCommands/postgres/10000-entities", "cmds/s"); ok && v < 20000 {
 		for _, g := range r.GoBench {
 			if g.Name != "BenchmarkCommands/postgres/10000-entities" || g.Iterations == 0 {

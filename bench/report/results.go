@@ -81,6 +81,9 @@ type Results struct {
 	// and, for comparison, no-op gRPC's.
 	Profiles []Profile `json:"profiles,omitempty"`
 	GoBench  []GoBench `json:"go_benchmarks"`
+	// GoBenchStarted is when the Go benchmarks started: within the run,
+	// or later when they ran alone (-only go) and were merged in.
+	GoBenchStarted time.Time `json:"go_benchmarks_started,omitzero"`
 	// Cluster is the cluster benchmarks, which may come from a run of
 	// their own (go run ./bench -only cluster) merged into these results.
 	Cluster *ClusterRun `json:"cluster,omitempty"`

@@ -74,3 +74,22 @@ func init() {
 		pkg: "./runtime/", run: "TestTraceTimerContinuesTrace",
 	})
 }
+
+// A timer's first delivery does not look its idempotency key up; the
+// store's refusal of a second answer to a key is what keeps a delivery
+// that committed before a crash from being applied again.
+func init() {
+	mutants = append(mutants, mutant{
+		name: "timers: every delivery skips the key lookup, so a repeat never finishes (13, 14)",
+		file: "runtime/timers.go",
+		old:  `	if tm.Attempts == 0 {`,
+		new:  `	if true {`,
+		pkg:  "./runtime/", run: "TestTimerDeliveredBeforeACrashIsNotAppliedAgain",
+	}, mutant{
+		name: "timers: the memory store accepts a second answer to a key, and a redelivered timer applies twice",
+		file: "runtime/store/memory/memory.go",
+		old:  `if (live || answered[k]) && `,
+		new:  `if (live && false || answered[k]) && `,
+		pkg:  "./runtime/", run: "TestTimerDeliveredBeforeACrashIsNotAppliedAgain",
+	})
+}
