@@ -148,6 +148,10 @@ type consumerRunner struct {
 	// panicLog limits the logging of handler panics; the runtime's
 	// (Runtime.panicLog) once the runner belongs to a consumerSet.
 	panicLog *logLimiter
+	// caughtUp, when set, is called (on the runner's goroutine, so it
+	// must not block) each time the runner has handled every event up to
+	// the head of the feed it read: a view's version is complete then.
+	caughtUp func()
 
 	mu      sync.Mutex
 	pending []*delivery            // in feed order
@@ -293,6 +297,14 @@ func (r *consumerRunner) run(ctx context.Context) {
 		retry = consumerRetryFirst
 		if read == consumerReadBatch {
 			continue // more may be waiting: read on at once
+		}
+		if r.caughtUp != nil {
+			r.mu.Lock()
+			idle := len(r.pending) == 0
+			r.mu.Unlock()
+			if idle {
+				r.caughtUp()
+			}
 		}
 		select {
 		case <-ctx.Done():

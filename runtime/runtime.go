@@ -32,6 +32,7 @@ type Runtime struct {
 	consumers  *consumerSet
 	timers     *timerService
 	workflows  workflowSet
+	views      viewSet
 	cluster    *clusterNode // nil outside a cluster
 	writerNode string
 
@@ -83,6 +84,7 @@ type config struct {
 	commitConcurrency    int
 	observeBatch         func(records int, took time.Duration, err error)
 	consumers            []*Consumer
+	views                []*View
 	cluster              *ClusterConfig
 	tracerProvider       trace.TracerProvider
 	allowUnknownEvents   bool
@@ -210,6 +212,13 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 		r.services = append(r.services, boundService{desc: &workflowpb.WorkflowRunnerService_ServiceDesc, impl: &runnerService{set: &r.workflows}})
 	}
 	errs = append(errs, validateConsumers(cfg.consumers)...)
+	kinds := map[string]Kind{}
+	for _, e := range entities {
+		if e != nil {
+			kinds[e.typ] = e.kind
+		}
+	}
+	errs = append(errs, validateViews(cfg.views, kinds)...)
 	if err := errors.Join(errs...); err != nil {
 		if cfg.ownStore {
 			_ = cfg.store.Close()
@@ -221,6 +230,19 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 			_ = cfg.store.Close()
 		}
 		return nil, fmt.Errorf("statefun: %w", err)
+	}
+	if len(cfg.views) > 0 {
+		// Before anything runs: a view whose storage cannot be made
+		// fails the start, like an unknown stored event type.
+		ctx, cancel := context.WithTimeout(context.Background(), r.storeTimeout())
+		err := r.bindViews(ctx, cfg.views)
+		cancel()
+		if err != nil {
+			if cfg.ownStore {
+				_ = cfg.store.Close()
+			}
+			return nil, fmt.Errorf("statefun: %w", err)
+		}
 	}
 	observe := func(records int, took time.Duration, err error) {
 		if cfg.observeBatch != nil {
@@ -249,6 +271,9 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 	r.snapshots = newSnapshotter(cfg.store, cfg.log)
 	r.conn = newLocalConn(r.services)
 	r.startConsumers(cfg.consumers)
+	for _, h := range r.views.hosts {
+		h.start(r.consumers)
+	}
 	r.startTimers()
 	r.janitor.Add(1)
 	go r.passivateLoop()
@@ -284,7 +309,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
 		// Consumers and timers first: they call entities, which need the
 		// writer.
-		err := errors.Join(r.consumers.shutdown(ctx), r.timers.shutdown(ctx), r.workflows.shutdown(ctx))
+		err := errors.Join(r.consumers.shutdown(ctx), r.views.shutdown(ctx), r.timers.shutdown(ctx), r.workflows.shutdown(ctx))
 		if r.cluster != nil {
 			// Hand the shards off while calls can still be forwarded.
 			err = errors.Join(err, r.cluster.close(ctx))
@@ -311,7 +336,7 @@ func (r *Runtime) Leave(ctx context.Context) error {
 	}
 	// Consumers and timers first: they run under leases of this node,
 	// and what they did must be saved while those are still held.
-	err := errors.Join(r.consumers.shutdown(ctx), r.timers.shutdown(ctx), r.workflows.shutdown(ctx))
+	err := errors.Join(r.consumers.shutdown(ctx), r.views.shutdown(ctx), r.timers.shutdown(ctx), r.workflows.shutdown(ctx))
 	return errors.Join(err, r.cluster.leave(ctx))
 }
 
@@ -321,6 +346,7 @@ type Stats struct {
 	Journal   JournalStats
 	Timers    TimerStats
 	Workflows []WorkflowStats
+	Views     []ViewStats
 	Cluster   ClusterStats // zero outside a cluster
 }
 
@@ -392,6 +418,9 @@ func (r *Runtime) Stats() Stats {
 	}
 	r.workflows.mu.Unlock()
 	slices.SortFunc(s.Workflows, func(a, b WorkflowStats) int { return strings.Compare(a.WorkflowType, b.WorkflowType) })
+	for _, h := range r.views.hosts {
+		s.Views = append(s.Views, h.stats())
+	}
 	s.Timers = TimerStats{Fired: r.timers.fired.Load(), Retried: r.timers.retried.Load(), Refused: r.timers.refused.Load()}
 	js := r.writer.Stats()
 	s.Journal = JournalStats{

@@ -188,12 +188,15 @@ func migrate(ctx context.Context, c serverConfig, log *slog.Logger, stdout io.Wr
 func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []Component) error {
 	var entities []*Entity
 	var consumers []*Consumer
+	var views []*View
 	for _, comp := range components {
 		switch comp := comp.(type) {
 		case *Entity:
 			entities = append(entities, comp)
 		case *Consumer:
 			consumers = append(consumers, comp)
+		case *View:
+			views = append(views, comp)
 		case nil:
 			return errors.New("nil component; pass the values of generated constructors such as NewShoppingCart")
 		}
@@ -220,7 +223,7 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 	// (INVARIANTS.md, invariant 13); stopBy moves when shutdown starts.
 	stopBy := time.Now().Add(c.shutdownTimeout)
 	defer func() { stopTracing(stopBy) }()
-	opts := []Option{WithStore(st), WithLogger(log), WithConsumers(consumers...), WithCommitConcurrency(c.commitConcurrency), WithPassivation(c.passivation)}
+	opts := []Option{WithStore(st), WithLogger(log), WithConsumers(consumers...), WithViews(views...), WithCommitConcurrency(c.commitConcurrency), WithPassivation(c.passivation)}
 	opts = append(opts, WithTracerProvider(tp))
 	if c.allowUnknownEvents {
 		opts = append(opts, WithAllowUnknownEvents())

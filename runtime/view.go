@@ -2,10 +2,25 @@ package statefun
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/statefun-go/statefun/internal/viewquery"
+	"github.com/statefun-go/statefun/runtime/store"
 )
 
 // ViewConfig describes a view to the runtime. Generated code fills it in;
@@ -53,32 +68,366 @@ type ViewQueryConfig struct {
 // such as NewCartsByCustomer returns. Pass it to Main, or to New with
 // WithViews.
 type View struct {
-	cfg ViewConfig
-	err error
+	cfg     ViewConfig
+	queries []*viewQuery
+	def     store.ViewDef
+	err     error
 }
 
 func (*View) isComponent() {}
 
-// NewView turns a configuration into a View. Generated code calls it; a
-// configuration error is reported by New.
+// viewQuery is one query RPC, compiled.
+type viewQuery struct {
+	cfg   ViewQueryConfig
+	query *viewquery.Query
+	// Request fields that page (absent: nil), and the response's.
+	pageToken, pageSize protoreflect.FieldDescriptor
+	rows, nextPageToken protoreflect.FieldDescriptor
+}
+
+// NewView turns a configuration into a View, compiling its queries.
+// Generated code calls it; a configuration error is reported by New.
 func NewView(cfg ViewConfig) *View {
-	return &View{cfg: cfg, err: errors.New("views are not written yet")}
+	if cfg.Version == 0 {
+		cfg.Version = 1
+	}
+	v := &View{cfg: cfg}
+	v.err = v.compile()
+	return v
+}
+
+func (v *View) compile() error {
+	cfg := v.cfg
+	switch {
+	case !entityTypePattern.MatchString(cfg.Name):
+		return fmt.Errorf("view name %q is not valid: use lowercase letters, digits, '.', '_' and '-', starting with a letter", cfg.Name)
+	case cfg.Version < 0:
+		return fmt.Errorf("view %q: version %d; versions count from 1", cfg.Name, cfg.Version)
+	case cfg.EntityType == "" || cfg.Service == nil || cfg.NewRow == nil || cfg.Update == nil || cfg.NewService == nil:
+		return fmt.Errorf("view %q: incomplete configuration; regenerate the code with protoc-gen-statefun", cfg.Name)
+	}
+	row := cfg.NewRow().ProtoReflect().Descriptor()
+	var compiled []*viewquery.Query
+	for _, qc := range cfg.Queries {
+		if qc.Request == nil {
+			return fmt.Errorf("view %q, query %s: no request message; regenerate the code with protoc-gen-statefun", cfg.Name, qc.Method)
+		}
+		req := qc.Request.ProtoReflect().Descriptor()
+		q, err := viewquery.Compile(qc.Query, cfg.Name, row, req)
+		if err != nil {
+			return fmt.Errorf("view %q, query %s: %w", cfg.Name, qc.Method, err)
+		}
+		vq := &viewQuery{cfg: qc, query: q}
+		vq.pageToken = stringField(req, "page_token")
+		if f := req.Fields().ByName("page_size"); f != nil && f.Kind() == protoreflect.Int32Kind && !f.IsList() {
+			vq.pageSize = f
+		}
+		if qc.Response != nil {
+			resp := qc.Response.ProtoReflect().Descriptor()
+			for i := range resp.Fields().Len() {
+				f := resp.Fields().Get(i)
+				if f.IsList() && f.Message() != nil && f.Message().FullName() == row.FullName() {
+					vq.rows = f
+				}
+			}
+			if vq.rows == nil {
+				return fmt.Errorf("view %q, query %s: the response %s has no repeated %s field for the rows; regenerate the code with protoc-gen-statefun", cfg.Name, qc.Method, resp.FullName(), row.FullName())
+			}
+			vq.nextPageToken = stringField(resp, "next_page_token")
+		}
+		v.queries = append(v.queries, vq)
+		compiled = append(compiled, q)
+	}
+	v.def = store.ViewDef{Name: cfg.Name, Version: cfg.Version, EntityType: cfg.EntityType, Columns: viewquery.Merge(compiled...)}
+	return nil
+}
+
+func stringField(md protoreflect.MessageDescriptor, name protoreflect.Name) protoreflect.FieldDescriptor {
+	if f := md.Fields().ByName(name); f != nil && f.Kind() == protoreflect.StringKind && !f.IsList() {
+		return f
+	}
+	return nil
 }
 
 // Name returns the view's stable name.
 func (v *View) Name() string { return v.cfg.Name }
 
 // WithViews adds views to the runtime: values of generated constructors
-// such as NewCartsByCustomer.
+// such as NewCartsByCustomer. Each is kept up to date from its source's
+// events while the runtime runs, and its queries are served with the
+// entities.
 func WithViews(views ...*View) Option {
-	return optionFunc(func(c *config) {})
+	return optionFunc(func(c *config) { c.views = append(c.views, views...) })
 }
+
+// viewConsumerPrefix names the consumers that update views; the version
+// is part of the name, so a new version builds from the start of history.
+const viewConsumerPrefix = "statefun.view."
+
+func viewConsumerName(def store.ViewDef) string {
+	return fmt.Sprintf("%s%s.v%d", viewConsumerPrefix, def.Name, def.Version)
+}
+
+// Defaults of query paging.
+const (
+	// defaultViewPage is the page size of a paged query whose request
+	// asks for none and whose query has no LIMIT.
+	defaultViewPage = 100
+	// maxViewPage bounds one answer of a unary query: a query with more
+	// matching rows must page or stream.
+	maxViewPage = 1000
+	// viewStreamChunk is how many rows a streaming query reads at a time.
+	viewStreamChunk = 500
+	// viewVersionCheck is how often a node that serves an older version
+	// than its own looks whether the new one became ready.
+	viewVersionCheck = time.Second
+	// viewDropDelay is how long a replaced version is kept after its
+	// successor became ready, for nodes still answering from it.
+	viewDropDelay = time.Minute
+)
 
 // ViewHost serves one view's queries: generated query handlers call
 // QueryView and StreamView with it.
 type ViewHost struct {
 	rt   *Runtime
 	view *View
+	// serving is the stored version that answers queries: the newest
+	// ready one, or this binary's own while none is.
+	serving atomic.Pointer[store.ViewDef]
+	ready   atomic.Bool // this binary's version is ready
+
+	// st is the runtime's store, as the Views it also is.
+	st store.Views
+
+	updated, skipped atomic.Uint64
+	done             sync.WaitGroup
+}
+
+// views are a runtime's view hosts.
+type viewSet struct {
+	hosts []*ViewHost
+}
+
+func validateViews(views []*View, entities map[string]Kind) []error {
+	var errs []error
+	seen := map[string]bool{}
+	for _, v := range views {
+		switch {
+		case v == nil:
+			errs = append(errs, errors.New("nil view; pass the value of a generated constructor such as NewCartsByCustomer"))
+		case v.err != nil:
+			errs = append(errs, v.err)
+		case seen[v.cfg.Name]:
+			errs = append(errs, fmt.Errorf("view %q is registered twice; each view runs once", v.cfg.Name))
+		default:
+			seen[v.cfg.Name] = true
+			switch kind, ok := entities[v.cfg.EntityType]; {
+			case !ok:
+				errs = append(errs, fmt.Errorf("view %q reads the events of entity type %q, which this server does not host; pass its entity to the server too", v.cfg.Name, v.cfg.EntityType))
+			case kind != EventSourced:
+				errs = append(errs, fmt.Errorf("view %q: entity type %q is not event-sourced; views read events", v.cfg.Name, v.cfg.EntityType))
+			}
+		}
+	}
+	return errs
+}
+
+// bindViews creates each view's host and its gRPC service, and its
+// storage in the store.
+func (r *Runtime) bindViews(ctx context.Context, views []*View) error {
+	for _, v := range views {
+		st, ok := r.store.(store.Views)
+		if !ok {
+			return fmt.Errorf("view %q: the store (%T) keeps no views", v.cfg.Name, r.store)
+		}
+		h := &ViewHost{rt: r, view: v, st: st}
+		if err := h.open(ctx); err != nil {
+			return err
+		}
+		r.views.hosts = append(r.views.hosts, h)
+		r.services = append(r.services, boundService{desc: v.cfg.Service, impl: v.cfg.NewService(h)})
+	}
+	return nil
+}
+
+// open creates this version's storage and picks the version to serve.
+func (h *ViewHost) open(ctx context.Context) error {
+	def := h.view.def
+	if err := h.st.EnsureView(ctx, def); err != nil {
+		return fmt.Errorf("view %q: create version %d in the store: %w", def.Name, def.Version, err)
+	}
+	return h.pickServing(ctx)
+}
+
+// pickServing serves this binary's version once it is ready, else the
+// newest ready one before it, else (a view that was never complete) this
+// binary's version, as far as it is built.
+func (h *ViewHost) pickServing(ctx context.Context) error {
+	def := h.view.def
+	versions, err := h.st.ViewVersions(ctx, def.Name)
+	if err != nil {
+		return fmt.Errorf("view %q: read its versions: %w", def.Name, err)
+	}
+	serve := def
+	for _, v := range versions {
+		switch {
+		case v.Def.Version == def.Version && v.Ready:
+			h.ready.Store(true)
+			serve = def
+		case v.Def.Version < def.Version && v.Ready && !h.ready.Load():
+			serve = v.Def
+		}
+	}
+	if h.ready.Load() {
+		serve = def
+	}
+	h.serving.Store(&serve)
+	return nil
+}
+
+// start runs the view's updater and, while an older version answers, the
+// check that switches to this one once it is ready.
+func (h *ViewHost) start(s *consumerSet) {
+	def := h.view.def
+	runner := s.newRunner(ConsumerConfig{Name: viewConsumerName(def), EntityType: def.EntityType, Handle: h.update})
+	// The first time the updater has caught up with the feed, the version
+	// is complete: it may answer, and the versions before it may go.
+	var once sync.Once
+	runner.caughtUp = func() {
+		if h.ready.Load() {
+			return
+		}
+		once.Do(func() {
+			h.done.Add(1)
+			go func() {
+				defer h.done.Done()
+				h.markReady(s.ctx)
+			}()
+		})
+	}
+	s.mu.Lock()
+	s.runLocked(runner)
+	s.mu.Unlock()
+	if !h.ready.Load() {
+		h.done.Add(1)
+		go func() {
+			defer h.done.Done()
+			h.watchVersions(s.ctx)
+		}()
+	}
+}
+
+// markReady records that this version caught up, serves it, and drops
+// the versions before it after viewDropDelay.
+func (h *ViewHost) markReady(ctx context.Context) {
+	def := h.view.def
+	retry := consumerRetryFirst
+	for {
+		cctx, cancel := context.WithTimeout(ctx, h.rt.storeTimeout())
+		err := h.st.MarkViewReady(cctx, def)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		h.rt.log.Warn("recording that a view is built failed; retrying", "view", def.Name, "version", def.Version, "error", err)
+		if !sleep(ctx, jitter(retry)) {
+			return
+		}
+		retry = min(2*retry, consumerRetryMax)
+	}
+	h.ready.Store(true)
+	h.serving.Store(&def)
+	h.rt.log.Info("view built", "view", def.Name, "version", def.Version)
+	if !sleep(ctx, viewDropDelay) {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, h.rt.storeTimeout())
+	defer cancel()
+	versions, err := h.st.ViewVersions(cctx, def.Name)
+	if err != nil {
+		h.rt.log.Warn("listing a view's old versions failed; they stay until the next start", "view", def.Name, "error", err)
+		return
+	}
+	for _, v := range versions {
+		if v.Def.Version >= def.Version {
+			continue
+		}
+		if err := h.st.DropView(cctx, v.Def); err != nil {
+			h.rt.log.Warn("dropping a view's old version failed", "view", def.Name, "version", v.Def.Version, "error", err)
+			continue
+		}
+		h.rt.log.Info("view version dropped: its successor is built", "view", def.Name, "version", v.Def.Version)
+	}
+}
+
+// watchVersions switches to this binary's version when it became ready,
+// on whichever node built it.
+func (h *ViewHost) watchVersions(ctx context.Context) {
+	for !h.ready.Load() {
+		if !sleep(ctx, viewVersionCheck) {
+			return
+		}
+		cctx, cancel := context.WithTimeout(ctx, h.rt.storeTimeout())
+		err := h.pickServing(cctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			h.rt.log.Warn("checking a view's versions failed; retrying", "view", h.view.cfg.Name, "error", err)
+		}
+	}
+}
+
+// storeTimeout bounds one store call off the command path.
+func (r *Runtime) storeTimeout() time.Duration {
+	if r.cfg.commitTimeout > 0 {
+		return r.cfg.commitTimeout
+	}
+	return defaultStoreTimeout
+}
+
+// update applies one source event to its entity's row. A repeat (an
+// event at or below the row's seq) changes nothing.
+func (h *ViewHost) update(ec *EventContext, eventType string, payload []byte) error {
+	if eventType == callEventType {
+		return nil // a call the entity sent: not the entity's own event
+	}
+	def := h.view.def
+	ctx, cancel := context.WithTimeout(ec.ctx, h.rt.storeTimeout())
+	defer cancel()
+	rows, err := h.st.LoadViewRows(ctx, def, []string{ec.entityID})
+	if err != nil {
+		return fmt.Errorf("view %q: load the row of %s: %w", def.Name, ec.entityID, err)
+	}
+	cur, exists := rows[ec.entityID]
+	if exists && cur.Seq >= ec.seq {
+		h.skipped.Add(1)
+		return nil
+	}
+	row := h.view.cfg.NewRow()
+	if exists && cur.Row != nil {
+		if err := proto.Unmarshal(cur.Row, row); err != nil {
+			return fmt.Errorf("view %q: decode the row of %s: %w", def.Name, ec.entityID, err)
+		}
+	}
+	uc := &ViewUpdateContext{ctx: ec.ctx, entityID: ec.entityID, seq: ec.seq, exists: exists && cur.Row != nil}
+	out, err := h.view.cfg.Update(uc, row, eventType, payload)
+	if err != nil {
+		return err
+	}
+	next := store.ViewRow{EntityID: ec.entityID, Seq: ec.seq}
+	if out != nil {
+		if next.Row, err = (proto.MarshalOptions{Deterministic: true}).Marshal(out); err != nil {
+			return fmt.Errorf("view %q: encode the row of %s: %w", def.Name, ec.entityID, err)
+		}
+		next.Columns = viewquery.Extract(def.Columns, out.ProtoReflect())
+	}
+	if err := h.st.UpdateViewRows(ctx, def, []store.ViewRow{next}); err != nil {
+		return fmt.Errorf("view %q: store the row of %s: %w", def.Name, ec.entityID, err)
+	}
+	h.updated.Add(1)
+	return nil
 }
 
 // ViewUpdateContext is what a view's update handler gets with each event.
@@ -103,15 +452,326 @@ func (c *ViewUpdateContext) Seq() int64 { return c.seq }
 // Exists reports whether the entity had a row before this event.
 func (c *ViewUpdateContext) Exists() bool { return c.exists }
 
+// servingFor returns the version to answer q from: the serving one if it
+// has every column q uses, else this binary's own (as far as it is
+// built). A version before the view's first ready one has no other.
+func (h *ViewHost) servingFor(q *viewQuery) store.ViewDef {
+	def := *h.serving.Load()
+	for _, c := range q.query.Columns {
+		if !slices.ContainsFunc(def.Columns, func(d store.ViewColumn) bool { return d.Name == c.Name }) {
+			return h.view.def
+		}
+	}
+	return def
+}
+
 // QueryView answers a unary query RPC: the query at index query of the
 // view's configuration, bound to req.
 func QueryView[Req, Resp proto.Message](ctx context.Context, h *ViewHost, query int, req Req) (Resp, error) {
 	var zero Resp
-	return zero, errors.New("views are not written yet")
+	q, err := h.query(query)
+	if err != nil {
+		return zero, err
+	}
+	if q.rows == nil {
+		return zero, status.Errorf(codes.Internal, "view %q: %s streams its rows; regenerate the code with protoc-gen-statefun", h.view.cfg.Name, q.cfg.Method)
+	}
+	def := h.servingFor(q)
+	rm := req.ProtoReflect()
+	limit, err := q.query.Limit(rm)
+	if err != nil {
+		return zero, status.Errorf(codes.InvalidArgument, "view %q, %s: %v", h.view.cfg.Name, q.cfg.Method, err)
+	}
+	paged := q.nextPageToken != nil
+	page := limit
+	if q.pageSize != nil {
+		switch n := int(rm.Get(q.pageSize).Int()); {
+		case n < 0:
+			return zero, status.Errorf(codes.InvalidArgument, "page_size is %d; ask for a positive page size, or 0 for the default (%d)", n, defaultViewPage)
+		case n > 0 && (page == 0 || n < page):
+			page = n
+		}
+	}
+	// Without a LIMIT and without paging, every matching row is the
+	// answer: more than maxViewPage of them is refused rather than cut.
+	whole := page == 0 && !paged
+	switch {
+	case page == 0 && paged:
+		page = defaultViewPage
+	case page == 0:
+		page = maxViewPage
+	}
+	page = min(page, maxViewPage)
+	fetch := page
+	if paged || whole {
+		fetch++ // one more tells whether there is more
+	}
+	sq, err := q.query.Bind(def, rm, fetch, nil)
+	if err != nil {
+		return zero, status.Errorf(codes.InvalidArgument, "view %q, %s: %v", h.view.cfg.Name, q.cfg.Method, err)
+	}
+	if q.pageToken != nil {
+		if tok := rm.Get(q.pageToken).String(); tok != "" {
+			if sq.After, err = decodeViewCursor(def, q, sq.Order, tok); err != nil {
+				return zero, err
+			}
+		}
+	}
+	resp := zero.ProtoReflect().New()
+	list := resp.Mutable(q.rows).List()
+	var (
+		last   proto.Message
+		lastID string
+		more   bool
+	)
+	err = h.st.QueryView(ctx, def, sq, func(r store.ViewRow) error {
+		if list.Len() == page {
+			more = true
+			return errStopRows
+		}
+		el := list.NewElement()
+		if err := proto.Unmarshal(r.Row, el.Message().Interface()); err != nil {
+			return status.Errorf(codes.Internal, "view %q: decode the row of %s: %v", h.view.cfg.Name, r.EntityID, err)
+		}
+		list.Append(el)
+		last, lastID = el.Message().Interface(), r.EntityID
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopRows) {
+		return zero, viewStoreError(ctx, h.view.cfg.Name, err)
+	}
+	switch {
+	case more && whole:
+		return zero, status.Errorf(codes.FailedPrecondition, "view %q, %s: more than %d rows match; add a LIMIT to the query, page it (page_token and next_page_token fields), or make the RPC server streaming", h.view.cfg.Name, q.cfg.Method, maxViewPage)
+	case more:
+		resp.Set(q.nextPageToken, protoreflect.ValueOfString(encodeViewCursor(def, q, sq.Order, last, lastID)))
+	}
+	return resp.Interface().(Resp), nil
 }
 
 // StreamView answers a server-streaming query RPC: send is called with
-// each matching row, in the query's order.
+// each matching row, in the query's order. The rows are read a chunk at a
+// time, each chunk after the last row sent, so a large answer holds
+// little memory and no long-running store query.
 func StreamView[Req, Row proto.Message](ctx context.Context, h *ViewHost, query int, req Req, send func(Row) error) error {
-	return errors.New("views are not written yet")
+	q, err := h.query(query)
+	if err != nil {
+		return err
+	}
+	def := h.servingFor(q)
+	rm := req.ProtoReflect()
+	limit, err := q.query.Limit(rm)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "view %q, %s: %v", h.view.cfg.Name, q.cfg.Method, err)
+	}
+	if limit == 0 {
+		limit = math.MaxInt
+	}
+	var after *store.ViewCursor
+	for sent := 0; sent < limit; {
+		chunk := min(viewStreamChunk, limit-sent)
+		sq, err := q.query.Bind(def, rm, chunk, after)
+		if err != nil {
+			return status.Errorf(codes.InvalidArgument, "view %q, %s: %v", h.view.cfg.Name, q.cfg.Method, err)
+		}
+		var rows []store.ViewRow
+		if err := h.st.QueryView(ctx, def, sq, func(r store.ViewRow) error {
+			rows = append(rows, r)
+			return nil
+		}); err != nil {
+			return viewStoreError(ctx, h.view.cfg.Name, err)
+		}
+		var zero Row
+		for _, r := range rows {
+			row := zero.ProtoReflect().New().Interface().(Row)
+			if err := proto.Unmarshal(r.Row, row); err != nil {
+				return status.Errorf(codes.Internal, "view %q: decode the row of %s: %v", h.view.cfg.Name, r.EntityID, err)
+			}
+			if err := send(row); err != nil {
+				return err
+			}
+			after = cursorOf(def, sq.Order, row, r.EntityID)
+		}
+		sent += len(rows)
+		if len(rows) < chunk {
+			break
+		}
+	}
+	return nil
+}
+
+var errStopRows = errors.New("enough rows")
+
+func (h *ViewHost) query(i int) (*viewQuery, error) {
+	if i < 0 || i >= len(h.view.queries) {
+		return nil, status.Errorf(codes.Internal, "view %q has no query %d; regenerate the code with protoc-gen-statefun", h.view.cfg.Name, i)
+	}
+	return h.view.queries[i], nil
+}
+
+// viewStoreError is the status of a query the store failed.
+func viewStoreError(ctx context.Context, view string, err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	if ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	return status.Errorf(codes.Unavailable, "view %q: the store did not answer the query: %v; retry the call", view, err)
+}
+
+// cursorOf is the cursor after row: its values of the order columns.
+func cursorOf(def store.ViewDef, order []store.ViewOrder, row proto.Message, entityID string) *store.ViewCursor {
+	cols := make([]store.ViewColumn, len(order))
+	for i, o := range order {
+		cols[i] = def.Columns[o.Column]
+	}
+	return &store.ViewCursor{Values: viewquery.Extract(cols, row.ProtoReflect()), EntityID: entityID}
+}
+
+// A page token is the cursor after a page's last row, with a fingerprint
+// of the view version and query it belongs to: a token is refused by any
+// other query, and by the same query once the version it paged changed.
+//
+//	message PageToken { fixed64 fingerprint = 1; string entity_id = 2; repeated bytes values = 3; }
+//
+// Each value is encoded by its column's kind.
+func encodeViewCursor(def store.ViewDef, q *viewQuery, order []store.ViewOrder, last proto.Message, lastID string) string {
+	c := cursorOf(def, order, last, lastID)
+	b := protowire.AppendTag(nil, 1, protowire.Fixed64Type)
+	b = protowire.AppendFixed64(b, viewFingerprint(def, q))
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendString(b, c.EntityID)
+	for _, v := range c.Values {
+		var e []byte
+		switch v := v.(type) {
+		case string:
+			e = []byte(v)
+		case []byte:
+			e = v
+		case int64:
+			e = protowire.AppendVarint(nil, protowire.EncodeZigZag(v))
+		case float64:
+			e = protowire.AppendFixed64(nil, math.Float64bits(v))
+		case bool:
+			e = protowire.AppendVarint(nil, protowire.EncodeBool(v))
+		}
+		b = protowire.AppendTag(b, 3, protowire.BytesType)
+		b = protowire.AppendBytes(b, e)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeViewCursor(def store.ViewDef, q *viewQuery, order []store.ViewOrder, tok string) (*store.ViewCursor, error) {
+	bad := func(why string) error {
+		return status.Errorf(codes.InvalidArgument, "page_token is not a token of this query (%s); pass the next_page_token of the previous page of the same query, or none for the first page", why)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return nil, bad("not base64url")
+	}
+	c := &store.ViewCursor{}
+	var fingerprint uint64
+	var raw [][]byte
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, bad("malformed")
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.Fixed64Type:
+			fingerprint, n = protowire.ConsumeFixed64(b)
+		case num == 2 && typ == protowire.BytesType:
+			c.EntityID, n = protowire.ConsumeString(b)
+		case num == 3 && typ == protowire.BytesType:
+			var v []byte
+			v, n = protowire.ConsumeBytes(b)
+			raw = append(raw, v)
+		default:
+			return nil, bad("malformed")
+		}
+		if n < 0 {
+			return nil, bad("malformed")
+		}
+		b = b[n:]
+	}
+	if fingerprint != viewFingerprint(def, q) {
+		return nil, bad("it pages another query, or a version of the view that was replaced since")
+	}
+	if len(raw) != len(order) {
+		return nil, bad("malformed")
+	}
+	for i, o := range order {
+		v := raw[i]
+		switch def.Columns[o.Column].Kind {
+		case store.ViewString:
+			c.Values = append(c.Values, string(v))
+		case store.ViewBytes:
+			c.Values = append(c.Values, v)
+		case store.ViewInt:
+			x, n := protowire.ConsumeVarint(v)
+			if n < 0 {
+				return nil, bad("malformed")
+			}
+			c.Values = append(c.Values, protowire.DecodeZigZag(x))
+		case store.ViewFloat:
+			x, n := protowire.ConsumeFixed64(v)
+			if n < 0 {
+				return nil, bad("malformed")
+			}
+			c.Values = append(c.Values, math.Float64frombits(x))
+		case store.ViewBool:
+			x, n := protowire.ConsumeVarint(v)
+			if n < 0 {
+				return nil, bad("malformed")
+			}
+			c.Values = append(c.Values, protowire.DecodeBool(x))
+		}
+	}
+	return c, nil
+}
+
+// viewFingerprint is a hash of what a page token is valid for.
+func viewFingerprint(def store.ViewDef, q *viewQuery) uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%d:%s%d:%d:%s%d:%s", len(def.Name), def.Name, def.Version, len(q.cfg.Method), q.cfg.Method, len(q.cfg.Query), q.cfg.Query)
+	return h.Sum64()
+}
+
+// ViewStats describes one view on this node.
+type ViewStats struct {
+	Name string
+	// Version is this binary's version; Serving, the version that
+	// answers queries (an older one while this one is being built).
+	Version, Serving int
+	// Ready reports whether this binary's version was ever complete.
+	Ready bool
+	// Updated counts rows written by this node's updater; Skipped, events
+	// it had applied before (repeats after a restart).
+	Updated, Skipped uint64
+}
+
+func (h *ViewHost) stats() ViewStats {
+	return ViewStats{
+		Name: h.view.cfg.Name, Version: h.view.def.Version, Serving: h.serving.Load().Version,
+		Ready: h.ready.Load(), Updated: h.updated.Load(), Skipped: h.skipped.Load(),
+	}
+}
+
+// shutdown stops the view's background work.
+func (vs *viewSet) shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		for _, h := range vs.hosts {
+			h.done.Wait()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stopping views: %w", ctx.Err())
+	}
 }
