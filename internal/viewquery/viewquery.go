@@ -170,12 +170,12 @@ func (q *Query) Bind(def store.ViewDef, req protoreflect.Message, limit int, aft
 	}
 	if after != nil {
 		if len(after.Values) != len(vq.Order) {
-			return store.ViewQuery{}, fmt.Errorf("%w: the cursor has %d sort values, but the query sorts by %d columns; it belongs to another query", ErrInvalidArgument, len(after.Values), len(vq.Order))
+			return store.ViewQuery{}, fmt.Errorf("%w: the cursor has %d sort values, but the query sorts by %d; it belongs to another query", ErrInvalidArgument, len(after.Values), len(vq.Order))
 		}
 		for i, o := range vq.Order {
 			col := def.Columns[o.Column]
 			if !isKind(after.Values[i], col.Kind) {
-				return store.ViewQuery{}, fmt.Errorf("%w: the cursor's value for %s is a %T, not a %s; it belongs to another query", ErrInvalidArgument, col.Name, after.Values[i], col.Kind)
+				return store.ViewQuery{}, fmt.Errorf("%w: the cursor's value for %s is %T, want %T; it belongs to another query", ErrInvalidArgument, col.Name, after.Values[i], zero(col.Kind))
 			}
 		}
 	}
