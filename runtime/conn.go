@@ -3,6 +3,7 @@ package statefun
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -15,6 +16,13 @@ import (
 // process, through the same generated handlers a gRPC server would use.
 type localConn struct {
 	methods map[string]localMethod
+	streams map[string]localStreamMethod
+}
+
+type localStreamMethod struct {
+	impl    any
+	handler grpc.StreamHandler
+	desc    grpc.StreamDesc
 }
 
 type localMethod struct {
@@ -23,10 +31,13 @@ type localMethod struct {
 }
 
 func newLocalConn(services []boundService) *localConn {
-	c := &localConn{methods: map[string]localMethod{}}
+	c := &localConn{methods: map[string]localMethod{}, streams: map[string]localStreamMethod{}}
 	for _, s := range services {
 		for _, m := range s.desc.Methods {
 			c.methods["/"+s.desc.ServiceName+"/"+m.MethodName] = localMethod{impl: s.impl, handler: m.Handler}
+		}
+		for _, m := range s.desc.Streams {
+			c.streams["/"+s.desc.ServiceName+"/"+m.StreamName] = localStreamMethod{impl: s.impl, handler: m.Handler, desc: m}
 		}
 	}
 	return c
@@ -66,8 +77,121 @@ func (c *localConn) Invoke(ctx context.Context, method string, args, reply any, 
 	return proto.Unmarshal(wire, out)
 }
 
-func (c *localConn) NewStream(context.Context, *grpc.StreamDesc, string, ...grpc.CallOption) (grpc.ClientStream, error) {
-	return nil, status.Error(codes.Unimplemented, "statefun entities have no streaming methods")
+// NewStream serves a server-streaming call in process (a view's
+// streaming query): the handler runs on its own goroutine and hands each
+// message over, copied through the wire format like a unary call's.
+func (c *localConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, _ ...grpc.CallOption) (grpc.ClientStream, error) {
+	m, ok := c.streams[method]
+	if !ok {
+		return nil, status.Errorf(codes.Unimplemented, "unknown streaming method %s", method)
+	}
+	if desc.ClientStreams || m.desc.ClientStreams {
+		return nil, status.Errorf(codes.Unimplemented, "%s streams requests; in process, only server streaming is served", method)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	p := &localPipe{ctx: ctx, cancel: cancel, request: make(chan []byte, 1), replies: make(chan []byte), done: make(chan struct{})}
+	sctx := serverContext(ctx, method)
+	go func() {
+		defer close(p.done)
+		p.err = m.handler(m.impl, &localServerStream{ctx: sctx, pipe: p})
+	}()
+	return &localClientStream{pipe: p}, nil
+}
+
+// localPipe connects the two ends of an in-process server-streaming call.
+type localPipe struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	request chan []byte // the one request
+	replies chan []byte
+	done    chan struct{} // closed when the handler returned, with err
+	err     error
+}
+
+type localClientStream struct {
+	pipe *localPipe
+	sent bool
+}
+
+func (s *localClientStream) Header() (metadata.MD, error) { return nil, nil }
+func (s *localClientStream) Trailer() metadata.MD         { return nil }
+func (s *localClientStream) CloseSend() error             { return nil }
+func (s *localClientStream) Context() context.Context     { return s.pipe.ctx }
+
+func (s *localClientStream) SendMsg(m any) error {
+	if s.sent {
+		return status.Error(codes.Internal, "a server-streaming call takes one request")
+	}
+	msg, ok := m.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "request %T is not a protobuf message", m)
+	}
+	wire, err := proto.Marshal(msg)
+	if err != nil {
+		return status.Errorf(codes.Internal, "encode request: %v", err)
+	}
+	s.sent = true
+	s.pipe.request <- wire
+	return nil
+}
+
+func (s *localClientStream) RecvMsg(m any) error {
+	msg, ok := m.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "reply %T is not a protobuf message", m)
+	}
+	select {
+	case wire := <-s.pipe.replies:
+		return proto.Unmarshal(wire, msg)
+	case <-s.pipe.done:
+		s.pipe.cancel()
+		if s.pipe.err != nil {
+			return s.pipe.err
+		}
+		return io.EOF
+	case <-s.pipe.ctx.Done():
+		return status.FromContextError(s.pipe.ctx.Err()).Err()
+	}
+}
+
+type localServerStream struct {
+	ctx  context.Context
+	pipe *localPipe
+}
+
+func (s *localServerStream) SetHeader(metadata.MD) error  { return nil }
+func (s *localServerStream) SendHeader(metadata.MD) error { return nil }
+func (s *localServerStream) SetTrailer(metadata.MD)       {}
+func (s *localServerStream) Context() context.Context     { return s.ctx }
+
+func (s *localServerStream) SendMsg(m any) error {
+	msg, ok := m.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "reply %T is not a protobuf message", m)
+	}
+	wire, err := proto.Marshal(msg)
+	if err != nil {
+		return status.Errorf(codes.Internal, "encode reply: %v", err)
+	}
+	select {
+	case s.pipe.replies <- wire:
+		return nil
+	case <-s.ctx.Done():
+		return status.FromContextError(s.ctx.Err()).Err()
+	}
+}
+
+func (s *localServerStream) RecvMsg(m any) error {
+	msg, ok := m.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "request %T is not a protobuf message", m)
+	}
+	select {
+	case wire := <-s.pipe.request:
+		return proto.Unmarshal(wire, msg)
+	case <-s.ctx.Done():
+		return status.FromContextError(s.ctx.Err()).Err()
+	}
 }
 
 // invokeEncoded calls method with a request already in wire format and

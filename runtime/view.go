@@ -480,7 +480,7 @@ func QueryView[Req, Resp proto.Message](ctx context.Context, h *ViewHost, query 
 	rm := req.ProtoReflect()
 	limit, err := q.query.Limit(rm)
 	if err != nil {
-		return zero, status.Errorf(codes.InvalidArgument, "view %q, %s: %v", h.view.cfg.Name, q.cfg.Method, err)
+		return zero, h.bindError(q, err)
 	}
 	paged := q.nextPageToken != nil
 	page := limit
@@ -508,7 +508,7 @@ func QueryView[Req, Resp proto.Message](ctx context.Context, h *ViewHost, query 
 	}
 	sq, err := q.query.Bind(def, rm, fetch, nil)
 	if err != nil {
-		return zero, status.Errorf(codes.InvalidArgument, "view %q, %s: %v", h.view.cfg.Name, q.cfg.Method, err)
+		return zero, h.bindError(q, err)
 	}
 	if q.pageToken != nil {
 		if tok := rm.Get(q.pageToken).String(); tok != "" {
@@ -562,7 +562,7 @@ func StreamView[Req, Row proto.Message](ctx context.Context, h *ViewHost, query 
 	rm := req.ProtoReflect()
 	limit, err := q.query.Limit(rm)
 	if err != nil {
-		return status.Errorf(codes.InvalidArgument, "view %q, %s: %v", h.view.cfg.Name, q.cfg.Method, err)
+		return h.bindError(q, err)
 	}
 	if limit == 0 {
 		limit = math.MaxInt
@@ -572,7 +572,7 @@ func StreamView[Req, Row proto.Message](ctx context.Context, h *ViewHost, query 
 		chunk := min(viewStreamChunk, limit-sent)
 		sq, err := q.query.Bind(def, rm, chunk, after)
 		if err != nil {
-			return status.Errorf(codes.InvalidArgument, "view %q, %s: %v", h.view.cfg.Name, q.cfg.Method, err)
+			return h.bindError(q, err)
 		}
 		var rows []store.ViewRow
 		if err := h.st.QueryView(ctx, def, sq, func(r store.ViewRow) error {
@@ -601,6 +601,17 @@ func StreamView[Req, Row proto.Message](ctx context.Context, h *ViewHost, query 
 }
 
 var errStopRows = errors.New("enough rows")
+
+// bindError is the status of a request the query could not be bound to:
+// the caller's fault (a negative limit, a token of another query), or
+// the view's (a stored version without a column the query needs).
+func (h *ViewHost) bindError(q *viewQuery, err error) error {
+	code := codes.FailedPrecondition
+	if errors.Is(err, viewquery.ErrInvalidArgument) {
+		code = codes.InvalidArgument
+	}
+	return status.Errorf(code, "view %q, %s: %v", h.view.cfg.Name, q.cfg.Method, err)
+}
 
 func (h *ViewHost) query(i int) (*viewQuery, error) {
 	if i < 0 || i >= len(h.view.queries) {
