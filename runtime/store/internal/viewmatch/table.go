@@ -196,7 +196,7 @@ func (h *topRows) Less(i, j int) bool {
 	return Less(h.order, h.rows[j].e.columns, h.rows[j].id, h.rows[i].e.columns, h.rows[i].id)
 }
 func (h *topRows) Swap(i, j int) { h.rows[i], h.rows[j] = h.rows[j], h.rows[i] }
-func (h *topRows) Push(x any)   { h.rows = append(h.rows, x.(topRow)) }
+func (h *topRows) Push(x any)    { h.rows = append(h.rows, x.(topRow)) }
 func (h *topRows) Pop() any {
 	last := h.rows[len(h.rows)-1]
 	h.rows = h.rows[:len(h.rows)-1]
