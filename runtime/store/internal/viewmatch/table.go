@@ -26,6 +26,9 @@ type Table struct {
 	// eq holds per column: Key(value) -> entity IDs of the live rows
 	// holding it.
 	eq []map[any]map[string]struct{}
+	// examined counts the rows the last Query matched against its
+	// condition: what its tests check the indexes by.
+	examined int
 }
 
 type entry struct {
@@ -136,7 +139,9 @@ func (t *Table) row(id string, e *entry) store.ViewRow {
 // passed CheckQuery.
 func (t *Table) Query(q store.ViewQuery) []store.ViewRow {
 	best := &topRows{order: q.Order, limit: q.Limit}
+	t.examined = 0
 	consider := func(id string, e *entry) {
+		t.examined++
 		if e.live && Match(q.Where, e.columns) && After(q.Order, q.After, e.columns, id) {
 			best.offer(id, e)
 		}
