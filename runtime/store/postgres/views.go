@@ -25,7 +25,10 @@ package postgres
 // whole until a vacuum merges it (and the planner, costing that, reads
 // the table instead).
 // The other comparisons of an array column are EXISTS over its unnested
-// elements, a filter on the rows the rest of the query reads.
+// elements, a filter on the rows the rest of the query reads. A btree
+// entry holds at most about 2.6 kB, so a longer value of a queried
+// column (a whole description, say) is refused by UpdateViewRows with an
+// error that says so: such fields belong in the row, not in a column.
 //
 // The table name is made of the view's name (lowercase letters, digits
 // and underscores kept, the rest turned into underscores, cut short), its
@@ -222,6 +225,9 @@ func (s *Store) viewError(err error, def store.ViewDef, doing string) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
 		return fmt.Errorf("postgres: %s view %q version %d: %w; the version does not exist: EnsureView creates it", doing, def.Name, def.Version, err)
+	}
+	if errors.As(err, &pgErr) && pgErr.Code == "54000" { // program_limit_exceeded: an index entry over a third of a page
+		return fmt.Errorf("postgres: %s view %q version %d: %w; a column value this long (over about 2.6 kB) cannot be indexed: keep long fields out of the view's queried columns (a new version)", doing, def.Name, def.Version, err)
 	}
 	if errors.As(err, &pgErr) {
 		return s.wrap(err, "%s view %q version %d", doing, def.Name, def.Version)
@@ -602,6 +608,11 @@ func paramValue(v any) any {
 // rare value; one parse per query is cheap beside that.
 const viewQueryMode = pgx.QueryExecModeExec
 
+// binaryResults asks for every result column in binary, which that mode
+// would otherwise take as text: row payloads would cross the wire in hex,
+// twice their size.
+var binaryResults = pgx.QueryResultFormats{pgx.BinaryFormatCode}
+
 // QueryView implements store.Views. Rows stream from the server as fn
 // consumes them.
 func (s *Store) QueryView(ctx context.Context, def store.ViewDef, q store.ViewQuery, fn func(store.ViewRow) error) error {
@@ -612,7 +623,7 @@ func (s *Store) QueryView(ctx context.Context, def store.ViewDef, q store.ViewQu
 		return fmt.Errorf("postgres: %w", err)
 	}
 	sql, args := s.compileQuery(def, q)
-	rows, err := s.pool.Query(ctx, sql, append([]any{viewQueryMode}, args...)...)
+	rows, err := s.pool.Query(ctx, sql, append([]any{viewQueryMode, binaryResults}, args...)...)
 	if err != nil {
 		return s.viewError(err, def, "query")
 	}

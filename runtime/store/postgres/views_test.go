@@ -105,3 +105,38 @@ func TestViewTableNames(t *testing.T) {
 		}
 	}
 }
+
+// TestViewValueTooLongToIndex: a value over a btree entry's limit is
+// refused, with the cure, and the batch writes nothing.
+func TestViewValueTooLongToIndex(t *testing.T) {
+	ctx := t.Context()
+	url, _, schema := cpuTestDatabase(t)
+	s, err := Open(ctx, url, WithSchema(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	def := store.ViewDef{Name: "v", Version: 1, EntityType: "cart", Columns: []store.ViewColumn{{Name: "note", Kind: store.ViewBytes}}}
+	if err := s.EnsureView(ctx, def); err != nil {
+		t.Fatal(err)
+	}
+	// Random-looking bytes, which TOAST cannot compress under the limit.
+	long := make([]byte, 8000)
+	x := uint64(88172645463325252)
+	for i := range long {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		long[i] = byte(x)
+	}
+	err = s.UpdateViewRows(ctx, def, []store.ViewRow{
+		{EntityID: "short", Seq: 1, Row: []byte{}, Columns: []any{[]byte("fine")}},
+		{EntityID: "long", Seq: 1, Row: []byte{}, Columns: []any{long}},
+	})
+	if err == nil || !strings.Contains(err.Error(), "cannot be indexed") {
+		t.Fatalf("UpdateViewRows with an 8000-byte column value: %v, want an error that names the limit", err)
+	}
+	if rows, err := s.LoadViewRows(ctx, def, []string{"short"}); err != nil || len(rows) != 0 {
+		t.Errorf("the refused batch wrote %v (%v)", rows, err)
+	}
+}
