@@ -39,6 +39,7 @@ var viewTests = []struct {
 	{"ViewQueryStopsOnError", testViewQueryStopsOnError},
 	{"ViewVersions", testViewVersions},
 	{"ViewNamesAreKeptApart", testViewNamesAreKeptApart},
+	{"ViewQueriesDuringUpdates", testViewQueriesDuringUpdates},
 }
 
 // viewDef has a column of every kind, plain and repeated.
@@ -788,5 +789,65 @@ func testViewNamesAreKeptApart(t *testing.T, s store.Store) {
 		if got := rowIDs(queryView(t, s, def, store.ViewQuery{Limit: 10})); got != fmt.Sprint(i) {
 			t.Errorf("view %q holds %q, want only its own row %d", name, got, i)
 		}
+	}
+}
+
+// testViewQueriesDuringUpdates: a query that runs while the updater
+// writes sees each row whole, its payload from the same update as the
+// column values it matched on.
+func testViewQueriesDuringUpdates(t *testing.T, s store.Store) {
+	ensureView(t, s, viewDef)
+	const entities, rounds = 20, 30
+	version := func(id string, seq int64) store.ViewRow {
+		r := seqRow(id, seq, fmt.Sprintf("seq %d", seq))
+		r.Columns[colScore] = seq
+		r.Columns[colOpen] = seq%2 == 0
+		return r
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 3 {
+		wg.Go(func() {
+			even := eq(colOpen, true)
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				err := s.QueryView(ctx, viewDef, store.ViewQuery{Where: &even, Order: []store.ViewOrder{{Column: colScore, Desc: true}}, Limit: entities}, func(r store.ViewRow) error {
+					score := r.Columns[colScore].(int64)
+					if string(r.Row) != fmt.Sprintf("seq %d", score) || r.Columns[colCity] != string(r.Row) || score%2 != 0 || r.Seq != score {
+						return fmt.Errorf("row %s: seq %d, payload %q, score %d, city %v: parts of different updates", r.EntityID, r.Seq, r.Row, score, r.Columns[colCity])
+					}
+					return nil
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	for seq := int64(1); seq <= rounds; seq++ {
+		rows := make([]store.ViewRow, entities)
+		for i := range rows {
+			rows[i] = version(fmt.Sprintf("e%02d", i), seq)
+		}
+		if err := s.UpdateViewRows(ctx, viewDef, rows); err != nil {
+			close(done)
+			wg.Wait()
+			t.Fatalf("UpdateViewRows round %d: %v", seq, err)
+		}
+	}
+	close(done)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := queryView(t, s, viewDef, store.ViewQuery{Where: &store.ViewCond{Op: store.ViewEq, Column: colScore, Value: int64(rounds)}, Limit: 100}); len(got) != entities {
+		t.Errorf("%d rows at the last round, want %d", len(got), entities)
 	}
 }

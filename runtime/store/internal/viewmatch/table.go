@@ -26,9 +26,6 @@ type Table struct {
 	// eq holds per column: Key(value) -> entity IDs of the live rows
 	// holding it.
 	eq []map[any]map[string]struct{}
-	// examined counts the rows the last Query matched against its
-	// condition: what its tests check the indexes by.
-	examined int
 }
 
 type entry struct {
@@ -136,12 +133,19 @@ func (t *Table) row(id string, e *entry) store.ViewRow {
 
 // Query returns the live rows that match q, in q's order, at most
 // q.Limit of them, with copies of their slices. The query must have
-// passed CheckQuery.
+// passed CheckQuery. Queries may run concurrently with each other, not
+// with Put or Load.
 func (t *Table) Query(q store.ViewQuery) []store.ViewRow {
+	rows, _ := t.query(q)
+	return rows
+}
+
+// query is Query, and counts the rows it matched against the condition:
+// what the tests check the indexes by.
+func (t *Table) query(q store.ViewQuery) (_ []store.ViewRow, examined int) {
 	best := &topRows{order: q.Order, limit: q.Limit}
-	t.examined = 0
 	consider := func(id string, e *entry) {
-		t.examined++
+		examined++
 		if e.live && Match(q.Where, e.columns) && After(q.Order, q.After, e.columns, id) {
 			best.offer(id, e)
 		}
@@ -167,7 +171,7 @@ func (t *Table) Query(q store.ViewQuery) []store.ViewRow {
 	for i, r := range best.rows {
 		out[i] = t.row(r.id, r.e)
 	}
-	return out
+	return out, examined
 }
 
 // topRows keeps the first limit rows offered, in a heap whose root is the
