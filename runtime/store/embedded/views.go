@@ -513,16 +513,21 @@ func (s *Store) DropView(ctx context.Context, def store.ViewDef) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
+	// Take the version's entry, made here if no one has used the version
+	// yet, so that a first use racing with the drop cannot load the rows
+	// before the drop and keep them after: it waits for the lock, then
+	// finds the entry dropped and looks the version up again. Holding the
+	// lock also waits for the version's readers and writer.
 	sv := s.loadedViews()
 	sv.mu.Lock()
 	v := sv.views[viewKey{def.Name, def.Version}]
-	sv.mu.Unlock()
-	if v != nil {
-		// Wait for the version's readers and writer, and turn away those
-		// that queue behind: they look the version up again.
-		v.mu.Lock()
-		defer v.mu.Unlock()
+	if v == nil {
+		v = &loadedView{}
+		sv.views[viewKey{def.Name, def.Version}] = v
 	}
+	sv.mu.Unlock()
+	v.mu.Lock()
+	defer v.mu.Unlock()
 	err := s.update(func(tx *bolt.Tx) error {
 		views := tx.Bucket(viewsBucket)
 		if views == nil || views.Bucket(viewBucketName(def)) == nil {
@@ -533,10 +538,8 @@ func (s *Store) DropView(ctx context.Context, def store.ViewDef) error {
 	if err := s.txError(err, func() string { return fmt.Sprintf("drop view %q version %d", def.Name, def.Version) }); err != nil {
 		return err
 	}
-	if v != nil {
-		v.dropped = true
-		sv.forget(def, v)
-	}
+	v.dropped = true
+	sv.forget(def, v)
 	return nil
 }
 

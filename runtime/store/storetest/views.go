@@ -40,6 +40,7 @@ var viewTests = []struct {
 	{"ViewVersions", testViewVersions},
 	{"ViewNamesAreKeptApart", testViewNamesAreKeptApart},
 	{"ViewQueriesDuringUpdates", testViewQueriesDuringUpdates},
+	{"ViewDroppedDuringQueries", testViewDroppedDuringQueries},
 }
 
 // viewDef has a column of every kind, plain and repeated.
@@ -849,5 +850,37 @@ func testViewQueriesDuringUpdates(t *testing.T, s store.Store) {
 	}
 	if got := queryView(t, s, viewDef, store.ViewQuery{Where: &store.ViewCond{Op: store.ViewEq, Column: colScore, Value: int64(rounds)}, Limit: 100}); len(got) != entities {
 		t.Errorf("%d rows at the last round, want %d", len(got), entities)
+	}
+}
+
+// testViewDroppedDuringQueries: a version dropped and ensured again while
+// queries run (which may fail meanwhile) starts empty: no store keeps
+// the dropped rows, on disk or in memory.
+func testViewDroppedDuringQueries(t *testing.T, s store.Store) {
+	for round := range 5 {
+		ensureView(t, s, viewDef)
+		updateView(t, s, viewDef, viewRows()...)
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() {
+				for range 20 {
+					_ = s.QueryView(ctx, viewDef, store.ViewQuery{Where: &store.ViewCond{Op: store.ViewEq, Column: colCity, Value: "apple"}, Limit: 10}, func(store.ViewRow) error { return nil })
+				}
+			})
+		}
+		if err := s.DropView(ctx, viewDef); err != nil {
+			t.Fatalf("DropView: %v", err)
+		}
+		ensureView(t, s, viewDef)
+		wg.Wait()
+		if got := rowIDs(queryView(t, s, viewDef, store.ViewQuery{Where: &store.ViewCond{Op: store.ViewEq, Column: colCity, Value: "apple"}, Limit: 10})); got != "" {
+			t.Fatalf("round %d: the version ensured again after a drop returns %q", round, got)
+		}
+		if rows := loadView(t, s, viewDef, "r1"); len(rows) != 0 {
+			t.Fatalf("round %d: the version ensured again after a drop loads %v", round, rows)
+		}
+		if err := s.DropView(ctx, viewDef); err != nil {
+			t.Fatalf("DropView: %v", err)
+		}
 	}
 }
