@@ -206,8 +206,8 @@ func CheckDef(def store.ViewDef) error {
 	switch {
 	case def.Name == "":
 		return fmt.Errorf("view of %q has no name; name it", def.EntityType)
-	case def.Version < 1:
-		return fmt.Errorf("view %q has version %d; versions count from 1", def.Name, def.Version)
+	case def.Version < 1 || def.Version > math.MaxInt32:
+		return fmt.Errorf("view %q has version %d; versions count from 1, up to %d", def.Name, def.Version, math.MaxInt32)
 	case def.EntityType == "":
 		return fmt.Errorf("view %q version %d has no source entity type; name it", def.Name, def.Version)
 	}
@@ -234,7 +234,7 @@ func CheckRows(def store.ViewDef, rows []store.ViewRow) error {
 		}
 		ids[r.EntityID] = true
 		if r.Row == nil {
-			if r.Columns != nil {
+			if len(r.Columns) > 0 {
 				return fmt.Errorf("update view %q version %d: the tombstone of entity %q has column values; a tombstone has none", def.Name, def.Version, r.EntityID)
 			}
 			continue

@@ -176,6 +176,18 @@ func TestChecks(t *testing.T) {
 	if err := CheckDef(def); err != nil {
 		t.Fatalf("CheckDef: %v", err)
 	}
+	for i, bad := range []store.ViewDef{
+		{Version: 1, EntityType: "cart"},
+		{Name: "v", Version: 0, EntityType: "cart"},
+		{Name: "v", Version: 1 << 31, EntityType: "cart"},
+		{Name: "v", Version: 1},
+		{Name: "v", Version: 1, EntityType: "cart", Columns: []store.ViewColumn{{Name: "a", Kind: store.ViewString}, {Name: "a", Kind: store.ViewInt}}},
+		{Name: "v", Version: 1, EntityType: "cart", Columns: []store.ViewColumn{{Name: "a", Kind: 0}}},
+	} {
+		if err := CheckDef(bad); err == nil {
+			t.Errorf("CheckDef accepted bad definition %d: %+v", i, bad)
+		}
+	}
 	badRows := [][]store.ViewRow{
 		{{EntityID: "a", Seq: 1, Row: []byte{}, Columns: []any{"x"}}},
 		{{EntityID: "a", Seq: 1, Row: []byte{}, Columns: []any{int64(1), []string{}}}},
@@ -188,7 +200,7 @@ func TestChecks(t *testing.T) {
 			t.Errorf("CheckRows accepted bad rows %d: %+v", i, rows)
 		}
 	}
-	if err := CheckRows(def, []store.ViewRow{{EntityID: "a", Seq: 1, Row: []byte{}, Columns: []any{"x", []string(nil)}}, {EntityID: "b", Seq: 1}}); err != nil {
+	if err := CheckRows(def, []store.ViewRow{{EntityID: "a", Seq: 1, Row: []byte{}, Columns: []any{"x", []string(nil)}}, {EntityID: "b", Seq: 1}, {EntityID: "c", Seq: 1, Columns: []any{}}}); err != nil {
 		t.Errorf("CheckRows refused good rows: %v", err)
 	}
 	badQueries := []store.ViewQuery{
