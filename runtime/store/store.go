@@ -155,6 +155,7 @@ type Store interface {
 	Positions
 	Registry
 	Timers
+	Views
 
 	// Close releases the store's resources.
 	Close() error

@@ -26,7 +26,9 @@ const (
 	// number), and google.protobuf.Timestamp and Duration fields (in
 	// nanoseconds).
 	ViewInt
-	// ViewFloat values are float64s (float fields are widened).
+	// ViewFloat values are float64s (float fields are widened). They
+	// compare as Postgres compares them: -0 equals 0, and NaN equals
+	// NaN and sorts above every other value, +Inf included.
 	ViewFloat
 	// ViewBool values are bools; false sorts before true.
 	ViewBool
@@ -82,7 +84,7 @@ type ViewDef struct {
 // ViewRow is one row of a view, or the tombstone of a deleted one.
 type ViewRow struct {
 	// EntityID is the source entity's ID: a view has at most one row per
-	// entity, and sorts rows with equal sort values by it.
+	// entity, and sorts rows with equal sort values by it, byte by byte.
 	EntityID string
 	// Seq is the seq of the last source event the row reflects: an update
 	// with a Seq not above the stored one changes nothing, so a repeated
@@ -191,6 +193,13 @@ type ViewVersion struct {
 // Views keep the rows of views. Each version of a view is created by
 // EnsureView, written by the one updater the runtime runs for it, and
 // read by any number of queries, on any node.
+//
+// The methods that take a ViewDef trust it to be the one EnsureView was
+// given for its version; LoadViewRows, UpdateViewRows, QueryView and
+// MarkViewReady return an error for a version that does not exist (never
+// ensured, or dropped). Rows and queries whose values do not have their
+// columns' Go types, and queries that sort by a repeated column or whose
+// cursor does not fit their order, are refused with an error.
 type Views interface {
 	// EnsureView creates the storage of def's version of its view, with
 	// an index usable by each of its columns, if it does not exist. A
@@ -206,7 +215,8 @@ type Views interface {
 	// source's feed head once: from then on it may serve queries.
 	MarkViewReady(ctx context.Context, def ViewDef) error
 
-	// DropView deletes a version of a view: its rows and its record.
+	// DropView deletes a version of a view: its rows and its record. A
+	// version that does not exist is no error.
 	DropView(ctx context.Context, def ViewDef) error
 
 	// LoadViewRows returns the stored rows of the entities ids, tombstones

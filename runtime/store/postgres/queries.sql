@@ -385,3 +385,30 @@ SELECT name, id, shard, due, call, attempts
 FROM {{schema}}.timers
 WHERE entity_type = $1 AND entity_id = $2
 ORDER BY name;
+
+-- name: lock-view
+-- Serialises EnsureView and DropView of one view version across nodes:
+-- the second of two nodes creating a version at once finds it created.
+SELECT pg_advisory_xact_lock($1);
+
+-- name: view-version
+SELECT entity_type, columns FROM {{schema}}.view_versions
+WHERE name = $1 AND version = $2;
+
+-- name: insert-view-version
+INSERT INTO {{schema}}.view_versions (name, version, entity_type, columns, table_name)
+VALUES ($1, $2, $3, $4, $5);
+
+-- name: view-versions
+SELECT version, entity_type, columns, ready FROM {{schema}}.view_versions
+WHERE name = $1
+ORDER BY version;
+
+-- name: mark-view-ready
+UPDATE {{schema}}.view_versions SET ready = true
+WHERE name = $1 AND version = $2;
+
+-- name: delete-view-version
+DELETE FROM {{schema}}.view_versions
+WHERE name = $1 AND version = $2
+RETURNING table_name;

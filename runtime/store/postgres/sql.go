@@ -71,6 +71,13 @@ type statements struct {
 	finishTimers   string
 	retryTimers    string
 	entityTimers   string
+
+	lockView          string
+	viewVersion       string
+	insertViewVersion string
+	viewVersions      string
+	markViewReady     string
+	deleteViewVersion string
 }
 
 func newStatements(quotedSchema string) *statements {
@@ -131,6 +138,13 @@ func newStatements(quotedSchema string) *statements {
 		finishTimers:   q("finish-timers"),
 		retryTimers:    q("retry-timers"),
 		entityTimers:   q("entity-timers"),
+
+		lockView:          q("lock-view"),
+		viewVersion:       q("view-version"),
+		insertViewVersion: q("insert-view-version"),
+		viewVersions:      q("view-versions"),
+		markViewReady:     q("mark-view-ready"),
+		deleteViewVersion: q("delete-view-version"),
 	}
 }
 

@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests = append(tests, feedTests...)
 	tests = append(tests, eventTypeTests...)
 	tests = append(tests, timerTests...)
+	tests = append(tests, viewTests...)
 	for _, tt := range append(tests, outcomeTests...) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := open(t)
