@@ -132,6 +132,8 @@ type Store struct {
 	db     *bolt.DB
 	path   string
 	closed atomic.Bool
+	// views are the view versions loaded since Open (views.go).
+	views storeViews
 }
 
 var _ store.Store = (*Store)(nil)
@@ -155,7 +157,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		}
 		return nil, err
 	}
-	return &Store{db: db, path: path}, nil
+	return &Store{db: db, path: path, views: storeViews{views: map[viewKey]*loadedView{}}}, nil
 }
 
 // openFile opens the bbolt file and checks its layout.

@@ -43,10 +43,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"runtime"
 	"sync"
 	"sync/atomic"
-	"weak"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -314,22 +312,7 @@ type storeViews struct {
 	views map[viewKey]*loadedView
 }
 
-// viewsOf holds each Store's loaded views, by a weak pointer to it, and
-// forgets them once the Store is garbage. It stands in for a field of
-// Store, which this file cannot add.
-var viewsOf sync.Map // weak.Pointer[Store] -> *storeViews
-
-func (s *Store) loadedViews() *storeViews {
-	key := weak.Make(s)
-	if v, ok := viewsOf.Load(key); ok {
-		return v.(*storeViews)
-	}
-	v, loaded := viewsOf.LoadOrStore(key, &storeViews{views: map[viewKey]*loadedView{}})
-	if !loaded {
-		runtime.AddCleanup(s, func(key weak.Pointer[Store]) { viewsOf.Delete(key) }, key)
-	}
-	return v.(*storeViews)
-}
+func (s *Store) loadedViews() *storeViews { return &s.views }
 
 // lockView returns def's version loaded and locked: exclusively when
 // write, shared otherwise. The caller unlocks it.

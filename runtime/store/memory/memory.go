@@ -35,6 +35,8 @@ type Store struct {
 	// eventTypes is the registry of EventTypes: entity type -> event
 	// types committed for it.
 	eventTypes map[string]map[string]bool
+	// viewVersions holds each view version's rows (views.go).
+	viewVersions map[viewKey]*viewVersion
 	// timers are the pending timers. Due ones are found by a scan: this
 	// store is for tests, not for a million timers.
 	timers map[timerRef]store.Timer

@@ -4,10 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"runtime"
 	"slices"
-	"sync"
-	"weak"
 
 	"github.com/statefun-go/statefun/runtime/store"
 	"github.com/statefun-go/statefun/runtime/store/internal/viewmatch"
@@ -27,22 +24,12 @@ type viewKey struct {
 	version int
 }
 
-// viewsOf holds the views of each Store, by a weak pointer to it, and
-// forgets them once the Store is garbage. It stands in for a field of
-// Store, which this file cannot add; every access is under the Store's
-// own mu, so the maps need no lock of their own.
-var viewsOf sync.Map // weak.Pointer[Store] -> map[viewKey]*viewVersion
-
+// views returns the store's views. The caller holds s.mu.
 func (s *Store) views() map[viewKey]*viewVersion {
-	key := weak.Make(s)
-	if v, ok := viewsOf.Load(key); ok {
-		return v.(map[viewKey]*viewVersion)
+	if s.viewVersions == nil {
+		s.viewVersions = map[viewKey]*viewVersion{}
 	}
-	v, loaded := viewsOf.LoadOrStore(key, map[viewKey]*viewVersion{})
-	if !loaded {
-		runtime.AddCleanup(s, func(key weak.Pointer[Store]) { viewsOf.Delete(key) }, key)
-	}
-	return v.(map[viewKey]*viewVersion)
+	return s.viewVersions
 }
 
 // version returns the stored version of def, or an error naming the cure.
