@@ -49,8 +49,8 @@ func (m *model) resolveService(from *protogen.Service, name string) *protogen.Se
 
 func (m *model) readConsumer(f *protogen.File, svc *protogen.Service) *consumer {
 	opts := consumerOptions(svc)
-	if opts == nil {
-		return nil
+	if opts == nil || viewOptions(svc) != nil {
+		return nil // readView reports a view that is also a consumer
 	}
 	name := svc.Desc.Name()
 	optsPos := func(path ...int32) position {
