@@ -214,26 +214,38 @@ func (m *model) readViewQuery(v *view, meth *protogen.Method) *viewQuery {
 // field of rows and, optionally, string next_page_token.
 func (m *model) readPageResponse(v *view, q *viewQuery, rpc string) bool {
 	resp := q.method.Output
-	ok := true
+	row := v.row.Desc.Name()
+	if resp == v.row {
+		m.diags.add(positionOf(q.method.Desc),
+			"method %s returns one %s, but a unary query returns a page of rows; return a message with repeated %s rows = 1 (and, optionally, string next_page_token = 2), or make it return stream %s",
+			rpc, row, row, row)
+		return false
+	}
 	for _, f := range resp.Fields {
-		fd := f.Desc
-		switch {
-		case fd.IsList() && f.Message == v.row && q.rows == nil:
+		if f.Desc.IsList() && f.Message == v.row {
 			q.rows = f
-		case fd.Name() == "next_page_token" && fd.Kind() == protoreflect.StringKind && !fd.IsList():
-			q.nextPageToken = f
-		default:
-			m.diags.add(positionOf(fd),
-				"field %s of %s, the response of view query %s, is neither the page of rows nor next_page_token; a query's response holds one repeated %s field and, optionally, string next_page_token: remove the field",
-				fd.Name(), resp.Desc.Name(), rpc, v.row.Desc.Name())
-			ok = false
+			break
 		}
 	}
 	if q.rows == nil {
 		m.diags.add(positionOf(q.method.Desc),
 			"response %s of view query %s has no repeated %s field; add repeated %s rows = 1 to it for the page of rows, or make the method return stream %s",
-			resp.Desc.FullName(), rpc, v.row.Desc.Name(), v.row.Desc.Name(), v.row.Desc.Name())
+			resp.Desc.FullName(), rpc, row, row, row)
 		return false
+	}
+	ok := true
+	for _, f := range resp.Fields {
+		fd := f.Desc
+		switch {
+		case f == q.rows:
+		case fd.Name() == "next_page_token" && fd.Kind() == protoreflect.StringKind && !fd.IsList():
+			q.nextPageToken = f
+		default:
+			m.diags.add(positionOf(fd),
+				"field %s of %s, the response of view query %s, is neither the page of rows (%s) nor string next_page_token; remove it: a query's response holds only those",
+				fd.Name(), resp.Desc.Name(), rpc, q.rows.Desc.Name())
+			ok = false
+		}
 	}
 	return ok
 }
