@@ -508,7 +508,9 @@ func TestBreakingViewChanges(t *testing.T) {
 			service, _, _ := strings.Cut(strings.TrimPrefix(viewBase, base), "message")
 			return edit(t, service, "")
 		}},
-		{"row field added", func(t *testing.T) string { return edit(t, `int64 total = 2;`, "int64 total = 2;\n  string customer = 3;") }},
+		{"row field added", func(t *testing.T) string {
+			return edit(t, `int64 total = 2;`, "int64 total = 2;\n  string customer = 3;")
+		}},
 	}
 	for _, tt := range allowed {
 		t.Run(tt.name, func(t *testing.T) {
