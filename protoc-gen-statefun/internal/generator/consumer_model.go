@@ -117,7 +117,7 @@ func (m *model) readConsumer(f *protogen.File, svc *protogen.Service) *consumer 
 			continue
 		case methodOptions(meth) != nil:
 			m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension),
-				"method %s has (statefun.v1.method) options, which apply to entity and workflow methods only; remove them", mname)
+				"method %s has (statefun.v1.method) options, which apply to entity, workflow and view methods only; remove them", mname)
 			continue
 		case meth.Output.Desc.FullName() != "google.protobuf.Empty":
 			m.diags.add(pos, "method %s returns %s; a consumer's methods return google.protobuf.Empty", mname, meth.Output.Desc.FullName())

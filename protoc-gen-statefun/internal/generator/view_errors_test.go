@@ -20,8 +20,26 @@ func TestViewErrors(t *testing.T) {
 	tests := []struct {
 		name  string
 		proto string // appended to header and viewSource; line 11 is its first line
+		extra map[string]string
 		want  string
 	}{
+		{
+			name: "view of an imported entity whose state does not resolve",
+			proto: `import "other.proto";
+service ByCustomer {
+  option (statefun.v1.view) = { name: "by_customer" source: "Other" row: "State" };
+  rpc Get(Req) returns (Res) { option (statefun.v1.method).query = "SELECT * FROM by_customer"; }
+}
+message Req {}
+message Res { repeated State rows = 1; }`,
+			extra: map[string]string{"other.proto": header + `service Other {
+  option (statefun.v1.entity) = { type: "other" state: "Missing" event_sourced: { events: ["Done"] } };
+  rpc Do(DoRequest) returns (DoRequest);
+}
+message DoRequest { string id = 1 [(statefun.v1.field).key = true]; }
+message Done {}`},
+			want: `bad.proto:13:53: source acme.v1.Other of view ByCustomer has no state message that resolves (other.proto:5:1); fix the state option of the entity`,
+		},
 		{
 			name: "view without a name",
 			proto: `service ByCustomer {
@@ -386,7 +404,11 @@ message Res { repeated State rows = 1; }`,
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			src := header + viewSource + tt.proto + "\nmessage Placed { option (statefun.v1.event) = {}; string customer_id = 1; }\n"
-			res := run(t, compileRequest(t, map[string]string{"bad.proto": src}, "bad.proto"))
+			sources := map[string]string{"bad.proto": src}
+			for k, v := range tt.extra {
+				sources[k] = v
+			}
+			res := run(t, compileRequest(t, sources, "bad.proto"))
 			if res.Error == nil {
 				t.Fatalf("no error; want %q", tt.want)
 			}

@@ -116,7 +116,12 @@ func (m *model) readView(f *protogen.File, svc *protogen.Service) *view {
 			m.diags.add(optsPos(viewSourceField),
 				"source %s of view %s is a key-value entity; views of key-value entities are not supported yet, so make the source event-sourced or keep the lookup in the entity", sourceSvc.Desc.FullName(), name)
 		case m.entityOf[sourceSvc].state == nil:
-			// The entity's own error says what is wrong with its state.
+			if !m.entityOf[sourceSvc].file.Generate {
+				// Its own error is reported only when its file is generated.
+				m.diags.add(optsPos(viewSourceField),
+					"source %s of view %s has no state message that resolves (%s); fix the state option of the entity",
+					sourceSvc.Desc.FullName(), name, positionOf(sourceSvc.Desc))
+			}
 		default:
 			v.source = m.entityOf[sourceSvc]
 		}
