@@ -1,7 +1,8 @@
-// Command protoc-gen-statefun generates typed Go for statefun entities and
-// workflows from annotated .proto files: the handler interface to
-// implement, the sealed event set or the step values, the gRPC service
-// glue, a typed client and a testkit for unit tests of the handlers.
+// Command protoc-gen-statefun generates typed Go for statefun entities,
+// workflows, consumers and views from annotated .proto files: the handler
+// interface to implement, the sealed event set or the step values, the
+// gRPC service glue, a typed client and a testkit for unit tests of the
+// handlers.
 //
 // To start a project, "protoc-gen-statefun init DIR" writes a new Go module
 // with one entity, its buf configuration, a test and a Makefile, pins the
@@ -34,8 +35,8 @@
 // For a file foo.proto that declares entities or workflows, the plugin
 // writes foo.statefun.go beside protoc-gen-go's foo.pb.go, and the testkit
 // in foo_testkit.statefun.go (same package: a binary that does not call it
-// does not link it). Files without entities, workflows or consumers
-// produce nothing.
+// does not link it); consumers and views get foo.statefun.go only. Files
+// without entities, workflows, consumers or views produce nothing.
 //
 // The options it reads (all from statefun/v1/annotations.proto):
 //
@@ -48,8 +49,19 @@
 //     timeout, retry}, step_timeout, retry {max_attempts, initial_backoff,
 //     max_backoff, failover}, passivation_timeout;
 //   - service option (statefun.v1.consumer): name, source, start_from;
-//   - method option (statefun.v1.method): read_only, and start (workflows
-//     only).
+//   - service option (statefun.v1.view): name, source (an event-sourced
+//     entity), row (its state message, or a message of the view's own),
+//     version;
+//   - method option (statefun.v1.method): read_only, start (workflows
+//     only), and query (views only: every RPC of a view has one, checked
+//     against the row and request messages when generating; a mistake in a
+//     query is reported at its column when the string is one line without
+//     escapes, else at the option).
+//
+// A view's unary RPC returns a message with one repeated field of rows and,
+// optionally, string next_page_token (its request then has string
+// page_token; int32 page_size is optional); a server-streaming RPC returns
+// stream of the row message.
 //
 // Plugin parameters: the standard protogen ones (paths, module, M) only.
 //
@@ -88,7 +100,13 @@
 // TransferTestKit and NewTransferTestKit, and unexported helpers
 // (transferWorkflowConfig, transferServer, transfer<Method>Key); for a
 // consumer Audit: AuditConsumerName, AuditHandler, AuditContext and
-// NewAudit. A name that is also declared in the same Go package, by
+// NewAudit; for a view OrdersByCustomer: OrdersByCustomerViewName,
+// NewOrdersByCustomer (taking the source entity's <Entity>EventHandler when
+// the rows are its states, else an OrdersByCustomerUpdater with an
+// On<Event> method per source event), OrdersByCustomerViewClient (with an
+// iterator over a streaming query's rows, and <Method>All over every page
+// of a paged one), NewOrdersByCustomerViewClient and the unexported
+// ordersByCustomerServer. A name that is also declared in the same Go package, by
 // protoc-gen-go (a message, a nested message as Outer_Inner, an enum or
 // enum value, a oneof wrapper), by protoc-gen-go-grpc (CartClient,
 // UnimplementedCartServer, ...) or for another entity, workflow or

@@ -4,7 +4,7 @@
 // messages; protoc-gen-statefun reads the options and generates typed Go.
 //
 // Extension numbers: statefun uses 51230 on ServiceOptions, MessageOptions,
-// FieldOptions and MethodOptions, and 51231 and 51232 on ServiceOptions. They stay
+// FieldOptions and MethodOptions, and 51231 to 51233 on ServiceOptions. They stay
 // clear of Cloudstate, Akka Serverless and Kalix (1080-1084 in the protobuf
 // global extension registry), so a file may import both sets of options
 // while migrating from Kalix.
@@ -495,7 +495,23 @@ type MethodOptions struct {
 	// unless the call repeats an earlier start's idempotency-key, which
 	// returns that start's answer. A workflow needs at least one start
 	// method.
-	Start         bool `protobuf:"varint,2,opt,name=start,proto3" json:"start,omitempty"`
+	Start bool `protobuf:"varint,2,opt,name=start,proto3" json:"start,omitempty"`
+	// Views only: the query the RPC answers, over the view's rows:
+	//
+	//	SELECT * FROM <view name> [WHERE <cond>]
+	//	  [ORDER BY <field> [ASC|DESC], ...] [LIMIT <n> | LIMIT :<field>]
+	//
+	// A <cond> compares row fields (or dotted paths into nested messages:
+	// "address.city") with literals ('text', 12, 1.5, true, enum value
+	// names) or request fields (":customer_id"), with = != < <= > >=, joined
+	// by AND, OR, NOT and parentheses; on a repeated field a comparison holds
+	// when it holds for any element. The fields a query uses are indexed.
+	//
+	// A unary RPC returns a message with one repeated field of the row
+	// message (the page) and, optionally, "string next_page_token"; its
+	// request may have "string page_token" and "int32 page_size". A server
+	// streaming RPC returns the row message, one row per message.
+	Query         string `protobuf:"bytes,3,opt,name=query,proto3" json:"query,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -542,6 +558,13 @@ func (x *MethodOptions) GetStart() bool {
 		return x.Start
 	}
 	return false
+}
+
+func (x *MethodOptions) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
 }
 
 // WorkflowOptions describe a workflow: its stable name, its state and its
@@ -795,6 +818,89 @@ func (x *RetryPolicy) GetFailover() string {
 	return ""
 }
 
+// ViewOptions describe a view: its stable name, its source and its rows.
+type ViewOptions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The view's stable name: its rows and its position in the source's
+	// events are stored under it. Same characters as an entity type.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The source entity service, by name (resolved like EntityOptions.state).
+	// It must be event-sourced.
+	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// The row message, by name (resolved like EntityOptions.state). When it
+	// is the source's state message, each row is its entity's state, kept up
+	// to date by the entity's own event handlers. Any other message makes
+	// the view's rows the work of a handler with a method per source event,
+	// which returns the new row, or nil to delete it.
+	Row string `protobuf:"bytes,3,opt,name=row,proto3" json:"row,omitempty"`
+	// The version of the view's rows; 1 when unset. Raise it when rows
+	// built by the old handler or for the old queries would be wrong: the
+	// server then builds the new version from the source's whole history in
+	// the background, the previous version answering meanwhile, and switches
+	// once it has caught up.
+	Version       uint32 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ViewOptions) Reset() {
+	*x = ViewOptions{}
+	mi := &file_statefun_v1_annotations_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ViewOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ViewOptions) ProtoMessage() {}
+
+func (x *ViewOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_statefun_v1_annotations_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ViewOptions.ProtoReflect.Descriptor instead.
+func (*ViewOptions) Descriptor() ([]byte, []int) {
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ViewOptions) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ViewOptions) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *ViewOptions) GetRow() string {
+	if x != nil {
+		return x.Row
+	}
+	return ""
+}
+
+func (x *ViewOptions) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 var file_statefun_v1_annotations_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*descriptorpb.ServiceOptions)(nil),
@@ -818,6 +924,14 @@ var file_statefun_v1_annotations_proto_extTypes = []protoimpl.ExtensionInfo{
 		Field:         51232,
 		Name:          "statefun.v1.workflow",
 		Tag:           "bytes,51232,opt,name=workflow",
+		Filename:      "statefun/v1/annotations.proto",
+	},
+	{
+		ExtendedType:  (*descriptorpb.ServiceOptions)(nil),
+		ExtensionType: (*ViewOptions)(nil),
+		Field:         51233,
+		Name:          "statefun.v1.view",
+		Tag:           "bytes,51233,opt,name=view",
 		Filename:      "statefun/v1/annotations.proto",
 	},
 	{
@@ -868,6 +982,13 @@ var (
 	//
 	// optional statefun.v1.WorkflowOptions workflow = 51232;
 	E_Workflow = &file_statefun_v1_annotations_proto_extTypes[2]
+	// Makes the service a view: a table with at most one row per entity of a
+	// source entity, kept up to date from the source's events, and queried by
+	// anything but the entity's key. Each RPC is a query
+	// (MethodOptions.query).
+	//
+	// optional statefun.v1.ViewOptions view = 51233;
+	E_View = &file_statefun_v1_annotations_proto_extTypes[3]
 )
 
 // Extension fields to descriptorpb.MessageOptions.
@@ -877,7 +998,7 @@ var (
 	// reader of the proto sees which messages are stored forever.
 	//
 	// optional statefun.v1.EventOptions event = 51230;
-	E_Event = &file_statefun_v1_annotations_proto_extTypes[3]
+	E_Event = &file_statefun_v1_annotations_proto_extTypes[4]
 )
 
 // Extension fields to descriptorpb.FieldOptions.
@@ -885,7 +1006,7 @@ var (
 	// Marks a request field as (part of) the entity key.
 	//
 	// optional statefun.v1.FieldOptions field = 51230;
-	E_Field = &file_statefun_v1_annotations_proto_extTypes[4]
+	E_Field = &file_statefun_v1_annotations_proto_extTypes[5]
 )
 
 // Extension fields to descriptorpb.MethodOptions.
@@ -893,7 +1014,7 @@ var (
 	// Per-method behaviour of an entity's RPC.
 	//
 	// optional statefun.v1.MethodOptions method = 51230;
-	E_Method = &file_statefun_v1_annotations_proto_extTypes[5]
+	E_Method = &file_statefun_v1_annotations_proto_extTypes[6]
 )
 
 var File_statefun_v1_annotations_proto protoreflect.FileDescriptor
@@ -925,10 +1046,11 @@ const file_statefun_v1_annotations_proto_rawDesc = "" +
 	"\fEventOptions\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\" \n" +
 	"\fFieldOptions\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\bR\x03key\"B\n" +
+	"\x03key\x18\x01 \x01(\bR\x03key\"X\n" +
 	"\rMethodOptions\x12\x1b\n" +
 	"\tread_only\x18\x01 \x01(\bR\breadOnly\x12\x14\n" +
-	"\x05start\x18\x02 \x01(\bR\x05start\"\xa6\x02\n" +
+	"\x05start\x18\x02 \x01(\bR\x05start\x12\x14\n" +
+	"\x05query\x18\x03 \x01(\tR\x05query\"\xa6\x02\n" +
 	"\x0fWorkflowOptions\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12/\n" +
@@ -945,10 +1067,16 @@ const file_statefun_v1_annotations_proto_rawDesc = "" +
 	"\x0finitial_backoff\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0einitialBackoff\x12:\n" +
 	"\vmax_backoff\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"maxBackoff\x12\x1a\n" +
-	"\bfailover\x18\x04 \x01(\tR\bfailover:U\n" +
+	"\bfailover\x18\x04 \x01(\tR\bfailover\"e\n" +
+	"\vViewOptions\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x10\n" +
+	"\x03row\x18\x03 \x01(\tR\x03row\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\rR\aversion:U\n" +
 	"\x06entity\x12\x1f.google.protobuf.ServiceOptions\x18\x9e\x90\x03 \x01(\v2\x1a.statefun.v1.EntityOptionsR\x06entity:[\n" +
 	"\bconsumer\x12\x1f.google.protobuf.ServiceOptions\x18\x9f\x90\x03 \x01(\v2\x1c.statefun.v1.ConsumerOptionsR\bconsumer:[\n" +
-	"\bworkflow\x12\x1f.google.protobuf.ServiceOptions\x18\xa0\x90\x03 \x01(\v2\x1c.statefun.v1.WorkflowOptionsR\bworkflow:R\n" +
+	"\bworkflow\x12\x1f.google.protobuf.ServiceOptions\x18\xa0\x90\x03 \x01(\v2\x1c.statefun.v1.WorkflowOptionsR\bworkflow:O\n" +
+	"\x04view\x12\x1f.google.protobuf.ServiceOptions\x18\xa1\x90\x03 \x01(\v2\x18.statefun.v1.ViewOptionsR\x04view:R\n" +
 	"\x05event\x12\x1f.google.protobuf.MessageOptions\x18\x9e\x90\x03 \x01(\v2\x19.statefun.v1.EventOptionsR\x05event:P\n" +
 	"\x05field\x12\x1d.google.protobuf.FieldOptions\x18\x9e\x90\x03 \x01(\v2\x19.statefun.v1.FieldOptionsR\x05field:T\n" +
 	"\x06method\x12\x1e.google.protobuf.MethodOptions\x18\x9e\x90\x03 \x01(\v2\x1a.statefun.v1.MethodOptionsR\x06methodB<Z:github.com/statefun-go/statefun/gen/statefun/v1;statefunv1b\x06proto3"
@@ -966,7 +1094,7 @@ func file_statefun_v1_annotations_proto_rawDescGZIP() []byte {
 }
 
 var file_statefun_v1_annotations_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_statefun_v1_annotations_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_statefun_v1_annotations_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_statefun_v1_annotations_proto_goTypes = []any{
 	(ConsumerOptions_StartFrom)(0),      // 0: statefun.v1.ConsumerOptions.StartFrom
 	(*EntityOptions)(nil),               // 1: statefun.v1.EntityOptions
@@ -979,41 +1107,44 @@ var file_statefun_v1_annotations_proto_goTypes = []any{
 	(*WorkflowOptions)(nil),             // 8: statefun.v1.WorkflowOptions
 	(*WorkflowStep)(nil),                // 9: statefun.v1.WorkflowStep
 	(*RetryPolicy)(nil),                 // 10: statefun.v1.RetryPolicy
-	(*durationpb.Duration)(nil),         // 11: google.protobuf.Duration
-	(*descriptorpb.ServiceOptions)(nil), // 12: google.protobuf.ServiceOptions
-	(*descriptorpb.MessageOptions)(nil), // 13: google.protobuf.MessageOptions
-	(*descriptorpb.FieldOptions)(nil),   // 14: google.protobuf.FieldOptions
-	(*descriptorpb.MethodOptions)(nil),  // 15: google.protobuf.MethodOptions
+	(*ViewOptions)(nil),                 // 11: statefun.v1.ViewOptions
+	(*durationpb.Duration)(nil),         // 12: google.protobuf.Duration
+	(*descriptorpb.ServiceOptions)(nil), // 13: google.protobuf.ServiceOptions
+	(*descriptorpb.MessageOptions)(nil), // 14: google.protobuf.MessageOptions
+	(*descriptorpb.FieldOptions)(nil),   // 15: google.protobuf.FieldOptions
+	(*descriptorpb.MethodOptions)(nil),  // 16: google.protobuf.MethodOptions
 }
 var file_statefun_v1_annotations_proto_depIdxs = []int32{
 	2,  // 0: statefun.v1.EntityOptions.event_sourced:type_name -> statefun.v1.EventSourced
 	3,  // 1: statefun.v1.EntityOptions.key_value:type_name -> statefun.v1.KeyValue
-	11, // 2: statefun.v1.EntityOptions.passivation_timeout:type_name -> google.protobuf.Duration
+	12, // 2: statefun.v1.EntityOptions.passivation_timeout:type_name -> google.protobuf.Duration
 	0,  // 3: statefun.v1.ConsumerOptions.start_from:type_name -> statefun.v1.ConsumerOptions.StartFrom
 	9,  // 4: statefun.v1.WorkflowOptions.steps:type_name -> statefun.v1.WorkflowStep
-	11, // 5: statefun.v1.WorkflowOptions.step_timeout:type_name -> google.protobuf.Duration
+	12, // 5: statefun.v1.WorkflowOptions.step_timeout:type_name -> google.protobuf.Duration
 	10, // 6: statefun.v1.WorkflowOptions.retry:type_name -> statefun.v1.RetryPolicy
-	11, // 7: statefun.v1.WorkflowOptions.passivation_timeout:type_name -> google.protobuf.Duration
-	11, // 8: statefun.v1.WorkflowStep.timeout:type_name -> google.protobuf.Duration
+	12, // 7: statefun.v1.WorkflowOptions.passivation_timeout:type_name -> google.protobuf.Duration
+	12, // 8: statefun.v1.WorkflowStep.timeout:type_name -> google.protobuf.Duration
 	10, // 9: statefun.v1.WorkflowStep.retry:type_name -> statefun.v1.RetryPolicy
-	11, // 10: statefun.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	11, // 11: statefun.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	12, // 12: statefun.v1.entity:extendee -> google.protobuf.ServiceOptions
-	12, // 13: statefun.v1.consumer:extendee -> google.protobuf.ServiceOptions
-	12, // 14: statefun.v1.workflow:extendee -> google.protobuf.ServiceOptions
-	13, // 15: statefun.v1.event:extendee -> google.protobuf.MessageOptions
-	14, // 16: statefun.v1.field:extendee -> google.protobuf.FieldOptions
-	15, // 17: statefun.v1.method:extendee -> google.protobuf.MethodOptions
-	1,  // 18: statefun.v1.entity:type_name -> statefun.v1.EntityOptions
-	4,  // 19: statefun.v1.consumer:type_name -> statefun.v1.ConsumerOptions
-	8,  // 20: statefun.v1.workflow:type_name -> statefun.v1.WorkflowOptions
-	5,  // 21: statefun.v1.event:type_name -> statefun.v1.EventOptions
-	6,  // 22: statefun.v1.field:type_name -> statefun.v1.FieldOptions
-	7,  // 23: statefun.v1.method:type_name -> statefun.v1.MethodOptions
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	18, // [18:24] is the sub-list for extension type_name
-	12, // [12:18] is the sub-list for extension extendee
+	12, // 10: statefun.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	12, // 11: statefun.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	13, // 12: statefun.v1.entity:extendee -> google.protobuf.ServiceOptions
+	13, // 13: statefun.v1.consumer:extendee -> google.protobuf.ServiceOptions
+	13, // 14: statefun.v1.workflow:extendee -> google.protobuf.ServiceOptions
+	13, // 15: statefun.v1.view:extendee -> google.protobuf.ServiceOptions
+	14, // 16: statefun.v1.event:extendee -> google.protobuf.MessageOptions
+	15, // 17: statefun.v1.field:extendee -> google.protobuf.FieldOptions
+	16, // 18: statefun.v1.method:extendee -> google.protobuf.MethodOptions
+	1,  // 19: statefun.v1.entity:type_name -> statefun.v1.EntityOptions
+	4,  // 20: statefun.v1.consumer:type_name -> statefun.v1.ConsumerOptions
+	8,  // 21: statefun.v1.workflow:type_name -> statefun.v1.WorkflowOptions
+	11, // 22: statefun.v1.view:type_name -> statefun.v1.ViewOptions
+	5,  // 23: statefun.v1.event:type_name -> statefun.v1.EventOptions
+	6,  // 24: statefun.v1.field:type_name -> statefun.v1.FieldOptions
+	7,  // 25: statefun.v1.method:type_name -> statefun.v1.MethodOptions
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	19, // [19:26] is the sub-list for extension type_name
+	12, // [12:19] is the sub-list for extension extendee
 	0,  // [0:12] is the sub-list for field type_name
 }
 
@@ -1032,8 +1163,8 @@ func file_statefun_v1_annotations_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_statefun_v1_annotations_proto_rawDesc), len(file_statefun_v1_annotations_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
-			NumExtensions: 6,
+			NumMessages:   11,
+			NumExtensions: 7,
 			NumServices:   0,
 		},
 		GoTypes:           file_statefun_v1_annotations_proto_goTypes,

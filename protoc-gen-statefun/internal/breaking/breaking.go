@@ -23,6 +23,9 @@
 //   - an event removed from an entity's events (stored histories contain it);
 //   - a workflow that existed and is gone, or whose type changed or was
 //     removed; a step removed or renamed (stored workflows may be at it);
+//   - a view's row message changed in any of the ways below while the
+//     view kept its name and version (its stored rows are read as the new
+//     message; a raised version is rebuilt from the source's events);
 //   - in a stored message: a field whose type changed (another scalar kind,
 //     even a wire-compatible one such as int32 to int64 or string to bytes,
 //     which can misread or fail on invalid UTF-8; another message or enum;
@@ -34,7 +37,8 @@
 //   - in a stored enum: a value removed without reserving its number, a
 //     value whose number changed, a reserved number used again or dropped.
 //
-// What it allows: new fields, events, entities, workflows and steps;
+// What it allows: new fields, events, entities, workflows, steps and views;
+// any change to a view whose version is raised, or a removed view;
 // renamed fields (binary data does not hold field names; JSON does, and
 // statefun stores binary); a renamed or moved event message that keeps its
 // stored type; a renamed state message, or a renamed message or enum inside
@@ -87,8 +91,8 @@ func (f Finding) String() string {
 
 // Check compares the old and the new version of a set of protos and returns
 // every change that would make stored data unreadable or misread, sorted by
-// position. Only entities and workflows of the old version are checked: a
-// new one has no stored data yet.
+// position. Only entities, workflows and views of the old version are
+// checked: a new one has no stored data yet.
 func Check(oldFiles, newFiles *protoregistry.Files) []Finding {
 	c := &checker{
 		oldFiles:     oldFiles,
@@ -137,6 +141,24 @@ func Check(oldFiles, newFiles *protoregistry.Files) []Finding {
 			continue
 		}
 		c.workflow(old, w)
+	}
+	viewsByService := map[protoreflect.FullName]*view{}
+	viewsByName := map[string]*view{}
+	for _, v := range readViews(newFiles) {
+		viewsByService[v.service.FullName()] = v
+		if _, dup := viewsByName[v.name]; !dup {
+			viewsByName[v.name] = v
+		}
+	}
+	for _, old := range readViews(oldFiles) {
+		v := viewsByService[old.service.FullName()]
+		if v == nil && old.name != "" {
+			v = viewsByName[old.name]
+		}
+		if v != nil {
+			// A removed view leaves rows that nothing reads.
+			c.view(old, v)
+		}
 	}
 	sort.SliceStable(c.findings, func(i, j int) bool {
 		a, b := c.findings[i].Pos, c.findings[j].Pos

@@ -439,3 +439,85 @@ func TestBreakingWorkflowChanges(t *testing.T) {
 		})
 	}
 }
+
+// viewBase is the old version of cart.proto in the view cases: base, and
+// a view of the cart with rows of its own. Its first line is line 33.
+var viewBase = base + `service CartsBySku {
+  option (statefun.v1.view) = { name: "carts_by_sku" source: "Cart" row: "CartRow" };
+}
+message CartRow {
+  repeated string skus = 1;
+  int64 total = 2;
+}
+`
+
+// TestBreakingViewChanges: a view's rows are stored under its name and
+// version, so its row message is held to the rules of stored messages
+// until the version is raised.
+func TestBreakingViewChanges(t *testing.T) {
+	t.Parallel()
+	edit := func(t *testing.T, pairs ...string) string {
+		t.Helper()
+		s := viewBase
+		for i := 0; i+1 < len(pairs); i += 2 {
+			if !strings.Contains(s, pairs[i]) {
+				t.Fatalf("edit: %q is not in the view base proto", pairs[i])
+			}
+			s = strings.Replace(s, pairs[i], pairs[i+1], 1)
+		}
+		return s
+	}
+	refused := []struct {
+		name string
+		new  func(t *testing.T) string
+		want string
+	}{
+		{
+			name: "row field type changed",
+			new:  func(t *testing.T) string { return edit(t, `int64 total = 2;`, `string total = 2;`) },
+			want: `cart.proto:38:3: field total = 2 of acme.v1.CartRow changed type from int64 to string, but each stored row of view "carts_by_sku" (version 1) holds int64 values under that number; keep it int64; for a value of another type, add a field with a new number and reserve 2; or raise the version of view acme.v1.CartsBySku to 2, which rebuilds its rows from the source's events`,
+		},
+		{
+			name: "row field removed with the version written out",
+			new: func(t *testing.T) string {
+				return edit(t, `row: "CartRow" };`, `row: "CartRow" version: 1 };`, "  int64 total = 2;\n", "")
+			},
+			want: `cart.proto:36:1: field total = 2 of acme.v1.CartRow (cart.proto:38:3 in the old version) was removed without reserving its number, but each stored row of view "carts_by_sku" (version 1) is stored with it; add reserved 2; and reserved "total"; to CartRow, so that no later field reads the old data as its own; or raise the version of view acme.v1.CartsBySku to 2, which rebuilds its rows from the source's events`,
+		},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := check(t, viewBase, tt.new(t), nil, nil)
+			if diff := cmp.Diff([]string{tt.want}, got); diff != "" {
+				t.Errorf("findings (-want +got):\n%s", diff)
+			}
+		})
+	}
+	allowed := []struct {
+		name string
+		new  func(t *testing.T) string
+	}{
+		{"row field type changed with the version raised", func(t *testing.T) string {
+			return edit(t, `row: "CartRow" };`, `row: "CartRow" version: 2 };`, `int64 total = 2;`, `string total = 2;`)
+		}},
+		{"row changed under a new name", func(t *testing.T) string {
+			return edit(t, `name: "carts_by_sku"`, `name: "carts_by_product"`, `int64 total = 2;`, `string total = 2;`)
+		}},
+		{"view removed", func(t *testing.T) string {
+			service, _, _ := strings.Cut(strings.TrimPrefix(viewBase, base), "message")
+			return edit(t, service, "")
+		}},
+		{"row field added", func(t *testing.T) string {
+			return edit(t, `int64 total = 2;`, "int64 total = 2;\n  string customer = 3;")
+		}},
+	}
+	for _, tt := range allowed {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := check(t, viewBase, tt.new(t), nil, nil); len(got) != 0 {
+				t.Errorf("findings for an allowed change:\n%s", strings.Join(got, "\n"))
+			}
+		})
+	}
+}

@@ -46,7 +46,7 @@ func readEntities(files *protoregistry.Files) []*entity {
 
 func readEntity(files *protoregistry.Files, svc protoreflect.ServiceDescriptor) *entity {
 	opts := svc.Options()
-	if opts == nil || !proto.HasExtension(opts, statefunv1.E_Entity) || proto.HasExtension(opts, statefunv1.E_Consumer) {
+	if opts == nil || !proto.HasExtension(opts, statefunv1.E_Entity) || proto.HasExtension(opts, statefunv1.E_Consumer) || proto.HasExtension(opts, statefunv1.E_View) {
 		return nil
 	}
 	eo := proto.GetExtension(opts, statefunv1.E_Entity).(*statefunv1.EntityOptions)

@@ -42,7 +42,7 @@ func readWorkflows(files *protoregistry.Files) []*workflow {
 func readWorkflow(files *protoregistry.Files, svc protoreflect.ServiceDescriptor) *workflow {
 	opts := svc.Options()
 	if opts == nil || !proto.HasExtension(opts, statefunv1.E_Workflow) ||
-		proto.HasExtension(opts, statefunv1.E_Entity) || proto.HasExtension(opts, statefunv1.E_Consumer) {
+		proto.HasExtension(opts, statefunv1.E_Entity) || proto.HasExtension(opts, statefunv1.E_Consumer) || proto.HasExtension(opts, statefunv1.E_View) {
 		return nil
 	}
 	wo := proto.GetExtension(opts, statefunv1.E_Workflow).(*statefunv1.WorkflowOptions)

@@ -30,6 +30,9 @@ func (m *model) checkClashes(plugin *protogen.Plugin) {
 			for _, w := range m.workflows[f] {
 				m.checkWorkflowMethodClashes(w)
 			}
+			for _, v := range m.views[f] {
+				m.checkViewMethodClashes(v)
+			}
 		}
 	}
 	for _, path := range order {
@@ -133,10 +136,16 @@ func (m *model) fileDeclarations(f *protogen.File) []declaration {
 	for _, c := range m.consumers[f] {
 		consumers[c.service] = c
 	}
+	views := map[*protogen.Service]*view{}
+	for _, v := range m.views[f] {
+		views[v.service] = v
+	}
 	var ds []declaration
 	for _, svc := range f.Services {
 		var decls []declaration
-		if e := m.entityOf[svc]; e != nil {
+		if v := views[svc]; v != nil {
+			decls = viewNamesOf(v).declarations(v)
+		} else if e := m.entityOf[svc]; e != nil {
 			decls = namesOf(e).declarations(e)
 		} else if w := m.workflowOf[svc]; w != nil {
 			decls = workflowNamesOf(w).declarations(w)
@@ -199,6 +208,35 @@ func (m *model) checkWorkflowMethodClashes(w *workflow) {
 			m.diags.add(stepPosition(w.service, s.index, stepNameField),
 				"generated method %s.%s (step %s) clashes with the handler of method %s (%s); rename step %s or method %s",
 				n.handler(), s.goName, s.name, rpc, positionOf(meth.method.Desc), s.name, rpc)
+		}
+	}
+}
+
+// checkViewMethodClashes reports the RPCs of a view whose Go names clash
+// with the field its gRPC server embeds, or with the method its client
+// adds for reading every page of another query.
+func (m *model) checkViewMethodClashes(v *view) {
+	n := viewNamesOf(v)
+	svc := string(v.service.Desc.Name())
+	rpcs := map[string]*protogen.Method{}
+	for _, meth := range v.service.Methods {
+		rpcs[meth.GoName] = meth
+		if meth.GoName == n.grpcUnimpl() {
+			rpc := svc + "." + string(meth.Desc.Name())
+			m.diags.add(positionOf(meth.Desc),
+				"generated method %s.%s (the gRPC handler of method %s) clashes with the field %s that %s embeds; rename method %s",
+				n.server(), meth.GoName, rpc, n.grpcUnimpl(), n.server(), rpc)
+		}
+	}
+	for _, q := range v.queries {
+		if !q.paged() {
+			continue
+		}
+		if other := rpcs[n.allPages(q)]; other != nil {
+			rpc := svc + "." + string(q.method.Desc.Name())
+			m.diags.add(positionOf(other.Desc),
+				"generated method %s.%s (the client's reader of every page of method %s) clashes with the client method of method %s.%s; rename one of the two",
+				n.client(), n.allPages(q), rpc, svc, other.Desc.Name())
 		}
 	}
 }

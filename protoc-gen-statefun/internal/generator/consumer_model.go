@@ -49,8 +49,8 @@ func (m *model) resolveService(from *protogen.Service, name string) *protogen.Se
 
 func (m *model) readConsumer(f *protogen.File, svc *protogen.Service) *consumer {
 	opts := consumerOptions(svc)
-	if opts == nil {
-		return nil
+	if opts == nil || viewOptions(svc) != nil {
+		return nil // readView reports a view that is also a consumer
 	}
 	name := svc.Desc.Name()
 	optsPos := func(path ...int32) position {
@@ -117,7 +117,7 @@ func (m *model) readConsumer(f *protogen.File, svc *protogen.Service) *consumer 
 			continue
 		case methodOptions(meth) != nil:
 			m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension),
-				"method %s has (statefun.v1.method) options, which apply to entity and workflow methods only; remove them", mname)
+				"method %s has (statefun.v1.method) options, which apply to entity, workflow and view methods only; remove them", mname)
 			continue
 		case meth.Output.Desc.FullName() != "google.protobuf.Empty":
 			m.diags.add(pos, "method %s returns %s; a consumer's methods return google.protobuf.Empty", mname, meth.Output.Desc.FullName())

@@ -18,6 +18,7 @@ const (
 	statefunExtension   = 51230
 	consumerExtension   = 51231
 	workflowExtension   = 51232
+	viewExtension       = 51233
 
 	entityTypeField         = 1
 	entityStateField        = 2
@@ -27,7 +28,12 @@ const (
 	eventTypeField          = 1
 	consumerNameField       = 1
 	consumerSourceField     = 2
+	methodReadOnlyField     = 1
 	methodStartField        = 2
+	methodQueryField        = 3
+	viewNameField           = 1
+	viewSourceField         = 2
+	viewRowField            = 3
 
 	// WorkflowOptions, WorkflowStep and RetryPolicy.
 	workflowTypeField        = 1

@@ -486,7 +486,7 @@ service Detector {
   option (statefun.v1.consumer) = { name: "detector" source: "User" };
   rpc OnLoginFailed(LoginFailed) returns (google.protobuf.Empty) { option (statefun.v1.method).read_only = true; }
 }`,
-			want: `bad.proto:16:68: method Detector.OnLoginFailed has (statefun.v1.method) options, which apply to entity and workflow methods only; remove them`,
+			want: `bad.proto:16:68: method Detector.OnLoginFailed has (statefun.v1.method) options, which apply to entity, workflow and view methods only; remove them`,
 		},
 		{
 			name: "reserved event type name",

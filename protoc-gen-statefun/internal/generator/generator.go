@@ -3,11 +3,12 @@
 // contexts, the sealed event set), service.go (gRPC glue, key extraction,
 // the constructor), client.go (the typed client), testkit.go (the
 // testkit for unit tests of the handlers), consumer.go (event
-// consumers), and for workflows workflow.go (handler interface, steps,
+// consumers), view.go (views: updater, configuration, gRPC glue,
+// client), and for workflows workflow.go (handler interface, steps,
 // contexts), workflow_service.go (configuration, gRPC glue, client) and
-// workflow_testkit.go. model.go, workflow_model.go and consumer_model.go
-// read and check the options,
-// route_model.go the REST routes of entity methods (google.api.http);
+// workflow_testkit.go. model.go, workflow_model.go, consumer_model.go and
+// view_model.go (which checks each query with internal/viewquery) read
+// and check the options, route_model.go the REST routes of entity methods (google.api.http);
 // names.go names every Go identifier the emitters declare, and clash.go
 // checks those names against what protoc-gen-go and protoc-gen-go-grpc
 // declare in the same Go package, and against each other.
@@ -37,8 +38,8 @@ func Generate(plugin *protogen.Plugin) error {
 		return err
 	}
 	for _, f := range plugin.Files {
-		if f.Generate && (len(m.entities[f]) > 0 || len(m.workflows[f]) > 0 || len(m.consumers[f]) > 0) {
-			if err := generateFile(plugin, f, m.entities[f], m.workflows[f], m.consumers[f]); err != nil {
+		if f.Generate && (len(m.entities[f]) > 0 || len(m.workflows[f]) > 0 || len(m.consumers[f]) > 0 || len(m.views[f]) > 0) {
+			if err := generateFile(plugin, f, m.entities[f], m.workflows[f], m.consumers[f], m.views[f]); err != nil {
 				return err
 			}
 		}
@@ -46,7 +47,7 @@ func Generate(plugin *protogen.Plugin) error {
 	return nil
 }
 
-func generateFile(plugin *protogen.Plugin, f *protogen.File, entities []*entity, workflows []*workflow, consumers []*consumer) error {
+func generateFile(plugin *protogen.Plugin, f *protogen.File, entities []*entity, workflows []*workflow, consumers []*consumer, views []*view) error {
 	out := newFile(f)
 	out.Comment("This is a compile-time assertion that the statefun runtime this code")
 	out.Comment("is built with supports it: a runtime too old for it fails the build.")
@@ -64,6 +65,9 @@ func generateFile(plugin *protogen.Plugin, f *protogen.File, entities []*entity,
 	}
 	for _, c := range consumers {
 		generateConsumer(out, c)
+	}
+	for _, v := range views {
+		generateView(out, v)
 	}
 	if err := out.Render(plugin.NewGeneratedFile(f.GeneratedFilenamePrefix+".statefun.go", f.GoImportPath)); err != nil {
 		return err

@@ -21,6 +21,7 @@ import (
 	_ "github.com/statefun-go/statefun/testdata/multipackage/common"
 	_ "github.com/statefun-go/statefun/testdata/multipackage/orders"
 	_ "github.com/statefun-go/statefun/testdata/nestedkey"
+	_ "github.com/statefun-go/statefun/testdata/view"
 	_ "github.com/statefun-go/statefun/testdata/wellknown"
 	_ "github.com/statefun-go/statefun/testdata/workflow"
 )

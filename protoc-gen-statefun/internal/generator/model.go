@@ -82,6 +82,7 @@ type model struct {
 	workflowOf map[*protogen.Service]*workflow
 	workflows  map[*protogen.File][]*workflow
 	consumers  map[*protogen.File][]*consumer
+	views      map[*protogen.File][]*view
 	diags      diagnostics
 }
 
@@ -94,6 +95,7 @@ func buildModel(plugin *protogen.Plugin) (*model, error) {
 		workflowOf: map[*protogen.Service]*workflow{},
 		workflows:  map[*protogen.File][]*workflow{},
 		consumers:  map[*protogen.File][]*consumer{},
+		views:      map[*protogen.File][]*view{},
 	}
 	for _, f := range plugin.Files {
 		m.indexMessages(f.Messages)
@@ -182,6 +184,26 @@ func buildModel(plugin *protogen.Plugin) (*model, error) {
 				consumerNames[c.name] = c
 			}
 			m.consumers[f] = append(m.consumers[f], c)
+		}
+	}
+	viewNames := map[string]*view{}
+	for _, f := range plugin.Files {
+		if !f.Generate {
+			continue
+		}
+		for _, svc := range f.Services {
+			v := m.readView(f, svc)
+			if v == nil {
+				continue
+			}
+			if prev, dup := viewNames[v.name]; dup && v.name != "" {
+				m.diags.add(positionOf(svc.Desc, serviceOptionsField, viewExtension, viewNameField),
+					"view name %q of service %s is already used by service %s (%s); give each view its own name",
+					v.name, svc.Desc.Name(), prev.service.Desc.Name(), positionOf(prev.service.Desc))
+			} else {
+				viewNames[v.name] = v
+			}
+			m.views[f] = append(m.views[f], v)
 		}
 	}
 	m.checkUnlistedEvents(plugin)
@@ -278,12 +300,16 @@ func eventOptions(msg *protogen.Message) *statefunv1.EventOptions {
 // service. Mistakes are recorded in m.diags.
 func (m *model) readEntity(f *protogen.File, svc *protogen.Service) *entity {
 	opts := entityOptions(svc)
-	if consumerOptions(svc) != nil || workflowOptions(svc) != nil {
-		return nil // readConsumer or readWorkflow checks it, including its method options
+	if consumerOptions(svc) != nil || workflowOptions(svc) != nil || viewOptions(svc) != nil {
+		return nil // readConsumer, readWorkflow or readView checks it, including its method options
 	}
 	if opts == nil {
 		for _, meth := range svc.Methods {
-			if methodOptions(meth) != nil {
+			if methodOptions(meth).GetQuery() != "" {
+				m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension, methodQueryField),
+					"method %s.%s has a query, but service %s is not a view; add option (statefun.v1.view) to the service, or remove the query",
+					svc.Desc.Name(), meth.Desc.Name(), svc.Desc.Name())
+			} else if methodOptions(meth) != nil {
 				m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension),
 					"method %s.%s has (statefun.v1.method) options, but service %s is neither an entity nor a workflow; add option (statefun.v1.entity) or (statefun.v1.workflow) to the service, or remove the method options",
 					svc.Desc.Name(), meth.Desc.Name(), svc.Desc.Name())
@@ -462,6 +488,10 @@ func (m *model) readMethod(svc *protogen.Service, kind string, meth *protogen.Me
 		return nil
 	}
 	opts := methodOptions(meth)
+	if opts.GetQuery() != "" {
+		m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension, methodQueryField),
+			"method %s sets (statefun.v1.method).query, which applies to view methods only; remove it, or move the method to a service with (statefun.v1.view)", name)
+	}
 	mm := &method{method: meth, readOnly: opts.GetReadOnly(), start: opts.GetStart()}
 	mm.key = m.readKey(svc, kind, mm, name)
 	// With the key known (or its mistakes reported), the REST routes can be

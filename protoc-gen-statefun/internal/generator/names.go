@@ -256,3 +256,35 @@ func unexport(s string) string {
 	}
 	return strings.ToLower(s[:1]) + s[1:]
 }
+
+// viewNames are the Go identifiers generated for one view.
+type viewNames struct{ names }
+
+func viewNamesOf(v *view) viewNames { return viewNames{serviceNames(v.service)} }
+
+func (n viewNames) viewName() string             { return n.base + "ViewName" }
+func (n viewNames) updater() string              { return n.base + "Updater" }
+func (n viewNames) client() string               { return n.base + "ViewClient" }
+func (n viewNames) newClient() string            { return "New" + n.base + "ViewClient" }
+func (n viewNames) allPages(q *viewQuery) string { return q.method.GoName + "All" }
+func (n viewNames) onEvent(ev *event) string     { return "On" + ev.message.GoIdent.GoName }
+
+// declarations lists every package-level identifier generateView declares
+// for v.
+func (n viewNames) declarations(v *view) []declaration {
+	svc := string(v.service.Desc.Name())
+	owner := element{desc: "view " + svc, pos: positionOf(v.service.Desc), rename: "service " + svc}
+	var ds []declaration
+	add := func(name, what string) {
+		ds = append(ds, declaration{name: name, what: what + " of " + owner.desc, from: owner, owner: owner})
+	}
+	add(n.viewName(), "the view name constant")
+	if v.source != nil && !v.stateView() {
+		add(n.updater(), "the updater interface")
+	}
+	add(n.constructor(), "the constructor")
+	add(n.server(), "the gRPC server")
+	add(n.client(), "the client")
+	add(n.newClient(), "the client constructor")
+	return ds
+}

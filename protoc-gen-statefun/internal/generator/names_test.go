@@ -87,6 +87,11 @@ func checkDeclarations(plugin *protogen.Plugin, generated []*pluginpb.CodeGenera
 				want = append(want, d.name)
 			}
 		}
+		for _, v := range m.views[f] {
+			for _, d := range viewNamesOf(v).declarations(v) {
+				want = append(want, d.name)
+			}
+		}
 		name := f.GeneratedFilenamePrefix + ".statefun.go"
 		g := responseFile(generated, name)
 		if g == nil {
