@@ -1,0 +1,46 @@
+package main
+
+// Views (INVARIANTS.md, invariant 17).
+var viewMutants = []mutant{
+	{
+		name: "views: an event already applied is applied again (17)",
+		file: "runtime/view.go",
+		old:  `	if exists && cur.Seq >= ec.seq {`,
+		new:  `	if exists && cur.Seq >= ec.seq && false {`,
+		pkg:  "./runtime/", run: "TestViewRepeatedEventsChangeNothing",
+	},
+	{
+		name: "views: a version being built answers instead of the last complete one (17)",
+		file: "runtime/view.go",
+		old:  `		case v.Def.Version < def.Version && v.Ready && !h.ready.Load():`,
+		new:  `		case v.Def.Version < def.Version && v.Ready && !h.ready.Load() && false:`,
+		pkg:  "./runtime/", run: "TestViewNewVersionIsBuiltWhileTheOldOneAnswers",
+	},
+	{
+		name: "views: a version that caught up never answers (17)",
+		file: "runtime/consumer.go",
+		old:  `			if idle {
+				r.caughtUp()
+			}`,
+		new: `			if idle && false {
+				r.caughtUp()
+			}`,
+		pkg: "./runtime/", run: "TestViewNewVersionIsBuiltWhileTheOldOneAnswers",
+	},
+	{
+		name: "views: the memory store replaces a row by an older one (17)",
+		file: "runtime/store/internal/viewmatch/table.go",
+		old:  `	return !ok || r.Seq > e.seq`,
+		new:  `	return true || !ok || r.Seq > e.seq`,
+		pkg:  "./runtime/store/memory/", run: "TestConformance/ViewRowsKeepTheNewestSeq",
+	},
+	{
+		name: "views: Postgres replaces a row by an older one (17)",
+		file: "runtime/store/postgres/views.go",
+		old:  `		" WHERE excluded.seq > t.seq"`,
+		new:  `		""`,
+		pkg:  "./runtime/store/postgres/", run: "TestConformance/ViewRowsKeepTheNewestSeq",
+	},
+}
+
+func init() { mutants = append(mutants, viewMutants...) }
