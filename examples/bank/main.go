@@ -10,5 +10,5 @@ import (
 )
 
 func main() {
-	statefun.Main(bankv1.NewAccount(account.Account{}))
+	statefun.Main(bankv1.NewAccount(account.Account{}), bankv1.NewAccountDirectory(account.Directory{}))
 }

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	bankv1 "github.com/statefun-go/statefun/examples/bank/gen/bank/v1"
+	"github.com/statefun-go/statefun/examples/internal/e2e"
+)
+
+// TestDirectoryEndToEnd builds the bank server, opens accounts over gRPC,
+// and asks the account directory view over gRPC (paged and streamed) and
+// HTTP/JSON; then it kills the server (kill -9), starts it again, and the
+// view still answers, and follows new events: on the embedded store and
+// on Postgres.
+func TestDirectoryEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the server binary")
+	}
+	bin := e2e.Build(t, ".")
+	t.Run("embedded", func(t *testing.T) {
+		checkDirectory(t, bin, "--data-dir", t.TempDir())
+	})
+	t.Run("postgres", func(t *testing.T) {
+		url := os.Getenv("STATEFUN_TEST_DATABASE_URL")
+		if url == "" {
+			url = "postgres://postgres@127.0.0.1:5432/statefun_test?sslmode=disable"
+		}
+		schema := fmt.Sprintf("e2e_bank_%d", time.Now().UnixNano())
+		t.Cleanup(func() {
+			conn, err := pgx.Connect(context.Background(), url)
+			if err != nil {
+				return
+			}
+			defer conn.Close(context.Background())
+			_, _ = conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+		})
+		checkDirectory(t, bin, "--database-url", url, "--database-schema", schema)
+	})
+}
+
+func checkDirectory(t *testing.T, bin string, storeFlags ...string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv := e2e.Start(t, bin, storeFlags...)
+	accounts := bankv1.NewAccountServiceClient(srv.Conn)
+	for _, id := range []string{"a1", "a2", "a3"} {
+		if _, err := accounts.Open(ctx, &bankv1.OpenRequest{AccountId: id, OwnerId: "alice", OwnerName: "Alice", InitialDepositCents: 1000}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := accounts.Withdraw(ctx, &bankv1.WithdrawRequest{AccountId: "a2", AmountCents: 900}); err != nil {
+		t.Fatal(err)
+	}
+	waitForLow(t, ctx, srv, "[a2:100]")
+
+	// HTTP/JSON, Connect protocol: the first page of one, then the next.
+	var page struct {
+		Accounts      []struct{ AccountID string `json:"accountId"` }
+		NextPageToken string
+	}
+	postView(t, srv, "AccountsByOwner", `{"owner_id":"alice","page_size":2}`, &page)
+	if len(page.Accounts) != 2 || page.NextPageToken == "" {
+		t.Fatalf("first page over HTTP: %+v, want 2 accounts and a next_page_token", page)
+	}
+	tok := page.NextPageToken
+	page.Accounts, page.NextPageToken = nil, "" // JSON leaves an empty token out
+	postView(t, srv, "AccountsByOwner", fmt.Sprintf(`{"owner_id":"alice","page_size":2,"page_token":%q}`, tok), &page)
+	if len(page.Accounts) != 1 || page.NextPageToken != "" {
+		t.Fatalf("last page over HTTP: %+v, want 1 account and no token", page)
+	}
+	code, body := srv.Post(t, "/bank.v1.AccountDirectoryService/AccountsByOwner", `{"owner_id":"alice","page_token":"forged"}`)
+	if code != http.StatusBadRequest {
+		t.Errorf("a forged page token over HTTP: %d %s, want 400", code, body)
+	}
+
+	// kill -9: the rows are in the store; the updater resumes.
+	srv.Kill(t)
+	srv = e2e.Start(t, bin, storeFlags...)
+	defer srv.Stop(t)
+	accounts = bankv1.NewAccountServiceClient(srv.Conn)
+	waitForLow(t, ctx, srv, "[a2:100]")
+	if _, err := accounts.Withdraw(ctx, &bankv1.WithdrawRequest{AccountId: "a3", AmountCents: 500}); err != nil {
+		t.Fatal(err)
+	}
+	waitForLow(t, ctx, srv, "[a2:100 a3:500]")
+}
+
+// waitForLow waits until the accounts below 600 cents, streamed over gRPC,
+// are want.
+func waitForLow(t *testing.T, ctx context.Context, srv *e2e.Server, want string) {
+	t.Helper()
+	directory := bankv1.NewAccountDirectoryViewClient(srv.Conn)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var got []string
+		for a, err := range directory.LowBalances(ctx, &bankv1.LowBalancesRequest{BelowCents: 600}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, fmt.Sprintf("%s:%d", a.GetAccountId(), a.GetBalanceCents()))
+		}
+		if fmt.Sprint(got) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("accounts below 600 cents: %v, want %s\n%s", got, want, srv.Log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func postView(t *testing.T, srv *e2e.Server, method, body string, out any) {
+	t.Helper()
+	code, res := srv.Post(t, "/bank.v1.AccountDirectoryService/"+method, body)
+	if code != http.StatusOK {
+		t.Fatalf("%s over HTTP: %d %s", method, code, res)
+	}
+	if err := json.Unmarshal([]byte(res), out); err != nil {
+		t.Fatalf("%s over HTTP: %v: %s", method, err, res)
+	}
+}
