@@ -65,8 +65,12 @@ func (orderEntity) OnItemAdded(o *view.Order, e *view.ItemAdded) {
 	o.TotalCents += int64(e.GetQuantity()) * e.GetPriceCents()
 }
 
-func (orderEntity) OnOrderShipped(o *view.Order, _ *view.OrderShipped)     { o.Status = view.OrderStatus_ORDER_STATUS_SHIPPED }
-func (orderEntity) OnOrderCancelled(o *view.Order, _ *view.OrderCancelled) { o.Status = view.OrderStatus_ORDER_STATUS_CANCELLED }
+func (orderEntity) OnOrderShipped(o *view.Order, _ *view.OrderShipped) {
+	o.Status = view.OrderStatus_ORDER_STATUS_SHIPPED
+}
+func (orderEntity) OnOrderCancelled(o *view.Order, _ *view.OrderCancelled) {
+	o.Status = view.OrderStatus_ORDER_STATUS_CANCELLED
+}
 
 // summaries is the updater of the order_summaries view: a cancelled
 // order's row is deleted.

@@ -63,7 +63,9 @@ func checkDirectory(t *testing.T, bin string, storeFlags ...string) {
 
 	// HTTP/JSON, Connect protocol: the first page of one, then the next.
 	var page struct {
-		Accounts      []struct{ AccountID string `json:"accountId"` }
+		Accounts []struct {
+			AccountID string `json:"accountId"`
+		}
 		NextPageToken string
 	}
 	postView(t, srv, "AccountsByOwner", `{"owner_id":"alice","page_size":2}`, &page)
