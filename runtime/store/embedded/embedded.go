@@ -22,7 +22,8 @@
 //
 // # File layout
 //
-// dir/statefun.db holds twelve buckets. Entity types, IDs, keys and
+// dir/statefun.db holds twelve buckets, and a thirteenth, views, once a
+// view exists (its layout is in views.go). Entity types, IDs, keys and
 // consumer names are arbitrary bytes, so every variable-length field
 // that something follows is length-prefixed (uvarint) and no key can be
 // read two ways:

@@ -17,6 +17,8 @@
 //	cluster_config      (one row)                     -> shards, created_at
 //	cluster_nodes       (id)                          -> address, started_at, heartbeat
 //	shard_leases        (shard)                       -> owner, epoch, expires
+//	view_versions       (name, version)               -> entity_type, columns, table_name, ready
+//	view_<name>_v<n>_…  (entity_id)                   -> seq, row, c0…cN (one table per view version, made by EnsureView; views.go)
 //
 // Entity IDs are bytea because an ID is any Go string and Postgres text
 // cannot hold NUL bytes; type names are text. Payloads are the protobuf
