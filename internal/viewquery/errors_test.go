@@ -158,11 +158,11 @@ func TestCompileWithoutRequest(t *testing.T) {
 	}
 	_, err := Compile("SELECT * FROM carts WHERE quantity = :page_size", "carts", rowDesc(t), nil)
 	want := &Error{Offset: 37, Msg: "parameter :page_size: this query has no request message to take it from"}
-	if e, ok := err.(*Error); !ok || *e != *want {
+	if e := (*Error)(nil); !errors.As(err, &e) || *e != *want {
 		t.Fatalf("got %#v, want %#v", err, want)
 	}
 	_, err = Compile("SELECT * FROM carts", "carts", nil, nil)
-	if e, ok := err.(*Error); !ok || e.Offset != 0 {
+	if e := (*Error)(nil); !errors.As(err, &e) || e.Offset != 0 {
 		t.Fatalf("nil row: got %#v, want a *Error at 0", err)
 	}
 }

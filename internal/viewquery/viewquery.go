@@ -17,6 +17,16 @@
 // comparison holds when it holds for any. Enum fields compare with enum
 // value names ('STATUS_OPEN') or numbers; google.protobuf.Timestamp and
 // Duration fields with parameters of the same type.
+//
+// Operands must fit their field: text for strings; integers for integer
+// fields (uint64 and fixed64 fields cannot be queried: their values may
+// not fit a signed 64-bit column); numbers for float and double fields;
+// true or false for bools; bytes, timestamps and durations only through
+// parameters. A parameter is a singular request field of the same kind
+// (for an enum field, the same enum or an integer). A float field is
+// compared in float precision: 0.1 matches the float 0.1, which is not
+// the double 0.1. Keywords are not reserved: a row field may be named
+// order or not.
 package viewquery
 
 import (
@@ -45,7 +55,8 @@ func (e *Error) Error() string { return e.Msg }
 // for the runtime to answer INVALID_ARGUMENT rather than INTERNAL.
 var ErrInvalidArgument = errors.New("invalid argument")
 
-// Query is a parsed, checked query, ready to be bound to requests.
+// Query is a parsed, checked query, ready to be bound to requests. It is
+// safe for concurrent use: binding reads it and nothing else.
 type Query struct {
 	// Columns are the row fields the query filters or sorts by: the
 	// view's columns are the union of its queries' (Merge).
