@@ -416,6 +416,12 @@ func (h *ViewHost) update(ec *EventContext, eventType string, payload []byte) er
 	if err != nil {
 		return err
 	}
+	if out != nil && !uc.exists && proto.Size(out) == 0 {
+		// An event that made no row (one the view has no handler for, or
+		// one that leaves an entity's state empty): nothing to store, and
+		// no empty row for queries to find.
+		return nil
+	}
 	next := store.ViewRow{EntityID: ec.entityID, Seq: ec.seq}
 	if out != nil {
 		if next.Row, err = (proto.MarshalOptions{Deterministic: true}).Marshal(out); err != nil {

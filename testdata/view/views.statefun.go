@@ -156,6 +156,9 @@ func (c *OrdersByCustomerViewClient) GetCustomerOrdersAll(ctx context.Context, r
 // It yields the rows as the server sends them; a failed call ends with its error.
 func (c *OrdersByCustomerViewClient) StreamLargeOrders(ctx context.Context, req *StreamLargeOrdersRequest, opts ...grpc.CallOption) iter.Seq2[*Order, error] {
 	return func(yield func(*Order, error) bool) {
+		// Cancelled when the loop stops early, so that the stream ends.
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
 		stream, err := c.client.StreamLargeOrders(ctx, req, opts...)
 		if err != nil {
 			yield(nil, err)
@@ -388,6 +391,9 @@ func NewCartsWithSkuViewClient(cc grpc.ClientConnInterface) *CartsWithSkuViewCli
 // It yields the rows as the server sends them; a failed call ends with its error.
 func (c *CartsWithSkuViewClient) StreamCartsWithSku(ctx context.Context, req *StreamCartsWithSkuRequest, opts ...grpc.CallOption) iter.Seq2[*eventsourced.Cart, error] {
 	return func(yield func(*eventsourced.Cart, error) bool) {
+		// Cancelled when the loop stops early, so that the stream ends.
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
 		stream, err := c.client.StreamCartsWithSku(ctx, req, opts...)
 		if err != nil {
 			yield(nil, err)

@@ -230,6 +230,9 @@ func generateViewClient(out *jen.File, v *view, n viewNames) {
 			out.Comment("It yields the rows as the server sends them; a failed call ends with its error.")
 			out.Add(recv()).Id(name).Params(params(q)...).Add(rows.Clone()).Block(
 				jen.Return(jen.Func().Params(jen.Id("yield").Func().Params(row.Clone(), jen.Error()).Bool()).Block(
+					jen.Comment("Cancelled when the loop stops early, so that the stream ends."),
+					jen.List(jen.Id("ctx"), jen.Id("cancel")).Op(":=").Qual("context", "WithCancel").Call(jen.Id("ctx")),
+					jen.Defer().Id("cancel").Call(),
 					jen.List(jen.Id("stream"), jen.Err()).Op(":=").Id("c").Dot("client").Dot(name).Call(jen.Id("ctx"), jen.Id("req"), jen.Id("opts").Op("...")),
 					jen.If(jen.Err().Op("!=").Nil()).Block(
 						jen.Id("yield").Call(jen.Nil(), jen.Err()),

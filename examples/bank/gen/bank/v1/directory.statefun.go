@@ -173,6 +173,9 @@ func (c *AccountDirectoryViewClient) AccountsByOwnerAll(ctx context.Context, req
 // It yields the rows as the server sends them; a failed call ends with its error.
 func (c *AccountDirectoryViewClient) LowBalances(ctx context.Context, req *LowBalancesRequest, opts ...grpc.CallOption) iter.Seq2[*AccountSummary, error] {
 	return func(yield func(*AccountSummary, error) bool) {
+		// Cancelled when the loop stops early, so that the stream ends.
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
 		stream, err := c.client.LowBalances(ctx, req, opts...)
 		if err != nil {
 			yield(nil, err)
