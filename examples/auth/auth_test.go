@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	authv1 "github.com/statefun-go/statefun/examples/auth/gen/auth/v1"
 	statefun "github.com/statefun-go/statefun/runtime"
@@ -38,17 +40,22 @@ func TestUserRules(t *testing.T) {
 		t.Errorf("view = %v, want 1 failed login and a last login", v)
 	}
 
-	tk.Lock(&authv1.LockRequest{UserId: "ada", Reason: "test"}).WantEvents(&authv1.UserLocked{Reason: "test"})
+	locked := tk.Lock(&authv1.LockRequest{UserId: "ada", Reason: "test"}).Events()
+	if len(locked) != 1 || locked[0].(*authv1.UserLocked).GetReason() != "test" || locked[0].(*authv1.UserLocked).GetAt() == nil {
+		t.Errorf("Lock emitted %v, want one UserLocked with the reason and a time", locked)
+	}
 	tk.Lock(&authv1.LockRequest{UserId: "ada", Reason: "again"}).WantEvents()
 	tk.Login(&authv1.LoginRequest{UserId: "ada", Password: "correct horse"}).WantCode(codes.PermissionDenied)
 }
 
-// TestDetectorLocksAfterTooManyFailures runs the User entity and the
-// anomaly detector together in process.
+// TestDetectorLocksAfterTooManyFailures runs the User entity, the
+// anomaly detector and the locked users view together in process.
 func TestDetectorLocksAfterTooManyFailures(t *testing.T) {
 	ctx := context.Background()
+	start := time.Now()
 	rt, err := statefun.New([]*statefun.Entity{authv1.NewUser(User{})},
-		statefun.WithConsumers(authv1.NewAnomalyDetector(NewAnomalyDetector(3, time.Minute))))
+		statefun.WithConsumers(authv1.NewAnomalyDetector(NewAnomalyDetector(3, time.Minute))),
+		statefun.WithViews(authv1.NewLockedUsers(LockedUsers{})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +100,30 @@ func TestDetectorLocksAfterTooManyFailures(t *testing.T) {
 	}
 	if res, err := login("bob", "correct horse"); err != nil || !res.GetAuthenticated() {
 		t.Errorf("bob must not be locked: %v %v", res, err)
+	}
+
+	// The view lists ada, locked since the test started, and no one locked
+	// after now.
+	lockedSince := func(since time.Time) []string {
+		page, err := authv1.NewLockedUsersViewClient(rt.ClientConn()).LockedSince(ctx, &authv1.LockedSinceRequest{Since: timestamppb.New(since)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, u := range page.GetUsers() {
+			ids = append(ids, u.GetUserId()+": "+u.GetReason())
+		}
+		return ids
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for fmt.Sprint(lockedSince(start)) != "[ada: 3 failed logins within 1m0s]" {
+		if time.Now().After(deadline) {
+			t.Fatalf("users locked since the start: %v, want ada alone", lockedSince(start))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := lockedSince(time.Now().Add(time.Minute)); len(got) != 0 {
+		t.Errorf("users locked since a minute from now: %v, want none", got)
 	}
 }
 

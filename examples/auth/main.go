@@ -13,5 +13,6 @@ func main() {
 	statefun.Main(
 		authv1.NewUser(User{}),
 		authv1.NewAnomalyDetector(NewAnomalyDetector(3, 5*time.Minute)),
+		authv1.NewLockedUsers(LockedUsers{}),
 	)
 }

@@ -75,7 +75,7 @@ func (User) Lock(ctx *authv1.UserContext, user *authv1.User, req *authv1.LockReq
 		return nil, status.Errorf(codes.NotFound, "user %s is not registered", ctx.EntityID())
 	}
 	if !user.GetLocked() {
-		ctx.Emit(&authv1.UserLocked{Reason: req.GetReason()})
+		ctx.Emit(&authv1.UserLocked{Reason: req.GetReason(), At: timestamppb.Now()})
 	}
 	return &emptypb.Empty{}, nil
 }

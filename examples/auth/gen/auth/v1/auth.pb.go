@@ -579,8 +579,10 @@ func (x *LoginFailed) GetAt() *timestamppb.Timestamp {
 }
 
 type UserLocked struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Reason string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	// When the user was locked; unset in events stored before it existed.
+	At            *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -620,6 +622,13 @@ func (x *UserLocked) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *UserLocked) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
 }
 
 var File_auth_v1_auth_proto protoreflect.FileDescriptor
@@ -666,10 +675,11 @@ const file_auth_v1_auth_proto_rawDesc = "" +
 	"\x11UserAuthenticated\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at:\x04\xf2\x81\x19\x00\"?\n" +
 	"\vLoginFailed\x12*\n" +
-	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at:\x04\xf2\x81\x19\x00\"*\n" +
+	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at:\x04\xf2\x81\x19\x00\"V\n" +
 	"\n" +
 	"UserLocked\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason:\x04\xf2\x81\x19\x002\xc8\x02\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at:\x04\xf2\x81\x19\x002\xc8\x02\n" +
 	"\vUserService\x12<\n" +
 	"\bRegister\x12\x18.auth.v1.RegisterRequest\x1a\x16.google.protobuf.Empty\x126\n" +
 	"\x05Login\x12\x15.auth.v1.LoginRequest\x1a\x16.auth.v1.LoginResponse\x124\n" +
@@ -719,23 +729,24 @@ var file_auth_v1_auth_proto_depIdxs = []int32{
 	11, // 1: auth.v1.UserView.last_login:type_name -> google.protobuf.Timestamp
 	11, // 2: auth.v1.UserAuthenticated.at:type_name -> google.protobuf.Timestamp
 	11, // 3: auth.v1.LoginFailed.at:type_name -> google.protobuf.Timestamp
-	0,  // 4: auth.v1.UserService.Register:input_type -> auth.v1.RegisterRequest
-	1,  // 5: auth.v1.UserService.Login:input_type -> auth.v1.LoginRequest
-	3,  // 6: auth.v1.UserService.Lock:input_type -> auth.v1.LockRequest
-	4,  // 7: auth.v1.UserService.GetUser:input_type -> auth.v1.GetUserRequest
-	9,  // 8: auth.v1.AnomalyDetectorService.OnLoginFailed:input_type -> auth.v1.LoginFailed
-	8,  // 9: auth.v1.AnomalyDetectorService.OnUserAuthenticated:input_type -> auth.v1.UserAuthenticated
-	12, // 10: auth.v1.UserService.Register:output_type -> google.protobuf.Empty
-	2,  // 11: auth.v1.UserService.Login:output_type -> auth.v1.LoginResponse
-	12, // 12: auth.v1.UserService.Lock:output_type -> google.protobuf.Empty
-	6,  // 13: auth.v1.UserService.GetUser:output_type -> auth.v1.UserView
-	12, // 14: auth.v1.AnomalyDetectorService.OnLoginFailed:output_type -> google.protobuf.Empty
-	12, // 15: auth.v1.AnomalyDetectorService.OnUserAuthenticated:output_type -> google.protobuf.Empty
-	10, // [10:16] is the sub-list for method output_type
-	4,  // [4:10] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	11, // 4: auth.v1.UserLocked.at:type_name -> google.protobuf.Timestamp
+	0,  // 5: auth.v1.UserService.Register:input_type -> auth.v1.RegisterRequest
+	1,  // 6: auth.v1.UserService.Login:input_type -> auth.v1.LoginRequest
+	3,  // 7: auth.v1.UserService.Lock:input_type -> auth.v1.LockRequest
+	4,  // 8: auth.v1.UserService.GetUser:input_type -> auth.v1.GetUserRequest
+	9,  // 9: auth.v1.AnomalyDetectorService.OnLoginFailed:input_type -> auth.v1.LoginFailed
+	8,  // 10: auth.v1.AnomalyDetectorService.OnUserAuthenticated:input_type -> auth.v1.UserAuthenticated
+	12, // 11: auth.v1.UserService.Register:output_type -> google.protobuf.Empty
+	2,  // 12: auth.v1.UserService.Login:output_type -> auth.v1.LoginResponse
+	12, // 13: auth.v1.UserService.Lock:output_type -> google.protobuf.Empty
+	6,  // 14: auth.v1.UserService.GetUser:output_type -> auth.v1.UserView
+	12, // 15: auth.v1.AnomalyDetectorService.OnLoginFailed:output_type -> google.protobuf.Empty
+	12, // 16: auth.v1.AnomalyDetectorService.OnUserAuthenticated:output_type -> google.protobuf.Empty
+	11, // [11:17] is the sub-list for method output_type
+	5,  // [5:11] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_auth_v1_auth_proto_init() }
