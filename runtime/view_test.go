@@ -96,11 +96,10 @@ func (summaries) OnOrderCancelled(*statefun.ViewUpdateContext, *view.OrderSummar
 }
 
 // viewRuntime starts a runtime with the order entity and both order views.
-func viewRuntime(t *testing.T, st store.Store, opts ...statefun.Option) *statefun.Runtime {
+func viewRuntime(t *testing.T, st store.Store) *statefun.Runtime {
 	t.Helper()
-	rt, err := statefun.New([]*statefun.Entity{view.NewOrder(orderEntity{})}, append([]statefun.Option{
-		statefun.WithStore(st), statefun.WithViews(view.NewOrdersByCustomer(orderEntity{}), view.NewOrderSummaries(summaries{})),
-	}, opts...)...)
+	rt, err := statefun.New([]*statefun.Entity{view.NewOrder(orderEntity{})},
+		statefun.WithStore(st), statefun.WithViews(view.NewOrdersByCustomer(orderEntity{}), view.NewOrderSummaries(summaries{})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +290,7 @@ func TestViewRepeatedEventsChangeNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventuallyEqual(t, "orders with apple", []string{"o1"}, func() []string { return skuOrders(t, conn, "apple") })
-	eventually(t, "every event applied", func() bool { return viewStats(rt, "order_summaries").Updated == 6 })
+	eventually(t, "every event applied", func() bool { return summaryStats(rt).Updated == 6 })
 	closeRuntime(t, rt)
 
 	// The updater starts over from the first event.
@@ -299,8 +298,8 @@ func TestViewRepeatedEventsChangeNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	rt = viewRuntime(t, st)
-	eventually(t, "every event read again", func() bool { return viewStats(rt, "order_summaries").Skipped == 6 })
-	if s := viewStats(rt, "order_summaries"); s.Updated != 0 {
+	eventually(t, "every event read again", func() bool { return summaryStats(rt).Skipped == 6 })
+	if s := summaryStats(rt); s.Updated != 0 {
 		t.Errorf("a replay wrote %d rows; it should write none", s.Updated)
 	}
 	if got := skuOrders(t, rt.ClientConn(), "apple"); fmt.Sprint(got) != "[o1]" {
@@ -311,9 +310,10 @@ func TestViewRepeatedEventsChangeNothing(t *testing.T) {
 	}
 }
 
-func viewStats(rt *statefun.Runtime, name string) statefun.ViewStats {
+// summaryStats returns the stats of the order_summaries view.
+func summaryStats(rt *statefun.Runtime) statefun.ViewStats {
 	for _, v := range rt.Stats().Views {
-		if v.Name == name {
+		if v.Name == "order_summaries" {
 			return v
 		}
 	}
@@ -399,7 +399,7 @@ func TestViewNewVersionIsBuiltWhileTheOldOneAnswers(t *testing.T) {
 	rt := viewRuntime(t, st) // order_summaries version 2
 	placeOrder(t, rt.ClientConn(), "o1", "ada", "apple")
 	eventuallyEqual(t, "version 2's rows", []string{"o1"}, func() []string { return skuOrders(t, rt.ClientConn(), "apple") })
-	eventually(t, "version 2 to be complete", func() bool { return viewStats(rt, "order_summaries").Ready })
+	eventually(t, "version 2 to be complete", func() bool { return summaryStats(rt).Ready })
 	closeRuntime(t, rt)
 
 	gate := make(chan struct{})
@@ -411,14 +411,14 @@ func TestViewNewVersionIsBuiltWhileTheOldOneAnswers(t *testing.T) {
 	t.Cleanup(func() { closeRuntime(t, rt) })
 	// Version 3 is stuck on o1's ItemAdded: version 2 answers.
 	time.Sleep(50 * time.Millisecond)
-	if s := viewStats(rt, "order_summaries"); s.Ready || s.Serving != 2 || s.Version != 3 {
+	if s := summaryStats(rt); s.Ready || s.Serving != 2 || s.Version != 3 {
 		t.Fatalf("while version 3 is built: %+v, want version 2 serving", s)
 	}
 	if got := skuOrders(t, rt.ClientConn(), "apple"); fmt.Sprint(got) != "[o1]" {
 		t.Errorf("while version 3 is built, orders with apple: %v, want version 2's [o1]", got)
 	}
 	close(gate)
-	eventually(t, "version 3 to be complete", func() bool { return viewStats(rt, "order_summaries").Serving == 3 })
+	eventually(t, "version 3 to be complete", func() bool { return summaryStats(rt).Serving == 3 })
 	if got := skuOrders(t, rt.ClientConn(), "APPLE"); fmt.Sprint(got) != "[o1]" {
 		t.Errorf("version 3's orders with APPLE: %v, want [o1]", got)
 	}
@@ -446,7 +446,7 @@ func TestViewInACluster(t *testing.T) {
 	}
 	var updated []uint64
 	for _, n := range nodes {
-		updated = append(updated, viewStats(n.rt, "order_summaries").Updated)
+		updated = append(updated, summaryStats(n.rt).Updated)
 	}
 	if (updated[0] == 0) == (updated[1] == 0) {
 		t.Errorf("rows written per node: %v; want one node to run the view's updater", updated)

@@ -19,7 +19,7 @@ var viewMutants = []mutant{
 	{
 		name: "views: a version that caught up never answers (17)",
 		file: "runtime/consumer.go",
-		old:  `			if idle {
+		old: `			if idle {
 				r.caughtUp()
 			}`,
 		new: `			if idle && false {

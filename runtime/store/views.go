@@ -111,12 +111,18 @@ const (
 	ViewOr
 	// ViewNot holds when its one Arg does not.
 	ViewNot
-	// The comparisons compare Column's value with Value.
+	// ViewEq holds when Column's value equals Value; the comparisons
+	// after it compare the same way.
 	ViewEq
+	// ViewNe is !=.
 	ViewNe
+	// ViewLt is <.
 	ViewLt
+	// ViewLe is <=.
 	ViewLe
+	// ViewGt is >.
 	ViewGt
+	// ViewGe is >=.
 	ViewGe
 )
 

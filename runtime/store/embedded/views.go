@@ -100,7 +100,7 @@ func encodeViewDef(def store.ViewDef, ready bool) ([]byte, error) {
 func decodeViewDef(name string, version int, raw []byte) (store.ViewDef, bool, error) {
 	var d storedViewDef
 	if err := json.Unmarshal(raw, &d); err != nil {
-		return store.ViewDef{}, false, fmt.Errorf("the record of view %q version %d is damaged (%v); restore the data directory from a backup", name, version, err)
+		return store.ViewDef{}, false, fmt.Errorf("the record of view %q version %d is damaged (%w); restore the data directory from a backup", name, version, err)
 	}
 	def := store.ViewDef{Name: name, Version: version, EntityType: d.EntityType, Columns: make([]store.ViewColumn, len(d.Columns))}
 	for i, c := range d.Columns {

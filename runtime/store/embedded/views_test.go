@@ -2,6 +2,7 @@ package embedded_test
 
 import (
 	"bytes"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -103,10 +104,10 @@ func TestViewsOnClosedStore(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.QueryView(ctx, def, store.ViewQuery{Limit: 1}, func(store.ViewRow) error { return nil }); err != store.ErrClosed {
+	if err := s.QueryView(ctx, def, store.ViewQuery{Limit: 1}, func(store.ViewRow) error { return nil }); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("QueryView after Close: %v, want store.ErrClosed", err)
 	}
-	if err := s.UpdateViewRows(ctx, def, []store.ViewRow{{EntityID: "a", Seq: 1, Row: []byte{}, Columns: []any{}}}); err != store.ErrClosed {
+	if err := s.UpdateViewRows(ctx, def, []store.ViewRow{{EntityID: "a", Seq: 1, Row: []byte{}, Columns: []any{}}}); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("UpdateViewRows after Close: %v, want store.ErrClosed", err)
 	}
 }
