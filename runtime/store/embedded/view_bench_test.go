@@ -74,6 +74,13 @@ func benchViewRow(r *rand.Rand, payload []byte, i, n int, seq int64) store.ViewR
 // on the first query (not measured here). The range query has no sorted
 // index to read: it is a pass over every row.
 //
+// The queries are CPU work in this process, with more callers than
+// cores: the p99 includes waiting for a core, and Go preempts a running
+// goroutine only every 10 ms or so, so with 16 callers on 2 cores a
+// query that is preempted waits for the others' time slices (a p99 of
+// hundreds of milliseconds beside a p50 under one, with or without the
+// garbage collector).
+//
 // The results are named by store, BenchmarkViewQuery/embedded/..., as the
 // other store's are, so that a report can tell them apart.
 func BenchmarkViewQuery(b *testing.B) { b.Run("embedded", benchViewQuery) }

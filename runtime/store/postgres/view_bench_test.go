@@ -79,6 +79,10 @@ func benchViewRow(r *rand.Rand, payload []byte, i, n int, seq int64) store.ViewR
 // 1,000,000 rows (it analyzes a table after each 10% of growth, and
 // vacuums an insert-only table too).
 //
+// The callers share the store's connection pool (pgxpool's default size:
+// the number of cores, at least 4): the latencies include waiting for a
+// connection, as a server's queries would.
+//
 // The results are named by store, BenchmarkViewQuery/postgres/..., as the
 // other store's are, so that a report can tell them apart.
 func BenchmarkViewQuery(b *testing.B) { b.Run("postgres", benchViewQuery) }
