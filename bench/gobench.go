@@ -28,6 +28,14 @@ var goBenchmarks = [][]string{
 	{"go", "test", "-run", "^$", "-bench", "BenchmarkCommit", "./runtime/store/postgres/", "./runtime/store/embedded/"},
 	// 200 batches of 500: storage per retained idempotency key.
 	{"go", "test", "-run", "^$", "-bench", "BenchmarkOutcomeStorage", "-benchtime", "200x", "./runtime/store/postgres/", "./runtime/store/embedded/"},
+	// Views. Lag: 300 commands at idle per store. Updates: a backlog of
+	// 20,000 events built once per store (about a minute in all). Queries:
+	// 1,000,000 rows loaded once, then 5 s per query (Postgres: about 2
+	// minutes, most of it the load; embedded: about 1.5).
+	{"go", "test", "-run", "^$", "-bench", "BenchmarkViewLag", "-benchtime", "300x", "./runtime/"},
+	{"go", "test", "-run", "^$", "-bench", "BenchmarkViewUpdates", "-benchtime", "1x", "-timeout", "30m", "./runtime/"},
+	{"go", "test", "-run", "^$", "-bench", "BenchmarkViewQuery", "-benchtime", "5s", "-timeout", "30m", "./runtime/store/postgres/"},
+	{"go", "test", "-run", "^$", "-bench", "BenchmarkViewQuery", "-benchtime", "5s", "-timeout", "30m", "./runtime/store/embedded/"},
 }
 
 // runGoBenchmarks runs them, echoing their output, and parses their

@@ -160,6 +160,32 @@ func Targets(r *Results) []Target {
 		gb("In process: consumer lag at idle (commit to delivery), p99, "+kind, "≤ 100 ms",
 			"BenchmarkConsumerLag/"+kind, "p99-ms", func(v float64) bool { return v <= 100 })
 	}
+	for _, kind := range []string{"postgres", "embedded", "memory"} {
+		gb("In process: view lag at idle (commit to the row's write, from when a query finds it), p99, "+kind, "≤ 100 ms",
+			"BenchmarkViewLag/"+kind, "p99-ms", func(v float64) bool { return v <= 100 })
+	}
+	for _, kind := range []string{"postgres", "embedded"} {
+		gb("In process: view update throughput, the updater working through a backlog of 20,000 events, "+kind, "a figure",
+			"BenchmarkViewUpdates/"+kind, "events/s", nil)
+		gb("In process: view rows written per second by the store, batches of 5,000, 1,000,000 rows, "+kind, "a figure",
+			"BenchmarkViewQuery/"+kind+"/load", "rows/s", nil)
+		// Postgres's rows are queried before and after ANALYZE: the
+		// plain figures are the table as the runtime leaves it where
+		// autovacuum is off; -analyzed, as autovacuum leaves it.
+		queries := []struct{ name, what string }{
+			{"equality", "equality on a column, LIMIT 100"},
+			{"range", "range with ORDER BY and LIMIT 50"},
+		}
+		if kind == "postgres" {
+			queries = append(queries, struct{ name, what string }{"equality-analyzed", "equality on a column, LIMIT 100, after ANALYZE"},
+				struct{ name, what string }{"range-analyzed", "range with ORDER BY and LIMIT 50, after ANALYZE"})
+		}
+		for _, q := range queries {
+			gb("In process: view queries from 16 callers at 1,000,000 rows, "+q.what+", "+kind, "a figure",
+				"BenchmarkViewQuery/"+kind+"/"+q.name, "queries/s", nil)
+			gb("… p99 latency of those queries", "a figure", "BenchmarkViewQuery/"+kind+"/"+q.name, "p99-ms", nil)
+		}
+	}
 	gb("In process: timers fired per second, each a durable command on a cached entity, Postgres", "≥ 10,000 timers/s",
 		"BenchmarkTimers/postgres/firing", "timers/s", func(v float64) bool { return v >= 10000 })
 	gb("In process: timer lateness at idle (due to delivery), p99, Postgres", "≤ 50 ms",
