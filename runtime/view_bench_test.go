@@ -171,15 +171,15 @@ func BenchmarkViewUpdates(b *testing.B) {
 					b.Fatal(err)
 				}
 				deadline := time.Now().Add(10 * time.Minute)
-				for !viewStats(rt, "order_summaries").Ready {
+				for !summaryStats(rt).Ready {
 					if time.Now().After(deadline) {
-						b.Fatalf("the view was not built within 10 minutes: %+v", viewStats(rt, "order_summaries"))
+						b.Fatalf("the view was not built within 10 minutes: %+v", summaryStats(rt))
 					}
 					time.Sleep(time.Millisecond)
 				}
 				building += time.Since(start)
 				b.StopTimer()
-				if s := viewStats(rt, "order_summaries"); s.Updated != uint64(events) {
+				if s := summaryStats(rt); s.Updated != uint64(events) {
 					b.Fatalf("the view was built with %d rows written, want one per event: %d", s.Updated, events)
 				}
 				resp, err := view.NewOrderSummariesViewClient(rt.ClientConn()).FindOrdersWithSku(ctx, &view.FindOrdersWithSkuRequest{Sku: "sku-1"})
