@@ -148,6 +148,9 @@ type consumerRunner struct {
 	// panicLog limits the logging of handler panics; the runtime's
 	// (Runtime.panicLog) once the runner belongs to a consumerSet.
 	panicLog *logLimiter
+	// onStart, when set, is called each time the runner starts reading,
+	// before its first delivery.
+	onStart func()
 	// caughtUp, when set, is called (on the runner's goroutine, so it
 	// must not block) each time the runner has handled every event up to
 	// the head of the feed it read: a view's version is complete then.
@@ -221,6 +224,9 @@ func (r *consumerRunner) run(ctx context.Context) {
 	r.pending, r.queues, r.active = nil, map[string][]*delivery{}, map[string]bool{}
 	r.handled, r.saved = pos, pos
 	r.mu.Unlock()
+	if r.onStart != nil {
+		r.onStart()
+	}
 	r.log.Info("consumer started", "entity", r.cfg.EntityType, "resume_after", string(pos))
 	sem := make(chan struct{}, consumerParallelism)
 	var workers sync.WaitGroup

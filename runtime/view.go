@@ -198,6 +198,8 @@ type ViewHost struct {
 
 	// st is the runtime's store, as the Views it also is.
 	st store.Views
+	// rows are the rows the updater wrote last.
+	rows viewRowCache
 
 	updated, skipped atomic.Uint64
 	done             sync.WaitGroup
@@ -290,6 +292,7 @@ func (h *ViewHost) pickServing(ctx context.Context) error {
 func (h *ViewHost) start(s *consumerSet) {
 	def := h.view.def
 	runner := s.newRunner(ConsumerConfig{Name: viewConsumerName(def), EntityType: def.EntityType, Handle: h.update})
+	runner.onStart = h.rows.reset
 	// The first time the updater has caught up with the feed, the version
 	// is complete: it may answer, and the versions before it may go.
 	var once sync.Once
@@ -396,11 +399,14 @@ func (h *ViewHost) update(ec *EventContext, eventType string, payload []byte) er
 	def := h.view.def
 	ctx, cancel := context.WithTimeout(ec.ctx, h.rt.storeTimeout())
 	defer cancel()
-	rows, err := h.st.LoadViewRows(ctx, def, []string{ec.entityID})
-	if err != nil {
-		return fmt.Errorf("view %q: load the row of %s: %w", def.Name, ec.entityID, err)
+	cur, exists := h.rows.get(ec.entityID)
+	if !exists {
+		rows, err := h.st.LoadViewRows(ctx, def, []string{ec.entityID})
+		if err != nil {
+			return fmt.Errorf("view %q: load the row of %s: %w", def.Name, ec.entityID, err)
+		}
+		cur, exists = rows[ec.entityID]
 	}
-	cur, exists := rows[ec.entityID]
 	if exists && cur.Seq >= ec.seq {
 		h.skipped.Add(1)
 		return nil
@@ -430,10 +436,69 @@ func (h *ViewHost) update(ec *EventContext, eventType string, payload []byte) er
 		next.Columns = viewquery.Extract(def.Columns, out.ProtoReflect())
 	}
 	if err := h.st.UpdateViewRows(ctx, def, []store.ViewRow{next}); err != nil {
+		// Written or not: the next attempt asks the store.
+		h.rows.forget(ec.entityID)
 		return fmt.Errorf("view %q: store the row of %s: %w", def.Name, ec.entityID, err)
 	}
+	h.rows.put(next)
 	h.updated.Add(1)
 	return nil
+}
+
+// viewRowCache keeps the rows a view's updater wrote last, so that the
+// next event of an entity is applied without reading its row back: one
+// store call per event instead of two. While its updater runs, it is the
+// only writer of its rows, so what it wrote is what the store holds; it
+// starts empty each time the updater starts (in a cluster, the updater
+// may have run on another node meanwhile). Another writer can only be a
+// node that lost the updater's lease finishing an event in flight: it
+// writes what this node computes from the same row and event, since an
+// updater must give the same result for both each time.
+type viewRowCache struct {
+	mu   sync.Mutex
+	rows map[string]store.ViewRow // without Columns: not needed again
+}
+
+// maxCachedViewRows bounds a view's cache; past it, a random tenth of
+// the entries go (Go's map order).
+const maxCachedViewRows = 10_000
+
+func (c *viewRowCache) get(id string) (store.ViewRow, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.rows[id]
+	return r, ok
+}
+
+func (c *viewRowCache) put(r store.ViewRow) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rows == nil {
+		c.rows = map[string]store.ViewRow{}
+	}
+	if len(c.rows) >= maxCachedViewRows {
+		n := maxCachedViewRows / 10
+		for id := range c.rows {
+			delete(c.rows, id)
+			if n--; n == 0 {
+				break
+			}
+		}
+	}
+	c.rows[r.EntityID] = store.ViewRow{EntityID: r.EntityID, Seq: r.Seq, Row: r.Row}
+}
+
+func (c *viewRowCache) forget(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.rows, id)
+}
+
+// reset empties the cache: the updater (re)starts.
+func (c *viewRowCache) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rows = nil
 }
 
 // ViewUpdateContext is what a view's update handler gets with each event.
