@@ -32,7 +32,10 @@ import (
 //     ended transfers say it must be: a withdrawal, deposit or refund
 //     applied twice (a step repeated without its idempotency key) would
 //     break it;
-//   - each account's statement has one transaction per effect, not more.
+//   - each account's statement has one transaction per effect, not more;
+//   - the account directory view, updated all along and killed with the
+//     rest (invariant 17), ends with one row per account holding the
+//     account's balance: no row lost, none left at an older event's.
 //
 // Starts are retried across the kills with the transfer's ID as their
 // idempotency key, as a client that must not lose or double a transfer
@@ -219,6 +222,7 @@ func TestTransfersSurviveKills(t *testing.T) {
 	if total != accounts*opening {
 		t.Errorf("money not conserved: the accounts hold %d, they were opened with %d", total, accounts*opening)
 	}
+	checkDirectory(ctx, t, bankv1.NewAccountDirectoryViewClient(to), ids, want)
 	if stages[transferv1.Transfer_STAGE_COMPLETED] == 0 || stages[transferv1.Transfer_STAGE_REFUNDED] == 0 {
 		t.Errorf("the run did not exercise both paths: %v", stages)
 	}
@@ -230,6 +234,36 @@ func TestTransfersSurviveKills(t *testing.T) {
 	count("transfers acknowledged", len(acked))
 	note("transfers: %d kill -9, %d transfers between %d accounts: completed %d, rejected %d, refunded %d; money conserved",
 		kills, transfers, accounts, stages[transferv1.Transfer_STAGE_COMPLETED], stages[transferv1.Transfer_STAGE_REJECTED], stages[transferv1.Transfer_STAGE_REFUNDED])
+}
+
+// checkDirectory waits until the account directory view holds, for each
+// account, the balance its transfers say, as its one row.
+func checkDirectory(ctx context.Context, t *testing.T, directory *bankv1.AccountDirectoryViewClient, ids []string, want map[string]int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var wrong []string
+		for _, id := range ids {
+			var rows []*bankv1.AccountSummary
+			for a, err := range directory.AccountsByOwnerAll(ctx, &bankv1.AccountsByOwnerRequest{OwnerId: "owner-" + id}) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				rows = append(rows, a)
+			}
+			if len(rows) != 1 || rows[0].GetAccountId() != id || rows[0].GetBalanceCents() != want[id] {
+				wrong = append(wrong, fmt.Sprintf("%s: %v, want one row of %d", id, rows, want[id]))
+			}
+		}
+		if len(wrong) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the account directory, 30 s after the last transfer, is wrong for %d accounts: %v", len(wrong), wrong)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // keyed returns ctx with an idempotency key.

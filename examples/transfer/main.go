@@ -12,5 +12,5 @@ import (
 )
 
 func main() {
-	statefun.Main(bankv1.NewAccount(account.Account{}), transferv1.NewTransfer(Transfer{}))
+	statefun.Main(bankv1.NewAccount(account.Account{}), transferv1.NewTransfer(Transfer{}), bankv1.NewAccountDirectory(account.Directory{}))
 }
