@@ -246,7 +246,11 @@ func tighterHi(a, b bound) bound {
 // that many or more, having read no more than limit of them.
 func (t *Table) count(p probe, limit int) int {
 	if !p.ranged {
-		return min(len(t.eq[p.column][Key(p.value)]), limit)
+		rows := t.eq[p.column][Key(p.value)]
+		if rows == nil {
+			return 0
+		}
+		return min(len(rows.ids), limit)
 	}
 	n := 0
 	if limit > 0 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -21,6 +22,7 @@ var propertyDef = store.ViewDef{Name: "p", Version: 1, EntityType: "e", Columns:
 	{Name: "by", Kind: store.ViewBytes},
 	{Name: "tags", Kind: store.ViewInt, Repeated: true},
 	{Name: "names", Kind: store.ViewString, Repeated: true},
+	{Name: "blobs", Kind: store.ViewBytes, Repeated: true},
 }}
 
 // propertyValue draws a value of a column's kind from a small pool, so
@@ -64,6 +66,12 @@ func propertyRow(r *rand.Rand, id string, seq int64) store.ViewRow {
 			list := []string{}
 			for range n {
 				list = append(list, propertyValue(r, c.Kind).(string))
+			}
+			cols[i] = list
+		case store.ViewBytes:
+			list := [][]byte{}
+			for range n {
+				list = append(list, propertyValue(r, c.Kind).([]byte))
 			}
 			cols[i] = list
 		}
@@ -178,6 +186,9 @@ func TestQueryAgreesWithBruteForce(t *testing.T) {
 				for _, row := range got {
 					gotIDs = append(gotIDs, row.EntityID)
 					stored := rows[row.EntityID]
+					if !sameColumns(row.Columns, stored.Columns) {
+						t.Fatalf("round %d: row %q came back with columns %#v, stored with %#v", round, row.EntityID, row.Columns, stored.Columns)
+					}
 					if !loaded[row.EntityID] && string(row.Row) != string(stored.Row) || row.Seq != stored.Seq {
 						t.Fatalf("round %d: row %q came back at seq %d with %q, stored at %d with %q", round, row.EntityID, row.Seq, row.Row, stored.Seq, stored.Row)
 					}
@@ -211,6 +222,37 @@ func TestQueryAgreesWithBruteForce(t *testing.T) {
 			t.Errorf("plan %s ran %d times of %v; change the random queries so that it runs", kind, plans[kind], plans)
 		}
 	}
+}
+
+// sameColumns reports whether two rows' values are the same values: a
+// -0 is not a 0, nor a nil []byte an empty one, though they compare
+// equal. An empty list is the same as none (Clone makes it nil).
+func sameColumns(a, b []any) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		fa, aFloat := a[i].(float64)
+		fb, bFloat := b[i].(float64)
+		switch {
+		case aFloat && bFloat:
+			if math.Float64bits(fa) != math.Float64bits(fb) {
+				return false
+			}
+		case isEmptyList(a[i]) && isEmptyList(b[i]):
+		case !reflect.DeepEqual(a[i], b[i]):
+			return false
+		}
+	}
+	return true
+}
+
+func isEmptyList(v any) bool {
+	if _, ok := v.([]byte); ok {
+		return false
+	}
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Slice && rv.Len() == 0
 }
 
 func describeQuery(q store.ViewQuery) string {

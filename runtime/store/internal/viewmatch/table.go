@@ -26,17 +26,28 @@ type Table struct {
 	// sorted holds the index of each plain column, nil for a repeated one.
 	sorted []sortedIndex
 	// eq holds per repeated column (nil for a plain one): Key(element)
-	// -> entity IDs of the live rows holding it.
-	eq []map[any]map[string]struct{}
+	// -> the live rows holding it.
+	eq []map[any]*elementRows
+	// payloads are the live rows' payloads, when the store keeps them
+	// here (the memory store; the embedded store reads them from its
+	// file, and its rows are 24 bytes smaller for not having the field).
+	payloads map[string][]byte
+}
+
+// elementRows are the live rows holding one element value in a repeated
+// column, and the value, which rows holding an equal string or bytes
+// element share.
+type elementRows struct {
+	value any
+	ids   map[string]struct{}
 }
 
 // entry is a row. Its columns are the indexes' too: a row's values are
-// stored once, and rows with equal string or bytes values of a plain
-// column share one (see sortedIndex.canonical).
+// stored once, and rows with equal string or bytes values share one (see
+// sortedIndex.canonical and elementRows).
 type entry struct {
 	seq     int64
 	live    bool
-	row     []byte
 	columns []any
 }
 
@@ -46,11 +57,11 @@ func NewTable(def store.ViewDef) *Table {
 		Def:    def,
 		rows:   map[string]*entry{},
 		sorted: make([]sortedIndex, len(def.Columns)),
-		eq:     make([]map[any]map[string]struct{}, len(def.Columns)),
+		eq:     make([]map[any]*elementRows, len(def.Columns)),
 	}
 	for i, c := range def.Columns {
 		if c.Repeated {
-			t.eq[i] = map[any]map[string]struct{}{}
+			t.eq[i] = map[any]*elementRows{}
 		} else {
 			t.sorted[i] = newSortedIndex(i, c.Kind)
 		}
@@ -100,8 +111,14 @@ func (t *Table) set(id string, seq int64, live bool, row []byte, columns []any) 
 	}
 	e := &entry{seq: seq, live: live}
 	if live {
-		e.columns, e.row = columns, row
+		e.columns = columns
 		t.index(id, e)
+		if row != nil {
+			if t.payloads == nil {
+				t.payloads = map[string][]byte{}
+			}
+			t.payloads[id] = row
+		}
 	}
 	t.rows[id] = e
 }
@@ -117,20 +134,39 @@ func (t *Table) index(id string, e *entry) {
 			x.insert(e.columns[i], id, e)
 			continue
 		}
-		Elements(v, func(el any) {
-			k := Key(el)
-			ids := t.eq[i][k]
-			if ids == nil {
-				ids = map[string]struct{}{}
-				t.eq[i][k] = ids
+		switch list := v.(type) {
+		case []string:
+			for j, el := range list {
+				list[j] = t.addElement(i, el, id).(string)
 			}
-			ids[id] = struct{}{}
-		})
+		case [][]byte:
+			for j, el := range list {
+				if shared := t.addElement(i, el, id).([]byte); len(el) > 0 {
+					list[j] = shared // nil and empty are equal, not the same
+				}
+			}
+		default:
+			Elements(v, func(el any) { t.addElement(i, el, id) })
+		}
 	}
+}
+
+// addElement records that row id holds el in repeated column i, and
+// returns the value equal to el that the table keeps for it.
+func (t *Table) addElement(i int, el any, id string) any {
+	k := Key(el)
+	rows := t.eq[i][k]
+	if rows == nil {
+		rows = &elementRows{value: el, ids: map[string]struct{}{}}
+		t.eq[i][k] = rows
+	}
+	rows.ids[id] = struct{}{}
+	return rows.value
 }
 
 func (t *Table) unindex(id string, e *entry) {
 	t.live--
+	delete(t.payloads, id)
 	for i, v := range e.columns {
 		if i >= len(t.sorted) {
 			break
@@ -141,9 +177,9 @@ func (t *Table) unindex(id string, e *entry) {
 		}
 		Elements(v, func(el any) {
 			k := Key(el)
-			if ids := t.eq[i][k]; ids != nil {
-				delete(ids, id)
-				if len(ids) == 0 {
+			if rows := t.eq[i][k]; rows != nil {
+				delete(rows.ids, id)
+				if len(rows.ids) == 0 {
 					delete(t.eq[i], k)
 				}
 			}
@@ -163,7 +199,7 @@ func (t *Table) Get(id string) (r store.ViewRow, live, ok bool) {
 }
 
 func (t *Table) row(id string, e *entry) store.ViewRow {
-	return store.ViewRow{EntityID: id, Seq: e.seq, Row: slices.Clone(e.row), Columns: Clone(e.columns)}
+	return store.ViewRow{EntityID: id, Seq: e.seq, Row: slices.Clone(t.payloads[id]), Columns: Clone(e.columns)}
 }
 
 // Query returns the live rows that match q, in q's order, at most
@@ -262,7 +298,11 @@ func (t *Table) read(p probe, fn func(id string, e *entry) bool) {
 		t.sorted[p.column].scan(p.lo, p.hi, false, fn)
 		return
 	}
-	for id := range t.eq[p.column][Key(p.value)] {
+	rows := t.eq[p.column][Key(p.value)]
+	if rows == nil {
+		return
+	}
+	for id := range rows.ids {
 		if !fn(id, t.rows[id]) {
 			return
 		}
