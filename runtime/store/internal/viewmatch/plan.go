@@ -42,7 +42,7 @@ type probe struct {
 func (t *Table) plan(q store.ViewQuery) plan {
 	n := t.live
 	if len(q.Order) == 0 || t.sorted[q.Order[0].Column] == nil {
-		if probes, ok := t.probes(q.Where, n); ok {
+		if probes, _, ok := t.probes(q.Where, n); ok {
 			return plan{probes: probes}
 		}
 		return plan{all: true}
@@ -52,7 +52,7 @@ func (t *Table) plan(q store.ViewQuery) plan {
 	// when k² ≤ Limit × n.
 	enough := int(min(float64(n), math.Sqrt(float64(q.Limit)*float64(n))))
 	column := q.Order[0].Column
-	probes, ok := t.probes(q.Where, enough)
+	probes, _, ok := t.probes(q.Where, enough)
 	if ok && !(len(probes) == 1 && probes[0].ranged && probes[0].column == column) {
 		return plan{probes: probes}
 	}
@@ -76,35 +76,32 @@ func (t *Table) plan(q store.ViewQuery) plan {
 	return plan{walk: true, lo: lo, hi: hi}
 }
 
-// probes returns probes that together name every row matching c, when
-// they name fewer than limit rows (counted up to limit); false when c
-// is nil or cannot be narrowed so (a NOT, a !=, an OR with a branch that
-// cannot, a range of a repeated column).
-func (t *Table) probes(c *store.ViewCond, limit int) ([]probe, bool) {
+// probes returns probes that together name every row matching c, and
+// how many rows they name, when that is fewer than limit (counted up to
+// limit); false when c is nil or cannot be narrowed so (a NOT, a !=, an
+// OR with a branch that cannot, a range of a repeated column).
+func (t *Table) probes(c *store.ViewCond, limit int) ([]probe, int, bool) {
 	if c == nil {
-		return nil, false
+		return nil, 0, false
 	}
 	switch c.Op {
 	case store.ViewAnd:
 		return t.andProbes(c, limit)
 	case store.ViewOr:
 		var all []probe
+		size := 0
 		for i := range c.Args {
-			rest := limit - t.size(all, limit)
-			if rest <= 0 {
-				return nil, false
-			}
-			branch, ok := t.probes(&c.Args[i], rest)
+			branch, n, ok := t.probes(&c.Args[i], limit-size)
 			if !ok {
-				return nil, false
+				return nil, 0, false
 			}
-			all = append(all, branch...)
+			all, size = append(all, branch...), size+n
 		}
 		// An OR of nothing matches nothing: no probe, and that is exact.
-		return all, true
+		return all, size, size < limit
 	}
 	if !isComparison(c.Op) || c.Column < 0 || c.Column >= len(t.sorted) {
-		return nil, false
+		return nil, 0, false
 	}
 	var p probe
 	switch {
@@ -114,18 +111,16 @@ func (t *Table) probes(c *store.ViewCond, limit int) ([]probe, bool) {
 	case c.Op == store.ViewEq:
 		p = probe{column: c.Column, value: c.Value}
 	default:
-		return nil, false
+		return nil, 0, false
 	}
-	if t.count(p, limit) >= limit {
-		return nil, false
-	}
-	return []probe{p}, true
+	n := t.count(p, limit)
+	return []probe{p}, n, n < limit
 }
 
 // andProbes takes the narrowest of an AND's accesses: each plain
 // column's range (the intersection of the AND's comparisons of it), and
 // the probes of each other operand.
-func (t *Table) andProbes(c *store.ViewCond, limit int) ([]probe, bool) {
+func (t *Table) andProbes(c *store.ViewCond, limit int) ([]probe, int, bool) {
 	var best []probe
 	found := false
 	terms := andTerms(c)
@@ -136,8 +131,8 @@ func (t *Table) andProbes(c *store.ViewCond, limit int) ([]probe, bool) {
 		if isComparison(term.Op) && term.Column >= 0 && term.Column < len(t.sorted) && t.sorted[term.Column] != nil {
 			continue
 		}
-		if probes, ok := t.probes(term, limit); ok {
-			best, found, limit = probes, true, t.size(probes, limit)
+		if probes, n, ok := t.probes(term, limit); ok {
+			best, found, limit = probes, true, n
 		}
 	}
 	ranges := map[int]*probe{}
@@ -162,7 +157,7 @@ func (t *Table) andProbes(c *store.ViewCond, limit int) ([]probe, bool) {
 			best, found, limit = []probe{p}, true, n
 		}
 	}
-	return best, found
+	return best, limit, found
 }
 
 // andTerms returns the operands of c's top-level AND, nested ANDs
@@ -260,16 +255,4 @@ func (t *Table) count(p probe, limit int) int {
 		})
 	}
 	return n
-}
-
-// size is count for a set of probes.
-func (t *Table) size(probes []probe, limit int) int {
-	n := 0
-	for _, p := range probes {
-		if n >= limit {
-			return limit
-		}
-		n += t.count(p, limit-n)
-	}
-	return min(n, limit)
 }
