@@ -229,7 +229,9 @@ func (t *Table) QueryIDs(q store.ViewQuery) []string {
 // query returns the page of q in order, and counts the rows it matched
 // against the condition: what the tests check the plans by.
 func (t *Table) query(q store.ViewQuery) (_ []topRow, examined int) {
-	best := &topRows{order: q.Order, limit: q.Limit}
+	// Room for a page up front: a page grown by append would allocate a
+	// dozen times per query.
+	best := &topRows{order: q.Order, limit: q.Limit, rows: make([]topRow, 0, min(q.Limit, 1024))}
 	consider := func(id string, e *entry) {
 		examined++
 		if Match(q.Where, e.columns) && After(q.Order, q.After, e.columns, id) {
