@@ -22,14 +22,12 @@ package embedded
 //
 // Queries are served from memory: the first use of a version after Open
 // reads its rows, without their payloads, into a viewmatch.Table, which
-// keeps for every column a map from each value (each element's, for a
-// repeated column) to the live rows that hold it. A query whose
-// condition implies equalities (a comparison with =, or an AND with one,
-// or an OR of them) reads only the rows those maps name; any other reads
-// every row of the version, in memory. Either way it keeps only the best
-// Limit rows as it goes, then reads those rows' payloads from the file.
-// Ranges and orders have no sorted index: a page of an ordered query
-// costs a pass over the rows that the condition's equalities leave.
+// keeps a sorted index of every plain column and, for a repeated column,
+// a map from each element's value to the live rows that hold it. A
+// query reads the narrowest of the ranges and equalities its condition
+// implies, or walks the index of its first order column and stops once
+// it has its page (see viewmatch's plan), and keeps only the best Limit
+// rows as it goes; then it reads those rows' payloads from the file.
 //
 // A version's table and its bucket change together: UpdateViewRows holds
 // the version's lock across its write transaction and the change to the
@@ -189,6 +187,19 @@ func (d *viewRowDecoder) bytes() []byte {
 	return b
 }
 
+// string reads a len‖bytes value as a string: one copy, not the two of
+// string(d.bytes()).
+func (d *viewRowDecoder) string() string {
+	n := d.uvarint()
+	if d.bad || n > uint64(len(d.buf)) {
+		d.bad = true
+		return ""
+	}
+	s := string(d.buf[:n])
+	d.buf = d.buf[n:]
+	return s
+}
+
 func (d *viewRowDecoder) fixed(n int) []byte {
 	if d.bad || len(d.buf) < n {
 		d.bad = true
@@ -202,7 +213,7 @@ func (d *viewRowDecoder) fixed(n int) []byte {
 func (d *viewRowDecoder) value(k store.ViewKind) any {
 	switch k {
 	case store.ViewString:
-		return string(d.bytes())
+		return d.string()
 	case store.ViewBytes:
 		return d.bytes()
 	case store.ViewInt:
@@ -380,7 +391,7 @@ func (s *Store) loadView(v *loadedView, def store.ViewDef) error {
 			if err != nil {
 				return err
 			}
-			table.Load(id, r.Seq, live, r.Columns)
+			table.Load(id, r.Seq, live, r.Columns) // the table keeps r.Columns
 			return nil
 		})
 		if err != nil {
@@ -627,18 +638,19 @@ func (s *Store) QueryView(ctx context.Context, def store.ViewDef, q store.ViewQu
 	if err != nil {
 		return err
 	}
-	page := v.table.Query(q)
+	ids := v.table.QueryIDs(q)
+	page := make([]store.ViewRow, len(ids))
 	err = s.view(func(tx *bolt.Tx) error {
 		_, rows, err := viewBuckets(tx, def)
 		if err != nil {
 			return err
 		}
-		for i, r := range page {
-			val := rows.Get(viewRowKey(r.EntityID))
+		for i, id := range ids {
+			val := rows.Get(viewRowKey(id))
 			if val == nil {
-				return fmt.Errorf("the row of %q is in memory but not in the file", r.EntityID)
+				return fmt.Errorf("the row of %q is in memory but not in the file", id)
 			}
-			full, _, err := decodeViewRow(def, r.EntityID, val, true)
+			full, _, err := decodeViewRow(def, id, val, true)
 			if err != nil {
 				return err
 			}

@@ -11,9 +11,8 @@ import (
 )
 
 // viewVersion is one stored version of a view: its rows in a
-// viewmatch.Table, which indexes them for equality and answers queries
-// (by a scan when the condition has no equality to look up: this store
-// is for tests).
+// viewmatch.Table, which indexes every column and answers queries (the
+// embedded store's planner: ranges, equalities and ordered walks).
 type viewVersion struct {
 	ready bool
 	table *viewmatch.Table

@@ -124,36 +124,6 @@ func TestOrderAndCursor(t *testing.T) {
 	}
 }
 
-func TestEqualityLookups(t *testing.T) {
-	t.Parallel()
-	sizes := map[any]int{"a": 100, "b": 2, int64(1): 50}
-	size := func(l Lookup) int { return sizes[l.Value] }
-	eq := func(v any) store.ViewCond { return cmpOp(store.ViewEq, 0, v) }
-	tests := []struct {
-		name string
-		cond store.ViewCond
-		want []any
-		ok   bool
-	}{
-		{"eq", eq("a"), []any{"a"}, true},
-		{"range", cmpOp(store.ViewLt, 0, "a"), nil, false},
-		{"and takes the smallest", store.ViewCond{Op: store.ViewAnd, Args: []store.ViewCond{eq("a"), cmpOp(store.ViewGt, 0, "x"), eq("b")}}, []any{"b"}, true},
-		{"or of equalities", store.ViewCond{Op: store.ViewOr, Args: []store.ViewCond{eq("a"), eq(int64(1))}}, []any{"a", int64(1)}, true},
-		{"or with a range", store.ViewCond{Op: store.ViewOr, Args: []store.ViewCond{eq("a"), cmpOp(store.ViewGt, 0, "x")}}, nil, false},
-		{"not", store.ViewCond{Op: store.ViewNot, Args: []store.ViewCond{eq("a")}}, nil, false},
-	}
-	for _, tt := range tests {
-		lookups, ok := EqualityLookups(&tt.cond, size)
-		var got []any
-		for _, l := range lookups {
-			got = append(got, l.Value)
-		}
-		if ok != tt.ok || !slices.Equal(got, tt.want) {
-			t.Errorf("%s: lookups %v %v, want %v %v", tt.name, got, ok, tt.want, tt.ok)
-		}
-	}
-}
-
 func TestKeyAgreesWithCompare(t *testing.T) {
 	t.Parallel()
 	values := []any{"a", "", []byte("a"), []byte{}, int64(0), int64(-1), 0.0, math.Copysign(0, -1), math.NaN(), math.Inf(1), 1.5, true, false}
