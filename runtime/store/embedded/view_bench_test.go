@@ -72,8 +72,9 @@ func benchViewRow(r *rand.Rand, payload []byte, i, n int, seq int64) store.ViewR
 //
 // The store answers from the in-memory table it keeps per version, which
 // the load builds as it writes; reopened, the store would build it again
-// on the first query (not measured here). The range query has no sorted
-// index to read: it is a pass over every row.
+// on the first query (not measured here). The range query walks the
+// sorted index of its ORDER BY column between its bounds, and stops at
+// its LIMIT.
 //
 // The queries are CPU work in this process, with more callers than
 // cores: the p99 includes waiting for a core, and Go preempts a running
