@@ -162,7 +162,7 @@ func benchViewRange(b *testing.B, s store.Views, def store.ViewDef) {
 			Order: []store.ViewOrder{{Column: benchViewTotal, Desc: true}},
 			Limit: 50,
 		}
-		prev := int64(hi)
+		prev := hi
 		return q, func(row store.ViewRow) error {
 			total, _ := row.Columns[benchViewTotal].(int64)
 			if total < lo || total >= hi || total > prev {

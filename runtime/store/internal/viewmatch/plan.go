@@ -53,7 +53,7 @@ func (t *Table) plan(q store.ViewQuery) plan {
 	enough := int(min(float64(n), math.Sqrt(float64(q.Limit)*float64(n))))
 	column := q.Order[0].Column
 	probes, _, ok := t.probes(q.Where, enough)
-	if ok && !(len(probes) == 1 && probes[0].ranged && probes[0].column == column) {
+	if ok && (len(probes) != 1 || !probes[0].ranged || probes[0].column != column) {
 		return plan{probes: probes}
 	}
 	// A range of the order column is best read in order; otherwise the

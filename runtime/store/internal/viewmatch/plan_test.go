@@ -360,8 +360,8 @@ func TestWalkCompletesTheTieGroupAtTheLimit(t *testing.T) {
 	}
 	slices.SortFunc(want, func(a, b string) int {
 		var ia, ib int
-		fmt.Sscanf(a, "o%d", &ia)
-		fmt.Sscanf(b, "o%d", &ib)
+		_, _ = fmt.Sscanf(a, "o%d", &ia)
+		_, _ = fmt.Sscanf(b, "o%d", &ib)
 		return (ia * 7 % 1000) - (ib * 7 % 1000)
 	})
 	if got := pageIDs(page); got != strings.Join(want[:5], " ") || examined != 250 {
