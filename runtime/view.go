@@ -182,8 +182,13 @@ const (
 	// than its own looks whether the new one became ready.
 	viewVersionCheck = time.Second
 	// viewDropDelay is how long a replaced version is kept after its
-	// successor became ready, for nodes still answering from it.
-	viewDropDelay = time.Minute
+	// successor became ready, for nodes still answering from it: those of
+	// a rolling deploy still running the older binary.
+	viewDropDelay = time.Hour
+	// viewVersionPoll is how often a node whose version is ready looks at
+	// the view's versions again (a newer binary's may be the one to
+	// answer a query this one's cannot).
+	viewVersionPoll = 10 * time.Second
 )
 
 // ViewHost serves one view's queries: generated query handlers call
@@ -191,10 +196,14 @@ const (
 type ViewHost struct {
 	rt   *Runtime
 	view *View
-	// serving is the stored version that answers queries: the newest
-	// ready one, or this binary's own while none is.
-	serving atomic.Pointer[store.ViewDef]
-	ready   atomic.Bool // this binary's version is ready
+	// mu guards what this node knows of the view's stored versions:
+	// whether this binary's is ready, and which are, newest first. A
+	// query answers from this binary's version once it is ready, else
+	// from the newest ready one with the query's columns (during a
+	// rolling deploy, an older or a newer binary's).
+	mu       sync.Mutex
+	ready    bool
+	complete []store.ViewDef
 
 	// st is the runtime's store, as the Views it also is.
 	st store.Views
@@ -240,7 +249,7 @@ func (r *Runtime) bindViews(ctx context.Context, views []*View) error {
 	for _, v := range views {
 		st, ok := r.store.(store.Views)
 		if !ok {
-			return fmt.Errorf("view %q: the store (%T) keeps no views", v.cfg.Name, r.store)
+			return fmt.Errorf("view %q: the store (%T) keeps no views; use the postgres, embedded or memory store", v.cfg.Name, r.store)
 		}
 		h := &ViewHost{rt: r, view: v, st: st}
 		if err := h.open(ctx); err != nil {
@@ -252,39 +261,97 @@ func (r *Runtime) bindViews(ctx context.Context, views []*View) error {
 	return nil
 }
 
-// open creates this version's storage and picks the version to serve.
+// open creates this version's storage and reads which versions are
+// complete. A version the store did not hold is built from the start of
+// history: its updater's position, if one is left from a version of the
+// same number that was dropped, is reset.
 func (h *ViewHost) open(ctx context.Context) error {
 	def := h.view.def
+	before, err := h.st.ViewVersions(ctx, def.Name)
+	if err != nil {
+		return fmt.Errorf("view %q: read its versions: %w", def.Name, err)
+	}
 	if err := h.st.EnsureView(ctx, def); err != nil {
 		return fmt.Errorf("view %q: create version %d in the store: %w", def.Name, def.Version, err)
 	}
-	return h.pickServing(ctx)
+	if !slices.ContainsFunc(before, func(v store.ViewVersion) bool { return v.Def.Version == def.Version }) {
+		if err := h.rt.store.SaveConsumerPosition(ctx, viewConsumerName(def), def.EntityType, ""); err != nil {
+			return fmt.Errorf("view %q: start version %d's updater at the beginning of history: %w", def.Name, def.Version, err)
+		}
+	}
+	return h.refresh(ctx)
 }
 
-// pickServing serves this binary's version once it is ready, else the
-// newest ready one before it, else (a view that was never complete) this
-// binary's version, as far as it is built.
-func (h *ViewHost) pickServing(ctx context.Context) error {
+// refresh reads which versions of the view are complete.
+func (h *ViewHost) refresh(ctx context.Context) error {
 	def := h.view.def
 	versions, err := h.st.ViewVersions(ctx, def.Name)
 	if err != nil {
 		return fmt.Errorf("view %q: read its versions: %w", def.Name, err)
 	}
-	serve := def
-	for _, v := range versions {
-		switch {
-		case v.Def.Version == def.Version && v.Ready:
-			h.ready.Store(true)
-			serve = def
-		case v.Def.Version < def.Version && v.Ready && !h.ready.Load():
-			serve = v.Def
+	var complete []store.ViewDef
+	for _, v := range slices.Backward(versions) {
+		if v.Ready {
+			complete = append(complete, v.Def)
 		}
 	}
-	if h.ready.Load() {
-		serve = def
-	}
-	h.serving.Store(&serve)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.complete = complete
+	h.ready = h.ready || slices.ContainsFunc(complete, func(d store.ViewDef) bool { return d.Version == def.Version })
 	return nil
+}
+
+// servingFor returns the version to answer q from: this binary's once it
+// is ready; else the newest complete one that has every column q uses;
+// else, for a view never complete, this binary's as far as it is built.
+// A query that only this binary's unfinished version can answer, while
+// complete versions exist, is refused: a half-built table would answer
+// without most of its rows.
+func (h *ViewHost) servingFor(q *viewQuery) (store.ViewDef, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	own := h.view.def
+	if h.ready || len(h.complete) == 0 {
+		return own, nil
+	}
+	for _, d := range h.complete {
+		if hasColumns(d, q.query.Columns) {
+			return d, nil
+		}
+	}
+	return store.ViewDef{}, status.Errorf(codes.Unavailable, "view %q version %d is being built from its source's history, and %s needs it (the complete versions lack its fields); retry later", own.Name, own.Version, q.cfg.Method)
+}
+
+func hasColumns(def store.ViewDef, columns []store.ViewColumn) bool {
+	for _, c := range columns {
+		if !slices.ContainsFunc(def.Columns, func(d store.ViewColumn) bool { return d.Name == c.Name }) {
+			return false
+		}
+	}
+	return true
+}
+
+// serving is the version that answers the queries of this binary's
+// version, for Stats.
+func (h *ViewHost) serving() (version int, ready bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ready || len(h.complete) == 0 {
+		return h.view.def.Version, h.ready
+	}
+	for _, d := range h.complete {
+		if hasColumns(d, h.view.def.Columns) {
+			return d.Version, false
+		}
+	}
+	return h.view.def.Version, false
+}
+
+func (h *ViewHost) isReady() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.ready
 }
 
 // start runs the view's updater and, while an older version answers, the
@@ -297,7 +364,7 @@ func (h *ViewHost) start(s *consumerSet) {
 	// is complete: it may answer, and the versions before it may go.
 	var once sync.Once
 	runner.caughtUp = func() {
-		if h.ready.Load() {
+		if h.isReady() {
 			return
 		}
 		once.Do(func() {
@@ -311,11 +378,18 @@ func (h *ViewHost) start(s *consumerSet) {
 	s.mu.Lock()
 	s.runLocked(runner)
 	s.mu.Unlock()
-	if !h.ready.Load() {
+	h.done.Add(1)
+	go func() {
+		defer h.done.Done()
+		h.watchVersions(s.ctx)
+	}()
+	if h.isReady() {
+		// Versions this one replaced may be left by a node that died
+		// before it dropped them.
 		h.done.Add(1)
 		go func() {
 			defer h.done.Done()
-			h.watchVersions(s.ctx)
+			h.dropReplaced(s.ctx)
 		}()
 	}
 }
@@ -341,9 +415,18 @@ func (h *ViewHost) markReady(ctx context.Context) {
 		}
 		retry = min(2*retry, consumerRetryMax)
 	}
-	h.ready.Store(true)
-	h.serving.Store(&def)
+	h.mu.Lock()
+	h.ready = true
+	h.mu.Unlock()
 	h.rt.log.Info("view built", "view", def.Name, "version", def.Version)
+	h.dropReplaced(ctx)
+}
+
+// dropReplaced drops the versions before this binary's, viewDropDelay
+// after it was found complete: nodes of a rolling deploy still on an
+// older binary answer from them meanwhile.
+func (h *ViewHost) dropReplaced(ctx context.Context) {
+	def := h.view.def
 	if !sleep(ctx, viewDropDelay) {
 		return
 	}
@@ -351,7 +434,7 @@ func (h *ViewHost) markReady(ctx context.Context) {
 	defer cancel()
 	versions, err := h.st.ViewVersions(cctx, def.Name)
 	if err != nil {
-		h.rt.log.Warn("listing a view's old versions failed; they stay until the next start", "view", def.Name, "error", err)
+		h.rt.log.Warn("listing a view's old versions failed; they stay until this server starts again", "view", def.Name, "error", err)
 		return
 	}
 	for _, v := range versions {
@@ -366,15 +449,20 @@ func (h *ViewHost) markReady(ctx context.Context) {
 	}
 }
 
-// watchVersions switches to this binary's version when it became ready,
-// on whichever node built it.
+// watchVersions keeps what this node knows of the view's versions up to
+// date: this binary's version may be built on another node, and during a
+// rolling deploy a newer binary's may be the one to answer a query.
 func (h *ViewHost) watchVersions(ctx context.Context) {
-	for !h.ready.Load() {
-		if !sleep(ctx, viewVersionCheck) {
+	for {
+		wait := viewVersionCheck
+		if h.isReady() {
+			wait = viewVersionPoll
+		}
+		if !sleep(ctx, wait) {
 			return
 		}
 		cctx, cancel := context.WithTimeout(ctx, h.rt.storeTimeout())
-		err := h.pickServing(cctx)
+		err := h.refresh(cctx)
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			h.rt.log.Warn("checking a view's versions failed; retrying", "view", h.view.cfg.Name, "error", err)
@@ -523,19 +611,6 @@ func (c *ViewUpdateContext) Seq() int64 { return c.seq }
 // Exists reports whether the entity had a row before this event.
 func (c *ViewUpdateContext) Exists() bool { return c.exists }
 
-// servingFor returns the version to answer q from: the serving one if it
-// has every column q uses, else this binary's own (as far as it is
-// built). A version before the view's first ready one has no other.
-func (h *ViewHost) servingFor(q *viewQuery) store.ViewDef {
-	def := *h.serving.Load()
-	for _, c := range q.query.Columns {
-		if !slices.ContainsFunc(def.Columns, func(d store.ViewColumn) bool { return d.Name == c.Name }) {
-			return h.view.def
-		}
-	}
-	return def
-}
-
 // QueryView answers a unary query RPC: the query at index query of the
 // view's configuration, bound to req.
 func QueryView[Req, Resp proto.Message](ctx context.Context, h *ViewHost, query int, req Req) (Resp, error) {
@@ -547,7 +622,10 @@ func QueryView[Req, Resp proto.Message](ctx context.Context, h *ViewHost, query 
 	if q.rows == nil {
 		return zero, status.Errorf(codes.Internal, "view %q: %s streams its rows; regenerate the code with protoc-gen-statefun", h.view.cfg.Name, q.cfg.Method)
 	}
-	def := h.servingFor(q)
+	def, err := h.servingFor(q)
+	if err != nil {
+		return zero, err
+	}
 	rm := req.ProtoReflect()
 	limit, err := q.query.Limit(rm)
 	if err != nil {
@@ -562,6 +640,9 @@ func QueryView[Req, Resp proto.Message](ctx context.Context, h *ViewHost, query 
 		case n > 0 && (page == 0 || n < page):
 			page = n
 		}
+	}
+	if !paged && limit > maxViewPage {
+		return zero, status.Errorf(codes.FailedPrecondition, "view %q, %s: a LIMIT of %d is over the %d rows one answer holds; page the query (page_token and next_page_token fields) or make the RPC server streaming", h.view.cfg.Name, q.cfg.Method, limit, maxViewPage)
 	}
 	// Without a LIMIT and without paging, every matching row is the
 	// answer: more than maxViewPage of them is refused rather than cut.
@@ -629,7 +710,10 @@ func StreamView[Req, Row proto.Message](ctx context.Context, h *ViewHost, query 
 	if err != nil {
 		return err
 	}
-	def := h.servingFor(q)
+	def, err := h.servingFor(q)
+	if err != nil {
+		return err
+	}
 	rm := req.ProtoReflect()
 	limit, err := q.query.Limit(rm)
 	if err != nil {
@@ -779,7 +863,9 @@ func decodeViewCursor(def store.ViewDef, q *viewQuery, order []store.ViewOrder, 
 		b = b[n:]
 	}
 	if fingerprint != viewFingerprint(def, q) {
-		return nil, bad("it pages another query, or a version of the view that was replaced since")
+		// A token of a version replaced since is no mistake of the
+		// caller's: the answer is to start over, not to give up.
+		return nil, status.Error(codes.FailedPrecondition, "page_token pages another query, or a version of the view that was replaced since; start again from the first page")
 	}
 	if len(raw) != len(order) {
 		return nil, bad("malformed")
@@ -835,9 +921,10 @@ type ViewStats struct {
 }
 
 func (h *ViewHost) stats() ViewStats {
+	serving, ready := h.serving()
 	return ViewStats{
-		Name: h.view.cfg.Name, Version: h.view.def.Version, Serving: h.serving.Load().Version,
-		Ready: h.ready.Load(), Updated: h.updated.Load(), Skipped: h.skipped.Load(),
+		Name: h.view.cfg.Name, Version: h.view.def.Version, Serving: serving,
+		Ready: ready, Updated: h.updated.Load(), Skipped: h.skipped.Load(),
 	}
 }
 

@@ -350,7 +350,13 @@ func (s summariesServer) FindOrdersWithSku(ctx context.Context, req *view.FindOr
 
 // summariesVersion is the order_summaries view at version, updated by u,
 // configured as generated code configures it.
-func summariesVersion(version int, u gatedSummaries) *statefun.View {
+func summariesVersion(version int, u gatedSummaries, extra ...statefun.ViewQueryConfig) *statefun.View {
+	return summariesView(version, u, nil, extra...)
+}
+
+// summariesView is summariesVersion with more queries (QueryView calls
+// them by index, from 1), and the view's host handed to host.
+func summariesView(version int, u gatedSummaries, host chan<- *statefun.ViewHost, extra ...statefun.ViewQueryConfig) *statefun.View {
 	return statefun.NewView(statefun.ViewConfig{
 		Name: "order_summaries", Version: version, EntityType: "order",
 		Service: &view.OrderSummaries_ServiceDesc,
@@ -380,13 +386,18 @@ func summariesVersion(version int, u gatedSummaries) *statefun.View {
 			}
 			return out, err
 		},
-		Queries: []statefun.ViewQueryConfig{{
+		Queries: append([]statefun.ViewQueryConfig{{
 			Method:   "FindOrdersWithSku",
 			Query:    "SELECT * FROM order_summaries WHERE skus = :sku AND NOT (status = 'ORDER_STATUS_SHIPPED' OR status = 'ORDER_STATUS_CANCELLED') LIMIT 100",
 			Request:  new(view.FindOrdersWithSkuRequest),
 			Response: new(view.FindOrdersWithSkuResponse),
-		}},
-		NewService: func(h *statefun.ViewHost) any { return summariesServer{h: h} },
+		}}, extra...),
+		NewService: func(h *statefun.ViewHost) any {
+			if host != nil {
+				host <- h
+			}
+			return summariesServer{h: h}
+		},
 	})
 }
 
@@ -473,4 +484,97 @@ func TestViewParametersAreValuesNotSQL(t *testing.T) {
 	if got := skuOrders(t, conn, "apple"); fmt.Sprint(got) != "[o1]" {
 		t.Errorf("after the attempts, orders with apple: %v, want [o1]", got)
 	}
+}
+
+// byCustomer is a query of order_summaries on a column version 2's
+// queries do not use.
+var byCustomer = statefun.ViewQueryConfig{
+	Method:   "ByCustomer",
+	Query:    "SELECT * FROM order_summaries WHERE customer_id = :sku",
+	Request:  new(view.FindOrdersWithSkuRequest),
+	Response: new(view.FindOrdersWithSkuResponse),
+}
+
+// TestViewQueryOnlyAnUnfinishedVersionCanAnswerIsRefused: while a new
+// version is built, a query on a field no complete version holds is
+// UNAVAILABLE, not answered from the half-built table; once the version is
+// complete it answers.
+func TestViewQueryOnlyAnUnfinishedVersionCanAnswerIsRefused(t *testing.T) {
+	t.Parallel()
+	st := memory.New()
+	rt := viewRuntime(t, st) // version 2, complete
+	placeOrder(t, rt.ClientConn(), "o1", "ada", "apple")
+	eventuallyEqual(t, "version 2's rows", []string{"o1"}, func() []string { return skuOrders(t, rt.ClientConn(), "apple") })
+	eventually(t, "version 2 to be complete", func() bool { return summaryStats(rt).Ready })
+	closeRuntime(t, rt)
+
+	gate, hosts := make(chan struct{}), make(chan *statefun.ViewHost, 1)
+	rt, err := statefun.New([]*statefun.Entity{view.NewOrder(orderEntity{})}, statefun.WithStore(st),
+		statefun.WithViews(summariesView(3, gatedSummaries{gate: gate}, hosts, byCustomer)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeRuntime(t, rt) })
+	h := <-hosts
+	ctx := testContext(t)
+	_, err = statefun.QueryView[*view.FindOrdersWithSkuRequest, *view.FindOrdersWithSkuResponse](ctx, h, 1, &view.FindOrdersWithSkuRequest{Sku: "ada"})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("a query on a field only the unfinished version 3 has: %v, want Unavailable", err)
+	}
+	close(gate)
+	eventually(t, "version 3 to be complete", func() bool { return summaryStats(rt).Ready })
+	got, err := statefun.QueryView[*view.FindOrdersWithSkuRequest, *view.FindOrdersWithSkuResponse](ctx, h, 1, &view.FindOrdersWithSkuRequest{Sku: "ada"})
+	if err != nil || len(got.GetSummaries()) != 1 {
+		t.Errorf("ada's orders from version 3: %v, %v; want o1", got, err)
+	}
+}
+
+// TestViewVersionCreatedAgainIsBuiltFromTheStart: a version that was
+// dropped (a newer one replaced it) and is run again (a rollback) is
+// built from the whole history, not from where its updater had stopped.
+func TestViewVersionCreatedAgainIsBuiltFromTheStart(t *testing.T) {
+	t.Parallel()
+	st := memory.New()
+	rt := viewRuntime(t, st)
+	placeOrder(t, rt.ClientConn(), "o1", "ada", "apple")
+	eventuallyEqual(t, "version 2's rows", []string{"o1"}, func() []string { return skuOrders(t, rt.ClientConn(), "apple") })
+	eventually(t, "version 2 to be complete", func() bool { return summaryStats(rt).Ready })
+	closeRuntime(t, rt)
+
+	ctx := testContext(t)
+	versions, err := st.ViewVersions(ctx, "order_summaries")
+	if err != nil || len(versions) != 1 {
+		t.Fatalf("versions %v, %v", versions, err)
+	}
+	if err := st.DropView(ctx, versions[0].Def); err != nil {
+		t.Fatal(err)
+	}
+	rt = viewRuntime(t, st)
+	eventuallyEqual(t, "the rows of version 2, built again", []string{"o1"}, func() []string { return skuOrders(t, rt.ClientConn(), "apple") })
+}
+
+// TestViewLimitOverOneAnswerIsRefused: a unary query without paging whose
+// LIMIT is over what one answer holds is refused, not cut.
+func TestViewLimitOverOneAnswerIsRefused(t *testing.T) {
+	t.Parallel()
+	hosts := make(chan *statefun.ViewHost, 1)
+	rt, err := statefun.New([]*statefun.Entity{view.NewOrder(orderEntity{})}, statefun.WithStore(memory.New()),
+		statefun.WithViews(summariesView(2, gatedSummaries{gate: closedGate()}, hosts, statefun.ViewQueryConfig{
+			Method: "Many", Query: "SELECT * FROM order_summaries WHERE skus = :sku LIMIT 5000",
+			Request: new(view.FindOrdersWithSkuRequest), Response: new(view.FindOrdersWithSkuResponse),
+		})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeRuntime(t, rt) })
+	_, err = statefun.QueryView[*view.FindOrdersWithSkuRequest, *view.FindOrdersWithSkuResponse](testContext(t), <-hosts, 1, &view.FindOrdersWithSkuRequest{Sku: "apple"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "LIMIT of 5000") {
+		t.Errorf("LIMIT 5000 without paging: %v, want FailedPrecondition naming the LIMIT", err)
+	}
+}
+
+func closedGate() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
 }

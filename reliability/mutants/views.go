@@ -12,9 +12,37 @@ var viewMutants = []mutant{
 	{
 		name: "views: a version being built answers instead of the last complete one (17)",
 		file: "runtime/view.go",
-		old:  `		case v.Def.Version < def.Version && v.Ready && !h.ready.Load():`,
-		new:  `		case v.Def.Version < def.Version && v.Ready && !h.ready.Load() && false:`,
-		pkg:  "./runtime/", run: "TestViewNewVersionIsBuiltWhileTheOldOneAnswers",
+		old: `	if h.ready || len(h.complete) == 0 {
+		return own, nil
+	}`,
+		new: `	if true {
+		return own, nil
+	}`,
+		pkg: "./runtime/", run: "TestViewNewVersionIsBuiltWhileTheOldOneAnswers",
+	},
+	{
+		name: "views: a query only an unfinished version can answer is answered from it (17)",
+		file: "runtime/view.go",
+		old:  `	return store.ViewDef{}, status.Errorf(codes.Unavailable, "view %q version %d is being built`,
+		new: `	if true {
+		return own, nil
+	}
+	return store.ViewDef{}, status.Errorf(codes.Unavailable, "view %q version %d is being built`,
+		pkg: "./runtime/", run: "TestViewQueryOnlyAnUnfinishedVersionCanAnswerIsRefused",
+	},
+	{
+		name: "views: a version created again resumes where a dropped one stopped (17)",
+		file: "runtime/view.go",
+		old:  `	if !slices.ContainsFunc(before, func(v store.ViewVersion) bool { return v.Def.Version == def.Version }) {`,
+		new:  `	if false && !slices.ContainsFunc(before, func(v store.ViewVersion) bool { return v.Def.Version == def.Version }) {`,
+		pkg:  "./runtime/", run: "TestViewVersionCreatedAgainIsBuiltFromTheStart",
+	},
+	{
+		name: "views: a LIMIT over one answer is cut silently",
+		file: "runtime/view.go",
+		old:  `	if !paged && limit > maxViewPage {`,
+		new:  `	if false {`,
+		pkg:  "./runtime/", run: "TestViewLimitOverOneAnswerIsRefused",
 	},
 	{
 		name: "views: a version that caught up never answers (17)",
