@@ -209,6 +209,8 @@ type ViewHost struct {
 	st store.Views
 	// rows are the rows the updater wrote last.
 	rows viewRowCache
+	// writer writes the rows of events handled at the same time together.
+	writer viewRowWriter
 
 	updated, skipped atomic.Uint64
 	done             sync.WaitGroup
@@ -252,6 +254,7 @@ func (r *Runtime) bindViews(ctx context.Context, views []*View) error {
 			return fmt.Errorf("view %q: the store (%T) keeps no views; use the postgres, embedded or memory store", v.cfg.Name, r.store)
 		}
 		h := &ViewHost{rt: r, view: v, st: st}
+		h.writer.h = h
 		if err := h.open(ctx); err != nil {
 			return err
 		}
@@ -523,7 +526,7 @@ func (h *ViewHost) update(ec *EventContext, eventType string, payload []byte) er
 		}
 		next.Columns = viewquery.Extract(def.Columns, out.ProtoReflect())
 	}
-	if err := h.st.UpdateViewRows(ctx, def, []store.ViewRow{next}); err != nil {
+	if err := h.writer.write(ctx, next); err != nil {
 		// Written or not: the next attempt asks the store.
 		h.rows.forget(ec.entityID)
 		return fmt.Errorf("view %q: store the row of %s: %w", def.Name, ec.entityID, err)
@@ -531,6 +534,80 @@ func (h *ViewHost) update(ec *EventContext, eventType string, payload []byte) er
 	h.rows.put(next)
 	h.updated.Add(1)
 	return nil
+}
+
+// viewRowWriter writes the rows of a view's updater in batches: the
+// updater handles up to consumerParallelism entities at once, and the
+// rows they produce while a write is in flight go together in the next
+// one, one transaction (one fsync on the embedded store, one round trip
+// on Postgres) for all of them. A batch holds at most one row per entity:
+// the updater handles an entity's events one after another, each waiting
+// for its row's write. A batch the store refuses is written again a row at
+// a time, so that one bad row (a value too long to index) fails alone.
+type viewRowWriter struct {
+	h        *ViewHost
+	mu       sync.Mutex
+	pending  []pendingViewRow
+	flushing bool
+}
+
+type pendingViewRow struct {
+	row  store.ViewRow
+	done chan error
+}
+
+// write queues row and waits until it is written, or ctx ends (the row
+// may then be written or not).
+func (w *viewRowWriter) write(ctx context.Context, row store.ViewRow) error {
+	p := pendingViewRow{row: row, done: make(chan error, 1)}
+	w.mu.Lock()
+	w.pending = append(w.pending, p)
+	if !w.flushing {
+		w.flushing = true
+		go w.flush()
+	}
+	w.mu.Unlock()
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// flush writes what is pending, batch after batch, until nothing is.
+func (w *viewRowWriter) flush() {
+	for {
+		w.mu.Lock()
+		batch := w.pending
+		w.pending = nil
+		if len(batch) == 0 {
+			w.flushing = false
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+		rows := make([]store.ViewRow, len(batch))
+		for i, p := range batch {
+			rows[i] = p.row
+		}
+		err := w.store(rows)
+		if err != nil && len(batch) > 1 {
+			for _, p := range batch {
+				p.done <- w.store([]store.ViewRow{p.row})
+			}
+			continue
+		}
+		for _, p := range batch {
+			p.done <- err
+		}
+	}
+}
+
+func (w *viewRowWriter) store(rows []store.ViewRow) error {
+	ctx, cancel := context.WithTimeout(context.Background(), w.h.rt.storeTimeout())
+	defer cancel()
+	return w.h.st.UpdateViewRows(ctx, w.h.view.def, rows)
 }
 
 // viewRowCache keeps the rows a view's updater wrote last, so that the

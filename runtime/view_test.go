@@ -3,9 +3,11 @@ package statefun_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -577,4 +579,76 @@ func closedGate() chan struct{} {
 	c := make(chan struct{})
 	close(c)
 	return c
+}
+
+// poisonViews is a store whose view writes are slow (so that the
+// updater's rows meet in batches) and refuse every batch holding the row
+// of the entity "poison".
+type poisonViews struct{ store.Store }
+
+func (p poisonViews) UpdateViewRows(ctx context.Context, def store.ViewDef, rows []store.ViewRow) error {
+	time.Sleep(10 * time.Millisecond)
+	for _, r := range rows {
+		if r.EntityID == "poison" {
+			return errors.New("poisoned")
+		}
+	}
+	return p.Store.UpdateViewRows(ctx, def, rows)
+}
+
+// countingSummaries counts how often each order's placement was applied.
+type countingSummaries struct {
+	summaries
+	mu     *sync.Mutex
+	placed map[string]int
+}
+
+func (c countingSummaries) OnOrderPlaced(ctx *statefun.ViewUpdateContext, row *view.OrderSummary, e *view.OrderPlaced) (*view.OrderSummary, error) {
+	c.mu.Lock()
+	c.placed[ctx.EntityID()]++
+	c.mu.Unlock()
+	return c.summaries.OnOrderPlaced(ctx, row, e)
+}
+
+// TestViewBadRowFailsAlone: the rows of events handled at the same time
+// are written together; when the store refuses such a batch for one row,
+// the others are written anyway, each event applied once.
+func TestViewBadRowFailsAlone(t *testing.T) {
+	t.Parallel()
+	counts := countingSummaries{mu: &sync.Mutex{}, placed: map[string]int{}}
+	rt, err := statefun.New([]*statefun.Entity{view.NewOrder(orderEntity{})}, statefun.WithStore(poisonViews{memory.New()}),
+		statefun.WithViews(view.NewOrderSummaries(counts)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeRuntime(t, rt) })
+	var wg sync.WaitGroup
+	var want []string
+	for i := range 12 {
+		id := fmt.Sprintf("o%02d", i)
+		if i == 5 {
+			id = "poison"
+		} else {
+			want = append(want, id)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			placeOrder(t, rt.ClientConn(), id, "ada", "apple")
+		}()
+	}
+	wg.Wait()
+	eventuallyEqual(t, "every order's row but the poisoned one", want, func() []string { return skuOrders(t, rt.ClientConn(), "apple") })
+	eventually(t, "the poisoned row to be tried again", func() bool {
+		counts.mu.Lock()
+		defer counts.mu.Unlock()
+		return counts.placed["poison"] >= 2
+	})
+	counts.mu.Lock()
+	defer counts.mu.Unlock()
+	for _, id := range want {
+		if counts.placed[id] != 1 {
+			t.Errorf("order %s placed %d times in the view; a batch refused for another row must not fail it", id, counts.placed[id])
+		}
+	}
 }

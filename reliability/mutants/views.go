@@ -69,6 +69,13 @@ var viewMutants = []mutant{
 		new:  `		""`,
 		pkg:  "./runtime/store/postgres/", run: "TestConformance/ViewRowsKeepTheNewestSeq",
 	},
+	{
+		name: "views: a batch refused for one row fails every row in it",
+		file: "runtime/view.go",
+		old:  `		if err != nil && len(batch) > 1 {`,
+		new:  `		if err != nil && len(batch) > 1 && false {`,
+		pkg:  "./runtime/", run: "TestViewBadRowFailsAlone",
+	},
 }
 
 func init() { mutants = append(mutants, viewMutants...) }
