@@ -95,9 +95,9 @@ var mutants = []mutant{
 		name: "group commit: one command per batch (5)",
 		file: "runtime/internal/journal/writer.go",
 		old: `		batch = append(batch, c)
-		records += len(c.Events) + len(c.Values) + len(c.Outcomes)`,
+		records += c.records()`,
 		new: `		batch = append(batch, c)
-		records += len(c.Events) + len(c.Values) + len(c.Outcomes)
+		records += c.records()
 		if len(batch) == 1 {
 			kept = append(kept, w.queue[i+1:]...)
 			break
