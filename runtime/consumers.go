@@ -73,10 +73,7 @@ type consumerSet struct {
 func (r *Runtime) startConsumers(consumers []*Consumer) {
 	// A consumer's store calls get the bound a commit gets: both are
 	// "the store did not answer".
-	timeout := r.cfg.commitTimeout
-	if timeout <= 0 {
-		timeout = defaultStoreTimeout
-	}
+	timeout := r.storeTimeout()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &consumerSet{
 		rt: r, feed: r.store, timeout: timeout, ctx: ctx, cancel: cancel,

@@ -240,10 +240,7 @@ type timerService struct {
 }
 
 func (r *Runtime) startTimers() {
-	timeout := r.cfg.commitTimeout
-	if timeout <= 0 {
-		timeout = defaultStoreTimeout
-	}
+	timeout := r.storeTimeout()
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &timerService{rt: r, store: r.store, timeout: timeout,
 		wake: make(chan struct{}, 1), ctx: ctx, cancel: cancel, done: make(chan struct{})}

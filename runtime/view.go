@@ -205,8 +205,6 @@ type ViewHost struct {
 	ready    bool
 	complete []store.ViewDef
 
-	// st is the runtime's store, as the Views it also is.
-	st store.Views
 	// rows are the rows the updater wrote last.
 	rows viewRowCache
 	// writer writes the rows of events handled at the same time together.
@@ -249,11 +247,7 @@ func validateViews(views []*View, entities map[string]Kind) []error {
 // storage in the store.
 func (r *Runtime) bindViews(ctx context.Context, views []*View) error {
 	for _, v := range views {
-		st, ok := r.store.(store.Views)
-		if !ok {
-			return fmt.Errorf("view %q: the store (%T) keeps no views; use the postgres, embedded or memory store", v.cfg.Name, r.store)
-		}
-		h := &ViewHost{rt: r, view: v, st: st}
+		h := &ViewHost{rt: r, view: v}
 		h.writer.h = h
 		if err := h.open(ctx); err != nil {
 			return err
@@ -270,11 +264,11 @@ func (r *Runtime) bindViews(ctx context.Context, views []*View) error {
 // same number that was dropped, is reset.
 func (h *ViewHost) open(ctx context.Context) error {
 	def := h.view.def
-	before, err := h.st.ViewVersions(ctx, def.Name)
+	before, err := h.rt.store.ViewVersions(ctx, def.Name)
 	if err != nil {
 		return fmt.Errorf("view %q: read its versions: %w", def.Name, err)
 	}
-	if err := h.st.EnsureView(ctx, def); err != nil {
+	if err := h.rt.store.EnsureView(ctx, def); err != nil {
 		return fmt.Errorf("view %q: create version %d in the store: %w", def.Name, def.Version, err)
 	}
 	if !slices.ContainsFunc(before, func(v store.ViewVersion) bool { return v.Def.Version == def.Version }) {
@@ -288,7 +282,7 @@ func (h *ViewHost) open(ctx context.Context) error {
 // refresh reads which versions of the view are complete.
 func (h *ViewHost) refresh(ctx context.Context) error {
 	def := h.view.def
-	versions, err := h.st.ViewVersions(ctx, def.Name)
+	versions, err := h.rt.store.ViewVersions(ctx, def.Name)
 	if err != nil {
 		return fmt.Errorf("view %q: read its versions: %w", def.Name, err)
 	}
@@ -305,25 +299,35 @@ func (h *ViewHost) refresh(ctx context.Context) error {
 	return nil
 }
 
-// servingFor returns the version to answer q from: this binary's once it
-// is ready; else the newest complete one that has every column q uses;
-// else, for a view never complete, this binary's as far as it is built.
-// A query that only this binary's unfinished version can answer, while
-// complete versions exist, is refused: a half-built table would answer
-// without most of its rows.
+// servingFor returns the version to answer q from, or UNAVAILABLE when
+// only this binary's unfinished version could (pick).
 func (h *ViewHost) servingFor(q *viewQuery) (store.ViewDef, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if def, ok := h.pickLocked(q.query.Columns); ok {
+		return def, nil
+	}
+	own := h.view.def
+	return store.ViewDef{}, status.Errorf(codes.Unavailable, "view %q version %d is being built from its source's history, and %s needs it (the complete versions lack its fields); retry later", own.Name, own.Version, q.cfg.Method)
+}
+
+// pickLocked returns the version to answer a query on columns from: this
+// binary's once it is ready; else the newest complete one that has the
+// columns; else, for a view never complete, this binary's as far as it is
+// built. It returns false when only this binary's unfinished version has
+// the columns while complete versions exist: a half-built table would
+// answer without most of its rows. Called with h.mu held.
+func (h *ViewHost) pickLocked(columns []store.ViewColumn) (store.ViewDef, bool) {
 	own := h.view.def
 	if h.ready || len(h.complete) == 0 {
-		return own, nil
+		return own, true
 	}
 	for _, d := range h.complete {
-		if hasColumns(d, q.query.Columns) {
-			return d, nil
+		if hasColumns(d, columns) {
+			return d, true
 		}
 	}
-	return store.ViewDef{}, status.Errorf(codes.Unavailable, "view %q version %d is being built from its source's history, and %s needs it (the complete versions lack its fields); retry later", own.Name, own.Version, q.cfg.Method)
+	return own, false
 }
 
 func hasColumns(def store.ViewDef, columns []store.ViewColumn) bool {
@@ -336,19 +340,12 @@ func hasColumns(def store.ViewDef, columns []store.ViewColumn) bool {
 }
 
 // serving is the version that answers the queries of this binary's
-// version, for Stats.
+// version, and whether this binary's is ready, for Stats.
 func (h *ViewHost) serving() (version int, ready bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.ready || len(h.complete) == 0 {
-		return h.view.def.Version, h.ready
-	}
-	for _, d := range h.complete {
-		if hasColumns(d, h.view.def.Columns) {
-			return d.Version, false
-		}
-	}
-	return h.view.def.Version, false
+	def, _ := h.pickLocked(h.view.def.Columns)
+	return def.Version, h.ready
 }
 
 func (h *ViewHost) isReady() bool {
@@ -404,7 +401,7 @@ func (h *ViewHost) markReady(ctx context.Context) {
 	retry := consumerRetryFirst
 	for {
 		cctx, cancel := context.WithTimeout(ctx, h.rt.storeTimeout())
-		err := h.st.MarkViewReady(cctx, def)
+		err := h.rt.store.MarkViewReady(cctx, def)
 		cancel()
 		if err == nil {
 			break
@@ -435,7 +432,7 @@ func (h *ViewHost) dropReplaced(ctx context.Context) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, h.rt.storeTimeout())
 	defer cancel()
-	versions, err := h.st.ViewVersions(cctx, def.Name)
+	versions, err := h.rt.store.ViewVersions(cctx, def.Name)
 	if err != nil {
 		h.rt.log.Warn("listing a view's old versions failed; they stay until this server starts again", "view", def.Name, "error", err)
 		return
@@ -444,7 +441,7 @@ func (h *ViewHost) dropReplaced(ctx context.Context) {
 		if v.Def.Version >= def.Version {
 			continue
 		}
-		if err := h.st.DropView(cctx, v.Def); err != nil {
+		if err := h.rt.store.DropView(cctx, v.Def); err != nil {
 			h.rt.log.Warn("dropping a view's old version failed", "view", def.Name, "version", v.Def.Version, "error", err)
 			continue
 		}
@@ -492,7 +489,7 @@ func (h *ViewHost) update(ec *EventContext, eventType string, payload []byte) er
 	defer cancel()
 	cur, exists := h.rows.get(ec.entityID)
 	if !exists {
-		rows, err := h.st.LoadViewRows(ctx, def, []string{ec.entityID})
+		rows, err := h.rt.store.LoadViewRows(ctx, def, []string{ec.entityID})
 		if err != nil {
 			return fmt.Errorf("view %q: load the row of %s: %w", def.Name, ec.entityID, err)
 		}
@@ -607,7 +604,7 @@ func (w *viewRowWriter) flush() {
 func (w *viewRowWriter) store(rows []store.ViewRow) error {
 	ctx, cancel := context.WithTimeout(context.Background(), w.h.rt.storeTimeout())
 	defer cancel()
-	return w.h.st.UpdateViewRows(ctx, w.h.view.def, rows)
+	return w.h.rt.store.UpdateViewRows(ctx, w.h.view.def, rows)
 }
 
 // viewRowCache keeps the rows a view's updater wrote last, so that the
@@ -753,7 +750,7 @@ func QueryView[Req, Resp proto.Message](ctx context.Context, h *ViewHost, query 
 		lastID string
 		more   bool
 	)
-	err = h.st.QueryView(ctx, def, sq, func(r store.ViewRow) error {
+	err = h.rt.store.QueryView(ctx, def, sq, func(r store.ViewRow) error {
 		if list.Len() == page {
 			more = true
 			return errStopRows
@@ -807,7 +804,7 @@ func StreamView[Req, Row proto.Message](ctx context.Context, h *ViewHost, query 
 			return h.bindError(q, err)
 		}
 		var rows []store.ViewRow
-		if err := h.st.QueryView(ctx, def, sq, func(r store.ViewRow) error {
+		if err := h.rt.store.QueryView(ctx, def, sq, func(r store.ViewRow) error {
 			rows = append(rows, r)
 			return nil
 		}); err != nil {

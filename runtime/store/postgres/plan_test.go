@@ -20,17 +20,7 @@ import (
 // scan of every event on every commit, 30 ms per commit at 20,000 events.
 func TestEventInsertProbesThePrimaryKey(t *testing.T) {
 	ctx := t.Context()
-	url, _, schema := cpuTestDatabase(t)
-	s, err := Open(ctx, url, WithSchema(schema))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	s, conn, _ := planTestStore(t)
 	// The store runs the statement prepared, and Postgres keeps a prepared
 	// statement's generic plan once it has one: a plan made while the
 	// table was empty goes on serving after it has grown. Plan it now, on
@@ -88,17 +78,7 @@ func TestEventInsertProbesThePrimaryKey(t *testing.T) {
 // per round would make firing slower with every timer pending.
 func TestTimerQueriesUseTheirIndexes(t *testing.T) {
 	ctx := t.Context()
-	url, _, schema := cpuTestDatabase(t)
-	s, err := Open(ctx, url, WithSchema(schema))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	s, conn, _ := planTestStore(t)
 	if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
 		t.Fatal(err)
 	}
@@ -169,17 +149,7 @@ func explain(ctx context.Context, t *testing.T, conn *pgx.Conn, statement string
 // table, even with plans made while the table was empty.
 func TestTimerChangesProbeThePrimaryKey(t *testing.T) {
 	ctx := t.Context()
-	url, _, schema := cpuTestDatabase(t)
-	s, err := Open(ctx, url, WithSchema(schema))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	s, conn, schema := planTestStore(t)
 	if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
 		t.Fatal(err)
 	}
@@ -231,4 +201,23 @@ func TestTimerChangesProbeThePrimaryKey(t *testing.T) {
 			t.Errorf("%s read the timers table %d times and probed an index %d times; want only probes", c.name, seq, idx)
 		}
 	}
+}
+
+// planTestStore opens a store on a schema of its own, and a connection of
+// the test's own to the same database to EXPLAIN the store's statements
+// on, and the schema; the test's end closes both and drops the schema.
+func planTestStore(t *testing.T) (*Store, *pgx.Conn, string) {
+	t.Helper()
+	url, _, schema := cpuTestDatabase(t)
+	s, err := Open(t.Context(), url, WithSchema(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return s, conn, schema
 }

@@ -3,74 +3,16 @@ package postgres_test
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"os"
-	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/statefun-go/statefun/runtime/store"
+	"github.com/statefun-go/statefun/runtime/store/storetest"
 )
 
-// The view the query benchmarks load, the shape of an orders view: a
-// customer column of 10,000 values (about 100 rows each at 1,000,000
-// rows), an order total spread over 0 to 10,000,000 cents, a status of 4
-// values and 3 SKUs out of 1,000 per row.
-var benchView = store.ViewDef{Name: "bench_orders", Version: 1, EntityType: "order", Columns: []store.ViewColumn{
-	{Name: "customer_id", Kind: store.ViewString},
-	{Name: "total_cents", Kind: store.ViewInt},
-	{Name: "status", Kind: store.ViewInt},
-	{Name: "skus", Kind: store.ViewString, Repeated: true},
-}}
-
-const (
-	benchViewCustomer, benchViewTotal = 0, 1
-	benchViewMaxTotal                 = 10_000_000
-	// benchViewRangeWidth selects 1% of the rows, whatever their number.
-	benchViewRangeWidth = benchViewMaxTotal / 100
-	benchViewBatch      = 5000
-	benchViewCallers    = 16
-)
-
-// benchViewRows is the number of rows to load: 1,000,000, or
-// STATEFUN_BENCH_VIEW_ROWS for a quick check.
-func benchViewRows(b *testing.B) int {
-	n := 1_000_000
-	if v := os.Getenv("STATEFUN_BENCH_VIEW_ROWS"); v != "" {
-		if _, err := fmt.Sscan(v, &n); err != nil || n < 1 {
-			b.Fatalf("STATEFUN_BENCH_VIEW_ROWS=%q: want a positive number of rows", v)
-		}
-	}
-	return n
-}
-
-// benchViewRow is row i of n, written at seq.
-func benchViewRow(r *rand.Rand, payload []byte, i, n int, seq int64) store.ViewRow {
-	customers := max(1, min(10_000, n/100))
-	return store.ViewRow{
-		EntityID: fmt.Sprintf("order-%07d", i), Seq: seq, Row: payload,
-		Columns: []any{
-			fmt.Sprintf("customer-%05d", i%customers),
-			r.Int64N(benchViewMaxTotal),
-			1 + r.Int64N(4),
-			[]string{fmt.Sprintf("sku-%04d", r.IntN(1000)), fmt.Sprintf("sku-%04d", r.IntN(1000)), fmt.Sprintf("sku-%04d", r.IntN(1000))},
-		},
-	}
-}
-
-// BenchmarkViewQuery loads a view version with 1,000,000 rows
-// (STATEFUN_BENCH_VIEW_ROWS lowers it) and queries it from 16 concurrent
-// callers: an equality on the customer (LIMIT 100), and a range of totals
-// ordered by total, descending (LIMIT 50). load reports the rows written
-// per second, in batches of 5,000, as the store-level view update
-// throughput. Run it with a duration, such as -benchtime 5s: the load
-// runs once when it takes longer than that (at a small size it runs
-// again, replacing every row: compare figures at the default size).
+// BenchmarkViewQuery is storetest.BenchViewQueries on Postgres.
 //
 // The queries run twice: first on the table as loaded, without planner
 // statistics, as the runtime leaves it on a database without autovacuum
@@ -91,44 +33,27 @@ func BenchmarkViewQuery(b *testing.B) { b.Run("postgres", benchViewQuery) }
 func benchViewQuery(b *testing.B) {
 	s, schema := openStore(b)
 	defer s.Close()
-	ctx := context.Background()
-	def := benchView
-	if err := s.EnsureView(ctx, def); err != nil {
-		b.Fatal(err)
-	}
-	n := benchViewRows(b)
-	loaded := false
-	b.Run("load", func(b *testing.B) {
+	analyze := storetest.ViewBenchStage{Suffix: "-analyzed", Prepare: func(b *testing.B) {
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, databaseURL())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
 		start := time.Now()
-		benchViewLoad(b, s, def, n, b.N)
-		b.ReportMetric(float64(n*b.N)/time.Since(start).Seconds(), "rows/s")
-		loaded = true
-	})
-	if !loaded { // the load was filtered out; the queries need its rows
-		benchViewLoad(b, s, def, n, 1)
-	}
-	b.Run("equality", func(b *testing.B) { benchViewEquality(b, s, def, n) })
-	b.Run("range", func(b *testing.B) { benchViewRange(b, s, def) })
-
-	conn, err := pgx.Connect(ctx, databaseURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	start := time.Now()
-	if _, err := conn.Exec(ctx, "VACUUM (ANALYZE) "+benchViewTable(b, conn, schema)); err != nil {
-		b.Fatal(err)
-	}
-	b.Logf("VACUUM (ANALYZE) of %d rows: %v", n, time.Since(start).Round(time.Millisecond))
-	b.Run("equality-analyzed", func(b *testing.B) { benchViewEquality(b, s, def, n) })
-	b.Run("range-analyzed", func(b *testing.B) { benchViewRange(b, s, def) })
+		if _, err := conn.Exec(ctx, "VACUUM (ANALYZE) "+benchViewTable(b, conn, schema)); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("VACUUM (ANALYZE) of the view: %v", time.Since(start).Round(time.Millisecond))
+	}}
+	storetest.BenchViewQueries(b, s, analyze)
 }
 
-// benchViewTable finds the table of benchView in schema by the start
+// benchViewTable finds the table of storetest.BenchView in schema by the start
 // of its name (view_<name>_v<version>_<hash>): the name is the store's
 // business, and this package's tests see only its exported API.
 func benchViewTable(b *testing.B, conn *pgx.Conn, schema string) string {
-	pattern := fmt.Sprintf("view\\_%s\\_v%d\\_%%", strings.ReplaceAll(benchView.Name, "_", "\\_"), benchView.Version)
+	pattern := fmt.Sprintf("view\\_%s\\_v%d\\_%%", strings.ReplaceAll(storetest.BenchView.Name, "_", "\\_"), storetest.BenchView.Version)
 	var names []string
 	rows, err := conn.Query(context.Background(), "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename LIKE $2", schema, pattern)
 	if err != nil {
@@ -145,128 +70,7 @@ func benchViewTable(b *testing.B, conn *pgx.Conn, schema string) string {
 		b.Fatal(err)
 	}
 	if len(names) != 1 {
-		b.Fatalf("tables of view %s in schema %s: %v, want one", benchView.Name, schema, names)
+		b.Fatalf("tables of view %s in schema %s: %v, want one", storetest.BenchView.Name, schema, names)
 	}
 	return pgx.Identifier{schema, names[0]}.Sanitize()
-}
-
-// benchViewLoad writes the n rows in batches, rounds times over, each
-// time at a newer seq, so that every round after the first replaces
-// every row.
-func benchViewLoad(b *testing.B, s store.Views, def store.ViewDef, n, rounds int) {
-	ctx := context.Background()
-	payload := make([]byte, 100)
-	for round := range rounds {
-		r := rand.New(rand.NewPCG(1, 2))
-		batch := make([]store.ViewRow, 0, benchViewBatch)
-		for i := range n {
-			batch = append(batch, benchViewRow(r, payload, i, n, int64(round+1)))
-			if len(batch) == benchViewBatch || i == n-1 {
-				if err := s.UpdateViewRows(ctx, def, batch); err != nil {
-					b.Fatal(err)
-				}
-				batch = batch[:0]
-			}
-		}
-	}
-}
-
-// benchViewEquality queries the rows of a random customer: about 100
-// at 1,000,000 rows.
-func benchViewEquality(b *testing.B, s store.Views, def store.ViewDef, n int) {
-	customers := max(1, min(10_000, n/100))
-	benchViewQueries(b, s, def, 1, func(r *rand.Rand) (store.ViewQuery, func(store.ViewRow) error) {
-		customer := fmt.Sprintf("customer-%05d", r.IntN(customers))
-		q := store.ViewQuery{Where: &store.ViewCond{Op: store.ViewEq, Column: benchViewCustomer, Value: customer}, Limit: 100}
-		return q, func(row store.ViewRow) error {
-			if got := fmt.Sprintf("%s", row.Columns[benchViewCustomer]); got != customer {
-				return fmt.Errorf("customer = %q answered with a row of %q", customer, got)
-			}
-			return nil
-		}
-	})
-}
-
-// benchViewRange queries the largest totals in a random 1% of the range.
-func benchViewRange(b *testing.B, s store.Views, def store.ViewDef) {
-	benchViewQueries(b, s, def, 0, func(r *rand.Rand) (store.ViewQuery, func(store.ViewRow) error) {
-		lo := r.Int64N(benchViewMaxTotal - benchViewRangeWidth)
-		hi := lo + benchViewRangeWidth
-		q := store.ViewQuery{
-			Where: &store.ViewCond{Op: store.ViewAnd, Args: []store.ViewCond{
-				{Op: store.ViewGe, Column: benchViewTotal, Value: lo},
-				{Op: store.ViewLt, Column: benchViewTotal, Value: hi},
-			}},
-			Order: []store.ViewOrder{{Column: benchViewTotal, Desc: true}},
-			Limit: 50,
-		}
-		prev := hi
-		return q, func(row store.ViewRow) error {
-			total, _ := row.Columns[benchViewTotal].(int64)
-			if total < lo || total >= hi || total > prev {
-				return fmt.Errorf("total in [%d, %d) descending answered with %d after %d", lo, hi, total, prev)
-			}
-			prev = total
-			return nil
-		}
-	})
-}
-
-// benchViewQueries runs b.N queries from benchViewCallers goroutines,
-// checking every row against its query and that each answers with
-// minRows rows at least (every customer has a row; a range may have
-// none at a small size), and reports queries/s, the
-// median and 99th percentile latency and the rows per query.
-func benchViewQueries(b *testing.B, s store.Views, def store.ViewDef, minRows int, next func(*rand.Rand) (store.ViewQuery, func(store.ViewRow) error)) {
-	ctx := context.Background()
-	var (
-		issued    atomic.Int64
-		rowsTotal atomic.Int64
-		mu        sync.Mutex
-		latencies = make([]time.Duration, 0, b.N)
-		wg        sync.WaitGroup
-	)
-	b.ResetTimer()
-	start := time.Now()
-	for c := range benchViewCallers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(c), uint64(b.N)))
-			var mine []time.Duration
-			for issued.Add(1) <= int64(b.N) {
-				q, check := next(r)
-				t0 := time.Now()
-				got := 0
-				err := s.QueryView(ctx, def, q, func(row store.ViewRow) error {
-					got++
-					return check(row)
-				})
-				mine = append(mine, time.Since(t0))
-				if err == nil && got < minRows {
-					err = fmt.Errorf("%+v answered with %d rows, want at least %d: is the view loaded?", q.Where, got, minRows)
-				}
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				rowsTotal.Add(int64(got))
-			}
-			mu.Lock()
-			latencies = append(latencies, mine...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if len(latencies) == 0 {
-		return
-	}
-	slices.Sort(latencies)
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	b.ReportMetric(float64(len(latencies))/elapsed.Seconds(), "queries/s")
-	b.ReportMetric(ms(latencies[len(latencies)/2]), "p50-ms")
-	b.ReportMetric(ms(latencies[len(latencies)*99/100]), "p99-ms")
-	b.ReportMetric(float64(rowsTotal.Load())/float64(len(latencies)), "rows/query")
 }

@@ -1,12 +1,9 @@
 package postgres
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/statefun-go/statefun/runtime/store"
 )
@@ -17,12 +14,7 @@ import (
 // on a version being built.
 func TestViewEqualityUsesTheColumnIndex(t *testing.T) {
 	ctx := t.Context()
-	url, _, schema := cpuTestDatabase(t)
-	s, err := Open(ctx, url, WithSchema(schema))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, conn, _ := planTestStore(t)
 	def := store.ViewDef{Name: "shop.carts-by_city", Version: 1, EntityType: "cart", Columns: []store.ViewColumn{
 		{Name: "city", Kind: store.ViewString},
 		{Name: "items", Kind: store.ViewInt},
@@ -44,11 +36,6 @@ func TestViewEqualityUsesTheColumnIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
 	table := viewTable(def)
 	tests := []struct {
 		name  string

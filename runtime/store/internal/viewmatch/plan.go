@@ -201,35 +201,28 @@ func comparisonRange(c *store.ViewCond) (lo, hi bound) {
 	return bound{}, bound{}
 }
 
-func tighterLo(a, b bound) bound {
-	switch {
-	case !a.set:
-		return b
-	case !b.set:
-		return a
-	}
-	switch c := Compare(a.v, b.v); {
-	case c > 0:
-		return a
-	case c < 0:
-		return b
-	case !a.inclusive:
-		return a
-	}
-	return b
-}
+// tighterLo returns the tighter of two lower bounds: the greater, or at
+// equal values the exclusive one.
+func tighterLo(a, b bound) bound { return tighter(a, b, 1) }
 
-func tighterHi(a, b bound) bound {
+// tighterHi returns the tighter of two upper bounds: the smaller, or at
+// equal values the exclusive one.
+func tighterHi(a, b bound) bound { return tighter(a, b, -1) }
+
+// tighter returns the tighter of two bounds on one side: a when a's
+// value is further in direction dir (1 for lower bounds, -1 for upper
+// ones), or equal and exclusive; an unset bound is no bound.
+func tighter(a, b bound, dir int) bound {
 	switch {
 	case !a.set:
 		return b
 	case !b.set:
 		return a
 	}
-	switch c := Compare(a.v, b.v); {
-	case c < 0:
-		return a
+	switch c := dir * Compare(a.v, b.v); {
 	case c > 0:
+		return a
+	case c < 0:
 		return b
 	case !a.inclusive:
 		return a
