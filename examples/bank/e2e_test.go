@@ -60,6 +60,9 @@ func checkDirectory(t *testing.T, bin string, storeFlags ...string) {
 		t.Fatal(err)
 	}
 	waitForLow(t, ctx, srv, "[a2:100]")
+	// Rows of different accounts reach the view in no set order: a2's
+	// withdrawal can be visible before a1's opening.
+	waitForOwned(t, ctx, srv, "alice", 3)
 
 	// HTTP/JSON, Connect protocol: the first page of one, then the next.
 	var page struct {
@@ -114,6 +117,26 @@ func waitForLow(t *testing.T, ctx context.Context, srv *e2e.Server, want string)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("accounts below 600 cents: %v, want %s\n%s", got, want, srv.Log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitForOwned waits until the directory lists n accounts of owner.
+func waitForOwned(t *testing.T, ctx context.Context, srv *e2e.Server, owner string, n int) {
+	t.Helper()
+	directory := bankv1.NewAccountDirectoryViewClient(srv.Conn)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := directory.AccountsByOwner(ctx, &bankv1.AccountsByOwnerRequest{OwnerId: owner, PageSize: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.GetAccounts()) == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("accounts of %s: %d, want %d\n%s", owner, len(res.GetAccounts()), n, srv.Log())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
