@@ -56,6 +56,18 @@ var viewMutants = []mutant{
 		pkg: "./runtime/", run: "TestViewNewVersionIsBuiltWhileTheOldOneAnswers",
 	},
 	{
+		// Only a kill shows it: the events past the saved position are
+		// still applied while the server runs. The test kills a server
+		// it builds with go build, which sees the mutation only when the
+		// overlay reaches that build too (GOFLAGS=-overlay=...); without
+		// it the mutation survives untested.
+		name: "views: the updater's saved position passes events not yet applied (10, 17)",
+		file: "runtime/consumer.go",
+		old:  `	for n < len(r.pending) && r.pending[n].done {`,
+		new:  `	for n < len(r.pending) {`,
+		pkg:  "./reliability/", run: "TestViewCrashUnderLoad",
+	},
+	{
 		name: "views: the memory store replaces a row by an older one (17)",
 		file: "runtime/store/internal/viewmatch/table.go",
 		old:  `	return !ok || r.Seq > e.seq`,
