@@ -128,6 +128,9 @@ func (m mutant) try(dir string, timeout time.Duration) (outcome, detail string) 
 		args = append(args, "-run", m.run)
 	}
 	cmd := exec.CommandContext(ctx, "go", append(args, m.pkg)...)
+	// Tests that build a server binary with go build (./reliability/)
+	// see the mutation only through GOFLAGS.
+	cmd.Env = append(os.Environ(), strings.TrimSpace("GOFLAGS="+os.Getenv("GOFLAGS")+" -overlay="+overlayFile))
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError

@@ -58,9 +58,8 @@ var viewMutants = []mutant{
 	{
 		// Only a kill shows it: the events past the saved position are
 		// still applied while the server runs. The test kills a server
-		// it builds with go build, which sees the mutation only when the
-		// overlay reaches that build too (GOFLAGS=-overlay=...); without
-		// it the mutation survives untested.
+		// it builds with go build, which sees the mutation through
+		// GOFLAGS (mutant.try).
 		name: "views: the updater's saved position passes events not yet applied (10, 17)",
 		file: "runtime/consumer.go",
 		old:  `	for n < len(r.pending) && r.pending[n].done {`,
