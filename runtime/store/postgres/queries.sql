@@ -98,19 +98,20 @@ ORDER BY entity_type, event_type;
 -- row written moves to this transaction's place in the feed (see below).
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::bigint[], $5::bytea[])
-        AS i (entity_type, entity_id, expected_version, version, payload)
+        WITH ORDINALITY AS i (entity_type, entity_id, expected_version, version, payload, n)
 ),
 updated AS (
     UPDATE {{schema}}.entity_values AS v
     SET version = i.version, payload = i.payload, written_at = now(),
         -- The place in the feed of the row's type (migration 0009): the
-        -- transaction's ID, and a fresh number from the events' sequence,
-        -- which grows within the transaction. A batch's values are of
-        -- distinct entities: their order among themselves does not
-        -- matter. (insert-events numbers its rows from 1 instead; the two
-        -- meet in one transaction only in the feeds of different types,
-        -- as no type has both events and values.)
-        tx_id = pg_current_xact_id(), feed_pos = nextval('{{schema}}.events_feed_pos')
+        -- transaction's ID, and the row's place in the input, as in
+        -- insert-events: this is the only statement that writes values
+        -- in the commit's transaction, so the place orders them all, and
+        -- costs no sequence. A batch's values are of distinct entities:
+        -- their order among themselves does not matter. (Events of the
+        -- same transaction are numbered from 1 too, but in the feeds of
+        -- other types: no type has both events and values.)
+        tx_id = pg_current_xact_id(), feed_pos = i.n
     FROM input AS i
     WHERE i.expected_version > 0
         AND v.entity_type = i.entity_type AND v.entity_id = i.entity_id
@@ -119,7 +120,7 @@ updated AS (
 ),
 inserted AS (
     INSERT INTO {{schema}}.entity_values (entity_type, entity_id, version, payload, tx_id, feed_pos)
-    SELECT entity_type, entity_id, version, payload, pg_current_xact_id(), nextval('{{schema}}.events_feed_pos')
+    SELECT entity_type, entity_id, version, payload, pg_current_xact_id(), n
     FROM input WHERE expected_version = 0
     RETURNING 1
 )

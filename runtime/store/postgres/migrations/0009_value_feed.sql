@@ -7,9 +7,10 @@
 -- feed_pos orders it within that transaction. Commit sets both on every
 -- write (write-values in queries.sql), so a rewrite moves the entity to
 -- the place of its new commit: the feed is compacted, one row per entity,
--- and the horizon of invariant 10 applies to it as to the events. feed_pos
--- comes from the events' sequence: the numbers need only grow within a
--- transaction, as tx_id comes first.
+-- and the horizon of invariant 10 applies to it as to the events. The
+-- numbers need only be distinct within a transaction, as tx_id comes
+-- first: Commit numbers its values 1, 2..., and the defaults below take
+-- them from the events' sequence.
 --
 -- A stable default, as for the events: the existing rows all get this
 -- migration's transaction ID, below that of every later commit, so a
@@ -24,8 +25,9 @@ ALTER TABLE {{schema}}.entity_values
 -- leave the row at its old place, behind readers that passed it: they
 -- would never see the new value. The trigger moves such a row as
 -- write-values does. Its WHEN is checked without calling the function,
--- and is false for write-values' own updates (they take a fresh feed_pos),
--- so they pay nothing for it.
+-- and is false for write-values' own updates (they set tx_id to their
+-- transaction's ID, which the row, written by an earlier one, cannot
+-- hold), so they pay nothing for it.
 CREATE FUNCTION {{schema}}.entity_values_move_in_feed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
