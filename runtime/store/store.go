@@ -102,16 +102,24 @@ func (b *Batch) Len() int {
 }
 
 // Position is a place in an entity type's feed: the committed events of
-// every entity of that type, in the order consumers read them. It is
-// opaque: only the store that returned it interprets it. The zero Position
-// is before the first event.
+// every entity of that type (or the values of a key-value type), in the
+// order consumers read them. It is opaque: only the store that returned
+// it interprets it. The zero Position is before the first event.
 type Position string
 
 // FeedEvent is an event read from a feed, with the position just after it.
+// In the feed of a key-value entity type it carries a value instead: see
+// ValueEventType.
 type FeedEvent struct {
 	Event
 	Position Position
 }
+
+// ValueEventType is the EventType of a FeedEvent that carries the value
+// of a key-value entity rather than an event: its Seq is the value's
+// Version and its Payload the value's payload. The name cannot clash with
+// a stored event type, which comes from a proto message's name.
+const ValueEventType = "statefun.value"
 
 // ConflictError reports that Commit wrote nothing because the history of
 // some entities is not what the batch expected: another writer got there
@@ -221,20 +229,37 @@ type Outcomes interface {
 	ExpireOutcomes(ctx context.Context, before time.Time, limit int) (int, error)
 }
 
-// Feed is what consumers, the calls dispatcher among them, read: the
-// committed events of each entity type, in feed order.
+// Feed is what consumers, the calls dispatcher and view updaters among
+// them, read: the committed events of each event-sourced entity type, and
+// the committed values of each key-value entity type, in feed order.
+//
+// The feed of a key-value type is compacted: it holds one FeedEvent per
+// entity, its latest value (EventType ValueEventType, Seq its Version),
+// at the place of the commit that wrote that value. A later write of the
+// entity takes it from there to the place of the new commit. A reader
+// that had passed the old place so sees the entity again, with the new
+// value; one that had not reached it sees only the new value. A reader
+// never sees an entity's versions go back, nor one version twice, and
+// one that follows the feed to its end has seen every entity's latest
+// value. Within one Commit the values come in no particular order, as do
+// events of different entities.
+//
+// An entity type is event-sourced or key-value, never both, but the
+// feed does not ask which: ReadFeed returns the events and values stored
+// under entityType, whichever there are, in one order.
 type Feed interface {
-	// ReadFeed calls fn with up to limit committed events of entityType
-	// that follow after, in feed order. Feed order keeps each entity's
-	// events in Seq order. A reader that resumes from the last Position it
-	// was given never misses an event, even one whose transaction
-	// committed after events that follow it in the feed: such an event
-	// must not be returned before every event ordered before it is
-	// committed (INVARIANTS.md, invariant 10).
+	// ReadFeed calls fn with up to limit committed events (or values) of
+	// entityType that follow after, in feed order. Feed order keeps each
+	// entity's events in Seq order. A reader that resumes from the last
+	// Position it was given never misses an event, even one whose
+	// transaction committed after events that follow it in the feed: such
+	// an event must not be returned before every event ordered before it
+	// is committed (INVARIANTS.md, invariant 10). The same holds for a
+	// value: a reader never misses the latest value of an entity.
 	ReadFeed(ctx context.Context, entityType string, after Position, limit int, fn func(FeedEvent) error) error
 
-	// FeedHead returns the Position after the last committed event of
-	// entityType, for a consumer that starts from now.
+	// FeedHead returns the Position after the last committed event (or
+	// value) of entityType, for a consumer that starts from now.
 	FeedHead(ctx context.Context, entityType string) (Position, error)
 }
 

@@ -22,7 +22,7 @@
 //
 // # File layout
 //
-// dir/statefun.db holds twelve buckets, and a thirteenth, views, once a
+// dir/statefun.db holds thirteen buckets, and a fourteenth, views, once a
 // view exists (its layout is in views.go). Entity types, IDs, keys and
 // consumer names are arbitrary bytes, so every variable-length field
 // that something follows is length-prefixed (uvarint) and no key can be
@@ -32,8 +32,10 @@
 //	events          len‖type‖len‖id‖seq         → len‖event type‖payload
 //	values          len‖type‖len‖id             → version‖payload
 //	snapshots       len‖type‖len‖id             → seq‖payload
-//	feed            len‖type‖n                  → len‖id‖seq (the event's key after its type)
+//	feed            len‖type‖n                  → len‖id‖seq (an event: its key after its type)
+//	                                              or len‖id (a value: its key after its type)
 //	feed-heads      len‖type                    → n of the type's newest feed entry
+//	value-feed      len‖type‖len‖id             → n of the value's one entry in the feed
 //	consumers       len‖consumer‖len‖type       → n the consumer has read up to
 //	outcomes        len‖type‖len‖id‖key         → expires‖code‖len‖message‖reply
 //	outcome-expiry  expires‖len‖type‖len‖id‖key → nothing (an index)
@@ -70,6 +72,17 @@
 // the last number it read cannot skip an event (INVARIANTS.md, invariant 10),
 // and sees each event as soon as its Commit returns. A Position is the
 // number in 16 hex digits.
+//
+// The feed of a key-value type holds one entry per value, numbered by the
+// same counter in the same transactions: Commit deletes the value's entry
+// (value-feed names it) and appends a new one, so the feed is compacted
+// and a reader never misses an entity's latest value (valuefeed.go). The
+// value-feed bucket was added without a new format version, as the views
+// bucket was: Open creates it in a file that lacks it and adds the values
+// already stored to the feeds, in the same transaction. An older binary
+// still opens the file and ignores the bucket: a value it writes keeps
+// its old entry or gets none, so a reader of the feed may miss it until a
+// newer binary writes the entity again.
 //
 // # Outcomes
 //
@@ -199,7 +212,12 @@ func openFile(path string, o options) (db *bolt.DB, err error) {
 	case err != nil:
 		return nil, fmt.Errorf("open data file: %w; check the permissions of its directory or choose another --data-dir", err)
 	}
-	if err := db.Update(initLayout); err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error {
+		if err := initLayout(tx); err != nil {
+			return err
+		}
+		return initValueFeeds(tx)
+	}); err != nil {
 		_ = db.Close()
 		if errors.Is(err, errNotStatefun) {
 			return nil, fmt.Errorf("open %s: the file was written by another program, not statefun; move it aside or choose another --data-dir", path)
@@ -307,7 +325,7 @@ func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 		if err := writeTimerChanges(tx, b.Timers); err != nil {
 			return err
 		}
-		return appendToFeeds(tx, b.Events, eventKeys)
+		return appendToFeeds(tx, b, eventKeys, valueKeys)
 	})
 	return s.txError(err, func() string {
 		return fmt.Sprintf("commit %d events, %d values and %d outcomes", len(b.Events), len(b.Values), len(b.Outcomes))

@@ -14,53 +14,51 @@ import (
 )
 
 // appendToFeeds gives each event of a batch the next number in the feed
-// of its type, inside the Commit's write transaction.
+// of its type, and moves each value of the batch to the end of the feed
+// of its type (valuefeed.go), inside the Commit's write transaction.
 //
 // bbolt runs one write transaction at a time, and readers see only
 // committed ones, so numbers are handed out in commit order: once a
 // reader sees number n of a type, every number below it is committed
 // and visible too. A reader that resumes after the last number it saw
-// therefore never skips an event (INVARIANTS.md, invariant 10). The events of
-// one entity are consecutive and in seq order within a batch, and its
-// later events can only commit in later transactions, so the feed keeps
-// every entity's history in seq order.
-func appendToFeeds(tx *bolt.Tx, events []store.Event, eventKeys [][]byte) error {
-	if len(events) == 0 {
+// therefore never skips an event (INVARIANTS.md, invariant 10), nor the
+// latest value of an entity. The events of one entity are consecutive
+// and in seq order within a batch, and its later events can only commit
+// in later transactions, so the feed keeps every entity's history in seq
+// order.
+func appendToFeeds(tx *bolt.Tx, b *store.Batch, eventKeys, valueKeys [][]byte) error {
+	if len(b.Events) == 0 && len(b.Values) == 0 {
 		return nil
 	}
-	type tail struct {
-		prefix []byte
-		last   uint64
-	}
-	feed, heads := tx.Bucket(feedBucket), tx.Bucket(feedHeadsBucket)
-	tails := map[string]*tail{}
-	var order []*tail // to write the heads in a fixed order
-	for i, e := range events {
-		t := tails[e.Entity.Type]
-		if t == nil {
-			t = &tail{prefix: typePrefix(nil, e.Entity.Type)}
-			if stored := heads.Get(t.prefix); stored != nil {
-				if len(stored) != 8 {
-					return fmt.Errorf("feed head of %q is damaged: %d bytes, want 8; restore the data directory from a backup", e.Entity.Type, len(stored))
-				}
-				t.last = binary.BigEndian.Uint64(stored)
+	feeds := newFeedTails(tx)
+	var t *feedTail
+	for i, e := range b.Events {
+		if t == nil || e.Entity.Type != b.Events[i-1].Entity.Type {
+			var err error
+			if t, err = feeds.tail(e.Entity.Type); err != nil {
+				return err
 			}
-			tails[e.Entity.Type] = t
-			order = append(order, t)
 		}
 		t.last++
 		// The event key minus its typePrefix, which the feed key
 		// already holds.
-		if err := feed.Put(feedKey(t.prefix, t.last), eventKeys[i][len(t.prefix):]); err != nil {
+		if err := feeds.feed.Put(feedKey(t.prefix, t.last), eventKeys[i][len(t.prefix):]); err != nil {
 			return fmt.Errorf("add event %d of %s to its feed: %w", e.Seq, e.Entity, err)
 		}
 	}
-	for _, t := range order {
-		if err := heads.Put(t.prefix, binary.BigEndian.AppendUint64(nil, t.last)); err != nil {
-			return fmt.Errorf("write a feed head: %w", err)
+	if len(b.Values) > 0 {
+		valueFeed := tx.Bucket(valueFeedBucket)
+		for i, v := range b.Values {
+			t, err := feeds.tail(v.Entity.Type)
+			if err != nil {
+				return err
+			}
+			if err := feeds.appendValue(valueFeed, t, valueKeys[i]); err != nil {
+				return fmt.Errorf("add version %d of %s to its feed: %w", v.Version, v.Entity, err)
+			}
 		}
 	}
-	return nil
+	return feeds.saveHeads()
 }
 
 // ReadFeed implements store.Store. Like ReadEvents it copies events out
@@ -114,7 +112,7 @@ func readFeedChunk(tx *bolt.Tx, entityType string, prefix []byte, after uint64, 
 	if after == math.MaxUint64 {
 		return nil, last, false, nil
 	}
-	events := tx.Bucket(eventsBucket)
+	events, values := tx.Bucket(eventsBucket), tx.Bucket(valuesBucket)
 	c := tx.Bucket(feedBucket).Cursor()
 	size := 0
 	for k, v := c.Seek(feedKey(prefix, after+1)); k != nil; k, v = c.Next() {
@@ -126,12 +124,18 @@ func readFeedChunk(tx *bolt.Tx, entityType string, prefix []byte, after uint64, 
 		}
 		n := binary.BigEndian.Uint64(k[len(prefix):])
 		key := append(append(make([]byte, 0, len(prefix)+len(v)), prefix...), v...)
-		ref, ok := decodeEntityKey(entityType, v)
-		stored := events.Get(key)
-		if !ok || stored == nil {
-			return nil, 0, false, fmt.Errorf("event %d of the feed of %q is damaged or missing; restore the data directory from a backup", n, entityType)
+		ref, isValue, ok := decodeFeedEntry(entityType, v)
+		if !ok {
+			return nil, 0, false, fmt.Errorf("entry %d of the feed of %q is damaged; restore the data directory from a backup", n, entityType)
 		}
-		e, err := decodeEvent(ref, key, stored)
+		var e store.Event
+		if isValue {
+			e, err = decodeFeedValue(ref, n, values.Get(key))
+		} else if stored := events.Get(key); stored == nil {
+			err = fmt.Errorf("event %d of the feed of %q is missing; restore the data directory from a backup", n, entityType)
+		} else {
+			e, err = decodeEvent(ref, key, stored)
+		}
 		if err != nil {
 			return nil, 0, false, err
 		}
@@ -140,16 +144,6 @@ func readFeedChunk(tx *bolt.Tx, entityType string, prefix []byte, after uint64, 
 		last = n
 	}
 	return chunk, last, false, nil
-}
-
-// decodeEntityKey reads the Ref of a feed value: uvarint(len(id)) ‖ id ‖
-// seq, the event key without its typePrefix.
-func decodeEntityKey(entityType string, v []byte) (store.Ref, bool) {
-	n, size := binary.Uvarint(v)
-	if size <= 0 || n > uint64(len(v)-size) || uint64(len(v)-size)-n != 8 {
-		return store.Ref{}, false
-	}
-	return store.Ref{Type: entityType, ID: string(v[size : size+int(n)])}, true
 }
 
 // FeedHead implements store.Store.

@@ -3,7 +3,8 @@
 // (outcome keys included, judged by the process clock),
 // and its feeds are numbered in commit order under the store's lock, so a
 // reader sees an event as soon as its Commit returns and can never skip
-// one.
+// one. The feed of a key-value type is compacted like the durable
+// stores': a value's write removes its entry and appends a new one.
 package memory
 
 import (
@@ -25,13 +26,16 @@ type Store struct {
 	events    map[store.Ref][]store.Event
 	values    map[store.Ref]store.Value
 	snapshots map[store.Ref]store.Snapshot
-	// feeds holds, per entity type, every committed event in commit
-	// order. Commit appends under the write lock, so an index is never
-	// given out before all the indexes below it are filled: a reader
-	// cannot skip an event (INVARIANTS.md, invariant 10).
-	feeds     map[string][]feedEntry
-	positions map[consumerKey]store.Position
-	outcomes  map[outcomeKey]store.Outcome
+	// feeds holds, per entity type, every committed event, and the
+	// latest value of every key-value entity, in commit order. Commit
+	// appends under the write lock, so a number is never given out
+	// before all the numbers below it are: a reader cannot skip an event
+	// (INVARIANTS.md, invariant 10).
+	feeds map[string]*feed
+	// valueEntries is the number of each value's one entry in its feed.
+	valueEntries map[store.Ref]int
+	positions    map[consumerKey]store.Position
+	outcomes     map[outcomeKey]store.Outcome
 	// eventTypes is the registry of EventTypes: entity type -> event
 	// types committed for it.
 	eventTypes map[string]map[string]bool
@@ -46,10 +50,55 @@ type Store struct {
 	leases map[int]store.Lease
 }
 
-// feedEntry names one event of a feed: its entity and its seq.
+// feed is the feed of one entity type: its entries in number order,
+// with gaps where values were written again.
+type feed struct {
+	entries []feedEntry
+	last    int // the number of the newest entry, the feed's head
+	// removed counts the entries of values written again since, which
+	// stay in entries until they are more than half of them.
+	removed int
+}
+
+// feedEntry names one event of a feed, its entity and its seq, or one
+// value, its entity. n is its number in the feed, from 1.
 type feedEntry struct {
-	ref store.Ref
-	seq int64
+	n       int
+	ref     store.Ref
+	seq     int64
+	value   bool
+	removed bool // the value was written again: a newer entry holds it
+}
+
+// appendEvent gives an event the next number.
+func (f *feed) appendEvent(e store.Event) {
+	f.last++
+	f.entries = append(f.entries, feedEntry{n: f.last, ref: e.Entity, seq: e.Seq})
+}
+
+// appendValue moves a value to the end of the feed: it marks the value's
+// old entry removed, numbered old (0: none), and returns the number of
+// the new one. Removed entries go once they are half the feed, so memory
+// follows the number of entities and events, not of writes.
+func (f *feed) appendValue(ref store.Ref, old int) int {
+	if old > 0 {
+		f.entries[f.find(old)].removed = true
+		f.removed++
+	}
+	f.last++
+	f.entries = append(f.entries, feedEntry{n: f.last, ref: ref, value: true})
+	if f.removed > len(f.entries)/2 {
+		f.entries = slices.DeleteFunc(f.entries, func(e feedEntry) bool { return e.removed })
+		f.removed = 0
+	}
+	return f.last
+}
+
+// find returns the index of the first entry numbered n or more,
+// len(entries) if none.
+func (f *feed) find(n int) int {
+	i, _ := slices.BinarySearchFunc(f.entries, n, func(e feedEntry, n int) int { return e.n - n })
+	return i
 }
 
 type consumerKey struct{ consumer, entityType string }
@@ -69,16 +118,17 @@ var _ store.Store = (*Store)(nil)
 // New returns an empty store.
 func New() *Store {
 	return &Store{
-		events:     map[store.Ref][]store.Event{},
-		values:     map[store.Ref]store.Value{},
-		snapshots:  map[store.Ref]store.Snapshot{},
-		feeds:      map[string][]feedEntry{},
-		positions:  map[consumerKey]store.Position{},
-		outcomes:   map[outcomeKey]store.Outcome{},
-		eventTypes: map[string]map[string]bool{},
-		timers:     map[timerRef]store.Timer{},
-		nodes:      map[string]store.Node{},
-		leases:     map[int]store.Lease{},
+		events:       map[store.Ref][]store.Event{},
+		values:       map[store.Ref]store.Value{},
+		snapshots:    map[store.Ref]store.Snapshot{},
+		feeds:        map[string]*feed{},
+		valueEntries: map[store.Ref]int{},
+		positions:    map[consumerKey]store.Position{},
+		outcomes:     map[outcomeKey]store.Outcome{},
+		eventTypes:   map[string]map[string]bool{},
+		timers:       map[timerRef]store.Timer{},
+		nodes:        map[string]store.Node{},
+		leases:       map[int]store.Lease{},
 	}
 }
 
@@ -133,12 +183,13 @@ func (s *Store) Commit(_ context.Context, b *store.Batch) error {
 	for _, e := range b.Events {
 		e.Payload = slices.Clone(e.Payload)
 		s.events[e.Entity] = append(s.events[e.Entity], e)
-		s.feeds[e.Entity.Type] = append(s.feeds[e.Entity.Type], feedEntry{ref: e.Entity, seq: e.Seq})
+		s.feed(e.Entity.Type).appendEvent(e)
 		s.registerEventType(e.Entity.Type, e.EventType)
 	}
 	for _, v := range b.Values {
 		v.Payload = slices.Clone(v.Payload)
 		s.values[v.Entity] = v
+		s.valueEntries[v.Entity] = s.feed(v.Entity.Type).appendValue(v.Entity, s.valueEntries[v.Entity])
 	}
 	for _, o := range b.Outcomes {
 		o.Reply = slices.Clone(o.Reply)
@@ -155,6 +206,17 @@ func (s *Store) Commit(_ context.Context, b *store.Batch) error {
 		s.timers[k] = t
 	}
 	return nil
+}
+
+// feed returns the feed of entityType, creating it. Commit calls it under
+// the write lock.
+func (s *Store) feed(entityType string) *feed {
+	f := s.feeds[entityType]
+	if f == nil {
+		f = &feed{}
+		s.feeds[entityType] = f
+	}
+	return f
 }
 
 // registerEventType records an event type of an entity type for
@@ -251,8 +313,8 @@ func (s *Store) ReadEvents(ctx context.Context, ref store.Ref, afterSeq int64, f
 	return nil
 }
 
-// ReadFeed implements store.Store. A Position is the number of feed
-// entries before it, in fixed-width hex so that positions sort as they
+// ReadFeed implements store.Store. A Position is the number of the feed
+// entry before it, in fixed-width hex so that positions sort as they
 // follow each other.
 func (s *Store) ReadFeed(ctx context.Context, entityType string, after store.Position, limit int, fn func(store.FeedEvent) error) error {
 	if limit < 1 {
@@ -267,16 +329,27 @@ func (s *Store) ReadFeed(ctx context.Context, entityType string, after store.Pos
 		s.mu.RUnlock()
 		return store.ErrClosed
 	}
-	feed := s.feeds[entityType]
-	start = min(start, len(feed))
-	end := start + min(limit, len(feed)-start)
 	// Copy the events out under the lock: fn runs without it, and may
 	// commit to this store.
-	events := make([]store.FeedEvent, 0, end-start)
-	for i, entry := range feed[start:end] {
-		e := s.events[entry.ref][entry.seq-1]
-		e.Payload = slices.Clone(e.Payload)
-		events = append(events, store.FeedEvent{Event: e, Position: encodePosition(start + i + 1)})
+	var events []store.FeedEvent
+	if f := s.feeds[entityType]; f != nil {
+		for _, entry := range f.entries[f.find(start+1):] {
+			if len(events) == limit {
+				break
+			}
+			if entry.removed {
+				continue
+			}
+			var e store.Event
+			if entry.value {
+				v := s.values[entry.ref]
+				e = store.Event{Entity: v.Entity, Seq: v.Version, EventType: store.ValueEventType, Payload: v.Payload}
+			} else {
+				e = s.events[entry.ref][entry.seq-1]
+			}
+			e.Payload = slices.Clone(e.Payload)
+			events = append(events, store.FeedEvent{Event: e, Position: encodePosition(entry.n)})
+		}
 	}
 	s.mu.RUnlock()
 	for _, e := range events {
@@ -297,7 +370,10 @@ func (s *Store) FeedHead(_ context.Context, entityType string) (store.Position, 
 	if s.closed {
 		return "", store.ErrClosed
 	}
-	return encodePosition(len(s.feeds[entityType])), nil
+	if f := s.feeds[entityType]; f != nil {
+		return encodePosition(f.last), nil
+	}
+	return "", nil
 }
 
 // LoadConsumerPosition implements store.Store.

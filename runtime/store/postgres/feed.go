@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/statefun-go/statefun/runtime/store"
 )
@@ -16,6 +17,11 @@ import (
 // transaction-ID horizon (see the package doc), so an event can reach a
 // reader some time after its Commit returned: as long as an older
 // transaction on the database is still running.
+//
+// The feed of a key-value type is its entity_values rows, each at the
+// place (tx_id, feed_pos) of the transaction that wrote its current value
+// (migration 0009): the same order and horizon as events, so the one
+// query returns both, merged.
 func (s *Store) ReadFeed(ctx context.Context, entityType string, after store.Position, limit int, fn func(store.FeedEvent) error) error {
 	if s.closed.Load() {
 		return errClosed()
@@ -35,10 +41,15 @@ func (s *Store) ReadFeed(ctx context.Context, entityType string, after store.Pos
 	for rows.Next() {
 		var e store.FeedEvent
 		var id []byte
-		if err := rows.Scan(&txID, &feedPos, &id, &e.Seq, &e.EventType, &e.Payload); err != nil {
+		var eventType pgtype.Text // NULL for a value
+		if err := rows.Scan(&txID, &feedPos, &id, &e.Seq, &eventType, &e.Payload); err != nil {
 			return s.wrap(err, "read the feed of %q", entityType)
 		}
 		e.Entity = store.Ref{Type: entityType, ID: string(id)}
+		e.EventType = store.ValueEventType
+		if eventType.Valid {
+			e.EventType = eventType.String
+		}
 		e.Position = encodePosition(txID, feedPos)
 		if err := fn(e); err != nil {
 			return err

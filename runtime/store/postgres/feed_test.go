@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -169,8 +171,8 @@ func TestMigrationNumbersExistingEvents(t *testing.T) {
 		t.Fatalf("Open of a version 1 schema: %v", err)
 	}
 	defer s.Close()
-	if got := appliedMigrations(t, schema); fmt.Sprint(got) != "[1 2 3 4 5 6 7 8]" {
-		t.Errorf("schema_migrations = %v, want [1 2 3 4 5 6 7 8]", got)
+	if got := appliedMigrations(t, schema); fmt.Sprint(got) != "[1 2 3 4 5 6 7 8 9]" {
+		t.Errorf("schema_migrations = %v, want [1 2 3 4 5 6 7 8 9]", got)
 	}
 	// The upgraded schema runs a cluster too (migration 0004).
 	if n, err := s.InitShards(ctx, 4); err != nil || n != 4 {
@@ -192,5 +194,167 @@ func TestMigrationNumbersExistingEvents(t *testing.T) {
 	}
 	if rest := waitForFeed(t, s, got[len(got)-1].Position, 2); describe(rest) != "cart/0#1 cart/a#3" {
 		t.Errorf("feed after the migrated events = %s, want cart/0#1 cart/a#3", describe(rest))
+	}
+}
+
+// waitForValues reads the feed of a key-value type after a position until
+// it holds want entries, and returns them as "id@version:payload".
+func waitForValues(t *testing.T, s *postgres.Store, entityType string, after store.Position, want int) ([]string, store.Position) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var got []string
+		last := after
+		if err := s.ReadFeed(t.Context(), entityType, after, 1000, func(e store.FeedEvent) error {
+			if e.EventType != store.ValueEventType {
+				t.Errorf("feed of %q holds %+v, not a value", entityType, e)
+			}
+			got = append(got, fmt.Sprintf("%s@%d:%s", e.Entity.ID, e.Seq, e.Payload))
+			last = e.Position
+			return nil
+		}); err != nil {
+			t.Fatalf("ReadFeed: %v", err)
+		}
+		if len(got) >= want || time.Now().After(deadline) {
+			if len(got) != want {
+				t.Fatalf("feed of %q after %q has %d entries, want %d: %v", entityType, after, len(got), want, got)
+			}
+			return got, last
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestValueFeedWaitsForOlderTransactions is invariant 10 for values: a
+// transaction writes a value and stays open, a later one writes another
+// and commits first. The feed must hold the later value back until the
+// earlier transaction ends, then deliver both in order.
+func TestValueFeedWaitsForOlderTransactions(t *testing.T) {
+	t.Parallel()
+	s, schema := openStore(t)
+	defer s.Close()
+	ctx := t.Context()
+	values := pgx.Identifier{schema, "entity_values"}.Sanitize()
+
+	// A writer outside the store (an older binary, say) inserts a value
+	// and holds its transaction open: the columns' defaults give the row
+	// its place.
+	conn := connect(t)
+	held, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = held.Rollback(context.WithoutCancel(ctx)) }()
+	var heldID uint64
+	if err := held.QueryRow(ctx, "INSERT INTO "+values+" (entity_type, entity_id, version, payload) VALUES ('customer', 'early', 1, 'e1') RETURNING tx_id").Scan(&heldID); err != nil {
+		t.Fatal(err)
+	}
+
+	late := store.Ref{Type: "customer", ID: "late"}
+	if err := s.Commit(ctx, &store.Batch{Values: []store.Value{{Entity: late, Version: 1, Payload: []byte("l1")}}}); err != nil {
+		t.Fatal(err)
+	}
+	var lateID uint64
+	if err := connect(t).QueryRow(ctx, "SELECT tx_id FROM "+values+" WHERE entity_id = 'late'").Scan(&lateID); err != nil {
+		t.Fatal(err)
+	}
+	if lateID <= heldID {
+		t.Fatalf("the store's transaction %d is not younger than the held one %d: the test sets up nothing", lateID, heldID)
+	}
+	head, err := s.FeedHead(ctx, "customer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if got, _ := waitForValues(t, s, "customer", "", 0); len(got) != 0 {
+			t.Fatalf("feed returned %v while an older transaction was open: a reader resuming after it would skip that transaction's value", got)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	if err := held.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := waitForValues(t, s, "customer", "", 2)
+	if strings.Join(got, " ") != "early@1:e1 late@1:l1" {
+		t.Fatalf("feed = %v, want early@1:e1 late@1:l1", got)
+	}
+	if fromHead, _ := waitForValues(t, s, "customer", head, 2); strings.Join(fromHead, " ") != strings.Join(got, " ") {
+		t.Fatalf("feed after the head taken during the transaction = %v, want %v", fromHead, got)
+	}
+}
+
+// TestMigrationAddsExistingValuesToTheFeed upgrades a schema written
+// before values had feeds: its values join the feeds of their types
+// ahead of every later write, and the writes of an older binary still
+// running (which sets neither tx_id nor feed_pos) move their entity in
+// the feed like the store's own.
+func TestMigrationAddsExistingValuesToTheFeed(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	ctx := t.Context()
+	conn := connect(t)
+	quoted := pgx.Identifier{schema}.Sanitize()
+	values := pgx.Identifier{schema, "entity_values"}.Sanitize()
+	files, err := filepath.Glob("migrations/000[1-8]_*.sql")
+	if err != nil || len(files) != 8 {
+		t.Fatalf("migrations 1 to 8: %v, %v", files, err)
+	}
+	statements := []string{
+		"CREATE SCHEMA " + quoted,
+		"CREATE TABLE " + quoted + ".schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+		"INSERT INTO " + quoted + ".schema_migrations (version) SELECT generate_series(1, 8)",
+	}
+	for _, file := range files {
+		sql, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		statements = append(statements, strings.ReplaceAll(string(sql), "{{schema}}", quoted))
+	}
+	statements = append(statements, "INSERT INTO "+values+" (entity_type, entity_id, version, payload) VALUES"+
+		" ('customer', 'a', 3, 'a3'), ('customer', 'b', 1, 'b1'), ('account', 'x', 1, 'x1')")
+	for _, sql := range statements {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%.60s: %v", sql, err)
+		}
+	}
+
+	s, err := postgres.Open(ctx, databaseURL(), postgres.WithSchema(schema))
+	if err != nil {
+		t.Fatalf("Open of a version 8 schema: %v", err)
+	}
+	defer s.Close()
+	got, end := waitForValues(t, s, "customer", "", 2)
+	if slices.Sort(got); strings.Join(got, " ") != "a@3:a3 b@1:b1" {
+		t.Errorf("feed of migrated values = %v, want a@3:a3 and b@1:b1", got)
+	}
+	if got, _ := waitForValues(t, s, "account", "", 1); got[0] != "x@1:x1" {
+		t.Errorf("feed of migrated account values = %v, want x@1:x1", got)
+	}
+
+	if err := s.Commit(ctx, &store.Batch{Values: []store.Value{
+		{Entity: store.Ref{Type: "customer", ID: "b"}, Version: 2, Payload: []byte("b2")},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	rest, end := waitForValues(t, s, "customer", end, 1)
+	if rest[0] != "b@2:b2" {
+		t.Errorf("feed after the migrated values = %v, want b@2:b2", rest)
+	}
+	// An older binary's write-values: no tx_id, no feed_pos.
+	for _, sql := range []string{
+		"UPDATE " + values + " SET version = 4, payload = 'a4', written_at = now() WHERE entity_type = 'customer' AND entity_id = 'a' AND version = 3",
+		"INSERT INTO " + values + " (entity_type, entity_id, version, payload) VALUES ('customer', 'c', 1, 'c1')",
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rest, _ := waitForValues(t, s, "customer", end, 2); strings.Join(rest, " ") != "a@4:a4 c@1:c1" {
+		t.Errorf("feed after an older binary's writes = %v, want a@4:a4 c@1:c1", rest)
+	}
+	if all, _ := waitForValues(t, s, "customer", "", 3); strings.Join(all, " ") != "b@2:b2 a@4:a4 c@1:c1" {
+		t.Errorf("feed from the start = %v, want b@2:b2 a@4:a4 c@1:c1", all)
 	}
 }

@@ -117,6 +117,83 @@ func TestTimerQueriesUseTheirIndexes(t *testing.T) {
 	}
 }
 
+// TestReadFeedWalksTheFeedIndexes: read-feed merges the events and the
+// values of a type, and must do it by walking events_feed and
+// entity_values_feed in feed order, each for at most the limit, and
+// merging the two streams: never by reading, or sorting, every row of
+// the type. Planned once on empty tables (prepared, generic plan kept,
+// as the store's pool does), and checked for an event-sourced type and a
+// key-value type on tables that hold 20,000 rows of each.
+func TestReadFeedWalksTheFeedIndexes(t *testing.T) {
+	ctx := t.Context()
+	s, conn, _ := planTestStore(t)
+	if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "PREPARE read_feed (text, xid8, bigint, integer) AS "+s.sql.readFeed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "EXECUTE read_feed('cart', '0', 0, 10)"); err != nil {
+		t.Fatal(err)
+	}
+	for batch := range 20 {
+		b := &store.Batch{}
+		for i := range 1000 {
+			id := fmt.Sprintf("c-%05d", batch*1000+i)
+			b.Events = append(b.Events, store.Event{Entity: store.Ref{Type: "cart", ID: id}, Seq: 1, EventType: "ItemAdded", Payload: []byte{1}})
+			b.Values = append(b.Values, store.Value{Entity: store.Ref{Type: "customer", ID: id}, Version: 1, Payload: []byte{1}})
+		}
+		if err := s.Commit(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, entityType := range []string{"cart", "customer"} {
+		plan := explain(ctx, t, conn, fmt.Sprintf("EXECUTE read_feed('%s', '0', 0, 100)", entityType))
+		var sorts, walks int
+		for line := range strings.Lines(plan) {
+			node := strings.TrimPrefix(strings.TrimSpace(line), "->  ")
+			switch {
+			case strings.HasPrefix(node, "Sort ("), strings.HasPrefix(node, "Incremental Sort"):
+				sorts++
+			case strings.HasPrefix(node, "Index Scan using events_feed on events"),
+				strings.HasPrefix(node, "Index Scan using entity_values_feed on entity_values"):
+				walks++
+				if !strings.Contains(node, "rows=100 ") && !strings.Contains(node, "rows=0 ") {
+					t.Errorf("read-feed of %s: an index walk did not stop at the limit: %s", entityType, node)
+				}
+			}
+		}
+		if sorts > 0 || walks != 2 || !strings.Contains(plan, "Merge Append") || strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Bitmap") {
+			t.Errorf("read-feed of %s does not merge two walks of the feed indexes:\n%s", entityType, plan)
+		}
+	}
+}
+
+// TestValueWritesTakeTheirFeedPlaceThemselves: write-values sets the
+// place in the feed of every row it writes, so the trigger that does it
+// for an older binary's writes (migration 0009) never calls its function
+// for the store's own: a plpgsql call per value written would be the
+// price otherwise.
+func TestValueWritesTakeTheirFeedPlaceThemselves(t *testing.T) {
+	ctx := t.Context()
+	s, conn, schema := planTestStore(t)
+	if err := s.Commit(ctx, &store.Batch{Values: []store.Value{{Entity: store.Ref{Type: "customer", ID: "a"}, Version: 1, Payload: []byte{1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	const trigger = "Trigger entity_values_move_in_feed"
+	if _, err := conn.Exec(ctx, "PREPARE write_values (text[], bytea[], bigint[], bigint[], bytea[]) AS "+s.sql.writeValues); err != nil {
+		t.Fatal(err)
+	}
+	// An update and an insert.
+	if plan := explain(ctx, t, conn, `EXECUTE write_values('{customer,customer}', '{a,b}', '{1,0}', '{2,1}', '{"\\x02","\\x01"}')`); strings.Contains(plan, trigger) {
+		t.Errorf("write-values calls the trigger's function:\n%s", plan)
+	}
+	// The check sees the trigger where it fires: an older binary's update.
+	if plan := explain(ctx, t, conn, "UPDATE "+pgx.Identifier{schema, "entity_values"}.Sanitize()+" SET version = 2, payload = '\\x02', written_at = now() WHERE entity_type = 'customer' AND entity_id = 'a' AND version = 1"); !strings.Contains(plan, trigger+": time=") {
+		t.Errorf("an update that leaves tx_id and feed_pos does not call the trigger:\n%s", plan)
+	}
+}
+
 // explain returns the plan of statement as it runs, inside a transaction
 // that is rolled back.
 func explain(ctx context.Context, t *testing.T, conn *pgx.Conn, statement string) string {

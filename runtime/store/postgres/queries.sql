@@ -94,14 +94,24 @@ ORDER BY entity_type, event_type;
 -- the stored version is the one before the batch's first (0: no row yet).
 -- An UPDATE that waited for a concurrent writer rechecks the version
 -- against the row that writer left; an INSERT racing another INSERT fails
--- on the primary key. Any row not written aborts the transaction.
+-- on the primary key. Any row not written aborts the transaction. Every
+-- row written moves to this transaction's place in the feed (see below).
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::bigint[], $5::bytea[])
-        AS i (entity_type, entity_id, expected_version, version, payload)
+        WITH ORDINALITY AS i (entity_type, entity_id, expected_version, version, payload, n)
 ),
 updated AS (
     UPDATE {{schema}}.entity_values AS v
-    SET version = i.version, payload = i.payload, written_at = now()
+    SET version = i.version, payload = i.payload, written_at = now(),
+        -- The place in the feed of the row's type (migration 0009): the
+        -- transaction's ID, and the row's place in the input, as in
+        -- insert-events: this is the only statement that writes values
+        -- in the commit's transaction, so the place orders them all, and
+        -- costs no sequence. A batch's values are of distinct entities:
+        -- their order among themselves does not matter. (Events of the
+        -- same transaction are numbered from 1 too, but in the feeds of
+        -- other types: no type has both events and values.)
+        tx_id = pg_current_xact_id(), feed_pos = i.n
     FROM input AS i
     WHERE i.expected_version > 0
         AND v.entity_type = i.entity_type AND v.entity_id = i.entity_id
@@ -109,8 +119,9 @@ updated AS (
     RETURNING 1
 ),
 inserted AS (
-    INSERT INTO {{schema}}.entity_values (entity_type, entity_id, version, payload)
-    SELECT entity_type, entity_id, version, payload FROM input WHERE expected_version = 0
+    INSERT INTO {{schema}}.entity_values (entity_type, entity_id, version, payload, tx_id, feed_pos)
+    SELECT entity_type, entity_id, version, payload, pg_current_xact_id(), n
+    FROM input WHERE expected_version = 0
     RETURNING 1
 )
 SELECT {{schema}}.conflict_unless(
@@ -167,11 +178,35 @@ WHERE entity_type = $1 AND entity_id = $2;
 -- the horizon, so nothing this returns can be followed by an event that
 -- belongs before it. The horizon is read once, from the snapshot the
 -- rows come from.
-SELECT tx_id, feed_pos, entity_id, seq, event_type, payload
-FROM {{schema}}.events
-WHERE entity_type = $1
-    AND (tx_id, feed_pos) > ($2::xid8, $3::bigint)
-    AND tx_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+--
+-- The values of a key-value type (migration 0009) are merged in, under
+-- the same conditions: the query does not know which kind the type is.
+-- Each half walks its own index (events_feed, entity_values_feed) in
+-- feed order and stops after $4 rows, and the planner merges the two
+-- ordered streams (a Merge Append) and stops at $4: for an event-sourced
+-- type the values half finds no row of the type at its first index probe.
+-- A value row's seq is its version, its event type NULL (the store
+-- names it). The horizon is one value for both halves: both subqueries
+-- read pg_current_snapshot() of the statement's one snapshot.
+(
+    SELECT tx_id, feed_pos, entity_id, seq, event_type, payload
+    FROM {{schema}}.events
+    WHERE entity_type = $1
+        AND (tx_id, feed_pos) > ($2::xid8, $3::bigint)
+        AND tx_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+    ORDER BY tx_id, feed_pos
+    LIMIT $4
+)
+UNION ALL
+(
+    SELECT tx_id, feed_pos, entity_id, version, NULL, payload
+    FROM {{schema}}.entity_values
+    WHERE entity_type = $1
+        AND (tx_id, feed_pos) > ($2::xid8, $3::bigint)
+        AND tx_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+    ORDER BY tx_id, feed_pos
+    LIMIT $4
+)
 ORDER BY tx_id, feed_pos
 LIMIT $4;
 

@@ -243,12 +243,16 @@ func testFeedExcludesOtherTypes(t *testing.T, s store.Store) {
 			b.Events = append(b.Events, e)
 			want[typ] = append(want[typ], e)
 		}
-		b.Values = []store.Value{{Entity: store.Ref{Type: "cart", ID: "kv"}, Version: seq}}
+		// A key-value type's values are in its own feed only.
+		b.Values = []store.Value{{Entity: store.Ref{Type: "ca", ID: "kv"}, Version: seq}}
 		commit(t, s, &b)
 	}
 	for _, typ := range types {
 		got, _ := followFeed(t, s, typ, "", 10, 3)
 		equalFeed(t, got, want[typ])
+	}
+	if got, _ := followFeed(t, s, "ca", "", 10, 1); got[0].Entity.ID != "kv" || got[0].Seq != 3 {
+		t.Errorf("feed of the key-value type = %v, want kv at version 3", got)
 	}
 }
 

@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ClosedStore", testClosedStore},
 	}
 	tests = append(tests, feedTests...)
+	tests = append(tests, valueFeedTests...)
 	tests = append(tests, eventTypeTests...)
 	tests = append(tests, timerTests...)
 	tests = append(tests, viewTests...)
