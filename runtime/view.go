@@ -23,6 +23,12 @@ import (
 	"github.com/statefun-go/statefun/runtime/store"
 )
 
+// ValueEventType is the event type under which a key-value entity's feed
+// carries its values: a view of a key-value entity gets each value written
+// (the last of several written in quick succession, at least) as an event
+// of this type, its payload the value, its seq the value's version.
+const ValueEventType = store.ValueEventType
+
 // ViewConfig describes a view to the runtime. Generated code fills it in;
 // programs do not build it by hand.
 type ViewConfig struct {
@@ -36,7 +42,8 @@ type ViewConfig struct {
 	Service *grpc.ServiceDesc
 	// NewRow returns an empty row message.
 	NewRow func() proto.Message
-	// Update applies one stored event of the source to its entity's row:
+	// Update applies one stored event of the source (for a key-value
+	// source, an event of ValueEventType) to its entity's row:
 	// row is the current row, or a new empty one when the entity has none
 	// (ctx.Exists tells which). It returns the new row (row itself,
 	// changed in place, will do), or nil to delete the row; an event it
@@ -232,11 +239,8 @@ func validateViews(views []*View, entities map[string]Kind) []error {
 			errs = append(errs, fmt.Errorf("view %q is registered twice; each view runs once", v.cfg.Name))
 		default:
 			seen[v.cfg.Name] = true
-			switch kind, ok := entities[v.cfg.EntityType]; {
-			case !ok:
-				errs = append(errs, fmt.Errorf("view %q reads the events of entity type %q, which this server does not host; pass its entity to the server too", v.cfg.Name, v.cfg.EntityType))
-			case kind != EventSourced:
-				errs = append(errs, fmt.Errorf("view %q: entity type %q is not event-sourced; views read events", v.cfg.Name, v.cfg.EntityType))
+			if _, ok := entities[v.cfg.EntityType]; !ok {
+				errs = append(errs, fmt.Errorf("view %q reads the feed of entity type %q, which this server does not host; pass its entity to the server too", v.cfg.Name, v.cfg.EntityType))
 			}
 		}
 	}

@@ -1,6 +1,6 @@
-// Command customer serves the key-value customer entity: run it with no
-// flags for the embedded store in ./statefun-data, or with --database-url
-// for Postgres.
+// Command customer serves the key-value customer entity and the customer
+// directory, a view of its records: run it with no flags for the embedded
+// store in ./statefun-data, or with --database-url for Postgres.
 package main
 
 import (
@@ -9,5 +9,5 @@ import (
 )
 
 func main() {
-	statefun.Main(customerv1.NewCustomer(Customer{}))
+	statefun.Main(customerv1.NewCustomer(Customer{}), customerv1.NewCustomerDirectory())
 }

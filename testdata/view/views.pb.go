@@ -9,6 +9,7 @@ package view
 import (
 	_ "github.com/statefun-go/statefun/gen/statefun/v1"
 	eventsourced "github.com/statefun-go/statefun/testdata/eventsourced"
+	keyvalue "github.com/statefun-go/statefun/testdata/keyvalue"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -380,11 +381,204 @@ func (x *StreamCartsWithSkuRequest) GetSku() string {
 	return ""
 }
 
+type GetCustomersAtRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCustomersAtRequest) Reset() {
+	*x = GetCustomersAtRequest{}
+	mi := &file_view_views_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCustomersAtRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCustomersAtRequest) ProtoMessage() {}
+
+func (x *GetCustomersAtRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_view_views_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCustomersAtRequest.ProtoReflect.Descriptor instead.
+func (*GetCustomersAtRequest) Descriptor() ([]byte, []int) {
+	return file_view_views_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetCustomersAtRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+type GetCustomersAtResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Customers     []*keyvalue.Customer   `protobuf:"bytes,1,rep,name=customers,proto3" json:"customers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCustomersAtResponse) Reset() {
+	*x = GetCustomersAtResponse{}
+	mi := &file_view_views_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCustomersAtResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCustomersAtResponse) ProtoMessage() {}
+
+func (x *GetCustomersAtResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_view_views_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCustomersAtResponse.ProtoReflect.Descriptor instead.
+func (*GetCustomersAtResponse) Descriptor() ([]byte, []int) {
+	return file_view_views_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetCustomersAtResponse) GetCustomers() []*keyvalue.Customer {
+	if x != nil {
+		return x.Customers
+	}
+	return nil
+}
+
+// CustomerName is a row of CustomerNames.
+type CustomerName struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CustomerId    string                 `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Initial       string                 `protobuf:"bytes,3,opt,name=initial,proto3" json:"initial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CustomerName) Reset() {
+	*x = CustomerName{}
+	mi := &file_view_views_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CustomerName) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CustomerName) ProtoMessage() {}
+
+func (x *CustomerName) ProtoReflect() protoreflect.Message {
+	mi := &file_view_views_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CustomerName.ProtoReflect.Descriptor instead.
+func (*CustomerName) Descriptor() ([]byte, []int) {
+	return file_view_views_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CustomerName) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *CustomerName) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CustomerName) GetInitial() string {
+	if x != nil {
+		return x.Initial
+	}
+	return ""
+}
+
+type FindByInitialRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Initial       string                 `protobuf:"bytes,1,opt,name=initial,proto3" json:"initial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FindByInitialRequest) Reset() {
+	*x = FindByInitialRequest{}
+	mi := &file_view_views_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FindByInitialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FindByInitialRequest) ProtoMessage() {}
+
+func (x *FindByInitialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_view_views_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FindByInitialRequest.ProtoReflect.Descriptor instead.
+func (*FindByInitialRequest) Descriptor() ([]byte, []int) {
+	return file_view_views_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *FindByInitialRequest) GetInitial() string {
+	if x != nil {
+		return x.Initial
+	}
+	return ""
+}
+
 var File_view_views_proto protoreflect.FileDescriptor
 
 const file_view_views_proto_rawDesc = "" +
 	"\n" +
-	"\x10view/views.proto\x12\x16statefun.testdata.view\x1a\x17eventsourced/cart.proto\x1a\x1dstatefun/v1/annotations.proto\x1a\x10view/order.proto\"w\n" +
+	"\x10view/views.proto\x12\x16statefun.testdata.view\x1a\x17eventsourced/cart.proto\x1a\x17keyvalue/customer.proto\x1a\x1dstatefun/v1/annotations.proto\x1a\x10view/order.proto\"w\n" +
 	"\x18GetCustomerOrdersRequest\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
 	"customerId\x12\x1d\n" +
@@ -407,7 +601,18 @@ const file_view_views_proto_rawDesc = "" +
 	"\x19FindOrdersWithSkuResponse\x12B\n" +
 	"\tsummaries\x18\x01 \x03(\v2$.statefun.testdata.view.OrderSummaryR\tsummaries\"-\n" +
 	"\x19StreamCartsWithSkuRequest\x12\x10\n" +
-	"\x03sku\x18\x01 \x01(\tR\x03sku2\xf5\x03\n" +
+	"\x03sku\x18\x01 \x01(\tR\x03sku\"1\n" +
+	"\x15GetCustomersAtRequest\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\"\\\n" +
+	"\x16GetCustomersAtResponse\x12B\n" +
+	"\tcustomers\x18\x01 \x03(\v2$.statefun.testdata.keyvalue.CustomerR\tcustomers\"]\n" +
+	"\fCustomerName\x12\x1f\n" +
+	"\vcustomer_id\x18\x01 \x01(\tR\n" +
+	"customerId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\ainitial\x18\x03 \x01(\tR\ainitial\"0\n" +
+	"\x14FindByInitialRequest\x12\x18\n" +
+	"\ainitial\x18\x01 \x01(\tR\ainitial2\xf5\x03\n" +
 	"\x17OrdersByCustomerService\x12\xd9\x01\n" +
 	"\x11GetCustomerOrders\x120.statefun.testdata.view.GetCustomerOrdersRequest\x1a1.statefun.testdata.view.GetCustomerOrdersResponse\"_\xf2\x81\x19[\x1aYSELECT * FROM orders_by_customer WHERE customer_id = :customer_id ORDER BY placed_at DESC\x12\xce\x01\n" +
 	"\x11StreamLargeOrders\x120.statefun.testdata.view.StreamLargeOrdersRequest\x1a\x1d.statefun.testdata.view.Order\"f\xf2\x81\x19b\x1a`SELECT * FROM orders_by_customer WHERE total_cents >= :min_total_cents ORDER BY total_cents DESC0\x01\x1a-\x8a\x82\x19)\n" +
@@ -417,7 +622,13 @@ const file_view_views_proto_rawDesc = "" +
 	"\x0forder_summaries\x12\fOrderService\x1a\fOrderSummary \x022\xa3\x02\n" +
 	"\fCartsWithSku\x12\xaa\x01\n" +
 	"\x12StreamCartsWithSku\x121.statefun.testdata.view.StreamCartsWithSkuRequest\x1a$.statefun.testdata.eventsourced.Cart\"9\xf2\x81\x195\x1a3SELECT * FROM carts_with_sku WHERE items.sku = :sku0\x01\x1af\x8a\x82\x19b\n" +
-	"\x0ecarts_with_sku\x12+statefun.testdata.eventsourced.ShoppingCart\x1a#statefun.testdata.eventsourced.CartB4Z2github.com/statefun-go/statefun/testdata/view;viewb\x06proto3"
+	"\x0ecarts_with_sku\x12+statefun.testdata.eventsourced.ShoppingCart\x1a#statefun.testdata.eventsourced.Cart2\xc4\x02\n" +
+	"\x12CustomersByAddress\x12\xc0\x01\n" +
+	"\x0eGetCustomersAt\x12-.statefun.testdata.view.GetCustomersAtRequest\x1a..statefun.testdata.view.GetCustomersAtResponse\"O\xf2\x81\x19K\x1aISELECT * FROM customers_by_address WHERE address = :address ORDER BY name\x1ak\x8a\x82\x19g\n" +
+	"\x14customers_by_address\x12*statefun.testdata.keyvalue.CustomerService\x1a#statefun.testdata.keyvalue.Customer2\x84\x02\n" +
+	"\rCustomerNames\x12\xa2\x01\n" +
+	"\rFindByInitial\x12,.statefun.testdata.view.FindByInitialRequest\x1a$.statefun.testdata.view.CustomerName\";\xf2\x81\x197\x1a5SELECT * FROM customer_names WHERE initial = :initial0\x01\x1aN\x8a\x82\x19J\n" +
+	"\x0ecustomer_names\x12*statefun.testdata.keyvalue.CustomerService\x1a\fCustomerNameB4Z2github.com/statefun-go/statefun/testdata/view;viewb\x06proto3"
 
 var (
 	file_view_views_proto_rawDescOnce sync.Once
@@ -431,7 +642,7 @@ func file_view_views_proto_rawDescGZIP() []byte {
 	return file_view_views_proto_rawDescData
 }
 
-var file_view_views_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_view_views_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_view_views_proto_goTypes = []any{
 	(*GetCustomerOrdersRequest)(nil),  // 0: statefun.testdata.view.GetCustomerOrdersRequest
 	(*GetCustomerOrdersResponse)(nil), // 1: statefun.testdata.view.GetCustomerOrdersResponse
@@ -440,27 +651,37 @@ var file_view_views_proto_goTypes = []any{
 	(*FindOrdersWithSkuRequest)(nil),  // 4: statefun.testdata.view.FindOrdersWithSkuRequest
 	(*FindOrdersWithSkuResponse)(nil), // 5: statefun.testdata.view.FindOrdersWithSkuResponse
 	(*StreamCartsWithSkuRequest)(nil), // 6: statefun.testdata.view.StreamCartsWithSkuRequest
-	(*Order)(nil),                     // 7: statefun.testdata.view.Order
-	(OrderStatus)(0),                  // 8: statefun.testdata.view.OrderStatus
-	(*eventsourced.Cart)(nil),         // 9: statefun.testdata.eventsourced.Cart
+	(*GetCustomersAtRequest)(nil),     // 7: statefun.testdata.view.GetCustomersAtRequest
+	(*GetCustomersAtResponse)(nil),    // 8: statefun.testdata.view.GetCustomersAtResponse
+	(*CustomerName)(nil),              // 9: statefun.testdata.view.CustomerName
+	(*FindByInitialRequest)(nil),      // 10: statefun.testdata.view.FindByInitialRequest
+	(*Order)(nil),                     // 11: statefun.testdata.view.Order
+	(OrderStatus)(0),                  // 12: statefun.testdata.view.OrderStatus
+	(*keyvalue.Customer)(nil),         // 13: statefun.testdata.keyvalue.Customer
+	(*eventsourced.Cart)(nil),         // 14: statefun.testdata.eventsourced.Cart
 }
 var file_view_views_proto_depIdxs = []int32{
-	7, // 0: statefun.testdata.view.GetCustomerOrdersResponse.orders:type_name -> statefun.testdata.view.Order
-	8, // 1: statefun.testdata.view.OrderSummary.status:type_name -> statefun.testdata.view.OrderStatus
-	3, // 2: statefun.testdata.view.FindOrdersWithSkuResponse.summaries:type_name -> statefun.testdata.view.OrderSummary
-	0, // 3: statefun.testdata.view.OrdersByCustomerService.GetCustomerOrders:input_type -> statefun.testdata.view.GetCustomerOrdersRequest
-	2, // 4: statefun.testdata.view.OrdersByCustomerService.StreamLargeOrders:input_type -> statefun.testdata.view.StreamLargeOrdersRequest
-	4, // 5: statefun.testdata.view.OrderSummaries.FindOrdersWithSku:input_type -> statefun.testdata.view.FindOrdersWithSkuRequest
-	6, // 6: statefun.testdata.view.CartsWithSku.StreamCartsWithSku:input_type -> statefun.testdata.view.StreamCartsWithSkuRequest
-	1, // 7: statefun.testdata.view.OrdersByCustomerService.GetCustomerOrders:output_type -> statefun.testdata.view.GetCustomerOrdersResponse
-	7, // 8: statefun.testdata.view.OrdersByCustomerService.StreamLargeOrders:output_type -> statefun.testdata.view.Order
-	5, // 9: statefun.testdata.view.OrderSummaries.FindOrdersWithSku:output_type -> statefun.testdata.view.FindOrdersWithSkuResponse
-	9, // 10: statefun.testdata.view.CartsWithSku.StreamCartsWithSku:output_type -> statefun.testdata.eventsourced.Cart
-	7, // [7:11] is the sub-list for method output_type
-	3, // [3:7] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	11, // 0: statefun.testdata.view.GetCustomerOrdersResponse.orders:type_name -> statefun.testdata.view.Order
+	12, // 1: statefun.testdata.view.OrderSummary.status:type_name -> statefun.testdata.view.OrderStatus
+	3,  // 2: statefun.testdata.view.FindOrdersWithSkuResponse.summaries:type_name -> statefun.testdata.view.OrderSummary
+	13, // 3: statefun.testdata.view.GetCustomersAtResponse.customers:type_name -> statefun.testdata.keyvalue.Customer
+	0,  // 4: statefun.testdata.view.OrdersByCustomerService.GetCustomerOrders:input_type -> statefun.testdata.view.GetCustomerOrdersRequest
+	2,  // 5: statefun.testdata.view.OrdersByCustomerService.StreamLargeOrders:input_type -> statefun.testdata.view.StreamLargeOrdersRequest
+	4,  // 6: statefun.testdata.view.OrderSummaries.FindOrdersWithSku:input_type -> statefun.testdata.view.FindOrdersWithSkuRequest
+	6,  // 7: statefun.testdata.view.CartsWithSku.StreamCartsWithSku:input_type -> statefun.testdata.view.StreamCartsWithSkuRequest
+	7,  // 8: statefun.testdata.view.CustomersByAddress.GetCustomersAt:input_type -> statefun.testdata.view.GetCustomersAtRequest
+	10, // 9: statefun.testdata.view.CustomerNames.FindByInitial:input_type -> statefun.testdata.view.FindByInitialRequest
+	1,  // 10: statefun.testdata.view.OrdersByCustomerService.GetCustomerOrders:output_type -> statefun.testdata.view.GetCustomerOrdersResponse
+	11, // 11: statefun.testdata.view.OrdersByCustomerService.StreamLargeOrders:output_type -> statefun.testdata.view.Order
+	5,  // 12: statefun.testdata.view.OrderSummaries.FindOrdersWithSku:output_type -> statefun.testdata.view.FindOrdersWithSkuResponse
+	14, // 13: statefun.testdata.view.CartsWithSku.StreamCartsWithSku:output_type -> statefun.testdata.eventsourced.Cart
+	8,  // 14: statefun.testdata.view.CustomersByAddress.GetCustomersAt:output_type -> statefun.testdata.view.GetCustomersAtResponse
+	9,  // 15: statefun.testdata.view.CustomerNames.FindByInitial:output_type -> statefun.testdata.view.CustomerName
+	10, // [10:16] is the sub-list for method output_type
+	4,  // [4:10] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_view_views_proto_init() }
@@ -475,9 +696,9 @@ func file_view_views_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_view_views_proto_rawDesc), len(file_view_views_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   11,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   5,
 		},
 		GoTypes:           file_view_views_proto_goTypes,
 		DependencyIndexes: file_view_views_proto_depIdxs,

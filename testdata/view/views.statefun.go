@@ -10,6 +10,7 @@ import (
 	"errors"
 	statefun "github.com/statefun-go/statefun/runtime"
 	eventsourced "github.com/statefun-go/statefun/testdata/eventsourced"
+	keyvalue "github.com/statefun-go/statefun/testdata/keyvalue"
 	grpc "google.golang.org/grpc"
 	proto "google.golang.org/protobuf/proto"
 	"io"
@@ -395,6 +396,198 @@ func (c *CartsWithSkuViewClient) StreamCartsWithSku(ctx context.Context, req *St
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		stream, err := c.client.StreamCartsWithSku(ctx, req, opts...)
+		if err != nil {
+			yield(nil, err)
+			return
+		}
+		for {
+			r, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if !yield(r, nil) {
+				return
+			}
+		}
+	}
+}
+
+// CustomersByAddressViewName is the name CustomersByAddress's rows are stored under.
+const CustomersByAddressViewName = "customers_by_address"
+
+// NewCustomersByAddress returns the CustomersByAddress view, ready to be served by the statefun runtime:
+// its rows are the values of CustomerService entities (type "customer"), each
+// replaced by the next one written:
+//
+//	statefun.Main(..., NewCustomersByAddress())
+//
+// CustomersByAddress is a view of a key-value entity: its rows are the
+// customers' stored values.
+func NewCustomersByAddress() *statefun.View {
+	return statefun.NewView(statefun.ViewConfig{
+		Name:       CustomersByAddressViewName,
+		Version:    1,
+		EntityType: "customer",
+		Service:    &CustomersByAddress_ServiceDesc,
+		NewRow: func() proto.Message {
+			return new(keyvalue.Customer)
+		},
+		Update: func(_ *statefun.ViewUpdateContext, row proto.Message, eventType string, payload []byte) (proto.Message, error) {
+			if eventType != statefun.ValueEventType {
+				// Records of other types, such as the runtime's own, leave the row as it is.
+				return row, nil
+			}
+			value := new(keyvalue.Customer)
+			if err := proto.Unmarshal(payload, value); err != nil {
+				return nil, statefun.DecodeEventError(eventType, err)
+			}
+			return value, nil
+		},
+		Queries: []statefun.ViewQueryConfig{
+			{
+				Method:   "GetCustomersAt",
+				Query:    "SELECT * FROM customers_by_address WHERE address = :address ORDER BY name",
+				Request:  new(GetCustomersAtRequest),
+				Response: new(GetCustomersAtResponse),
+			},
+		},
+		NewService: func(host *statefun.ViewHost) any {
+			return &customersByAddressServer{host: host}
+		},
+	})
+}
+
+// customersByAddressServer serves CustomersByAddress's gRPC methods: each runs its query through the runtime.
+type customersByAddressServer struct {
+	UnimplementedCustomersByAddressServer
+	host *statefun.ViewHost
+}
+
+var _ CustomersByAddressServer = (*customersByAddressServer)(nil)
+
+func (s *customersByAddressServer) GetCustomersAt(ctx context.Context, req *GetCustomersAtRequest) (*GetCustomersAtResponse, error) {
+	return statefun.QueryView[*GetCustomersAtRequest, *GetCustomersAtResponse](ctx, s.host, 0, req)
+}
+
+// CustomersByAddressViewClient queries the CustomersByAddress view from Go: from another service over a
+// gRPC connection, or in process through statefun.Runtime.ClientConn.
+type CustomersByAddressViewClient struct {
+	client CustomersByAddressClient
+}
+
+// NewCustomersByAddressViewClient returns a client that queries the CustomersByAddress view through cc.
+func NewCustomersByAddressViewClient(cc grpc.ClientConnInterface) *CustomersByAddressViewClient {
+	return &CustomersByAddressViewClient{client: NewCustomersByAddressClient(cc)}
+}
+
+// GetCustomersAt lists the customers living at an address, by name.
+func (c *CustomersByAddressViewClient) GetCustomersAt(ctx context.Context, req *GetCustomersAtRequest, opts ...grpc.CallOption) (*GetCustomersAtResponse, error) {
+	return c.client.GetCustomersAt(ctx, req, opts...)
+}
+
+// CustomerNamesViewName is the name CustomerNames's rows are stored under.
+const CustomerNamesViewName = "customer_names"
+
+// CustomerNamesUpdater builds the rows of CustomerNames from the values of the CustomerService
+// entity (type "customer"): one row per entity, at most. The runtime calls OnCustomer
+// after the entity's value is written, with the entity's current row, or a new
+// empty one when it has none (ctx.Exists tells which), and the value stored:
+// values written in quick succession may reach it as the last one only. It
+// returns the new row: row itself, changed in place, will do; nil deletes the
+// row. An error is retried with the same value after a backoff, so it must give
+// the same result for the same row and value each time.
+// Pass an implementation to NewCustomerNames.
+//
+// CustomerNames keeps a row of its own per customer, made by an updater
+// from each stored value.
+type CustomerNamesUpdater interface {
+	// OnCustomer turns the entity's stored Customer into its row.
+	OnCustomer(ctx *statefun.ViewUpdateContext, row *CustomerName, value *keyvalue.Customer) (*CustomerName, error)
+}
+
+// NewCustomerNames returns the CustomerNames view, its rows built by u, ready to be served
+// by the statefun runtime:
+//
+//	statefun.Main(..., NewCustomerNames(u))
+func NewCustomerNames(u CustomerNamesUpdater) *statefun.View {
+	return statefun.NewView(statefun.ViewConfig{
+		Name:       CustomerNamesViewName,
+		Version:    1,
+		EntityType: "customer",
+		Service:    &CustomerNames_ServiceDesc,
+		NewRow: func() proto.Message {
+			return new(CustomerName)
+		},
+		Update: func(ctx *statefun.ViewUpdateContext, row proto.Message, eventType string, payload []byte) (proto.Message, error) {
+			r := row.(*CustomerName)
+			var next *CustomerName
+			var err error
+			switch eventType {
+			case statefun.ValueEventType:
+				value := new(keyvalue.Customer)
+				if err := proto.Unmarshal(payload, value); err != nil {
+					return nil, statefun.DecodeEventError(eventType, err)
+				}
+				next, err = u.OnCustomer(ctx, r, value)
+			default:
+				// Records of other types, such as the runtime's own, leave the row as it is.
+				return row, nil
+			}
+			if err != nil || next == nil {
+				// An untyped nil: a nil *Row in the interface would not read as a deletion.
+				return nil, err
+			}
+			return next, nil
+		},
+		Queries: []statefun.ViewQueryConfig{
+			{
+				Method:  "FindByInitial",
+				Query:   "SELECT * FROM customer_names WHERE initial = :initial",
+				Request: new(FindByInitialRequest),
+			},
+		},
+		NewService: func(host *statefun.ViewHost) any {
+			return &customerNamesServer{host: host}
+		},
+	})
+}
+
+// customerNamesServer serves CustomerNames's gRPC methods: each runs its query through the runtime.
+type customerNamesServer struct {
+	UnimplementedCustomerNamesServer
+	host *statefun.ViewHost
+}
+
+var _ CustomerNamesServer = (*customerNamesServer)(nil)
+
+func (s *customerNamesServer) FindByInitial(req *FindByInitialRequest, stream grpc.ServerStreamingServer[CustomerName]) error {
+	return statefun.StreamView[*FindByInitialRequest, *CustomerName](stream.Context(), s.host, 0, req, stream.Send)
+}
+
+// CustomerNamesViewClient queries the CustomerNames view from Go: from another service over a
+// gRPC connection, or in process through statefun.Runtime.ClientConn.
+type CustomerNamesViewClient struct {
+	client CustomerNamesClient
+}
+
+// NewCustomerNamesViewClient returns a client that queries the CustomerNames view through cc.
+func NewCustomerNamesViewClient(cc grpc.ClientConnInterface) *CustomerNamesViewClient {
+	return &CustomerNamesViewClient{client: NewCustomerNamesClient(cc)}
+}
+
+// FindByInitial streams the customers whose name starts with a letter.
+//
+// It yields the rows as the server sends them; a failed call ends with its error.
+func (c *CustomerNamesViewClient) FindByInitial(ctx context.Context, req *FindByInitialRequest, opts ...grpc.CallOption) iter.Seq2[*CustomerName, error] {
+	return func(yield func(*CustomerName, error) bool) {
+		// Cancelled when the loop stops early, so that the stream ends.
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stream, err := c.client.FindByInitial(ctx, req, opts...)
 		if err != nil {
 			yield(nil, err)
 			return

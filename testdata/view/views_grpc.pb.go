@@ -396,3 +396,226 @@ var CartsWithSku_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "view/views.proto",
 }
+
+const (
+	CustomersByAddress_GetCustomersAt_FullMethodName = "/statefun.testdata.view.CustomersByAddress/GetCustomersAt"
+)
+
+// CustomersByAddressClient is the client API for CustomersByAddress service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// CustomersByAddress is a view of a key-value entity: its rows are the
+// customers' stored values.
+type CustomersByAddressClient interface {
+	// GetCustomersAt lists the customers living at an address, by name.
+	GetCustomersAt(ctx context.Context, in *GetCustomersAtRequest, opts ...grpc.CallOption) (*GetCustomersAtResponse, error)
+}
+
+type customersByAddressClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewCustomersByAddressClient(cc grpc.ClientConnInterface) CustomersByAddressClient {
+	return &customersByAddressClient{cc}
+}
+
+func (c *customersByAddressClient) GetCustomersAt(ctx context.Context, in *GetCustomersAtRequest, opts ...grpc.CallOption) (*GetCustomersAtResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCustomersAtResponse)
+	err := c.cc.Invoke(ctx, CustomersByAddress_GetCustomersAt_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// CustomersByAddressServer is the server API for CustomersByAddress service.
+// All implementations must embed UnimplementedCustomersByAddressServer
+// for forward compatibility.
+//
+// CustomersByAddress is a view of a key-value entity: its rows are the
+// customers' stored values.
+type CustomersByAddressServer interface {
+	// GetCustomersAt lists the customers living at an address, by name.
+	GetCustomersAt(context.Context, *GetCustomersAtRequest) (*GetCustomersAtResponse, error)
+	mustEmbedUnimplementedCustomersByAddressServer()
+}
+
+// UnimplementedCustomersByAddressServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedCustomersByAddressServer struct{}
+
+func (UnimplementedCustomersByAddressServer) GetCustomersAt(context.Context, *GetCustomersAtRequest) (*GetCustomersAtResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetCustomersAt not implemented")
+}
+func (UnimplementedCustomersByAddressServer) mustEmbedUnimplementedCustomersByAddressServer() {}
+func (UnimplementedCustomersByAddressServer) testEmbeddedByValue()                            {}
+
+// UnsafeCustomersByAddressServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to CustomersByAddressServer will
+// result in compilation errors.
+type UnsafeCustomersByAddressServer interface {
+	mustEmbedUnimplementedCustomersByAddressServer()
+}
+
+func RegisterCustomersByAddressServer(s grpc.ServiceRegistrar, srv CustomersByAddressServer) {
+	// If the following call pancis, it indicates UnimplementedCustomersByAddressServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&CustomersByAddress_ServiceDesc, srv)
+}
+
+func _CustomersByAddress_GetCustomersAt_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCustomersAtRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CustomersByAddressServer).GetCustomersAt(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CustomersByAddress_GetCustomersAt_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CustomersByAddressServer).GetCustomersAt(ctx, req.(*GetCustomersAtRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// CustomersByAddress_ServiceDesc is the grpc.ServiceDesc for CustomersByAddress service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var CustomersByAddress_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "statefun.testdata.view.CustomersByAddress",
+	HandlerType: (*CustomersByAddressServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "GetCustomersAt",
+			Handler:    _CustomersByAddress_GetCustomersAt_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "view/views.proto",
+}
+
+const (
+	CustomerNames_FindByInitial_FullMethodName = "/statefun.testdata.view.CustomerNames/FindByInitial"
+)
+
+// CustomerNamesClient is the client API for CustomerNames service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// CustomerNames keeps a row of its own per customer, made by an updater
+// from each stored value.
+type CustomerNamesClient interface {
+	// FindByInitial streams the customers whose name starts with a letter.
+	FindByInitial(ctx context.Context, in *FindByInitialRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CustomerName], error)
+}
+
+type customerNamesClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewCustomerNamesClient(cc grpc.ClientConnInterface) CustomerNamesClient {
+	return &customerNamesClient{cc}
+}
+
+func (c *customerNamesClient) FindByInitial(ctx context.Context, in *FindByInitialRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CustomerName], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &CustomerNames_ServiceDesc.Streams[0], CustomerNames_FindByInitial_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[FindByInitialRequest, CustomerName]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CustomerNames_FindByInitialClient = grpc.ServerStreamingClient[CustomerName]
+
+// CustomerNamesServer is the server API for CustomerNames service.
+// All implementations must embed UnimplementedCustomerNamesServer
+// for forward compatibility.
+//
+// CustomerNames keeps a row of its own per customer, made by an updater
+// from each stored value.
+type CustomerNamesServer interface {
+	// FindByInitial streams the customers whose name starts with a letter.
+	FindByInitial(*FindByInitialRequest, grpc.ServerStreamingServer[CustomerName]) error
+	mustEmbedUnimplementedCustomerNamesServer()
+}
+
+// UnimplementedCustomerNamesServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedCustomerNamesServer struct{}
+
+func (UnimplementedCustomerNamesServer) FindByInitial(*FindByInitialRequest, grpc.ServerStreamingServer[CustomerName]) error {
+	return status.Errorf(codes.Unimplemented, "method FindByInitial not implemented")
+}
+func (UnimplementedCustomerNamesServer) mustEmbedUnimplementedCustomerNamesServer() {}
+func (UnimplementedCustomerNamesServer) testEmbeddedByValue()                       {}
+
+// UnsafeCustomerNamesServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to CustomerNamesServer will
+// result in compilation errors.
+type UnsafeCustomerNamesServer interface {
+	mustEmbedUnimplementedCustomerNamesServer()
+}
+
+func RegisterCustomerNamesServer(s grpc.ServiceRegistrar, srv CustomerNamesServer) {
+	// If the following call pancis, it indicates UnimplementedCustomerNamesServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&CustomerNames_ServiceDesc, srv)
+}
+
+func _CustomerNames_FindByInitial_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(FindByInitialRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(CustomerNamesServer).FindByInitial(m, &grpc.GenericServerStream[FindByInitialRequest, CustomerName]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CustomerNames_FindByInitialServer = grpc.ServerStreamingServer[CustomerName]
+
+// CustomerNames_ServiceDesc is the grpc.ServiceDesc for CustomerNames service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var CustomerNames_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "statefun.testdata.view.CustomerNames",
+	HandlerType: (*CustomerNamesServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "FindByInitial",
+			Handler:       _CustomerNames_FindByInitial_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "view/views.proto",
+}

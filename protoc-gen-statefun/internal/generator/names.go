@@ -268,6 +268,7 @@ func (n viewNames) client() string               { return n.base + "ViewClient" 
 func (n viewNames) newClient() string            { return "New" + n.base + "ViewClient" }
 func (n viewNames) allPages(q *viewQuery) string { return q.method.GoName + "All" }
 func (n viewNames) onEvent(ev *event) string     { return "On" + ev.message.GoIdent.GoName }
+func (n viewNames) onState(v *view) string       { return "On" + v.source.state.GoIdent.GoName }
 
 // declarations lists every package-level identifier generateView declares
 // for v.

@@ -23,10 +23,37 @@ func generateView(out *jen.File, v *view) {
 }
 
 // generateViewUpdater emits the interface that builds the rows of a view
-// whose rows are not its source's states: a method per source event.
+// whose rows are not its source's states: a method per source event, or
+// for a key-value source one method that takes each stored value.
 func generateViewUpdater(out *jen.File, v *view, n viewNames) {
 	src := v.source
 	row := ptr(v.row.GoIdent)
+	if v.ofValues() {
+		state := v.source.state.GoIdent
+		out.Commentf("%s builds the rows of %s from the values of the %s", n.updater(), n.base, src.service.GoName)
+		out.Commentf("entity (type %q): one row per entity, at most. The runtime calls %s", src.typ, n.onState(v))
+		out.Comment("after the entity's value is written, with the entity's current row, or a new")
+		out.Comment("empty one when it has none (ctx.Exists tells which), and the value stored:")
+		out.Comment("values written in quick succession may reach it as the last one only. It")
+		out.Comment("returns the new row: row itself, changed in place, will do; nil deletes the")
+		out.Comment("row. An error is retried with the same value after a backoff, so it must give")
+		out.Comment("the same result for the same row and value each time.")
+		out.Commentf("Pass an implementation to %s.", n.constructor())
+		if doc := docComment(v.service.Comments.Leading, ""); doc != "" {
+			out.Comment("")
+			comment(out, doc)
+		}
+		out.Type().Id(n.updater()).Interface(
+			jen.Comment(fmt.Sprintf("%s turns the entity's stored %s into its row.", n.onState(v), state.GoName)),
+			jen.Id(n.onState(v)).Params(
+				jen.Id("ctx").Op("*").Qual(runtimePkg, "ViewUpdateContext"),
+				jen.Id("row").Add(row.Clone()),
+				jen.Id("value").Add(ptr(state)),
+			).Params(row.Clone(), jen.Error()),
+		)
+		out.Line()
+		return
+	}
 	out.Commentf("%s builds the rows of %s from the events of the %s", n.updater(), n.base, src.service.GoName)
 	out.Commentf("entity (type %q): one row per entity, at most. The runtime calls one", src.typ)
 	out.Comment("method per committed event, in order per entity, with the entity's current row,")
@@ -65,6 +92,19 @@ func generateViewConstructor(out *jen.File, v *view, n viewNames) {
 	// The dispatch from a stored event type to a typed method: a switch,
 	// no reflection.
 	var cases []jen.Code
+	if v.ofValues() && !v.stateView() {
+		// A key-value source's feed holds its values: the updater
+		// makes the row of each. (A view of the values themselves
+		// needs no dispatch: see below.)
+		decode := []jen.Code{
+			jen.Id("value").Op(":=").New(qual(src.state.GoIdent)),
+			jen.If(jen.Err().Op(":=").Qual(protoPkg, "Unmarshal").Call(jen.Id("payload"), jen.Id("value")), jen.Err().Op("!=").Nil()).Block(
+				jen.Return(jen.Nil(), jen.Qual(runtimePkg, "DecodeEventError").Call(jen.Id("eventType"), jen.Err())),
+			),
+		}
+		decode = append(decode, jen.List(jen.Id("next"), jen.Err()).Op("=").Id("u").Dot(n.onState(v)).Call(jen.Id("ctx"), jen.Id("r"), jen.Id("value")))
+		cases = append(cases, jen.Case(jen.Qual(runtimePkg, "ValueEventType")).Block(decode...))
+	}
 	for _, ev := range src.events {
 		decode := []jen.Code{
 			jen.Id("e").Op(":=").New(qual(ev.message.GoIdent)),
@@ -83,15 +123,31 @@ func generateViewConstructor(out *jen.File, v *view, n viewNames) {
 		jen.Comment("Records of other types, such as the runtime's own, leave the row as it is."),
 		jen.Return(jen.Id("row"), jen.Nil()),
 	))
+	assertRow := jen.Id("r").Op(":=").Id("row").Assert(row.Clone())
 	var update []jen.Code
-	update = append(update, jen.Id("r").Op(":=").Id("row").Assert(row.Clone()))
-	if v.stateView() {
+	switch {
+	case v.stateView() && v.ofValues():
+		// The row is the value itself: no dispatch.
 		update = append(update,
+			jen.If(jen.Id("eventType").Op("!=").Qual(runtimePkg, "ValueEventType")).Block(
+				jen.Comment("Records of other types, such as the runtime's own, leave the row as it is."),
+				jen.Return(jen.Id("row"), jen.Nil()),
+			),
+			jen.Id("value").Op(":=").New(qual(src.state.GoIdent)),
+			jen.If(jen.Err().Op(":=").Qual(protoPkg, "Unmarshal").Call(jen.Id("payload"), jen.Id("value")), jen.Err().Op("!=").Nil()).Block(
+				jen.Return(jen.Nil(), jen.Qual(runtimePkg, "DecodeEventError").Call(jen.Id("eventType"), jen.Err())),
+			),
+			jen.Return(jen.Id("value"), jen.Nil()),
+		)
+	case v.stateView():
+		update = append(update,
+			assertRow,
 			jen.Switch(jen.Id("eventType")).Block(cases...),
 			jen.Return(jen.Id("r"), jen.Nil()),
 		)
-	} else {
+	default:
 		update = append(update,
+			assertRow,
 			jen.Var().Id("next").Add(row.Clone()),
 			jen.Var().Err().Error(),
 			jen.Switch(jen.Id("eventType")).Block(cases...),
@@ -140,7 +196,14 @@ func generateViewConstructor(out *jen.File, v *view, n viewNames) {
 	}
 
 	var param jen.Code
-	if v.stateView() {
+	switch {
+	case v.stateView() && v.ofValues():
+		out.Commentf("%s returns the %s view, ready to be served by the statefun runtime:", n.constructor(), n.base)
+		out.Commentf("its rows are the values of %s entities (type %q), each", src.service.GoName, src.typ)
+		out.Comment("replaced by the next one written:")
+		out.Comment("")
+		out.Commentf("\tstatefun.Main(..., %s())", n.constructor())
+	case v.stateView():
 		out.Commentf("%s returns the %s view, ready to be served by the statefun runtime:", n.constructor(), n.base)
 		out.Commentf("its rows are the states of %s entities (type %q), kept up to", src.service.GoName, src.typ)
 		out.Comment("date by applying each committed event with events, the entity's own event")
@@ -148,7 +211,7 @@ func generateViewConstructor(out *jen.File, v *view, n viewNames) {
 		out.Comment("")
 		out.Commentf("\tstatefun.Main(..., %s(handler))", n.constructor())
 		param = jen.Id("events").Qual(string(src.file.GoImportPath), srcNames.eventHandler())
-	} else {
+	default:
 		out.Commentf("%s returns the %s view, its rows built by u, ready to be served", n.constructor(), n.base)
 		out.Comment("by the statefun runtime:")
 		out.Comment("")
@@ -159,7 +222,11 @@ func generateViewConstructor(out *jen.File, v *view, n viewNames) {
 		out.Comment("")
 		comment(out, doc)
 	}
-	out.Func().Id(n.constructor()).Params(param).Op("*").Qual(runtimePkg, "View").Block(
+	var params []jen.Code
+	if param != nil {
+		params = append(params, param)
+	}
+	out.Func().Id(n.constructor()).Params(params...).Op("*").Qual(runtimePkg, "View").Block(
 		jen.Return(jen.Qual(runtimePkg, "NewView").Call(jen.Qual(runtimePkg, "ViewConfig").Add(fields(cfg...)))),
 	)
 	out.Line()

@@ -68,7 +68,7 @@ message Res { repeated State rows = 1; }`,
 }
 message Req {}
 message Res { repeated State rows = 1; }`,
-			want: `bad.proto:12:3: view ByCustomer has no source; set (statefun.v1.view).source to the event-sourced entity service whose events build its rows`,
+			want: `bad.proto:12:3: view ByCustomer has no source; set (statefun.v1.view).source to the entity service whose states or events build its rows`,
 		},
 		{
 			name: "view source not found",
@@ -79,20 +79,6 @@ message Res { repeated State rows = 1; }`,
 message Req {}
 message Res { repeated State rows = 1; }`,
 			want: `bad.proto:12:53: source "Ordr" of view ByCustomer not found; name an entity service of package acme.v1, import the file that declares it, or give its fully qualified name`,
-		},
-		{
-			name: "view of a key-value entity",
-			proto: `service Profile {
-  option (statefun.v1.entity) = { type: "profile" state: "State" key_value: {} };
-  rpc Get(PlaceRequest) returns (State);
-}
-service ByCustomer {
-  option (statefun.v1.view) = { name: "by_customer" source: "Profile" row: "State" };
-  rpc Get(Req) returns (Res) { option (statefun.v1.method).query = "SELECT * FROM by_customer"; }
-}
-message Req {}
-message Res { repeated State rows = 1; }`,
-			want: `bad.proto:16:53: source acme.v1.Profile of view ByCustomer is a key-value entity; views of key-value entities are not supported yet, so make the source event-sourced or keep the lookup in the entity`,
 		},
 		{
 			name: "view of a workflow",
@@ -106,7 +92,7 @@ service ByCustomer {
 }
 message Req {}
 message Res { repeated State rows = 1; }`,
-			want: `bad.proto:16:53: source acme.v1.Transfer of view ByCustomer is a workflow, which has no events to build rows from; name an event-sourced entity`,
+			want: `bad.proto:16:53: source acme.v1.Transfer of view ByCustomer is a workflow, which has no events to build rows from; name an entity`,
 		},
 		{
 			name: "view of a service that is not an entity",
@@ -119,7 +105,7 @@ service ByCustomer {
 }
 message Req {}
 message Res { repeated State rows = 1; }`,
-			want: `bad.proto:15:53: source acme.v1.Plain of view ByCustomer is not an entity; name a service with option (statefun.v1.entity) and event_sourced`,
+			want: `bad.proto:15:53: source acme.v1.Plain of view ByCustomer is not an entity; name a service with option (statefun.v1.entity)`,
 		},
 		{
 			name: "view without a row",

@@ -24,9 +24,14 @@ type view struct {
 	queries []*viewQuery
 }
 
-// stateView reports whether the view's rows are its source's states, kept
-// by the source's own event handlers.
+// stateView reports whether the view's rows are its source's states: kept
+// by the source's own event handlers (event-sourced), or its stored values
+// themselves (key-value).
 func (v *view) stateView() bool { return v.row == v.source.state }
+
+// ofValues reports whether the view's source is a key-value entity, whose
+// feed holds its values rather than events.
+func (v *view) ofValues() bool { return v.source.kind == keyValue }
 
 // viewQuery is one RPC of a view and the query it answers.
 type viewQuery struct {
@@ -99,7 +104,7 @@ func (m *model) readView(f *protogen.File, svc *protogen.Service) *view {
 	switch {
 	case opts.GetSource() == "":
 		m.diags.add(optsPos(viewSourceField),
-			"view %s has no source; set (statefun.v1.view).source to the event-sourced entity service whose events build its rows", name)
+			"view %s has no source; set (statefun.v1.view).source to the entity service whose states or events build its rows", name)
 	default:
 		sourceSvc := m.resolveService(svc, opts.GetSource())
 		switch {
@@ -108,13 +113,10 @@ func (m *model) readView(f *protogen.File, svc *protogen.Service) *view {
 				"source %q of view %s not found; name an entity service of package %s, import the file that declares it, or give its fully qualified name", opts.GetSource(), name, svc.Desc.ParentFile().Package())
 		case workflowOptions(sourceSvc) != nil:
 			m.diags.add(optsPos(viewSourceField),
-				"source %s of view %s is a workflow, which has no events to build rows from; name an event-sourced entity", sourceSvc.Desc.FullName(), name)
+				"source %s of view %s is a workflow, which has no events to build rows from; name an entity", sourceSvc.Desc.FullName(), name)
 		case m.entityOf[sourceSvc] == nil:
 			m.diags.add(optsPos(viewSourceField),
-				"source %s of view %s is not an entity; name a service with option (statefun.v1.entity) and event_sourced", sourceSvc.Desc.FullName(), name)
-		case m.entityOf[sourceSvc].kind != eventSourced:
-			m.diags.add(optsPos(viewSourceField),
-				"source %s of view %s is a key-value entity; views of key-value entities are not supported yet, so make the source event-sourced or keep the lookup in the entity", sourceSvc.Desc.FullName(), name)
+				"source %s of view %s is not an entity; name a service with option (statefun.v1.entity)", sourceSvc.Desc.FullName(), name)
 		case m.entityOf[sourceSvc].state == nil:
 			if !m.entityOf[sourceSvc].file.Generate {
 				// Its own error is reported only when its file is generated.
