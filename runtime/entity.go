@@ -57,6 +57,8 @@ type EntityConfig[S proto.Message] struct {
 	ApplyEvent func(state S, event proto.Message)
 	// NewService returns the gRPC service implementation bound to a host.
 	NewService func(*Host[S]) any
+	// Subscriptions bind broker topics to methods of the entity.
+	Subscriptions []SubscriptionConfig
 }
 
 // Entity is an entity type ready to be hosted: the value a generated
@@ -71,8 +73,9 @@ type Entity struct {
 	// knowsEvent reports whether the entity can apply events stored under
 	// a type name; nil for key-value entities. The startup check
 	// (checkEventTypes) asks it about every stored type.
-	knowsEvent func(eventType string) bool
-	err        error
+	knowsEvent    func(eventType string) bool
+	subscriptions []SubscriptionConfig
+	err           error
 }
 
 var entityTypePattern = regexp.MustCompile(`^[a-z][a-z0-9._-]{0,127}$`)
@@ -81,7 +84,7 @@ var entityTypePattern = regexp.MustCompile(`^[a-z][a-z0-9._-]{0,127}$`)
 // A configuration error is reported by New, so that a generated constructor
 // never panics.
 func NewEntity[S proto.Message](cfg EntityConfig[S]) *Entity {
-	e := &Entity{typ: cfg.Type, kind: cfg.Kind, service: cfg.Service}
+	e := &Entity{typ: cfg.Type, kind: cfg.Kind, service: cfg.Service, subscriptions: cfg.Subscriptions}
 	e.err = cfg.validate()
 	e.bind = func(r *Runtime) any {
 		return cfg.NewService(newHost(r, cfg))

@@ -4,7 +4,7 @@
 // messages; protoc-gen-statefun reads the options and generates typed Go.
 //
 // Extension numbers: statefun uses 51230 on ServiceOptions, MessageOptions,
-// FieldOptions and MethodOptions, and 51231 to 51233 on ServiceOptions. They stay
+// FieldOptions and MethodOptions, and 51231 to 51234 on ServiceOptions. They stay
 // clear of Cloudstate, Akka Serverless and Kalix (1080-1084 in the protobuf
 // global extension registry), so a file may import both sets of options
 // while migrating from Kalix.
@@ -85,6 +85,59 @@ func (x ConsumerOptions_StartFrom) Number() protoreflect.EnumNumber {
 // Deprecated: Use ConsumerOptions_StartFrom.Descriptor instead.
 func (ConsumerOptions_StartFrom) EnumDescriptor() ([]byte, []int) {
 	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{3, 0}
+}
+
+// Encoding is a message body's encoding.
+type PublisherOptions_Encoding int32
+
+const (
+	// The default: protobuf binary (content-type application/protobuf).
+	PublisherOptions_ENCODING_UNSPECIFIED PublisherOptions_Encoding = 0
+	// Protobuf binary (content-type application/protobuf).
+	PublisherOptions_ENCODING_PROTO PublisherOptions_Encoding = 1
+	// Protobuf JSON (content-type application/json).
+	PublisherOptions_ENCODING_JSON PublisherOptions_Encoding = 2
+)
+
+// Enum value maps for PublisherOptions_Encoding.
+var (
+	PublisherOptions_Encoding_name = map[int32]string{
+		0: "ENCODING_UNSPECIFIED",
+		1: "ENCODING_PROTO",
+		2: "ENCODING_JSON",
+	}
+	PublisherOptions_Encoding_value = map[string]int32{
+		"ENCODING_UNSPECIFIED": 0,
+		"ENCODING_PROTO":       1,
+		"ENCODING_JSON":        2,
+	}
+)
+
+func (x PublisherOptions_Encoding) Enum() *PublisherOptions_Encoding {
+	p := new(PublisherOptions_Encoding)
+	*p = x
+	return p
+}
+
+func (x PublisherOptions_Encoding) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PublisherOptions_Encoding) Descriptor() protoreflect.EnumDescriptor {
+	return file_statefun_v1_annotations_proto_enumTypes[1].Descriptor()
+}
+
+func (PublisherOptions_Encoding) Type() protoreflect.EnumType {
+	return &file_statefun_v1_annotations_proto_enumTypes[1]
+}
+
+func (x PublisherOptions_Encoding) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PublisherOptions_Encoding.Descriptor instead.
+func (PublisherOptions_Encoding) EnumDescriptor() ([]byte, []int) {
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{8, 0}
 }
 
 // EntityOptions describe an entity: its stable name, its state and how that
@@ -511,7 +564,16 @@ type MethodOptions struct {
 	// message (the page) and, optionally, "string next_page_token"; its
 	// request may have "string page_token" and "int32 page_size". A server
 	// streaming RPC returns the row message, one row per message.
-	Query         string `protobuf:"bytes,3,opt,name=query,proto3" json:"query,omitempty"`
+	Query string `protobuf:"bytes,3,opt,name=query,proto3" json:"query,omitempty"`
+	// Entities only: the method is also called for every message of a
+	// broker topic (a NATS JetStream subject or a Kafka topic), the message's
+	// body decoded as the method's request (protobuf binary, or protobuf
+	// JSON when its content-type says application/json). The entity is
+	// chosen by the request's key fields; a request message without key
+	// fields takes the key from the message's CloudEvents subject (the
+	// ce-subject header, which a statefun publisher sets to the entity ID).
+	// A message is acknowledged to the broker only after the call succeeded.
+	Subscribe     *Subscription `protobuf:"bytes,4,opt,name=subscribe,proto3" json:"subscribe,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -567,6 +629,278 @@ func (x *MethodOptions) GetQuery() string {
 	return ""
 }
 
+func (x *MethodOptions) GetSubscribe() *Subscription {
+	if x != nil {
+		return x.Subscribe
+	}
+	return nil
+}
+
+// Broker names the broker a topic lives on and the topic.
+type Broker struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Topic:
+	//
+	//	*Broker_NatsSubject
+	//	*Broker_KafkaTopic
+	Topic         isBroker_Topic `protobuf_oneof:"topic"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Broker) Reset() {
+	*x = Broker{}
+	mi := &file_statefun_v1_annotations_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Broker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Broker) ProtoMessage() {}
+
+func (x *Broker) ProtoReflect() protoreflect.Message {
+	mi := &file_statefun_v1_annotations_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Broker.ProtoReflect.Descriptor instead.
+func (*Broker) Descriptor() ([]byte, []int) {
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Broker) GetTopic() isBroker_Topic {
+	if x != nil {
+		return x.Topic
+	}
+	return nil
+}
+
+func (x *Broker) GetNatsSubject() string {
+	if x != nil {
+		if x, ok := x.Topic.(*Broker_NatsSubject); ok {
+			return x.NatsSubject
+		}
+	}
+	return ""
+}
+
+func (x *Broker) GetKafkaTopic() string {
+	if x != nil {
+		if x, ok := x.Topic.(*Broker_KafkaTopic); ok {
+			return x.KafkaTopic
+		}
+	}
+	return ""
+}
+
+type isBroker_Topic interface {
+	isBroker_Topic()
+}
+
+type Broker_NatsSubject struct {
+	// A NATS subject, stored by the JetStream stream that covers it.
+	NatsSubject string `protobuf:"bytes,1,opt,name=nats_subject,json=natsSubject,proto3,oneof"`
+}
+
+type Broker_KafkaTopic struct {
+	// A Kafka topic.
+	KafkaTopic string `protobuf:"bytes,2,opt,name=kafka_topic,json=kafkaTopic,proto3,oneof"`
+}
+
+func (*Broker_NatsSubject) isBroker_Topic() {}
+
+func (*Broker_KafkaTopic) isBroker_Topic() {}
+
+// PublisherOptions describe a publisher of an entity's events.
+type PublisherOptions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The publisher's stable name: its position in the event feed is stored
+	// under it, so renaming it publishes the history again (see
+	// start_from). Same characters as an entity type.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The entity service whose events to publish, by name (resolved like
+	// EntityOptions.state); it must be event-sourced.
+	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// The event messages to publish, by name (resolved like
+	// EntityOptions.state); empty: all of the source's events.
+	Events []string `protobuf:"bytes,3,rep,name=events,proto3" json:"events,omitempty"`
+	// Where to publish.
+	To *Broker `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
+	// How a message's body is encoded. Each message also carries the
+	// CloudEvents attributes as headers (binary mode): ce-id
+	// "<entity type>/<entity ID>/<seq>", ce-source "statefun:<entity type>",
+	// ce-type the stored event type, ce-subject the entity ID, ce-time, and
+	// content-type; its partition key is the entity ID.
+	Encoding PublisherOptions_Encoding `protobuf:"varint,5,opt,name=encoding,proto3,enum=statefun.v1.PublisherOptions_Encoding" json:"encoding,omitempty"`
+	// Where a publisher that has no stored position starts.
+	StartFrom     ConsumerOptions_StartFrom `protobuf:"varint,6,opt,name=start_from,json=startFrom,proto3,enum=statefun.v1.ConsumerOptions_StartFrom" json:"start_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublisherOptions) Reset() {
+	*x = PublisherOptions{}
+	mi := &file_statefun_v1_annotations_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublisherOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublisherOptions) ProtoMessage() {}
+
+func (x *PublisherOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_statefun_v1_annotations_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublisherOptions.ProtoReflect.Descriptor instead.
+func (*PublisherOptions) Descriptor() ([]byte, []int) {
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PublisherOptions) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PublisherOptions) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *PublisherOptions) GetEvents() []string {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *PublisherOptions) GetTo() *Broker {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *PublisherOptions) GetEncoding() PublisherOptions_Encoding {
+	if x != nil {
+		return x.Encoding
+	}
+	return PublisherOptions_ENCODING_UNSPECIFIED
+}
+
+func (x *PublisherOptions) GetStartFrom() ConsumerOptions_StartFrom {
+	if x != nil {
+		return x.StartFrom
+	}
+	return ConsumerOptions_START_FROM_UNSPECIFIED
+}
+
+// Subscription binds a broker topic to an entity method.
+type Subscription struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The topic to read.
+	From *Broker `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	// The name the subscription's progress is stored under at the broker
+	// (a JetStream durable consumer; a Kafka consumer group); every server
+	// hosting the entity shares it, and each message goes to one of them.
+	// Default: "statefun-<entity type>-<method name>".
+	Group string `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	// How many times a message is tried before it goes to the dead-letter
+	// topic; 0 means 10. A message whose body cannot be decoded, or which
+	// the method refuses as INVALID_ARGUMENT, goes there at once.
+	MaxAttempts uint32 `protobuf:"varint,3,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	// Where messages that cannot be handled go, on the same broker, with
+	// their headers and the statefun-error, statefun-attempts and
+	// statefun-topic headers. Default: the topic with ".dead-letter"
+	// appended.
+	DeadLetter    string `protobuf:"bytes,4,opt,name=dead_letter,json=deadLetter,proto3" json:"dead_letter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Subscription) Reset() {
+	*x = Subscription{}
+	mi := &file_statefun_v1_annotations_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Subscription) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Subscription) ProtoMessage() {}
+
+func (x *Subscription) ProtoReflect() protoreflect.Message {
+	mi := &file_statefun_v1_annotations_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Subscription.ProtoReflect.Descriptor instead.
+func (*Subscription) Descriptor() ([]byte, []int) {
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Subscription) GetFrom() *Broker {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *Subscription) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *Subscription) GetMaxAttempts() uint32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
+}
+
+func (x *Subscription) GetDeadLetter() string {
+	if x != nil {
+		return x.DeadLetter
+	}
+	return ""
+}
+
 // WorkflowOptions describe a workflow: its stable name, its state and its
 // steps.
 type WorkflowOptions struct {
@@ -597,7 +931,7 @@ type WorkflowOptions struct {
 
 func (x *WorkflowOptions) Reset() {
 	*x = WorkflowOptions{}
-	mi := &file_statefun_v1_annotations_proto_msgTypes[7]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +943,7 @@ func (x *WorkflowOptions) String() string {
 func (*WorkflowOptions) ProtoMessage() {}
 
 func (x *WorkflowOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_statefun_v1_annotations_proto_msgTypes[7]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -622,7 +956,7 @@ func (x *WorkflowOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkflowOptions.ProtoReflect.Descriptor instead.
 func (*WorkflowOptions) Descriptor() ([]byte, []int) {
-	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{7}
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WorkflowOptions) GetType() string {
@@ -689,7 +1023,7 @@ type WorkflowStep struct {
 
 func (x *WorkflowStep) Reset() {
 	*x = WorkflowStep{}
-	mi := &file_statefun_v1_annotations_proto_msgTypes[8]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +1035,7 @@ func (x *WorkflowStep) String() string {
 func (*WorkflowStep) ProtoMessage() {}
 
 func (x *WorkflowStep) ProtoReflect() protoreflect.Message {
-	mi := &file_statefun_v1_annotations_proto_msgTypes[8]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +1048,7 @@ func (x *WorkflowStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkflowStep.ProtoReflect.Descriptor instead.
 func (*WorkflowStep) Descriptor() ([]byte, []int) {
-	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{8}
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WorkflowStep) GetName() string {
@@ -762,7 +1096,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_statefun_v1_annotations_proto_msgTypes[9]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +1108,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_statefun_v1_annotations_proto_msgTypes[9]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +1121,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{9}
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RetryPolicy) GetMaxAttempts() uint32 {
@@ -824,14 +1158,16 @@ type ViewOptions struct {
 	// The view's stable name: its rows and its position in the source's
 	// events are stored under it. Same characters as an entity type.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// The source entity service, by name (resolved like EntityOptions.state).
-	// It must be event-sourced.
+	// The source entity service, by name (resolved like EntityOptions.state):
+	// event-sourced or key-value.
 	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
 	// The row message, by name (resolved like EntityOptions.state). When it
-	// is the source's state message, each row is its entity's state, kept up
-	// to date by the entity's own event handlers. Any other message makes
-	// the view's rows the work of a handler with a method per source event,
-	// which returns the new row, or nil to delete it.
+	// is the source's state message, each row is its entity's state: kept up
+	// to date by the entity's own event handlers (event-sourced), or the
+	// latest value stored (key-value). Any other message makes the view's
+	// rows the work of a handler with a method per source event (key-value:
+	// one method, given each value stored), which returns the new row, or
+	// nil to delete it.
 	Row string `protobuf:"bytes,3,opt,name=row,proto3" json:"row,omitempty"`
 	// The version of the view's rows; 1 when unset. Raise it when rows
 	// built by the old handler or for the old queries would be wrong: the
@@ -845,7 +1181,7 @@ type ViewOptions struct {
 
 func (x *ViewOptions) Reset() {
 	*x = ViewOptions{}
-	mi := &file_statefun_v1_annotations_proto_msgTypes[10]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +1193,7 @@ func (x *ViewOptions) String() string {
 func (*ViewOptions) ProtoMessage() {}
 
 func (x *ViewOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_statefun_v1_annotations_proto_msgTypes[10]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +1206,7 @@ func (x *ViewOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ViewOptions.ProtoReflect.Descriptor instead.
 func (*ViewOptions) Descriptor() ([]byte, []int) {
-	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{10}
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ViewOptions) GetName() string {
@@ -935,6 +1271,14 @@ var file_statefun_v1_annotations_proto_extTypes = []protoimpl.ExtensionInfo{
 		Filename:      "statefun/v1/annotations.proto",
 	},
 	{
+		ExtendedType:  (*descriptorpb.ServiceOptions)(nil),
+		ExtensionType: (*PublisherOptions)(nil),
+		Field:         51234,
+		Name:          "statefun.v1.publisher",
+		Tag:           "bytes,51234,opt,name=publisher",
+		Filename:      "statefun/v1/annotations.proto",
+	},
+	{
 		ExtendedType:  (*descriptorpb.MessageOptions)(nil),
 		ExtensionType: (*EventOptions)(nil),
 		Field:         51230,
@@ -983,12 +1327,20 @@ var (
 	// optional statefun.v1.WorkflowOptions workflow = 51232;
 	E_Workflow = &file_statefun_v1_annotations_proto_extTypes[2]
 	// Makes the service a view: a table with at most one row per entity of a
-	// source entity, kept up to date from the source's events, and queried by
+	// source entity, kept up to date from the source's events (or values),
+	// and queried by
 	// anything but the entity's key. Each RPC is a query
 	// (MethodOptions.query).
 	//
 	// optional statefun.v1.ViewOptions view = 51233;
 	E_View = &file_statefun_v1_annotations_proto_extTypes[3]
+	// Makes the service a publisher: it sends a source entity's committed
+	// events to a broker topic (a NATS JetStream subject or a Kafka topic),
+	// in order per entity, at least once, each only after it is durable. The
+	// service declares no RPCs: the runtime runs it.
+	//
+	// optional statefun.v1.PublisherOptions publisher = 51234;
+	E_Publisher = &file_statefun_v1_annotations_proto_extTypes[4]
 )
 
 // Extension fields to descriptorpb.MessageOptions.
@@ -998,7 +1350,7 @@ var (
 	// reader of the proto sees which messages are stored forever.
 	//
 	// optional statefun.v1.EventOptions event = 51230;
-	E_Event = &file_statefun_v1_annotations_proto_extTypes[4]
+	E_Event = &file_statefun_v1_annotations_proto_extTypes[5]
 )
 
 // Extension fields to descriptorpb.FieldOptions.
@@ -1006,7 +1358,7 @@ var (
 	// Marks a request field as (part of) the entity key.
 	//
 	// optional statefun.v1.FieldOptions field = 51230;
-	E_Field = &file_statefun_v1_annotations_proto_extTypes[5]
+	E_Field = &file_statefun_v1_annotations_proto_extTypes[6]
 )
 
 // Extension fields to descriptorpb.MethodOptions.
@@ -1014,7 +1366,7 @@ var (
 	// Per-method behaviour of an entity's RPC.
 	//
 	// optional statefun.v1.MethodOptions method = 51230;
-	E_Method = &file_statefun_v1_annotations_proto_extTypes[6]
+	E_Method = &file_statefun_v1_annotations_proto_extTypes[7]
 )
 
 var File_statefun_v1_annotations_proto protoreflect.FileDescriptor
@@ -1046,11 +1398,35 @@ const file_statefun_v1_annotations_proto_rawDesc = "" +
 	"\fEventOptions\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\" \n" +
 	"\fFieldOptions\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\bR\x03key\"X\n" +
+	"\x03key\x18\x01 \x01(\bR\x03key\"\x91\x01\n" +
 	"\rMethodOptions\x12\x1b\n" +
 	"\tread_only\x18\x01 \x01(\bR\breadOnly\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\bR\x05start\x12\x14\n" +
-	"\x05query\x18\x03 \x01(\tR\x05query\"\xa6\x02\n" +
+	"\x05query\x18\x03 \x01(\tR\x05query\x127\n" +
+	"\tsubscribe\x18\x04 \x01(\v2\x19.statefun.v1.SubscriptionR\tsubscribe\"Y\n" +
+	"\x06Broker\x12#\n" +
+	"\fnats_subject\x18\x01 \x01(\tH\x00R\vnatsSubject\x12!\n" +
+	"\vkafka_topic\x18\x02 \x01(\tH\x00R\n" +
+	"kafkaTopicB\a\n" +
+	"\x05topic\"\xd3\x02\n" +
+	"\x10PublisherOptions\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
+	"\x06events\x18\x03 \x03(\tR\x06events\x12#\n" +
+	"\x02to\x18\x04 \x01(\v2\x13.statefun.v1.BrokerR\x02to\x12B\n" +
+	"\bencoding\x18\x05 \x01(\x0e2&.statefun.v1.PublisherOptions.EncodingR\bencoding\x12E\n" +
+	"\n" +
+	"start_from\x18\x06 \x01(\x0e2&.statefun.v1.ConsumerOptions.StartFromR\tstartFrom\"K\n" +
+	"\bEncoding\x12\x18\n" +
+	"\x14ENCODING_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eENCODING_PROTO\x10\x01\x12\x11\n" +
+	"\rENCODING_JSON\x10\x02\"\x91\x01\n" +
+	"\fSubscription\x12'\n" +
+	"\x04from\x18\x01 \x01(\v2\x13.statefun.v1.BrokerR\x04from\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12!\n" +
+	"\fmax_attempts\x18\x03 \x01(\rR\vmaxAttempts\x12\x1f\n" +
+	"\vdead_letter\x18\x04 \x01(\tR\n" +
+	"deadLetter\"\xa6\x02\n" +
 	"\x0fWorkflowOptions\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12/\n" +
@@ -1076,7 +1452,8 @@ const file_statefun_v1_annotations_proto_rawDesc = "" +
 	"\x06entity\x12\x1f.google.protobuf.ServiceOptions\x18\x9e\x90\x03 \x01(\v2\x1a.statefun.v1.EntityOptionsR\x06entity:[\n" +
 	"\bconsumer\x12\x1f.google.protobuf.ServiceOptions\x18\x9f\x90\x03 \x01(\v2\x1c.statefun.v1.ConsumerOptionsR\bconsumer:[\n" +
 	"\bworkflow\x12\x1f.google.protobuf.ServiceOptions\x18\xa0\x90\x03 \x01(\v2\x1c.statefun.v1.WorkflowOptionsR\bworkflow:O\n" +
-	"\x04view\x12\x1f.google.protobuf.ServiceOptions\x18\xa1\x90\x03 \x01(\v2\x18.statefun.v1.ViewOptionsR\x04view:R\n" +
+	"\x04view\x12\x1f.google.protobuf.ServiceOptions\x18\xa1\x90\x03 \x01(\v2\x18.statefun.v1.ViewOptionsR\x04view:^\n" +
+	"\tpublisher\x12\x1f.google.protobuf.ServiceOptions\x18\xa2\x90\x03 \x01(\v2\x1d.statefun.v1.PublisherOptionsR\tpublisher:R\n" +
 	"\x05event\x12\x1f.google.protobuf.MessageOptions\x18\x9e\x90\x03 \x01(\v2\x19.statefun.v1.EventOptionsR\x05event:P\n" +
 	"\x05field\x12\x1d.google.protobuf.FieldOptions\x18\x9e\x90\x03 \x01(\v2\x19.statefun.v1.FieldOptionsR\x05field:T\n" +
 	"\x06method\x12\x1e.google.protobuf.MethodOptions\x18\x9e\x90\x03 \x01(\v2\x1a.statefun.v1.MethodOptionsR\x06methodB<Z:github.com/statefun-go/statefun/gen/statefun/v1;statefunv1b\x06proto3"
@@ -1093,59 +1470,70 @@ func file_statefun_v1_annotations_proto_rawDescGZIP() []byte {
 	return file_statefun_v1_annotations_proto_rawDescData
 }
 
-var file_statefun_v1_annotations_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_statefun_v1_annotations_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_statefun_v1_annotations_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_statefun_v1_annotations_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_statefun_v1_annotations_proto_goTypes = []any{
 	(ConsumerOptions_StartFrom)(0),      // 0: statefun.v1.ConsumerOptions.StartFrom
-	(*EntityOptions)(nil),               // 1: statefun.v1.EntityOptions
-	(*EventSourced)(nil),                // 2: statefun.v1.EventSourced
-	(*KeyValue)(nil),                    // 3: statefun.v1.KeyValue
-	(*ConsumerOptions)(nil),             // 4: statefun.v1.ConsumerOptions
-	(*EventOptions)(nil),                // 5: statefun.v1.EventOptions
-	(*FieldOptions)(nil),                // 6: statefun.v1.FieldOptions
-	(*MethodOptions)(nil),               // 7: statefun.v1.MethodOptions
-	(*WorkflowOptions)(nil),             // 8: statefun.v1.WorkflowOptions
-	(*WorkflowStep)(nil),                // 9: statefun.v1.WorkflowStep
-	(*RetryPolicy)(nil),                 // 10: statefun.v1.RetryPolicy
-	(*ViewOptions)(nil),                 // 11: statefun.v1.ViewOptions
-	(*durationpb.Duration)(nil),         // 12: google.protobuf.Duration
-	(*descriptorpb.ServiceOptions)(nil), // 13: google.protobuf.ServiceOptions
-	(*descriptorpb.MessageOptions)(nil), // 14: google.protobuf.MessageOptions
-	(*descriptorpb.FieldOptions)(nil),   // 15: google.protobuf.FieldOptions
-	(*descriptorpb.MethodOptions)(nil),  // 16: google.protobuf.MethodOptions
+	(PublisherOptions_Encoding)(0),      // 1: statefun.v1.PublisherOptions.Encoding
+	(*EntityOptions)(nil),               // 2: statefun.v1.EntityOptions
+	(*EventSourced)(nil),                // 3: statefun.v1.EventSourced
+	(*KeyValue)(nil),                    // 4: statefun.v1.KeyValue
+	(*ConsumerOptions)(nil),             // 5: statefun.v1.ConsumerOptions
+	(*EventOptions)(nil),                // 6: statefun.v1.EventOptions
+	(*FieldOptions)(nil),                // 7: statefun.v1.FieldOptions
+	(*MethodOptions)(nil),               // 8: statefun.v1.MethodOptions
+	(*Broker)(nil),                      // 9: statefun.v1.Broker
+	(*PublisherOptions)(nil),            // 10: statefun.v1.PublisherOptions
+	(*Subscription)(nil),                // 11: statefun.v1.Subscription
+	(*WorkflowOptions)(nil),             // 12: statefun.v1.WorkflowOptions
+	(*WorkflowStep)(nil),                // 13: statefun.v1.WorkflowStep
+	(*RetryPolicy)(nil),                 // 14: statefun.v1.RetryPolicy
+	(*ViewOptions)(nil),                 // 15: statefun.v1.ViewOptions
+	(*durationpb.Duration)(nil),         // 16: google.protobuf.Duration
+	(*descriptorpb.ServiceOptions)(nil), // 17: google.protobuf.ServiceOptions
+	(*descriptorpb.MessageOptions)(nil), // 18: google.protobuf.MessageOptions
+	(*descriptorpb.FieldOptions)(nil),   // 19: google.protobuf.FieldOptions
+	(*descriptorpb.MethodOptions)(nil),  // 20: google.protobuf.MethodOptions
 }
 var file_statefun_v1_annotations_proto_depIdxs = []int32{
-	2,  // 0: statefun.v1.EntityOptions.event_sourced:type_name -> statefun.v1.EventSourced
-	3,  // 1: statefun.v1.EntityOptions.key_value:type_name -> statefun.v1.KeyValue
-	12, // 2: statefun.v1.EntityOptions.passivation_timeout:type_name -> google.protobuf.Duration
+	3,  // 0: statefun.v1.EntityOptions.event_sourced:type_name -> statefun.v1.EventSourced
+	4,  // 1: statefun.v1.EntityOptions.key_value:type_name -> statefun.v1.KeyValue
+	16, // 2: statefun.v1.EntityOptions.passivation_timeout:type_name -> google.protobuf.Duration
 	0,  // 3: statefun.v1.ConsumerOptions.start_from:type_name -> statefun.v1.ConsumerOptions.StartFrom
-	9,  // 4: statefun.v1.WorkflowOptions.steps:type_name -> statefun.v1.WorkflowStep
-	12, // 5: statefun.v1.WorkflowOptions.step_timeout:type_name -> google.protobuf.Duration
-	10, // 6: statefun.v1.WorkflowOptions.retry:type_name -> statefun.v1.RetryPolicy
-	12, // 7: statefun.v1.WorkflowOptions.passivation_timeout:type_name -> google.protobuf.Duration
-	12, // 8: statefun.v1.WorkflowStep.timeout:type_name -> google.protobuf.Duration
-	10, // 9: statefun.v1.WorkflowStep.retry:type_name -> statefun.v1.RetryPolicy
-	12, // 10: statefun.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	12, // 11: statefun.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	13, // 12: statefun.v1.entity:extendee -> google.protobuf.ServiceOptions
-	13, // 13: statefun.v1.consumer:extendee -> google.protobuf.ServiceOptions
-	13, // 14: statefun.v1.workflow:extendee -> google.protobuf.ServiceOptions
-	13, // 15: statefun.v1.view:extendee -> google.protobuf.ServiceOptions
-	14, // 16: statefun.v1.event:extendee -> google.protobuf.MessageOptions
-	15, // 17: statefun.v1.field:extendee -> google.protobuf.FieldOptions
-	16, // 18: statefun.v1.method:extendee -> google.protobuf.MethodOptions
-	1,  // 19: statefun.v1.entity:type_name -> statefun.v1.EntityOptions
-	4,  // 20: statefun.v1.consumer:type_name -> statefun.v1.ConsumerOptions
-	8,  // 21: statefun.v1.workflow:type_name -> statefun.v1.WorkflowOptions
-	11, // 22: statefun.v1.view:type_name -> statefun.v1.ViewOptions
-	5,  // 23: statefun.v1.event:type_name -> statefun.v1.EventOptions
-	6,  // 24: statefun.v1.field:type_name -> statefun.v1.FieldOptions
-	7,  // 25: statefun.v1.method:type_name -> statefun.v1.MethodOptions
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	19, // [19:26] is the sub-list for extension type_name
-	12, // [12:19] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	11, // 4: statefun.v1.MethodOptions.subscribe:type_name -> statefun.v1.Subscription
+	9,  // 5: statefun.v1.PublisherOptions.to:type_name -> statefun.v1.Broker
+	1,  // 6: statefun.v1.PublisherOptions.encoding:type_name -> statefun.v1.PublisherOptions.Encoding
+	0,  // 7: statefun.v1.PublisherOptions.start_from:type_name -> statefun.v1.ConsumerOptions.StartFrom
+	9,  // 8: statefun.v1.Subscription.from:type_name -> statefun.v1.Broker
+	13, // 9: statefun.v1.WorkflowOptions.steps:type_name -> statefun.v1.WorkflowStep
+	16, // 10: statefun.v1.WorkflowOptions.step_timeout:type_name -> google.protobuf.Duration
+	14, // 11: statefun.v1.WorkflowOptions.retry:type_name -> statefun.v1.RetryPolicy
+	16, // 12: statefun.v1.WorkflowOptions.passivation_timeout:type_name -> google.protobuf.Duration
+	16, // 13: statefun.v1.WorkflowStep.timeout:type_name -> google.protobuf.Duration
+	14, // 14: statefun.v1.WorkflowStep.retry:type_name -> statefun.v1.RetryPolicy
+	16, // 15: statefun.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	16, // 16: statefun.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	17, // 17: statefun.v1.entity:extendee -> google.protobuf.ServiceOptions
+	17, // 18: statefun.v1.consumer:extendee -> google.protobuf.ServiceOptions
+	17, // 19: statefun.v1.workflow:extendee -> google.protobuf.ServiceOptions
+	17, // 20: statefun.v1.view:extendee -> google.protobuf.ServiceOptions
+	17, // 21: statefun.v1.publisher:extendee -> google.protobuf.ServiceOptions
+	18, // 22: statefun.v1.event:extendee -> google.protobuf.MessageOptions
+	19, // 23: statefun.v1.field:extendee -> google.protobuf.FieldOptions
+	20, // 24: statefun.v1.method:extendee -> google.protobuf.MethodOptions
+	2,  // 25: statefun.v1.entity:type_name -> statefun.v1.EntityOptions
+	5,  // 26: statefun.v1.consumer:type_name -> statefun.v1.ConsumerOptions
+	12, // 27: statefun.v1.workflow:type_name -> statefun.v1.WorkflowOptions
+	15, // 28: statefun.v1.view:type_name -> statefun.v1.ViewOptions
+	10, // 29: statefun.v1.publisher:type_name -> statefun.v1.PublisherOptions
+	6,  // 30: statefun.v1.event:type_name -> statefun.v1.EventOptions
+	7,  // 31: statefun.v1.field:type_name -> statefun.v1.FieldOptions
+	8,  // 32: statefun.v1.method:type_name -> statefun.v1.MethodOptions
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	25, // [25:33] is the sub-list for extension type_name
+	17, // [17:25] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_statefun_v1_annotations_proto_init() }
@@ -1157,14 +1545,18 @@ func file_statefun_v1_annotations_proto_init() {
 		(*EntityOptions_EventSourced)(nil),
 		(*EntityOptions_KeyValue)(nil),
 	}
+	file_statefun_v1_annotations_proto_msgTypes[7].OneofWrappers = []any{
+		(*Broker_NatsSubject)(nil),
+		(*Broker_KafkaTopic)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_statefun_v1_annotations_proto_rawDesc), len(file_statefun_v1_annotations_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   11,
-			NumExtensions: 7,
+			NumEnums:      2,
+			NumMessages:   14,
+			NumExtensions: 8,
 			NumServices:   0,
 		},
 		GoTypes:           file_statefun_v1_annotations_proto_goTypes,

@@ -9,10 +9,10 @@ import (
 
 // checkClashes reports every name the generator would declare that is
 // already declared in its Go package: by protoc-gen-go or
-// protoc-gen-go-grpc for any file of the package in the request, or by
-// another entity or consumer. Go refuses a package that declares a name
-// twice, so each would be a build error in generated code, far from its
-// cause.
+// protoc-gen-go-grpc for any file of the package in the request, or for
+// another entity, workflow, consumer, view or publisher. Go refuses a
+// package that declares a name twice, so each would be a build error in
+// generated code, far from its cause.
 func (m *model) checkClashes(plugin *protogen.Plugin) {
 	var order []protogen.GoImportPath
 	byPackage := map[protogen.GoImportPath][]*protogen.File{}
@@ -129,8 +129,8 @@ func andList(items []string) string {
 	return strings.Join(items[:len(items)-1], ", ") + " and " + items[len(items)-1]
 }
 
-// fileDeclarations lists what the generator declares for the entities and
-// consumers of f, in declaration order.
+// fileDeclarations lists what the generator declares for the entities,
+// workflows, consumers, views and publishers of f, in declaration order.
 func (m *model) fileDeclarations(f *protogen.File) []declaration {
 	consumers := map[*protogen.Service]*consumer{}
 	for _, c := range m.consumers[f] {
@@ -139,6 +139,10 @@ func (m *model) fileDeclarations(f *protogen.File) []declaration {
 	views := map[*protogen.Service]*view{}
 	for _, v := range m.views[f] {
 		views[v.service] = v
+	}
+	publishers := map[*protogen.Service]*publisher{}
+	for _, p := range m.publishers[f] {
+		publishers[p.service] = p
 	}
 	var ds []declaration
 	for _, svc := range f.Services {
@@ -151,6 +155,8 @@ func (m *model) fileDeclarations(f *protogen.File) []declaration {
 			decls = workflowNamesOf(w).declarations(w)
 		} else if c := consumers[svc]; c != nil {
 			decls = consumerNamesOf(c).declarations(c)
+		} else if p := publishers[svc]; p != nil {
+			decls = publisherNamesOf(p).declarations(p)
 		}
 		for _, d := range decls {
 			d.reported = f.Generate

@@ -23,6 +23,9 @@ func generateClient(out *jen.File, e *entity, n names) {
 		if m.readOnly {
 			continue // sending a read changes nothing: no call for it
 		}
+		if m.keyFromSubject {
+			continue // a call carries no subject to take the entity from
+		}
 		call := n.call(m)
 		out.Commentf("%s returns a call of %s.%s with req, for a command's Send: the", call, n.base, m.method.GoName)
 		out.Comment("call is made once that command's events are durable.")
@@ -32,6 +35,10 @@ func generateClient(out *jen.File, e *entity, n names) {
 		out.Line()
 	}
 	for _, m := range e.methods {
+		if m.keyFromSubject {
+			generateSubjectClientMethod(out, n, m)
+			continue
+		}
 		comment(out, docComment(m.method.Comments.Leading, fmt.Sprintf("%s calls the %s method of the addressed entity.", m.method.GoName, m.method.Desc.Name())))
 		out.Func().Params(jen.Id("c").Op("*").Id(n.client())).Id(m.method.GoName).Params(
 			jen.Id("ctx").Qual("context", "Context"),
@@ -45,4 +52,35 @@ func generateClient(out *jen.File, e *entity, n names) {
 		)
 		out.Line()
 	}
+}
+
+// generateSubjectClientMethod emits the client method of a subscribed
+// method whose request has no key fields: it takes the entity ID apart and
+// sends it as the statefun.SubjectHeader metadata, where the server reads
+// it (statefun.SubjectKey), as a broker message carries it in ce-subject.
+func generateSubjectClientMethod(out *jen.File, n names, m *method) {
+	comment(out, docComment(m.method.Comments.Leading, fmt.Sprintf("%s calls the %s method of the entity id.", m.method.GoName, m.method.Desc.Name())))
+	out.Comment("")
+	comment(out, wrap(fmt.Sprintf("Its request has no key fields: id travels as the ce-subject metadata (statefun.SubjectHeader), as the CloudEvents subject of a message of the %s the method subscribes to does. An empty id fails with codes.InvalidArgument before the call is sent.",
+		m.subscribe.from.what()), 77))
+	out.Func().Params(jen.Id("c").Op("*").Id(n.client())).Id(m.method.GoName).Params(
+		jen.Id("ctx").Qual("context", "Context"),
+		jen.Id("id").String(),
+		jen.Id("req").Add(ptr(m.method.Input.GoIdent)),
+		jen.Id("opts").Op("...").Qual(grpcPkg, "CallOption"),
+	).Params(ptr(m.method.Output.GoIdent), jen.Error()).Block(
+		jen.If(jen.Id("id").Op("==").Lit("")).Block(
+			jen.Return(jen.Nil(), jen.Qual(statusPkg, "Errorf").Call(jen.Qual(codesPkg, "InvalidArgument"),
+				jen.Lit("%s takes its entity from the %s metadata; pass the entity ID as id"), jen.Id(n.fullMethodName(m)), jen.Qual(runtimePkg, "SubjectHeader"))),
+		),
+		jen.Comment("Set, not appended: the server takes exactly one."),
+		jen.List(jen.Id("md"), jen.Id("_")).Op(":=").Qual(metadataPkg, "FromOutgoingContext").Call(jen.Id("ctx")),
+		jen.If(jen.Id("md").Op("==").Nil()).Block(
+			jen.Id("md").Op("=").Qual(metadataPkg, "MD").Values(),
+		),
+		jen.Id("md").Dot("Set").Call(jen.Qual(runtimePkg, "SubjectHeader"), jen.Id("id")),
+		jen.Return(jen.Id("c").Dot("client").Dot(m.method.GoName).Call(
+			jen.Qual(metadataPkg, "NewOutgoingContext").Call(jen.Id("ctx"), jen.Id("md")), jen.Id("req"), jen.Id("opts").Op("..."))),
+	)
+	out.Line()
 }

@@ -49,8 +49,8 @@ func (m *model) resolveService(from *protogen.Service, name string) *protogen.Se
 
 func (m *model) readConsumer(f *protogen.File, svc *protogen.Service) *consumer {
 	opts := consumerOptions(svc)
-	if opts == nil || viewOptions(svc) != nil {
-		return nil // readView reports a view that is also a consumer
+	if opts == nil || viewOptions(svc) != nil || publisherOptions(svc) != nil {
+		return nil // readView or readPublisher reports a view or publisher that is also a consumer
 	}
 	name := svc.Desc.Name()
 	optsPos := func(path ...int32) position {
@@ -114,6 +114,10 @@ func (m *model) readConsumer(f *protogen.File, svc *protogen.Service) *consumer 
 		switch {
 		case meth.Desc.IsStreamingClient() || meth.Desc.IsStreamingServer():
 			m.diags.add(pos, "method %s is streaming; a consumer's methods take one event and return google.protobuf.Empty", mname)
+			continue
+		case methodOptions(meth).GetSubscribe() != nil:
+			m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension, methodSubscribeField),
+				"method %s sets (statefun.v1.method).subscribe, which applies to entity methods only; remove it: the runtime calls a consumer's methods with its source's events", mname)
 			continue
 		case methodOptions(meth) != nil:
 			m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension),

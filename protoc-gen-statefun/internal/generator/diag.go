@@ -19,6 +19,7 @@ const (
 	consumerExtension   = 51231
 	workflowExtension   = 51232
 	viewExtension       = 51233
+	publisherExtension  = 51234
 
 	entityTypeField         = 1
 	entityStateField        = 2
@@ -31,9 +32,22 @@ const (
 	methodReadOnlyField     = 1
 	methodStartField        = 2
 	methodQueryField        = 3
+	methodSubscribeField    = 4
 	viewNameField           = 1
 	viewSourceField         = 2
 	viewRowField            = 3
+
+	// PublisherOptions, Broker and Subscription.
+	publisherNameField           = 1
+	publisherSourceField         = 2
+	publisherEventsField         = 3
+	publisherToField             = 4
+	brokerNatsSubjectField       = 1
+	brokerKafkaTopicField        = 2
+	subscriptionFromField        = 1
+	subscriptionGroupField       = 2
+	subscriptionMaxAttemptsField = 3
+	subscriptionDeadLetterField  = 4
 
 	// WorkflowOptions, WorkflowStep and RetryPolicy.
 	workflowTypeField        = 1

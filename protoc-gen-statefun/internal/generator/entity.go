@@ -88,7 +88,11 @@ func generateHandler(out *jen.File, e *entity, n names) {
 		if m.readOnly {
 			fallback = fmt.Sprintf("%s handles the %s read. It runs concurrently with other reads.", m.method.GoName, m.method.Desc.Name())
 		}
-		methods = append(methods, commentLines(docComment(m.method.Comments.Leading, fallback))...)
+		doc := docComment(m.method.Comments.Leading, fallback)
+		if sub := subscriptionDoc(m); sub != "" {
+			doc += "\n" + wrap(sub, 73)
+		}
+		methods = append(methods, commentLines(doc)...)
 		methods = append(methods,
 			jen.Id(m.method.GoName).Params(
 				jen.Id("ctx").Op("*").Id(ctxType),

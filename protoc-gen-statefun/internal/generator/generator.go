@@ -4,14 +4,19 @@
 // the constructor), client.go (the typed client), testkit.go (the
 // testkit for unit tests of the handlers), consumer.go (event
 // consumers), view.go (views: updater, configuration, gRPC glue,
-// client), and for workflows workflow.go (handler interface, steps,
-// contexts), workflow_service.go (configuration, gRPC glue, client) and
-// workflow_testkit.go. model.go, workflow_model.go, consumer_model.go and
-// view_model.go (which checks each query with internal/viewquery) read
-// and check the options, route_model.go the REST routes of entity methods (google.api.http);
-// names.go names every Go identifier the emitters declare, and clash.go
-// checks those names against what protoc-gen-go and protoc-gen-go-grpc
-// declare in the same Go package, and against each other.
+// client), publisher.go (publishers of an entity's events to a NATS
+// subject or a Kafka topic, and the subscriptions of entity methods to
+// one, which the entity's constructor lists), and for workflows
+// workflow.go (handler interface, steps, contexts), workflow_service.go
+// (configuration, gRPC glue, client) and workflow_testkit.go. model.go,
+// workflow_model.go, consumer_model.go, view_model.go (which checks each
+// query with internal/viewquery) and publisher_model.go (publishers, and
+// the subscriptions and broker topics model.go's entity methods name)
+// read and check the options, route_model.go the REST routes of entity
+// methods (google.api.http); names.go names every Go identifier the
+// emitters declare, and clash.go checks those names against what
+// protoc-gen-go and protoc-gen-go-grpc declare in the same Go package,
+// and against each other.
 package generator
 
 import (
@@ -25,21 +30,24 @@ import (
 const Version = "0.1.0"
 
 const (
-	runtimePkg = "github.com/statefun-go/statefun/runtime"
-	grpcPkg    = "google.golang.org/grpc"
-	protoPkg   = "google.golang.org/protobuf/proto"
+	runtimePkg  = "github.com/statefun-go/statefun/runtime"
+	grpcPkg     = "google.golang.org/grpc"
+	protoPkg    = "google.golang.org/protobuf/proto"
+	statusPkg   = "google.golang.org/grpc/status"
+	metadataPkg = "google.golang.org/grpc/metadata"
 )
 
 // Generate writes a .statefun.go file for every file to generate that
-// declares an entity. It reports every mistake in the options at once.
+// declares an entity, a workflow, a consumer, a view or a publisher. It
+// reports every mistake in the options at once.
 func Generate(plugin *protogen.Plugin) error {
 	m, err := buildModel(plugin)
 	if err != nil {
 		return err
 	}
 	for _, f := range plugin.Files {
-		if f.Generate && (len(m.entities[f]) > 0 || len(m.workflows[f]) > 0 || len(m.consumers[f]) > 0 || len(m.views[f]) > 0) {
-			if err := generateFile(plugin, f, m.entities[f], m.workflows[f], m.consumers[f], m.views[f]); err != nil {
+		if f.Generate && (len(m.entities[f]) > 0 || len(m.workflows[f]) > 0 || len(m.consumers[f]) > 0 || len(m.views[f]) > 0 || len(m.publishers[f]) > 0) {
+			if err := generateFile(plugin, f, m); err != nil {
 				return err
 			}
 		}
@@ -47,7 +55,8 @@ func Generate(plugin *protogen.Plugin) error {
 	return nil
 }
 
-func generateFile(plugin *protogen.Plugin, f *protogen.File, entities []*entity, workflows []*workflow, consumers []*consumer, views []*view) error {
+func generateFile(plugin *protogen.Plugin, f *protogen.File, m *model) error {
+	entities, workflows := m.entities[f], m.workflows[f]
 	out := newFile(f)
 	out.Comment("This is a compile-time assertion that the statefun runtime this code")
 	out.Comment("is built with supports it: a runtime too old for it fails the build.")
@@ -63,11 +72,14 @@ func generateFile(plugin *protogen.Plugin, f *protogen.File, entities []*entity,
 		generateWorkflow(out, w)
 		generateWorkflowService(out, w)
 	}
-	for _, c := range consumers {
+	for _, c := range m.consumers[f] {
 		generateConsumer(out, c)
 	}
-	for _, v := range views {
+	for _, v := range m.views[f] {
 		generateView(out, v)
+	}
+	for _, p := range m.publishers[f] {
+		generatePublisher(out, p)
 	}
 	if err := out.Render(plugin.NewGeneratedFile(f.GeneratedFilenamePrefix+".statefun.go", f.GoImportPath)); err != nil {
 		return err

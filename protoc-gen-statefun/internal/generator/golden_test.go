@@ -15,6 +15,8 @@ import (
 	// test fail to build when the generated code does not compile.
 	_ "github.com/statefun-go/statefun/testdata/compositekey"
 	_ "github.com/statefun-go/statefun/testdata/consumer"
+	_ "github.com/statefun-go/statefun/testdata/eventing"
+	_ "github.com/statefun-go/statefun/testdata/eventing/warehouse"
 	_ "github.com/statefun-go/statefun/testdata/eventsourced"
 	_ "github.com/statefun-go/statefun/testdata/keyvalue"
 	_ "github.com/statefun-go/statefun/testdata/multientity"

@@ -48,6 +48,12 @@ type method struct {
 	readOnly bool
 	start    bool // a workflow's start method
 	key      []keyField
+	// subscribe is the method's subscription to a broker topic, or nil.
+	subscribe *subscription
+	// keyFromSubject is true for a subscribed method whose request has no
+	// key fields: the entity is the CloudEvents subject of the message
+	// (statefun.SubjectKey), so no key function is generated for it.
+	keyFromSubject bool
 }
 
 // keyField is one part of an entity key: a scalar field reached from the
@@ -83,6 +89,7 @@ type model struct {
 	workflows  map[*protogen.File][]*workflow
 	consumers  map[*protogen.File][]*consumer
 	views      map[*protogen.File][]*view
+	publishers map[*protogen.File][]*publisher
 	diags      diagnostics
 }
 
@@ -96,6 +103,7 @@ func buildModel(plugin *protogen.Plugin) (*model, error) {
 		workflows:  map[*protogen.File][]*workflow{},
 		consumers:  map[*protogen.File][]*consumer{},
 		views:      map[*protogen.File][]*view{},
+		publishers: map[*protogen.File][]*publisher{},
 	}
 	for _, f := range plugin.Files {
 		m.indexMessages(f.Messages)
@@ -206,6 +214,42 @@ func buildModel(plugin *protogen.Plugin) (*model, error) {
 			m.views[f] = append(m.views[f], v)
 		}
 	}
+	// Publishers and consumers keep their positions in the source's events
+	// under their names, so a publisher shares no name with either.
+	positionNames := map[string]*protogen.Service{}
+	for _, cs := range m.consumers {
+		for _, c := range cs {
+			if c.name != "" {
+				positionNames[c.name] = c.service
+			}
+		}
+	}
+	var generated []*entity
+	for _, f := range plugin.Files {
+		if !f.Generate {
+			continue
+		}
+		generated = append(generated, m.entities[f]...)
+		for _, svc := range f.Services {
+			p := m.readPublisher(f, svc)
+			if p == nil {
+				continue
+			}
+			if prev, dup := positionNames[p.name]; dup && p.name != "" {
+				kind := "publisher"
+				if consumerOptions(prev) != nil {
+					kind = "consumer"
+				}
+				m.diags.add(positionOf(svc.Desc, serviceOptionsField, publisherExtension, publisherNameField),
+					"publisher name %q of service %s is already used by %s %s (%s); publishers and consumers store their positions under their names, so give each its own",
+					p.name, svc.Desc.Name(), kind, prev.Desc.Name(), positionOf(prev.Desc))
+			} else {
+				positionNames[p.name] = svc
+			}
+			m.publishers[f] = append(m.publishers[f], p)
+		}
+	}
+	m.checkSubscriptionGroups(generated)
 	m.checkUnlistedEvents(plugin)
 	m.checkClashes(plugin)
 	return m, m.diags.err()
@@ -300,16 +344,21 @@ func eventOptions(msg *protogen.Message) *statefunv1.EventOptions {
 // service. Mistakes are recorded in m.diags.
 func (m *model) readEntity(f *protogen.File, svc *protogen.Service) *entity {
 	opts := entityOptions(svc)
-	if consumerOptions(svc) != nil || workflowOptions(svc) != nil || viewOptions(svc) != nil {
-		return nil // readConsumer, readWorkflow or readView checks it, including its method options
+	if consumerOptions(svc) != nil || workflowOptions(svc) != nil || viewOptions(svc) != nil || publisherOptions(svc) != nil {
+		return nil // readConsumer, readWorkflow, readView or readPublisher checks it, including its method options
 	}
 	if opts == nil {
 		for _, meth := range svc.Methods {
-			if methodOptions(meth).GetQuery() != "" {
+			switch mo := methodOptions(meth); {
+			case mo.GetSubscribe() != nil:
+				m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension, methodSubscribeField),
+					"method %s.%s subscribes to a topic, but service %s is not an entity; add option (statefun.v1.entity) to the service, or remove the subscription",
+					svc.Desc.Name(), meth.Desc.Name(), svc.Desc.Name())
+			case mo.GetQuery() != "":
 				m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension, methodQueryField),
 					"method %s.%s has a query, but service %s is not a view; add option (statefun.v1.view) to the service, or remove the query",
 					svc.Desc.Name(), meth.Desc.Name(), svc.Desc.Name())
-			} else if methodOptions(meth) != nil {
+			case mo != nil:
 				m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension),
 					"method %s.%s has (statefun.v1.method) options, but service %s is neither an entity nor a workflow; add option (statefun.v1.entity) or (statefun.v1.workflow) to the service, or remove the method options",
 					svc.Desc.Name(), meth.Desc.Name(), svc.Desc.Name())
@@ -482,17 +531,37 @@ func (m *model) readEvents(e *entity, es *statefunv1.EventSourced, optsPos func(
 // readMethod reads one RPC of an entity or a workflow (kind).
 func (m *model) readMethod(svc *protogen.Service, kind string, meth *protogen.Method) *method {
 	name := fmt.Sprintf("%s.%s", svc.Desc.Name(), meth.Desc.Name())
+	opts := methodOptions(meth)
+	sub := opts.GetSubscribe()
+	subPos := positionOf(meth.Desc, methodOptionsField, statefunExtension, methodSubscribeField)
+	if sub != nil && kind != "entity" {
+		m.diags.add(subPos,
+			"method %s sets (statefun.v1.method).subscribe, which applies to entity methods only; remove it, or subscribe a method of an entity (a service with (statefun.v1.entity)) that calls the %s",
+			name, kind)
+		sub = nil
+	}
 	if meth.Desc.IsStreamingClient() || meth.Desc.IsStreamingServer() {
+		if sub != nil {
+			m.diags.add(positionOf(meth.Desc),
+				"method %s is streaming, but it subscribes to a topic: a subscribed method is called with one message and returns one reply; make it unary", name)
+			return nil
+		}
 		m.diags.add(positionOf(meth.Desc),
 			"method %s is streaming; %s methods must be unary (one request, one reply), so move it to a service without (statefun.v1.%s)", name, kind, kind)
 		return nil
 	}
-	opts := methodOptions(meth)
 	if opts.GetQuery() != "" {
 		m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension, methodQueryField),
 			"method %s sets (statefun.v1.method).query, which applies to view methods only; remove it, or move the method to a service with (statefun.v1.view)", name)
 	}
 	mm := &method{method: meth, readOnly: opts.GetReadOnly(), start: opts.GetStart()}
+	if sub != nil {
+		if mm.readOnly {
+			m.diags.add(subPos,
+				"method %s is read_only, but it subscribes to a topic: each message it is called for is a change to the entity; remove read_only, or remove the subscription", name)
+		}
+		mm.subscribe = m.readSubscription(meth, name, sub)
+	}
 	mm.key = m.readKey(svc, kind, mm, name)
 	// With the key known (or its mistakes reported), the REST routes can be
 	// checked for carrying it.
@@ -506,6 +575,11 @@ func (m *model) readKey(svc *protogen.Service, kind string, mm *method, name str
 	req := mm.method.Input
 	keys, ok := m.keyFields(req, nil, map[*protogen.Message]bool{})
 	if !ok {
+		return nil
+	}
+	if len(keys) == 0 && mm.subscribe != nil {
+		// Its messages name the entity in their CloudEvents subject.
+		mm.keyFromSubject = true
 		return nil
 	}
 	if len(keys) == 0 {

@@ -134,6 +134,11 @@ func (n names) declarations(e *entity) []declaration {
 	add(n.newTestKit(), "the testkit constructor")
 	add(n.testResult(), "the testkit result")
 	for _, m := range e.methods {
+		if m.keyFromSubject {
+			// Neither a key function nor a call: its entity is not in
+			// its request.
+			continue
+		}
 		rpc := "method " + svc + "." + string(m.method.Desc.Name())
 		from := element{desc: rpc, pos: positionOf(m.method.Desc), rename: rpc}
 		ds = append(ds, declaration{name: n.key(m), what: "the key function of " + rpc, from: from, owner: owner})
@@ -235,6 +240,27 @@ func (n consumerNames) declarations(c *consumer) []declaration {
 	add(n.context(), "the context")
 	add(n.constructor(), "the constructor")
 	return ds
+}
+
+// publisherNames are the Go identifiers generated for one publisher.
+type publisherNames struct{ base string }
+
+func publisherNamesOf(p *publisher) publisherNames {
+	return publisherNames{base: baseName(p.service.GoName)}
+}
+
+func (n publisherNames) name() string        { return n.base + "PublisherName" }
+func (n publisherNames) constructor() string { return "New" + n.base }
+
+// declarations lists every package-level identifier generatePublisher
+// declares for p.
+func (n publisherNames) declarations(p *publisher) []declaration {
+	svc := string(p.service.Desc.Name())
+	owner := element{desc: "publisher " + svc, pos: positionOf(p.service.Desc), rename: "service " + svc}
+	return []declaration{
+		{name: n.name(), what: "the publisher name constant of " + owner.desc, from: owner, owner: owner},
+		{name: n.constructor(), what: "the constructor of " + owner.desc, from: owner, owner: owner},
+	}
 }
 
 // The names protoc-gen-go-grpc (v1.5) declares for a service and its

@@ -60,8 +60,8 @@ func TestDeclarationsMatchOutput(t *testing.T) {
 }
 
 // checkDeclarations compares the package-level names of each generated
-// file with the declarations the model lists for the entities and
-// consumers of its proto file.
+// file with the declarations the model lists for the entities, workflows,
+// consumers, views and publishers of its proto file.
 func checkDeclarations(plugin *protogen.Plugin, generated []*pluginpb.CodeGeneratorResponse_File) error {
 	m, err := buildModel(plugin)
 	if err != nil {
@@ -89,6 +89,11 @@ func checkDeclarations(plugin *protogen.Plugin, generated []*pluginpb.CodeGenera
 		}
 		for _, v := range m.views[f] {
 			for _, d := range viewNamesOf(v).declarations(v) {
+				want = append(want, d.name)
+			}
+		}
+		for _, p := range m.publishers[f] {
+			for _, d := range publisherNamesOf(p).declarations(p) {
 				want = append(want, d.name)
 			}
 		}

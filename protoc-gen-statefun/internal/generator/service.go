@@ -14,7 +14,9 @@ func generateService(out *jen.File, e *entity, n names) {
 	generateConstructor(out, e, n)
 	generateServer(out, e, n)
 	for _, m := range e.methods {
-		generateKey(out, n, m, "entity")
+		if !m.keyFromSubject {
+			generateKey(out, n, m, "entity")
+		}
 	}
 }
 
@@ -40,6 +42,7 @@ func generateConstructor(out *jen.File, e *entity, n names) {
 			))),
 		),
 	)
+	cfg = append(cfg, subscriptionsField(e, n)...)
 	out.Commentf("%s returns the %s entity implemented by h, ready to be", n.constructor(), n.base)
 	out.Comment("hosted by the statefun runtime:")
 	out.Comment("")
@@ -116,10 +119,15 @@ func generateServer(out *jen.File, e *entity, n names) {
 		if m.readOnly {
 			run, ctxType, runtimeCtx = "Read", n.readContext(), "ReadContext"
 		}
+		key := jen.Id(n.key(m)).Call(jen.Id("req"))
+		if m.keyFromSubject {
+			// The request has no key: the entity comes with the call.
+			key = jen.Qual(runtimePkg, "SubjectKey").Call(jen.Id("ctx"), jen.Id(n.fullMethodName(m)))
+		}
 		out.Func().Params(jen.Id("s").Op("*").Id(n.server())).Id(m.method.GoName).Params(
 			jen.Id("ctx").Qual("context", "Context"), jen.Id("req").Add(in),
 		).Params(res.Clone(), jen.Error()).Block(
-			jen.List(jen.Id("id"), jen.Err()).Op(":=").Id(n.key(m)).Call(jen.Id("req")),
+			jen.List(jen.Id("id"), jen.Err()).Op(":=").Add(key),
 			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
 			jen.Return(jen.Qual(runtimePkg, run).Call(
 				jen.Id("ctx"), jen.Id("s").Dot("host"), jen.Id("id"),

@@ -118,13 +118,29 @@ func generateTestKitMethod(out *jen.File, e *entity, n names, m *method) {
 		run, ctxType, runtimeCtx = "TestRead", n.readContext(), "ReadContext"
 		doc = fmt.Sprintf("%s runs the %s read with req against the testkit's entity.", n.testKitMethod(e, m), m.method.GoName)
 	}
-	out.Comment(doc)
-	out.Func().Params(jen.Id("k").Op("*").Id(n.testKit())).Id(n.testKitMethod(e, m)).Params(
-		jen.Id("req").Add(in),
-	).Add(result.Clone()).Block(
+	params := []jen.Code{jen.Id("req").Add(in)}
+	var key jen.Code = jen.Id(n.key(m))
+	if m.keyFromSubject {
+		// The server reads the entity from the call's metadata; so does
+		// the testkit, from id, with the same function and errors.
+		doc = wrap(fmt.Sprintf("%s runs the %s command with req against the testkit's entity, which is id: its request has no key fields, and the server takes the entity from the ce-subject of the message (or the call's metadata).",
+			n.testKitMethod(e, m), m.method.GoName), 77)
+		params = []jen.Code{jen.Id("id").String(), jen.Id("req").Add(in.Clone())}
+		key = jen.Func().Params(in.Clone()).Params(jen.String(), jen.Error()).Block(
+			jen.Return(jen.Qual(runtimePkg, "SubjectKey").Call(
+				jen.Qual(metadataPkg, "NewIncomingContext").Call(
+					jen.Qual("context", "Background").Call(),
+					jen.Qual(metadataPkg, "Pairs").Call(jen.Qual(runtimePkg, "SubjectHeader"), jen.Id("id")),
+				),
+				jen.Id(n.fullMethodName(m)),
+			)),
+		)
+	}
+	comment(out, doc)
+	out.Func().Params(jen.Id("k").Op("*").Id(n.testKit())).Id(n.testKitMethod(e, m)).Params(params...).Add(result.Clone()).Block(
 		jen.Id("k").Dot("t").Dot("Helper").Call(),
 		jen.Id("res").Op(":=").Qual(runtimePkg, run).Call(
-			jen.Id("k").Dot("kit"), jen.Lit(n.base+"."+m.method.GoName), jen.Id("req"), jen.Id(n.key(m)),
+			jen.Id("k").Dot("kit"), jen.Lit(n.base+"."+m.method.GoName), jen.Id("req"), key,
 			jen.Func().Params(
 				jen.Id("c").Op("*").Qual(runtimePkg, runtimeCtx),
 				jen.Id("state").Add(state.Clone()),
@@ -254,8 +270,8 @@ func generateTestKitTimers(out *jen.File, e *entity, n names) {
 	out.Line()
 	var cases []jen.Code
 	for _, m := range e.methods {
-		if m.readOnly {
-			continue
+		if m.readOnly || m.keyFromSubject {
+			continue // no timer calls them: they have no call constructor
 		}
 		cases = append(cases, jen.Case(jen.Id(n.fullMethodName(m))).Block(
 			jen.Return(jen.True(), jen.Id("k").Dot(n.testKitMethod(e, m)).Call(jen.Id("req").Assert(ptr(m.method.Input.GoIdent))).Dot("Err").Call()),

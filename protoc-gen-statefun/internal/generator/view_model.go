@@ -63,8 +63,8 @@ func viewOptions(svc *protogen.Service) *statefunv1.ViewOptions {
 // none. Mistakes are recorded in m.diags.
 func (m *model) readView(f *protogen.File, svc *protogen.Service) *view {
 	opts := viewOptions(svc)
-	if opts == nil {
-		return nil
+	if opts == nil || publisherOptions(svc) != nil {
+		return nil // readPublisher reports a publisher that is also a view
 	}
 	name := svc.Desc.Name()
 	optsPos := func(path ...int32) position {
@@ -183,6 +183,11 @@ func (m *model) readViewQuery(v *view, meth *protogen.Method) *viewQuery {
 	if opts.GetStart() {
 		m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension, methodStartField),
 			"method %s sets (statefun.v1.method).start, which applies to workflow methods only; remove it", rpc)
+		ok = false
+	}
+	if opts.GetSubscribe() != nil {
+		m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension, methodSubscribeField),
+			"method %s sets (statefun.v1.method).subscribe, which applies to entity methods only; remove it: a view's rows follow its source's events, and its methods only read", rpc)
 		ok = false
 	}
 	if meth.Desc.IsStreamingClient() {

@@ -71,8 +71,8 @@ func (w *workflow) hasRead() bool {
 // declares none. Mistakes are recorded in m.diags.
 func (m *model) readWorkflow(f *protogen.File, svc *protogen.Service) *workflow {
 	opts := workflowOptions(svc)
-	if opts == nil || consumerOptions(svc) != nil || viewOptions(svc) != nil {
-		return nil // readConsumer or readView reports a consumer or view that is also a workflow
+	if opts == nil || consumerOptions(svc) != nil || viewOptions(svc) != nil || publisherOptions(svc) != nil {
+		return nil // readConsumer, readView or readPublisher reports a consumer, view or publisher that is also a workflow
 	}
 	name := svc.Desc.Name()
 	optsPos := func(path ...int32) position {
