@@ -30,8 +30,9 @@ generate: ## Regenerate all Go code from the protos (annotations, testdata, exam
 	$(BUF) format -w
 
 .PHONY: test
-test: ## Run every test, with the race detector (starts the local Postgres if it is down).
+test: ## Run every test, with the race detector (starts the local Postgres and NATS if they are down).
 	.ci/ensure-postgres
+	.ci/ensure-nats
 	go test -race -count=1 ./...
 
 .PHONY: reliability

@@ -341,6 +341,10 @@ func forward[R proto.Message](ctx context.Context, cn *clusterNode, owner string
 		md.Set(IdempotencyKeyHeader, key[0])
 		keyed = true
 	}
+	if subject := metadata.ValueFromIncomingContext(ctx, SubjectHeader); len(subject) == 1 {
+		// The owner reads a subscribed method's entity from it (SubjectKey).
+		md.Set(SubjectHeader, subject[0])
+	}
 	if fired := metadata.ValueFromIncomingContext(ctx, timerHeader); len(fired) == 1 {
 		// The target of a timer learns so wherever it runs (TimerOf).
 		md.Set(timerHeader, fired[0])

@@ -89,6 +89,12 @@ type SubscriptionConfig struct {
 	// DeadLetter is the topic (same broker) for messages that cannot be
 	// handled; empty means Topic + ".dead-letter".
 	DeadLetter string
+	// Type is the CloudEvents type the method takes (the stored event
+	// type, when its request is an entity's event): a message with
+	// another ce-type is acknowledged and skipped, so that one topic can
+	// carry several event types, each to its own method. Empty takes
+	// every message.
+	Type string
 	// KeyFromSubject says the request has no key fields: the entity is
 	// the message's CloudEvents subject (ce-subject), passed to the
 	// method as the ce-subject metadata.

@@ -167,6 +167,9 @@ type serverConfig struct {
 	traces            tracesConfig // from the OTEL_* environment
 	// allowUnknownEvents: WithAllowUnknownEvents.
 	allowUnknownEvents bool
+	// brokers: WithBrokers; the Kafka password only from the environment.
+	brokers      BrokerConfig
+	kafkaBrokers string
 }
 
 // parseFlags parses the flags of fs's command (commandFlags) into a
@@ -238,6 +241,21 @@ func parseFlags(cmdFlags *flag.FlagSet, args []string, getenv func(string) strin
 		}
 		allowUnknown = b
 	}
+	str(&c.brokers.NATSURL, "nats-url", "STATEFUN_NATS_URL", "", "NATS server URL (nats://host:4222), for publishers and subscriptions on NATS JetStream")
+	str(&c.brokers.NATSCredsFile, "nats-creds", "STATEFUN_NATS_CREDS", "", "NATS credentials file, if the server asks for one")
+	str(&c.kafkaBrokers, "kafka-brokers", "STATEFUN_KAFKA_BROKERS", "", "Kafka seed brokers, host:port[,host:port...], for publishers and subscriptions on Kafka")
+	str(&c.brokers.KafkaUser, "kafka-user", "STATEFUN_KAFKA_USER", "", "Kafka SASL user; its password is read from $STATEFUN_KAFKA_PASSWORD only, never a flag")
+	str(&c.brokers.KafkaSASLMechanism, "kafka-sasl", "STATEFUN_KAFKA_SASL", "plain", "Kafka SASL mechanism for --kafka-user: plain, scram-sha-256 or scram-sha-512")
+	c.brokers.KafkaPassword = getenv("STATEFUN_KAFKA_PASSWORD")
+	kafkaTLS := false
+	if v := getenv("STATEFUN_KAFKA_TLS"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("$STATEFUN_KAFKA_TLS=%q is not a boolean (use true or false)", v))
+		}
+		kafkaTLS = b
+	}
+	fs.BoolVar(&c.brokers.KafkaTLS, "kafka-tls", kafkaTLS, "connect to the Kafka brokers over TLS ($STATEFUN_KAFKA_TLS)")
 	fs.BoolVar(&c.allowUnknownEvents, "allow-unknown-events", allowUnknown, "serve although the store holds events of an entity type that this binary does not declare; entities whose history holds one fail to load ($STATEFUN_ALLOW_UNKNOWN_EVENTS)")
 	if err := errors.Join(errs...); err != nil {
 		return c, err
@@ -271,6 +289,14 @@ func parseFlags(cmdFlags *flag.FlagSet, args []string, getenv func(string) strin
 	}
 	if c.databaseURL == "" && c.advertiseAddress != "" {
 		return c, errors.New("--advertise-address makes this server a node of a cluster, which needs a database the nodes share: set --database-url (Postgres); the embedded store is single-node")
+	}
+	for b := range strings.SplitSeq(c.kafkaBrokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			c.brokers.KafkaBrokers = append(c.brokers.KafkaBrokers, b)
+		}
+	}
+	if c.brokers.KafkaUser != "" && c.brokers.KafkaPassword == "" {
+		return c, errors.New("--kafka-user is set and $STATEFUN_KAFKA_PASSWORD is empty; set the password in the environment (it is never a flag, so that it stays out of process listings)")
 	}
 	if c.commitConcurrency < 1 || c.commitConcurrency > 64 {
 		return c, fmt.Errorf("--commit-concurrency %d: use 1 (the default) to 64", c.commitConcurrency)

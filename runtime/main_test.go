@@ -46,7 +46,7 @@ func flagsOf(usage string) []string {
 // no other.
 func TestUsage(t *testing.T) {
 	t.Parallel()
-	serveFlags := "advertise-address allow-unknown-events commit-concurrency data-dir database-schema database-url http-listen lease-ttl listen log-format log-level max-message-bytes passivation-timeout shards shutdown-timeout tls-cert tls-key"
+	serveFlags := "advertise-address allow-unknown-events commit-concurrency data-dir database-schema database-url http-listen kafka-brokers kafka-sasl kafka-tls kafka-user lease-ttl listen log-format log-level max-message-bytes nats-creds nats-url passivation-timeout shards shutdown-timeout tls-cert tls-key"
 	for _, tc := range []struct {
 		args      []string
 		flagsOf   string

@@ -135,6 +135,9 @@ var (
 	descWorkflowSteps      = prometheus.NewDesc("statefun_workflow_steps_total", "Workflow step attempts whose outcome this node stored, by outcome: done (the step chose what comes next) or failed (an error, a timeout or a panic).", []string{"workflow_type", "outcome"}, nil)
 	descWorkflowSignals    = prometheus.NewDesc("statefun_workflow_signals_total", "Signals handled by workflows on this node.", []string{"workflow_type"}, nil)
 	descWorkflowsEnded     = prometheus.NewDesc("statefun_workflows_ended_total", "Workflows that ended on this node, by phase: completed or failed.", []string{"workflow_type", "phase"}, nil)
+	descPublished          = prometheus.NewDesc("statefun_published_total", "Entity events the brokers acknowledged, from every publisher.", nil, nil)
+	descPublishFailed      = prometheus.NewDesc("statefun_publish_failures_total", "Publishes that failed and are tried again; each is logged.", nil, nil)
+	descSubscribed         = prometheus.NewDesc("statefun_subscribed_messages_total", "Broker messages handled by subscriptions, by outcome: handled (the call succeeded), skipped (another ce-type), retried, dead_lettered, dead_letter_failed.", []string{"outcome"}, nil)
 	descWorkflowStepsInRun = prometheus.NewDesc("statefun_workflow_steps_running", "Workflow step attempts running on this node now.", []string{"workflow_type"}, nil)
 )
 
@@ -142,7 +145,8 @@ func (c *runtimeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCached, descHits, descLoads, descEvictions, descResets, descBatches, descRecords, descFailed, descConflicts, descCommitTime, descPending, descFenced,
 		descShards, descMembers, descRenewals, descRenewalFailures, descAcquired, descLost, descHandoffs, descHandoffTime, descForwards, descForwardRetries,
 		descTimersFired, descTimersRetried, descTimersRefused,
-		descWorkflowsStarted, descWorkflowSteps, descWorkflowSignals, descWorkflowsEnded, descWorkflowStepsInRun} {
+		descWorkflowsStarted, descWorkflowSteps, descWorkflowSignals, descWorkflowsEnded, descWorkflowStepsInRun,
+		descPublished, descPublishFailed, descSubscribed} {
 		ch <- d
 	}
 }
@@ -179,6 +183,12 @@ func (c *runtimeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descTimersFired, prometheus.CounterValue, float64(ts.Fired))
 	ch <- prometheus.MustNewConstMetric(descTimersRetried, prometheus.CounterValue, float64(ts.Retried))
 	ch <- prometheus.MustNewConstMetric(descTimersRefused, prometheus.CounterValue, float64(ts.Refused))
+	ev := s.Eventing
+	ch <- prometheus.MustNewConstMetric(descPublished, prometheus.CounterValue, float64(ev.Published))
+	ch <- prometheus.MustNewConstMetric(descPublishFailed, prometheus.CounterValue, float64(ev.PublishFailed))
+	for outcome, n := range map[string]uint64{"handled": ev.Handled, "skipped": ev.Skipped, "retried": ev.Retried, "dead_lettered": ev.DeadLettered, "dead_letter_failed": ev.DeadLetterFail} {
+		ch <- prometheus.MustNewConstMetric(descSubscribed, prometheus.CounterValue, float64(n), outcome)
+	}
 	for _, w := range s.Workflows {
 		ch <- prometheus.MustNewConstMetric(descWorkflowsStarted, prometheus.CounterValue, float64(w.Started), w.WorkflowType)
 		ch <- prometheus.MustNewConstMetric(descWorkflowSteps, prometheus.CounterValue, float64(w.StepsDone), w.WorkflowType, "done")

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
+	"github.com/statefun-go/statefun/runtime/internal/broker"
 	"github.com/statefun-go/statefun/runtime/internal/journal"
 	"github.com/statefun-go/statefun/runtime/internal/workflowpb"
 	"github.com/statefun-go/statefun/runtime/store"
@@ -30,6 +31,7 @@ type Runtime struct {
 	services   []boundService
 	conn       *localConn
 	consumers  *consumerSet
+	eventing   *eventing
 	timers     *timerService
 	workflows  workflowSet
 	views      viewSet
@@ -85,9 +87,14 @@ type config struct {
 	observeBatch         func(records int, took time.Duration, err error)
 	consumers            []*Consumer
 	views                []*View
-	cluster              *ClusterConfig
-	tracerProvider       trace.TracerProvider
-	allowUnknownEvents   bool
+	publishers           []*Publisher
+	brokers              BrokerConfig
+	noSubscriptions      bool
+	// openBroker replaces openBroker in tests.
+	openBroker         func(ctx context.Context, name string) (broker.Broker, error)
+	cluster            *ClusterConfig
+	tracerProvider     trace.TracerProvider
+	allowUnknownEvents bool
 }
 
 // Option configures a Runtime.
@@ -219,6 +226,14 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 		}
 	}
 	errs = append(errs, validateViews(cfg.views, kinds)...)
+	if cfg.noSubscriptions {
+		for _, e := range entities {
+			if e != nil {
+				e.subscriptions = nil
+			}
+		}
+	}
+	errs = append(errs, validateEventing(cfg.publishers, entities, kinds, cfg.brokers, cfg.openBroker != nil)...)
 	if err := errors.Join(errs...); err != nil {
 		if cfg.ownStore {
 			_ = cfg.store.Close()
@@ -270,7 +285,26 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 	})
 	r.snapshots = newSnapshotter(cfg.store, cfg.log)
 	r.conn = newLocalConn(r.services)
-	r.startConsumers(cfg.consumers)
+	consumers := cfg.consumers
+	if hasEventing(cfg.publishers, entities) {
+		// After the connection the subscriptions call through; a broker
+		// that does not answer fails the start.
+		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+		publishers, err := r.startEventing(ctx, cfg.publishers, entities)
+		cancel()
+		if err != nil {
+			err = errors.Join(err, r.writer.Close(context.Background()))
+			if r.cluster != nil {
+				err = errors.Join(err, r.cluster.close(context.Background()))
+			}
+			if cfg.ownStore {
+				_ = cfg.store.Close()
+			}
+			return nil, fmt.Errorf("statefun: %w", err)
+		}
+		consumers = append(slices.Clip(consumers), publishers...)
+	}
+	r.startConsumers(consumers)
 	for _, h := range r.views.hosts {
 		h.start(r.consumers)
 	}
@@ -309,7 +343,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
 		// Consumers and timers first: they call entities, which need the
 		// writer.
-		err := errors.Join(r.consumers.shutdown(ctx), r.views.shutdown(ctx), r.timers.shutdown(ctx), r.workflows.shutdown(ctx))
+		err := errors.Join(r.consumers.shutdown(ctx), r.views.shutdown(ctx), r.timers.shutdown(ctx), r.workflows.shutdown(ctx), r.eventing.shutdown(ctx))
 		if r.cluster != nil {
 			// Hand the shards off while calls can still be forwarded.
 			err = errors.Join(err, r.cluster.close(ctx))
@@ -336,7 +370,7 @@ func (r *Runtime) Leave(ctx context.Context) error {
 	}
 	// Consumers and timers first: they run under leases of this node,
 	// and what they did must be saved while those are still held.
-	err := errors.Join(r.consumers.shutdown(ctx), r.views.shutdown(ctx), r.timers.shutdown(ctx), r.workflows.shutdown(ctx))
+	err := errors.Join(r.consumers.shutdown(ctx), r.views.shutdown(ctx), r.timers.shutdown(ctx), r.workflows.shutdown(ctx), r.eventing.shutdown(ctx))
 	return errors.Join(err, r.cluster.leave(ctx))
 }
 
@@ -347,6 +381,7 @@ type Stats struct {
 	Timers    TimerStats
 	Workflows []WorkflowStats
 	Views     []ViewStats
+	Eventing  EventingStats
 	Cluster   ClusterStats // zero outside a cluster
 }
 
@@ -422,6 +457,7 @@ func (r *Runtime) Stats() Stats {
 		s.Views = append(s.Views, h.stats())
 	}
 	s.Timers = TimerStats{Fired: r.timers.fired.Load(), Retried: r.timers.retried.Load(), Refused: r.timers.refused.Load()}
+	s.Eventing = r.eventing.snapshot()
 	js := r.writer.Stats()
 	s.Journal = JournalStats{
 		Batches: js.Batches, Records: js.Records, FailedBatches: js.FailedBatches,

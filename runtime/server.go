@@ -189,6 +189,7 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 	var entities []*Entity
 	var consumers []*Consumer
 	var views []*View
+	var publishers []*Publisher
 	for _, comp := range components {
 		switch comp := comp.(type) {
 		case *Entity:
@@ -197,6 +198,8 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 			consumers = append(consumers, comp)
 		case *View:
 			views = append(views, comp)
+		case *Publisher:
+			publishers = append(publishers, comp)
 		case nil:
 			return errors.New("nil component; pass the values of generated constructors such as NewShoppingCart")
 		}
@@ -223,7 +226,7 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 	// (INVARIANTS.md, invariant 13); stopBy moves when shutdown starts.
 	stopBy := time.Now().Add(c.shutdownTimeout)
 	defer func() { stopTracing(stopBy) }()
-	opts := []Option{WithStore(st), WithLogger(log), WithConsumers(consumers...), WithViews(views...), WithCommitConcurrency(c.commitConcurrency), WithPassivation(c.passivation)}
+	opts := []Option{WithStore(st), WithLogger(log), WithConsumers(consumers...), WithViews(views...), WithPublishers(publishers...), WithBrokers(c.brokers), WithCommitConcurrency(c.commitConcurrency), WithPassivation(c.passivation)}
 	opts = append(opts, WithTracerProvider(tp))
 	if c.allowUnknownEvents {
 		opts = append(opts, WithAllowUnknownEvents())

@@ -23,7 +23,8 @@ func TestServerEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	bin := e2e.Build(t, ".")
 	dir := t.TempDir()
-	srv := e2e.Start(t, bin, "--data-dir", dir)
+	nats := e2e.StartNATS(t)
+	srv := e2e.Start(t, bin, "--data-dir", dir, "--nats-url", nats)
 	users := authv1.NewUserServiceClient(srv.Conn)
 	if _, err := users.Register(ctx, &authv1.RegisterRequest{UserId: "ada", Password: "correct horse"}); err != nil {
 		t.Fatal(err)
@@ -47,7 +48,7 @@ func TestServerEndToEnd(t *testing.T) {
 	}
 	srv.Stop(t)
 
-	srv = e2e.Start(t, bin, "--data-dir", dir)
+	srv = e2e.Start(t, bin, "--data-dir", dir, "--nats-url", nats)
 	defer srv.Stop(t)
 	code, body := srv.Post(t, "/auth.v1.UserService/GetUser", `{"user_id":"ada"}`)
 	if code != 200 || !strings.Contains(body, `"locked":true`) {

@@ -14,5 +14,8 @@ func main() {
 		authv1.NewUser(User{}),
 		authv1.NewAnomalyDetector(NewAnomalyDetector(3, 5*time.Minute)),
 		authv1.NewLockedUsers(LockedUsers{}),
+		// Login outcomes to NATS, for the lockout service: the server
+		// needs --nats-url.
+		authv1.NewLoginEvents(),
 	)
 }

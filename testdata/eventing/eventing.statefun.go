@@ -488,6 +488,7 @@ func NewFulfillment(h FulfillmentHandler) *statefun.Entity {
 				Method:         FulfillmentService_Open_FullMethodName,
 				Broker:         statefun.BrokerNATS,
 				Topic:          "shop.orders.placed",
+				Type:           "OrderPlaced",
 				KeyFromSubject: true,
 				NewRequest: func() proto.Message {
 					return new(OrderPlaced)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,7 @@ func Build(t testing.TB, dir string) string {
 // Server is a running server binary.
 type Server struct {
 	Conn     *grpc.ClientConn
+	GRPCAddr string
 	HTTPAddr string
 
 	cmd    *exec.Cmd
@@ -68,7 +70,7 @@ func Start(t testing.TB, bin string, flags ...string) *Server {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{cmd: cmd, HTTPAddr: httpAddr, exited: make(chan error, 1)}
+	s := &Server{cmd: cmd, GRPCAddr: grpcAddr, HTTPAddr: httpAddr, exited: make(chan error, 1)}
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -193,4 +195,43 @@ func (s *Server) Kill(t testing.TB) {
 		}
 		_ = s.Conn.Close()
 	})
+}
+
+// StartNATS runs a NATS server with JetStream of the test's own, on a free
+// port with its storage in a directory of the test's, and returns its URL;
+// the test stops it. The examples' servers publish to fixed subjects, so a
+// server of their own keeps tests from reading each other's messages.
+func StartNATS(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		bin = "/usr/sbin/nats-server"
+		if _, err := os.Stat(bin); err != nil {
+			t.Fatal("nats-server is not installed: install the Debian package nats-server (.ci/ensure-nats does)")
+		}
+	}
+	addr := freeAddr(t)
+	host, port, _ := net.SplitHostPort(addr)
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "-a", host, "-p", port, "-js", "-sd", filepath.Join(dir, "store"), "-l", filepath.Join(dir, "nats.log"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = c.Close()
+			return "nats://" + addr
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "nats.log"))
+			t.Fatalf("nats-server did not start at %s: %v\n%s", addr, err, log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -54,7 +54,7 @@ func (fulfillments) Get(_ *eventing.FulfillmentReadContext, state *eventing.Fulf
 // call without one.
 func TestSubjectKeyGlue(t *testing.T) {
 	t.Parallel()
-	rt, err := statefun.New([]*statefun.Entity{eventing.NewFulfillment(fulfillments{})})
+	rt, err := statefun.New([]*statefun.Entity{eventing.NewFulfillment(fulfillments{})}, statefun.WithoutSubscriptions())
 	if err != nil {
 		t.Fatal(err)
 	}

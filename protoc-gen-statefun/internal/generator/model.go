@@ -250,6 +250,7 @@ func buildModel(plugin *protogen.Plugin) (*model, error) {
 		}
 	}
 	m.checkSubscriptionGroups(generated)
+	m.resolveSubscriptionTypes(generated)
 	m.checkUnlistedEvents(plugin)
 	m.checkClashes(plugin)
 	return m, m.diags.err()

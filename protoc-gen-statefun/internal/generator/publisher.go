@@ -111,6 +111,9 @@ func subscriptionsField(e *entity, n names) []jen.Code {
 		if s.deadLetter != "" {
 			cfg = append(cfg, jen.Id("DeadLetter"), jen.Lit(s.deadLetter))
 		}
+		if s.eventType != "" {
+			cfg = append(cfg, jen.Id("Type"), jen.Lit(s.eventType))
+		}
 		if m.keyFromSubject {
 			cfg = append(cfg, jen.Id("KeyFromSubject"), jen.True())
 		}

@@ -1,6 +1,7 @@
 package generator
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"strings"
@@ -76,6 +77,36 @@ type subscription struct {
 	group       string // as given; empty for the runtime's default
 	maxAttempts uint32
 	deadLetter  string // as given; empty for the runtime's default
+	// eventType is the stored type of the request when it is an event:
+	// the runtime skips messages of other types (their ce-type).
+	eventType string
+}
+
+// resolveSubscriptionTypes finds, for each subscribed method whose request
+// is an event (of an entity in this run, or marked (statefun.v1.event)),
+// the type its messages carry in ce-type: a publisher's messages of other
+// events on the same topic are then skipped instead of being decoded as
+// the wrong message.
+func (m *model) resolveSubscriptionTypes(entities []*entity) {
+	types := map[*protogen.Message]string{}
+	for _, e := range m.entityOf {
+		for _, ev := range e.events {
+			types[ev.message] = ev.typ
+		}
+	}
+	for _, e := range entities {
+		for _, mm := range e.methods {
+			if mm.subscribe == nil {
+				continue
+			}
+			in := mm.method.Input
+			if t, ok := types[in]; ok {
+				mm.subscribe.eventType = t
+			} else if opts := eventOptions(in); opts != nil {
+				mm.subscribe.eventType = cmp.Or(opts.GetType(), string(in.Desc.Name()))
+			}
+		}
+	}
 }
 
 // maxSubscriptionAttempts bounds max_attempts: a message that failed a

@@ -694,7 +694,10 @@ const file_auth_v1_auth_proto_rawDesc = "" +
 	"\x16AnomalyDetectorService\x12=\n" +
 	"\rOnLoginFailed\x12\x14.auth.v1.LoginFailed\x1a\x16.google.protobuf.Empty\x12I\n" +
 	"\x13OnUserAuthenticated\x12\x1a.auth.v1.UserAuthenticated\x1a\x16.google.protobuf.Empty\x1a#\xfa\x81\x19\x1f\n" +
-	"\x10anomaly-detector\x12\vUserServiceBBZ@github.com/statefun-go/statefun/examples/auth/gen/auth/v1;authv1b\x06proto3"
+	"\x10anomaly-detector\x12\vUserService2d\n" +
+	"\x12LoginEventsService\x1aN\x92\x82\x19J\n" +
+	"\flogin-events\x12\vUserService\x1a\vLoginFailed\x1a\x11UserAuthenticated\"\r\n" +
+	"\vauth.loginsBBZ@github.com/statefun-go/statefun/examples/auth/gen/auth/v1;authv1b\x06proto3"
 
 var (
 	file_auth_v1_auth_proto_rawDescOnce sync.Once
@@ -762,7 +765,7 @@ func file_auth_v1_auth_proto_init() {
 			NumEnums:      0,
 			NumMessages:   11,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_auth_v1_auth_proto_goTypes,
 		DependencyIndexes: file_auth_v1_auth_proto_depIdxs,

@@ -440,3 +440,46 @@ func NewAnomalyDetector(h AnomalyDetectorHandler) *statefun.Consumer {
 		},
 	})
 }
+
+// LoginEventsPublisherName is the name LoginEvents's position in the events of User is
+// stored under: renaming it publishes them again.
+const LoginEventsPublisherName = "login-events"
+
+// NewLoginEvents returns the LoginEvents publisher, ready to run in a statefun server:
+//
+//	statefun.Main(..., NewLoginEvents())
+//
+// It publishes the LoginFailed and UserAuthenticated events of the User entity
+// (type "user") to the NATS subject "auth.logins", encoded as protobuf binary
+// (application/protobuf): each event once it is durable, at least once, in
+// order per entity. A publisher without a stored position starts at the
+// beginning of the entity's history. Each message carries its event's
+// CloudEvents attributes as headers: ce-subject is the entity ID, ce-type the
+// stored event type, ce-id the same for every copy of one event, so that a
+// subscriber can tell a repeat.
+//
+// LoginEvents publishes every login's outcome to the NATS subject
+// auth.logins, for services outside this one: the lockout service
+// (examples/auth/lockout) counts them and locks users.
+func NewLoginEvents() *statefun.Publisher {
+	return statefun.NewPublisher(statefun.PublisherConfig{
+		Name:       LoginEventsPublisherName,
+		EntityType: "user",
+		Broker:     statefun.BrokerNATS,
+		Topic:      "auth.logins",
+		Events:     []string{"LoginFailed", "UserAuthenticated"},
+		NewEvent: func(eventType string) proto.Message {
+			switch eventType {
+			case "UserRegistered":
+				return new(UserRegistered)
+			case "UserAuthenticated":
+				return new(UserAuthenticated)
+			case "LoginFailed":
+				return new(LoginFailed)
+			case "UserLocked":
+				return new(UserLocked)
+			}
+			return nil
+		},
+	})
+}

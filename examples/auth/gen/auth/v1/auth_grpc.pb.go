@@ -403,3 +403,71 @@ var AnomalyDetectorService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "auth/v1/auth.proto",
 }
+
+// LoginEventsServiceClient is the client API for LoginEventsService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// LoginEvents publishes every login's outcome to the NATS subject
+// auth.logins, for services outside this one: the lockout service
+// (examples/auth/lockout) counts them and locks users.
+type LoginEventsServiceClient interface {
+}
+
+type loginEventsServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewLoginEventsServiceClient(cc grpc.ClientConnInterface) LoginEventsServiceClient {
+	return &loginEventsServiceClient{cc}
+}
+
+// LoginEventsServiceServer is the server API for LoginEventsService service.
+// All implementations must embed UnimplementedLoginEventsServiceServer
+// for forward compatibility.
+//
+// LoginEvents publishes every login's outcome to the NATS subject
+// auth.logins, for services outside this one: the lockout service
+// (examples/auth/lockout) counts them and locks users.
+type LoginEventsServiceServer interface {
+	mustEmbedUnimplementedLoginEventsServiceServer()
+}
+
+// UnimplementedLoginEventsServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedLoginEventsServiceServer struct{}
+
+func (UnimplementedLoginEventsServiceServer) mustEmbedUnimplementedLoginEventsServiceServer() {}
+func (UnimplementedLoginEventsServiceServer) testEmbeddedByValue()                            {}
+
+// UnsafeLoginEventsServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to LoginEventsServiceServer will
+// result in compilation errors.
+type UnsafeLoginEventsServiceServer interface {
+	mustEmbedUnimplementedLoginEventsServiceServer()
+}
+
+func RegisterLoginEventsServiceServer(s grpc.ServiceRegistrar, srv LoginEventsServiceServer) {
+	// If the following call pancis, it indicates UnimplementedLoginEventsServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&LoginEventsService_ServiceDesc, srv)
+}
+
+// LoginEventsService_ServiceDesc is the grpc.ServiceDesc for LoginEventsService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var LoginEventsService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "auth.v1.LoginEventsService",
+	HandlerType: (*LoginEventsServiceServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams:     []grpc.StreamDesc{},
+	Metadata:    "auth/v1/auth.proto",
+}
