@@ -60,9 +60,9 @@ type Delivery struct {
 type Verdict int
 
 const (
-	// Ack: handled; the broker may forget it.
+	// Ack means handled: the broker may forget the message.
 	Ack Verdict = iota
-	// Retry: deliver it again after the delay given with it. For a
+	// Retry means deliver it again after the delay given with it. For a
 	// broker that orders a partition (Kafka), nothing after it on that
 	// partition is handled meanwhile.
 	Retry

@@ -195,12 +195,6 @@ func (r *recorder) add(d broker.Delivery) {
 	r.changed = make(chan struct{})
 }
 
-func (r *recorder) all() []broker.Delivery {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.got)
-}
-
 // waitFor waits until cond holds of the deliveries, or fails the test
 // after timeout saying what it waited for and what came.
 func (r *recorder) waitFor(t *testing.T, timeout time.Duration, what string, cond func([]broker.Delivery) bool) []broker.Delivery {

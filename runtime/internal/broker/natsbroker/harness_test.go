@@ -239,7 +239,8 @@ func (s *natsServer) kill() {
 	}
 	_ = s.cmd.Process.Kill()
 	select {
-	case <-s.wait:
+	case err := <-s.wait:
+		_ = err // "signal: killed": expected
 	case <-time.After(10 * time.Second):
 		s.t.Errorf("nats-server pid %d did not exit within 10s of SIGKILL", s.cmd.Process.Pid)
 	}

@@ -423,7 +423,7 @@ func (b *Broker) EnsureStream(ctx context.Context, name string, subjects ...stri
 		if err := validSubject(s, true); err != nil {
 			return fmt.Errorf("natsbroker: ensure stream %q: %w", name, err)
 		}
-		covering, _, err := b.streamFor(ctx, s)
+		covering, err := b.streamFor(ctx, s)
 		if err != nil {
 			return fmt.Errorf("natsbroker: ensure stream %q: %w", name, err)
 		}
@@ -456,7 +456,7 @@ func (b *Broker) EnsureStream(ctx context.Context, name string, subjects ...stri
 		// Another server may have created it just now, with the same
 		// subjects: then they are covered.
 		for _, s := range missing {
-			covering, _, err2 := b.streamFor(ctx, s)
+			covering, err2 := b.streamFor(ctx, s)
 			if err2 != nil || covering == "" {
 				return fmt.Errorf("natsbroker: stream %q exists on %s but does not store %q: %w; add the subject to it (nats stream edit) or pass another stream name", name, b.addr, s, err)
 			}
@@ -466,10 +466,10 @@ func (b *Broker) EnsureStream(ctx context.Context, name string, subjects ...stri
 	return fmt.Errorf("natsbroker: create stream %q for %q on %s: %w; if another stream holds some of these subjects, give this one other subjects or add them to that stream", name, missing, b.addr, err)
 }
 
-// streamFor returns the stream whose subjects cover subject, with its
-// configuration, or "" if none does. It fails if streams cover subject
+// streamFor returns the name of the stream whose subjects cover subject,
+// or "" if none does. It fails if streams cover subject
 // only in part (a wildcard subject spread over several streams).
-func (b *Broker) streamFor(ctx context.Context, subject string) (string, *jetstream.StreamInfo, error) {
+func (b *Broker) streamFor(ctx context.Context, subject string) (string, error) {
 	l := b.js.ListStreams(ctx, jetstream.WithStreamListSubject(subject))
 	var partial []string
 	var found *jetstream.StreamInfo
@@ -487,18 +487,18 @@ func (b *Broker) streamFor(ctx context.Context, subject string) (string, *jetstr
 		}
 	}
 	if err := l.Err(); err != nil {
-		return "", nil, fmt.Errorf("list the streams of %q on %s: %w", subject, b.addr, err)
+		return "", fmt.Errorf("list the streams of %q on %s: %w", subject, b.addr, err)
 	}
 	if found != nil && len(partial) == 0 {
-		return found.Config.Name, found, nil
+		return found.Config.Name, nil
 	}
 	if len(partial) > 0 {
 		if found != nil {
 			partial = append(partial, found.Config.Name)
 		}
-		return "", nil, fmt.Errorf("subject %q is stored only in part by streams %q; use a subject that one stream covers whole", subject, partial)
+		return "", fmt.Errorf("subject %q is stored only in part by streams %q; use a subject that one stream covers whole", subject, partial)
 	}
-	return "", nil, nil
+	return "", nil
 }
 
 // subjectCovers reports whether every subject matching subject also

@@ -115,7 +115,10 @@ func TestHeadersAndKeyTravel(t *testing.T) {
 	defer func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Subscribe: %v", err)
+			}
 		case <-time.After(20 * time.Second):
 			t.Error("Subscribe did not return within 20s of its context ending")
 		}
@@ -331,7 +334,7 @@ func TestNames(t *testing.T) {
 	for _, in := range []string{"orders", "orders.created", "orders_created", "a b", "a/b", "a\\b", "", strings.Repeat("x", 100), strings.Repeat("x", 101)} {
 		got := StreamName(in)
 		if len(got) > 64 || strings.ContainsFunc(got, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+			return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '-' && r != '_'
 		}) || got == "" {
 			t.Errorf("StreamName(%q) = %q: not a valid name", in, got)
 		}
@@ -397,7 +400,10 @@ func TestKeysHandledConcurrently(t *testing.T) {
 	defer func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Subscribe: %v", err)
+			}
 		case <-time.After(20 * time.Second):
 			t.Error("Subscribe did not return within 20s of its context ending")
 		}
@@ -455,7 +461,10 @@ func TestLongHandlerNotRedelivered(t *testing.T) {
 	defer func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Subscribe: %v", err)
+			}
 		case <-time.After(20 * time.Second):
 			t.Error("Subscribe did not return within 20s of its context ending")
 		}
@@ -576,7 +585,10 @@ func TestServerRestart(t *testing.T) {
 	defer func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Subscribe: %v", err)
+			}
 		case <-time.After(20 * time.Second):
 			t.Error("Subscribe did not return within 20s of its context ending")
 		}

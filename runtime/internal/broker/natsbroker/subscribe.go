@@ -86,7 +86,7 @@ type keyQueue struct{ msgs []jetstream.Msg }
 // setup finds the stream covering the topic and creates or updates the
 // group's durable consumer on it.
 func (s *subscriber) setup(ctx context.Context) (jetstream.Consumer, error) {
-	stream, _, err := s.b.streamFor(ctx, s.sub.Topic)
+	stream, err := s.b.streamFor(ctx, s.sub.Topic)
 	if err != nil {
 		return nil, err
 	}
