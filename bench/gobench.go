@@ -36,6 +36,11 @@ var goBenchmarks = [][]string{
 	{"go", "test", "-run", "^$", "-bench", "BenchmarkViewUpdates", "-benchtime", "1x", "-timeout", "30m", "./runtime/"},
 	{"go", "test", "-run", "^$", "-bench", "BenchmarkViewQuery", "-benchtime", "5s", "-timeout", "30m", "./runtime/store/postgres/"},
 	{"go", "test", "-run", "^$", "-bench", "BenchmarkViewQuery", "-benchtime", "5s", "-timeout", "30m", "./runtime/store/embedded/"},
+	// Eventing, on Postgres, against the machine's NATS and an in-process
+	// Kafka (kfake): a backlog of 20,000 events published, 300 commands
+	// at idle to a subscriber, 20,000 messages turned into commands.
+	{"go", "test", "-run", "^$", "-bench", "BenchmarkEventing/.*/(publish|consume)", "-benchtime", "1x", "-timeout", "30m", "./runtime/"},
+	{"go", "test", "-run", "^$", "-bench", "BenchmarkEventing/.*/lag", "-benchtime", "300x", "./runtime/"},
 }
 
 // runGoBenchmarks runs them, echoing their output, and parses their

@@ -17,3 +17,15 @@ func WithTestBroker(b broker.Broker) Option {
 type nopClose struct{ broker.Broker }
 
 func (nopClose) Close() error { return nil }
+
+// Rebind points every subscription of e at topic on broker: a benchmark
+// reads a topic of its own with a generated entity.
+func Rebind(e *Entity, brokerName, topic string) *Entity {
+	subs := make([]SubscriptionConfig, len(e.subscriptions))
+	for i, s := range e.subscriptions {
+		s.Broker, s.Topic, s.DeadLetter = brokerName, topic, ""
+		subs[i] = s
+	}
+	e.subscriptions = subs
+	return e
+}

@@ -24,7 +24,7 @@ import (
 
 // testNATS returns the URL of the NATS server the tests use, failing (or
 // skipping, with STATEFUN_SKIP_NATS=1) when none answers.
-func testNATS(t *testing.T) string {
+func testNATS(t testing.TB) string {
 	t.Helper()
 	u := os.Getenv("STATEFUN_TEST_NATS_URL")
 	if u == "" {
@@ -43,7 +43,7 @@ func testNATS(t *testing.T) string {
 }
 
 // dropStream deletes the stream of subject when the test ends.
-func dropStream(t *testing.T, url, subject string) {
+func dropStream(t testing.TB, url, subject string) {
 	t.Cleanup(func() {
 		nc, err := nats.Connect(url, nats.Timeout(5*time.Second))
 		if err != nil {

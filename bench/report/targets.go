@@ -186,6 +186,15 @@ func Targets(r *Results) []Target {
 			gb("… p99 latency of those queries", "a figure", "BenchmarkViewQuery/"+kind+"/"+q.name, "p99-ms", nil)
 		}
 	}
+	for _, br := range []struct{ name, what string }{{"nats", "NATS JetStream (the machine's server)"}, {"kafka", "Kafka (franz-go's in-process kfake: the client's and statefun's cost, not a cluster's)"}} {
+		gb("In process: events published per second from a backlog of 20,000, Postgres, "+br.what, "a figure",
+			"BenchmarkEventing/"+br.name+"/publish", "events/s", nil)
+		gb("In process: publish lag at idle (commit to a subscriber's receipt), p50, "+br.what, "a figure",
+			"BenchmarkEventing/"+br.name+"/lag", "p50-ms", nil)
+		gb("… p99", "a figure", "BenchmarkEventing/"+br.name+"/lag", "p99-ms", nil)
+		gb("In process: broker messages turned into durable commands per second, 20,000 waiting, Postgres, "+br.what, "a figure",
+			"BenchmarkEventing/"+br.name+"/consume", "msgs/s", nil)
+	}
 	gb("In process: timers fired per second, each a durable command on a cached entity, Postgres", "≥ 10,000 timers/s",
 		"BenchmarkTimers/postgres/firing", "timers/s", func(v float64) bool { return v >= 10000 })
 	gb("In process: timer lateness at idle (due to delivery), p99, Postgres", "≤ 50 ms",

@@ -220,6 +220,10 @@ func (b *Broker) clientOpts() ([]kgo.Opt, error) {
 		// acks=all is franz-go's default; said here because the
 		// guarantees in the package doc rest on it.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
+		// Publish hands over a whole batch and waits for it: lingering
+		// for more records only adds its wait to every publish (10 ms by
+		// default, 16 ms of commit-to-subscriber lag measured).
+		kgo.ProducerLinger(0),
 	}
 	if b.cfg.tls != nil {
 		opts = append(opts, kgo.DialTLSConfig(b.cfg.tls.Clone()))
