@@ -21,8 +21,8 @@ import (
 	"github.com/statefun-go/statefun/runtime/internal/broker/kafkabroker"
 	"github.com/statefun-go/statefun/runtime/internal/broker/natsbroker"
 	"github.com/statefun-go/statefun/runtime/store"
-	cart "github.com/statefun-go/statefun/testdata/eventsourced"
 	"github.com/statefun-go/statefun/testdata/eventing"
+	cart "github.com/statefun-go/statefun/testdata/eventsourced"
 )
 
 // benchBroker is one broker the eventing benchmark runs against: the
