@@ -1,9 +1,11 @@
 package statefun_test
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -198,5 +200,46 @@ func TestSubscriptionCallsOnceForARedeliveredMessage(t *testing.T) {
 	eventuallyEqual(t, "calls that succeeded", uint64(2), func() uint64 { return rt.Stats().Eventing.Handled })
 	if got := fulfillmentNotes(t, rt, "o9"); got != "delivered" {
 		t.Errorf("o9's notes: %q, want the update recorded once", got)
+	}
+}
+
+// TestEventingInACluster: on a cluster of two nodes sharing one broker,
+// each order's events are published by one node, once, in order, and each
+// subscribed message is handled once by one of the nodes, whichever owns
+// its entity answering the call.
+func TestEventingInACluster(t *testing.T) {
+	t.Parallel()
+	st := memory.New()
+	b := membroker.New()
+	nodes := make([]*clusterNode, 2)
+	f := &fulfillments{calls: map[string]int{}}
+	for i := range nodes {
+		nodes[i] = startNodeHosting(t, st, 2*time.Second, []*statefun.Entity{eventing.NewOrder(orders{}), eventing.NewFulfillment(f)},
+			statefun.WithPublishers(eventing.NewOrderPlacements()), statefun.WithTestBroker(b))
+	}
+	ctx := testContext(t)
+	const n = 20
+	for i := range n {
+		order := eventing.NewOrderEntityClient(nodes[i%2].rt.ClientConn())
+		if _, err := order.Place(ctx, &eventing.PlaceOrderRequest{OrderId: fmt.Sprint("o", i), CustomerId: "ada"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		eventuallyEqual(t, fmt.Sprint("o", i, "'s fulfillment"), "opened", func() string { return fulfillmentNotes(t, nodes[0].rt, fmt.Sprint("o", i)) })
+	}
+	if got := b.Offered("shop.orders.placed"); got != n {
+		t.Errorf("%d messages published for %d orders placed: the nodes both published", got, n)
+	}
+	var published, handled []uint64
+	for _, node := range nodes {
+		s := node.rt.Stats().Eventing
+		published, handled = append(published, s.Published), append(handled, s.Handled)
+	}
+	if (published[0] == 0) == (published[1] == 0) {
+		t.Errorf("messages published per node: %v; want one node to run the publisher", published)
+	}
+	if handled[0]+handled[1] != n {
+		t.Errorf("messages handled per node: %v, want %d in all (each once)", handled, n)
 	}
 }
