@@ -1,5 +1,5 @@
 // Command protoc-gen-statefun generates typed Go for statefun entities,
-// workflows, consumers and views from annotated .proto files: the handler
+// workflows, consumers, views and publishers from annotated .proto files: the handler
 // interface to implement, the sealed event set or the step values, the
 // gRPC service glue, a typed client and a testkit for unit tests of the
 // handlers.
@@ -35,8 +35,8 @@
 // For a file foo.proto that declares entities or workflows, the plugin
 // writes foo.statefun.go beside protoc-gen-go's foo.pb.go, and the testkit
 // in foo_testkit.statefun.go (same package: a binary that does not call it
-// does not link it); consumers and views get foo.statefun.go only. Files
-// without entities, workflows, consumers or views produce nothing.
+// does not link it); consumers, views and publishers get foo.statefun.go
+// only. Files without any of them produce nothing.
 //
 // The options it reads (all from statefun/v1/annotations.proto):
 //
@@ -50,10 +50,14 @@
 //     max_backoff, failover}, passivation_timeout;
 //   - service option (statefun.v1.consumer): name, source, start_from;
 //   - service option (statefun.v1.view): name, source (an event-sourced
-//     entity), row (its state message, or a message of the view's own),
-//     version;
+//     or key-value entity), row (its state message, or a message of the
+//     view's own), version;
+//   - service option (statefun.v1.publisher): name, source, events, to
+//     {nats_subject | kafka_topic}, encoding, start_from;
 //   - method option (statefun.v1.method): read_only, start (workflows
-//     only), and query (views only: every RPC of a view has one, checked
+//     only), subscribe (entities only: from {nats_subject | kafka_topic},
+//     group, max_attempts, dead_letter; a request without key fields takes
+//     its entity from the message's ce-subject), and query (views only: every RPC of a view has one, checked
 //     against the row and request messages when generating; a mistake in a
 //     query is reported at its column when the string is one line without
 //     escapes, else at the option).
@@ -106,7 +110,8 @@
 // On<Event> method per source event), OrdersByCustomerViewClient (with an
 // iterator over a streaming query's rows, and <Method>All over every page
 // of a paged one), NewOrdersByCustomerViewClient and the unexported
-// ordersByCustomerServer. A name that is also declared in the same Go package, by
+// ordersByCustomerServer; for a publisher OrderPlacements:
+// OrderPlacementsPublisherName and NewOrderPlacements. A name that is also declared in the same Go package, by
 // protoc-gen-go (a message, a nested message as Outer_Inner, an enum or
 // enum value, a oneof wrapper), by protoc-gen-go-grpc (CartClient,
 // UnimplementedCartServer, ...) or for another entity, workflow or
