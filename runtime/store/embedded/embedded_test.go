@@ -174,7 +174,7 @@ func TestBadFile(t *testing.T) {
 				return err
 			}
 			return meta.Put([]byte("format"), binary.BigEndian.AppendUint64(nil, 99))
-		}), "the file has format version 99, written by a newer statefun; this binary reads formats up to 5: upgrade statefun"},
+		}), "the file has format version 99, written by a newer statefun; this binary reads formats up to 6: upgrade statefun"},
 		{"DamagedFormat", writeBolt(func(tx *bolt.Tx) error {
 			meta, err := tx.CreateBucket([]byte("meta"))
 			if err != nil {

@@ -31,7 +31,12 @@ import (
 //  5. pending timers and their due index. Open adds the empty buckets to
 //     an older file. An older binary must not open a file with timers: it
 //     would never fire them.
-const formatVersion = 5
+//  6. value feeds: values take places in their type's feed, and the
+//     value-feed bucket points at each entity's one entry. Open fills them
+//     from the stored values of an older file (initValueFeeds). An older
+//     binary must not open a file with value feeds: it would write values
+//     without feed entries, which views of key-value entities would miss.
+const formatVersion = 6
 
 // Bucket names and the meta key. They are names on disk: never rename them.
 var (
