@@ -46,7 +46,7 @@ func benchBrokers() []benchBroker {
 				return statefun.BrokerConfig{NATSURL: testNATS(b)}
 			},
 			open: func(b *testing.B, cfg statefun.BrokerConfig) broker.Broker {
-				c, err := natsbroker.Open(context.Background(), cfg.NATSURL)
+				c, err := natsbroker.Open(context.Background(), cfg.NATSURL, natsbroker.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -70,7 +70,8 @@ func benchBrokers() []benchBroker {
 				return statefun.BrokerConfig{KafkaBrokers: c.ListenAddrs()}
 			},
 			open: func(b *testing.B, cfg statefun.BrokerConfig) broker.Broker {
-				c, err := kafkabroker.Open(context.Background(), cfg.KafkaBrokers)
+				// Quiet: a log line would split the benchmark's result line.
+				c, err := kafkabroker.Open(context.Background(), cfg.KafkaBrokers, kafkabroker.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 				if err != nil {
 					b.Fatal(err)
 				}
