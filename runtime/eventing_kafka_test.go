@@ -2,6 +2,8 @@ package statefun_test
 
 import (
 	"context"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +18,21 @@ import (
 	"github.com/statefun-go/statefun/testdata/eventing"
 )
 
+// testKafka returns the Kafka brokers a test uses: STATEFUN_TEST_KAFKA_BROKERS
+// (host:port[,...]) when set, else an in-process one (kfake) of the test's
+// own.
+func testKafka(t testing.TB) []string {
+	if env := os.Getenv("STATEFUN_TEST_KAFKA_BROKERS"); env != "" {
+		return strings.Split(env, ",")
+	}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	return cluster.ListenAddrs()
+}
+
 // TestEventingOverKafka runs a server against an in-process Kafka
 // (kfake): a refused payment on a topic cancels its order through the
 // subscribed Cancel method, and the order's events since the server
@@ -23,12 +40,7 @@ import (
 // record key.
 func TestEventingOverKafka(t *testing.T) {
 	t.Parallel()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
-	brokers := cluster.ListenAddrs()
+	brokers := testKafka(t)
 	rt, err := statefun.New([]*statefun.Entity{eventing.NewOrder(orders{})}, statefun.WithStore(memory.New()),
 		statefun.WithPublishers(eventing.NewOrderHistory()), statefun.WithBrokers(statefun.BrokerConfig{KafkaBrokers: brokers}))
 	if err != nil {

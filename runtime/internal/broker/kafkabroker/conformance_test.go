@@ -3,6 +3,7 @@ package kafkabroker_test
 import (
 	"context"
 	"crypto/rand"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,9 +14,16 @@ import (
 
 // TestConformance runs the broker suite the NATS adapter passes: the
 // runtime relies on both behaving as broker.go says.
+//
+// With STATEFUN_TEST_KAFKA_BROKERS (host:port[,...]) it runs against that
+// Kafka instead of the in-process one; each test makes topics of its own.
 func TestConformance(t *testing.T) {
-	c := newCluster(t, nil)
-	addrs := c.ListenAddrs()
+	var addrs []string
+	if env := os.Getenv("STATEFUN_TEST_KAFKA_BROKERS"); env != "" {
+		addrs = strings.Split(env, ",")
+	} else {
+		addrs = newCluster(t, nil).ListenAddrs()
+	}
 	brokertest.Run(t,
 		func(t *testing.T) broker.Broker { return open(t, addrs) },
 		func(t *testing.T) string {
