@@ -5,11 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	bankv1 "github.com/statefun-go/statefun/examples/bank/gen/bank/v1"
 	"github.com/statefun-go/statefun/examples/internal/e2e"
@@ -29,20 +26,7 @@ func TestDirectoryEndToEnd(t *testing.T) {
 		checkDirectory(t, bin, "--data-dir", t.TempDir())
 	})
 	t.Run("postgres", func(t *testing.T) {
-		url := os.Getenv("STATEFUN_TEST_DATABASE_URL")
-		if url == "" {
-			url = "postgres://postgres@127.0.0.1:5432/statefun_test?sslmode=disable"
-		}
-		schema := fmt.Sprintf("e2e_bank_%d", time.Now().UnixNano())
-		t.Cleanup(func() {
-			conn, err := pgx.Connect(context.Background(), url)
-			if err != nil {
-				return
-			}
-			defer conn.Close(context.Background())
-			_, _ = conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-		})
-		checkDirectory(t, bin, "--database-url", url, "--database-schema", schema)
+		checkDirectory(t, bin, e2e.PostgresFlags(t, "e2e_bank")...)
 	})
 }
 

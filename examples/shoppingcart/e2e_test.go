@@ -3,14 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -41,20 +38,7 @@ func TestServerEndToEnd(t *testing.T) {
 		checkBadInput(t, bin, "--data-dir", t.TempDir(), "--max-message-bytes", "1024")
 	})
 	t.Run("postgres", func(t *testing.T) {
-		url := os.Getenv("STATEFUN_TEST_DATABASE_URL")
-		if url == "" {
-			url = "postgres://postgres@127.0.0.1:5432/statefun_test?sslmode=disable"
-		}
-		schema := fmt.Sprintf("e2e_%d", time.Now().UnixNano())
-		t.Cleanup(func() {
-			conn, err := pgx.Connect(context.Background(), url)
-			if err != nil {
-				return
-			}
-			defer conn.Close(context.Background())
-			_, _ = conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-		})
-		checkRestart(t, bin, "--database-url", url, "--database-schema", schema)
+		checkRestart(t, bin, e2e.PostgresFlags(t, "e2e")...)
 	})
 }
 

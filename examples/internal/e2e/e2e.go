@@ -6,6 +6,8 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -18,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -234,4 +237,28 @@ func StartNATS(t testing.TB) string {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// PostgresFlags returns the server flags of a Postgres store in a schema
+// of the test's own (named after prefix), in the tests' database
+// (STATEFUN_TEST_DATABASE_URL, or the local statefun_test); the schema is
+// dropped when the test ends.
+func PostgresFlags(t testing.TB, prefix string) []string {
+	t.Helper()
+	url := os.Getenv("STATEFUN_TEST_DATABASE_URL")
+	if url == "" {
+		url = "postgres://postgres@127.0.0.1:5432/statefun_test?sslmode=disable"
+	}
+	schema := fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return
+		}
+		defer conn.Close(ctx)
+		_, _ = conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+	})
+	return []string{"--database-url", url, "--database-schema", schema}
 }
