@@ -107,9 +107,24 @@ func (ev *eventing) snapshot() EventingStats {
 	}
 }
 
-// validateEventing checks the publishers and the entities' subscriptions
-// against the entities hosted and the brokers configured.
-func validateEventing(publishers []*Publisher, entities []*Entity, kinds map[string]Kind, b BrokerConfig, testBroker bool) []error {
+// subscriptionsOf returns the subscriptions of the valid entities, with
+// their defaults filled in; none when off (WithoutSubscriptions).
+func subscriptionsOf(entities []*Entity, off bool) []SubscriptionConfig {
+	var subs []SubscriptionConfig
+	for _, e := range entities {
+		if off || e == nil || e.err != nil {
+			continue
+		}
+		for _, s := range e.subscriptions {
+			subs = append(subs, withSubscriptionDefaults(s, e.typ))
+		}
+	}
+	return subs
+}
+
+// validateEventing checks the publishers and the subscriptions against the
+// entities hosted and the brokers configured.
+func validateEventing(publishers []*Publisher, subs []SubscriptionConfig, kinds map[string]Kind, b BrokerConfig, testBroker bool) []error {
 	var errs []error
 	configured := func(name string) error {
 		switch {
@@ -145,14 +160,9 @@ func validateEventing(publishers []*Publisher, entities []*Entity, kinds map[str
 			errs = append(errs, fmt.Errorf("publisher %q publishes to %s %q, and no %s broker is configured: %w", p.cfg.Name, p.cfg.Broker, p.cfg.Topic, p.cfg.Broker, err))
 		}
 	}
-	for _, e := range entities {
-		if e == nil || e.err != nil {
-			continue
-		}
-		for _, s := range e.subscriptions {
-			if err := configured(s.Broker); err != nil {
-				errs = append(errs, fmt.Errorf("%s subscribes to %s %q, and no %s broker is configured: %w", s.Method, s.Broker, s.Topic, s.Broker, err))
-			}
+	for _, s := range subs {
+		if err := configured(s.Broker); err != nil {
+			errs = append(errs, fmt.Errorf("%s subscribes to %s %q, and no %s broker is configured: %w", s.Method, s.Broker, s.Topic, s.Broker, err))
 		}
 	}
 	return errs
@@ -161,16 +171,10 @@ func validateEventing(publishers []*Publisher, entities []*Entity, kinds map[str
 // startEventing opens the brokers the publishers and subscriptions use,
 // makes sure their topics exist, and starts the subscriptions; the
 // publishers are consumers (startConsumers runs them).
-func (r *Runtime) startEventing(ctx context.Context, publishers []*Publisher, entities []*Entity) ([]*Consumer, error) {
+func (r *Runtime) startEventing(ctx context.Context, publishers []*Publisher, subs []SubscriptionConfig) ([]*Consumer, error) {
 	ev := &eventing{rt: r, brokers: map[string]broker.Broker{}}
 	ev.ctx, ev.cancel = context.WithCancel(context.Background())
 	r.eventing = ev
-	var subs []SubscriptionConfig
-	for _, e := range entities {
-		for _, s := range e.subscriptions {
-			subs = append(subs, withSubscriptionDefaults(s, e.typ))
-		}
-	}
 	topics := map[string][]string{} // broker -> topics to make sure of
 	for _, p := range publishers {
 		topics[p.cfg.Broker] = append(topics[p.cfg.Broker], p.cfg.Topic)
@@ -510,16 +514,4 @@ func decodeMessage(d broker.Delivery, req proto.Message) error {
 		return fmt.Errorf("decode the protobuf body as %s: %w (a JSON body needs content-type application/json)", req.ProtoReflect().Descriptor().FullName(), err)
 	}
 	return nil
-}
-
-func hasEventing(publishers []*Publisher, entities []*Entity) bool {
-	if len(publishers) > 0 {
-		return true
-	}
-	for _, e := range entities {
-		if e != nil && len(e.subscriptions) > 0 {
-			return true
-		}
-	}
-	return false
 }

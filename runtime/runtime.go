@@ -226,14 +226,8 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 		}
 	}
 	errs = append(errs, validateViews(cfg.views, kinds)...)
-	if cfg.noSubscriptions {
-		for _, e := range entities {
-			if e != nil {
-				e.subscriptions = nil
-			}
-		}
-	}
-	errs = append(errs, validateEventing(cfg.publishers, entities, kinds, cfg.brokers, cfg.openBroker != nil)...)
+	subs := subscriptionsOf(entities, cfg.noSubscriptions)
+	errs = append(errs, validateEventing(cfg.publishers, subs, kinds, cfg.brokers, cfg.openBroker != nil)...)
 	if err := errors.Join(errs...); err != nil {
 		if cfg.ownStore {
 			_ = cfg.store.Close()
@@ -286,14 +280,15 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 	r.snapshots = newSnapshotter(cfg.store, cfg.log)
 	r.conn = newLocalConn(r.services)
 	consumers := cfg.consumers
-	if hasEventing(cfg.publishers, entities) {
+	if len(cfg.publishers) > 0 || len(subs) > 0 {
 		// After the connection the subscriptions call through; a broker
 		// that does not answer fails the start.
 		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-		publishers, err := r.startEventing(ctx, cfg.publishers, entities)
+		publishers, err := r.startEventing(ctx, cfg.publishers, subs)
 		cancel()
 		if err != nil {
 			err = errors.Join(err, r.writer.Close(context.Background()))
+			r.snapshots.close(context.Background())
 			if r.cluster != nil {
 				err = errors.Join(err, r.cluster.close(context.Background()))
 			}

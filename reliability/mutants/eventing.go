@@ -37,6 +37,13 @@ var eventingMutants = []mutant{
 		new:  `	case d.Attempt >= s.cfg.MaxAttempts && false:`,
 		pkg:  "./runtime/", run: "TestSubscriptionRetriesThenDeadLetters",
 	},
+	{
+		name: "eventing: a call forwarded to its entity's owner loses the ce-subject its entity comes from (18)",
+		file: "runtime/cluster.go",
+		old:  `		md.Set(SubjectHeader, subject[0])`,
+		new:  `		_ = subject`,
+		pkg:  "./runtime/", run: "TestEventingInACluster",
+	},
 }
 
 func init() { mutants = append(mutants, eventingMutants...) }
