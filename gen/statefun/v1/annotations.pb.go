@@ -4,7 +4,7 @@
 // messages; protoc-gen-statefun reads the options and generates typed Go.
 //
 // Extension numbers: statefun uses 51230 on ServiceOptions, MessageOptions,
-// FieldOptions and MethodOptions, and 51231 to 51234 on ServiceOptions. They stay
+// FieldOptions and MethodOptions, and 51231 to 51235 on ServiceOptions. They stay
 // clear of Cloudstate, Akka Serverless and Kalix (1080-1084 in the protobuf
 // global extension registry), so a file may import both sets of options
 // while migrating from Kalix.
@@ -137,7 +137,7 @@ func (x PublisherOptions_Encoding) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PublisherOptions_Encoding.Descriptor instead.
 func (PublisherOptions_Encoding) EnumDescriptor() ([]byte, []int) {
-	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{8, 0}
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{13, 0}
 }
 
 // EntityOptions describe an entity: its stable name, its state and how that
@@ -573,7 +573,10 @@ type MethodOptions struct {
 	// fields takes the key from the message's CloudEvents subject (the
 	// ce-subject header, which a statefun publisher sets to the entity ID).
 	// A message is acknowledged to the broker only after the call succeeded.
-	Subscribe     *Subscription `protobuf:"bytes,4,opt,name=subscribe,proto3" json:"subscribe,omitempty"`
+	Subscribe *Subscription `protobuf:"bytes,4,opt,name=subscribe,proto3" json:"subscribe,omitempty"`
+	// Who may call this RPC; replaces the service's access for it (see
+	// the access option of services).
+	Access        *Access `protobuf:"bytes,5,opt,name=access,proto3" json:"access,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -636,6 +639,396 @@ func (x *MethodOptions) GetSubscribe() *Subscription {
 	return nil
 }
 
+func (x *MethodOptions) GetAccess() *Access {
+	if x != nil {
+		return x.Access
+	}
+	return nil
+}
+
+// Access lists who may call an RPC: a caller matching any rule is allowed,
+// every other caller is refused (UNAUTHENTICATED without a valid token,
+// PERMISSION_DENIED with one). An empty list denies every caller.
+type Access struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Allow         []*AccessRule          `protobuf:"bytes,1,rep,name=allow,proto3" json:"allow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Access) Reset() {
+	*x = Access{}
+	mi := &file_statefun_v1_annotations_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Access) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Access) ProtoMessage() {}
+
+func (x *Access) ProtoReflect() protoreflect.Message {
+	mi := &file_statefun_v1_annotations_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Access.ProtoReflect.Descriptor instead.
+func (*Access) Descriptor() ([]byte, []int) {
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Access) GetAllow() []*AccessRule {
+	if x != nil {
+		return x.Allow
+	}
+	return nil
+}
+
+// AccessRule allows one kind of caller.
+type AccessRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Principal:
+	//
+	//	*AccessRule_Anyone
+	//	*AccessRule_Token
+	//	*AccessRule_Service
+	Principal     isAccessRule_Principal `protobuf_oneof:"principal"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessRule) Reset() {
+	*x = AccessRule{}
+	mi := &file_statefun_v1_annotations_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessRule) ProtoMessage() {}
+
+func (x *AccessRule) ProtoReflect() protoreflect.Message {
+	mi := &file_statefun_v1_annotations_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessRule.ProtoReflect.Descriptor instead.
+func (*AccessRule) Descriptor() ([]byte, []int) {
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AccessRule) GetPrincipal() isAccessRule_Principal {
+	if x != nil {
+		return x.Principal
+	}
+	return nil
+}
+
+func (x *AccessRule) GetAnyone() bool {
+	if x != nil {
+		if x, ok := x.Principal.(*AccessRule_Anyone); ok {
+			return x.Anyone
+		}
+	}
+	return false
+}
+
+func (x *AccessRule) GetToken() *TokenRule {
+	if x != nil {
+		if x, ok := x.Principal.(*AccessRule_Token); ok {
+			return x.Token
+		}
+	}
+	return nil
+}
+
+func (x *AccessRule) GetService() string {
+	if x != nil {
+		if x, ok := x.Principal.(*AccessRule_Service); ok {
+			return x.Service
+		}
+	}
+	return ""
+}
+
+type isAccessRule_Principal interface {
+	isAccessRule_Principal()
+}
+
+type AccessRule_Anyone struct {
+	// Anyone who reaches the port, with or without a token ("internet").
+	// A token that is sent is still validated: an invalid one is refused.
+	Anyone bool `protobuf:"varint,1,opt,name=anyone,proto3,oneof"`
+}
+
+type AccessRule_Token struct {
+	// A caller with a valid bearer token (a JWT in the Authorization
+	// header, signed by a key the server trusts, from an issuer it trusts)
+	// that meets these conditions.
+	Token *TokenRule `protobuf:"bytes,2,opt,name=token,proto3,oneof"`
+}
+
+type AccessRule_Service struct {
+	// Another statefun service of the same deployment, by the name it runs
+	// under (--service-name), or "*" for any of them. Its calls carry a
+	// token signed with the deployment's shared secret.
+	Service string `protobuf:"bytes,3,opt,name=service,proto3,oneof"`
+}
+
+func (*AccessRule_Anyone) isAccessRule_Principal() {}
+
+func (*AccessRule_Token) isAccessRule_Principal() {}
+
+func (*AccessRule_Service) isAccessRule_Principal() {}
+
+// TokenRule states what a caller's validated token must say.
+type TokenRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token's issuer ("iss") must be one of these; empty: any issuer
+	// the server trusts.
+	Issuers []string `protobuf:"bytes,1,rep,name=issuers,proto3" json:"issuers,omitempty"`
+	// The token's audience ("aud") must include one of these; empty: only
+	// the server's own audience check applies.
+	Audiences []string `protobuf:"bytes,2,rep,name=audiences,proto3" json:"audiences,omitempty"`
+	// Claims the token must carry, each with its value.
+	Claims []*ClaimRule `protobuf:"bytes,3,rep,name=claims,proto3" json:"claims,omitempty"`
+	// Request fields that must equal a claim of the token: binding the
+	// entity key to "sub" lets a user address only their own entity.
+	Fields        []*FieldClaim `protobuf:"bytes,4,rep,name=fields,proto3" json:"fields,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenRule) Reset() {
+	*x = TokenRule{}
+	mi := &file_statefun_v1_annotations_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenRule) ProtoMessage() {}
+
+func (x *TokenRule) ProtoReflect() protoreflect.Message {
+	mi := &file_statefun_v1_annotations_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenRule.ProtoReflect.Descriptor instead.
+func (*TokenRule) Descriptor() ([]byte, []int) {
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *TokenRule) GetIssuers() []string {
+	if x != nil {
+		return x.Issuers
+	}
+	return nil
+}
+
+func (x *TokenRule) GetAudiences() []string {
+	if x != nil {
+		return x.Audiences
+	}
+	return nil
+}
+
+func (x *TokenRule) GetClaims() []*ClaimRule {
+	if x != nil {
+		return x.Claims
+	}
+	return nil
+}
+
+func (x *TokenRule) GetFields() []*FieldClaim {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+// ClaimRule requires a claim (a dotted path into nested objects, such as
+// "realm_access.roles") and, optionally, its value. On an array claim, a
+// value matches when any element matches.
+type ClaimRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Types that are valid to be assigned to Value:
+	//
+	//	*ClaimRule_Equals
+	//	*ClaimRule_Pattern
+	Value         isClaimRule_Value `protobuf_oneof:"value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimRule) Reset() {
+	*x = ClaimRule{}
+	mi := &file_statefun_v1_annotations_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimRule) ProtoMessage() {}
+
+func (x *ClaimRule) ProtoReflect() protoreflect.Message {
+	mi := &file_statefun_v1_annotations_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimRule.ProtoReflect.Descriptor instead.
+func (*ClaimRule) Descriptor() ([]byte, []int) {
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ClaimRule) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ClaimRule) GetValue() isClaimRule_Value {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *ClaimRule) GetEquals() string {
+	if x != nil {
+		if x, ok := x.Value.(*ClaimRule_Equals); ok {
+			return x.Equals
+		}
+	}
+	return ""
+}
+
+func (x *ClaimRule) GetPattern() string {
+	if x != nil {
+		if x, ok := x.Value.(*ClaimRule_Pattern); ok {
+			return x.Pattern
+		}
+	}
+	return ""
+}
+
+type isClaimRule_Value interface {
+	isClaimRule_Value()
+}
+
+type ClaimRule_Equals struct {
+	// The claim's string value equals this.
+	Equals string `protobuf:"bytes,2,opt,name=equals,proto3,oneof"`
+}
+
+type ClaimRule_Pattern struct {
+	// The claim's string value matches this RE2 regular expression, as a
+	// whole (it is anchored at both ends).
+	Pattern string `protobuf:"bytes,3,opt,name=pattern,proto3,oneof"`
+}
+
+func (*ClaimRule_Equals) isClaimRule_Value() {}
+
+func (*ClaimRule_Pattern) isClaimRule_Value() {}
+
+// FieldClaim binds a request field to a claim: the call is refused unless
+// the field's value (a string, integer or bool field; a dotted path
+// reaches into nested messages, "key.user_id") equals the claim's.
+type FieldClaim struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request field, by its proto name.
+	Field string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	// The claim; default "sub".
+	Claim         string `protobuf:"bytes,2,opt,name=claim,proto3" json:"claim,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FieldClaim) Reset() {
+	*x = FieldClaim{}
+	mi := &file_statefun_v1_annotations_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FieldClaim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FieldClaim) ProtoMessage() {}
+
+func (x *FieldClaim) ProtoReflect() protoreflect.Message {
+	mi := &file_statefun_v1_annotations_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FieldClaim.ProtoReflect.Descriptor instead.
+func (*FieldClaim) Descriptor() ([]byte, []int) {
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *FieldClaim) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *FieldClaim) GetClaim() string {
+	if x != nil {
+		return x.Claim
+	}
+	return ""
+}
+
 // Broker names the broker a topic lives on and the topic.
 type Broker struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -650,7 +1043,7 @@ type Broker struct {
 
 func (x *Broker) Reset() {
 	*x = Broker{}
-	mi := &file_statefun_v1_annotations_proto_msgTypes[7]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +1055,7 @@ func (x *Broker) String() string {
 func (*Broker) ProtoMessage() {}
 
 func (x *Broker) ProtoReflect() protoreflect.Message {
-	mi := &file_statefun_v1_annotations_proto_msgTypes[7]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +1068,7 @@ func (x *Broker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Broker.ProtoReflect.Descriptor instead.
 func (*Broker) Descriptor() ([]byte, []int) {
-	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{7}
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Broker) GetTopic() isBroker_Topic {
@@ -750,7 +1143,7 @@ type PublisherOptions struct {
 
 func (x *PublisherOptions) Reset() {
 	*x = PublisherOptions{}
-	mi := &file_statefun_v1_annotations_proto_msgTypes[8]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +1155,7 @@ func (x *PublisherOptions) String() string {
 func (*PublisherOptions) ProtoMessage() {}
 
 func (x *PublisherOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_statefun_v1_annotations_proto_msgTypes[8]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +1168,7 @@ func (x *PublisherOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublisherOptions.ProtoReflect.Descriptor instead.
 func (*PublisherOptions) Descriptor() ([]byte, []int) {
-	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{8}
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PublisherOptions) GetName() string {
@@ -845,7 +1238,7 @@ type Subscription struct {
 
 func (x *Subscription) Reset() {
 	*x = Subscription{}
-	mi := &file_statefun_v1_annotations_proto_msgTypes[9]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +1250,7 @@ func (x *Subscription) String() string {
 func (*Subscription) ProtoMessage() {}
 
 func (x *Subscription) ProtoReflect() protoreflect.Message {
-	mi := &file_statefun_v1_annotations_proto_msgTypes[9]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +1263,7 @@ func (x *Subscription) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscription.ProtoReflect.Descriptor instead.
 func (*Subscription) Descriptor() ([]byte, []int) {
-	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{9}
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Subscription) GetFrom() *Broker {
@@ -931,7 +1324,7 @@ type WorkflowOptions struct {
 
 func (x *WorkflowOptions) Reset() {
 	*x = WorkflowOptions{}
-	mi := &file_statefun_v1_annotations_proto_msgTypes[10]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1336,7 @@ func (x *WorkflowOptions) String() string {
 func (*WorkflowOptions) ProtoMessage() {}
 
 func (x *WorkflowOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_statefun_v1_annotations_proto_msgTypes[10]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1349,7 @@ func (x *WorkflowOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkflowOptions.ProtoReflect.Descriptor instead.
 func (*WorkflowOptions) Descriptor() ([]byte, []int) {
-	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{10}
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WorkflowOptions) GetType() string {
@@ -1023,7 +1416,7 @@ type WorkflowStep struct {
 
 func (x *WorkflowStep) Reset() {
 	*x = WorkflowStep{}
-	mi := &file_statefun_v1_annotations_proto_msgTypes[11]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1428,7 @@ func (x *WorkflowStep) String() string {
 func (*WorkflowStep) ProtoMessage() {}
 
 func (x *WorkflowStep) ProtoReflect() protoreflect.Message {
-	mi := &file_statefun_v1_annotations_proto_msgTypes[11]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1441,7 @@ func (x *WorkflowStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkflowStep.ProtoReflect.Descriptor instead.
 func (*WorkflowStep) Descriptor() ([]byte, []int) {
-	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{11}
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WorkflowStep) GetName() string {
@@ -1096,7 +1489,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_statefun_v1_annotations_proto_msgTypes[12]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1108,7 +1501,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_statefun_v1_annotations_proto_msgTypes[12]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1121,7 +1514,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{12}
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RetryPolicy) GetMaxAttempts() uint32 {
@@ -1181,7 +1574,7 @@ type ViewOptions struct {
 
 func (x *ViewOptions) Reset() {
 	*x = ViewOptions{}
-	mi := &file_statefun_v1_annotations_proto_msgTypes[13]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1193,7 +1586,7 @@ func (x *ViewOptions) String() string {
 func (*ViewOptions) ProtoMessage() {}
 
 func (x *ViewOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_statefun_v1_annotations_proto_msgTypes[13]
+	mi := &file_statefun_v1_annotations_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1206,7 +1599,7 @@ func (x *ViewOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ViewOptions.ProtoReflect.Descriptor instead.
 func (*ViewOptions) Descriptor() ([]byte, []int) {
-	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{13}
+	return file_statefun_v1_annotations_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ViewOptions) GetName() string {
@@ -1279,6 +1672,14 @@ var file_statefun_v1_annotations_proto_extTypes = []protoimpl.ExtensionInfo{
 		Filename:      "statefun/v1/annotations.proto",
 	},
 	{
+		ExtendedType:  (*descriptorpb.ServiceOptions)(nil),
+		ExtensionType: (*Access)(nil),
+		Field:         51235,
+		Name:          "statefun.v1.access",
+		Tag:           "bytes,51235,opt,name=access",
+		Filename:      "statefun/v1/annotations.proto",
+	},
+	{
 		ExtendedType:  (*descriptorpb.MessageOptions)(nil),
 		ExtensionType: (*EventOptions)(nil),
 		Field:         51230,
@@ -1341,6 +1742,17 @@ var (
 	//
 	// optional statefun.v1.PublisherOptions publisher = 51234;
 	E_Publisher = &file_statefun_v1_annotations_proto_extTypes[4]
+	// Who may call the service's RPCs (an entity's, a workflow's or a
+	// view's). A method's own MethodOptions.access replaces it for that
+	// method. Once any service or method of a file declares access, every
+	// RPC of that file that has none is denied to every caller (deny by
+	// default); calls that statefun makes for the service itself (sent calls,
+	// timers, workflow steps, consumers, subscriptions) are always allowed,
+	// and a call forwarded between the nodes of a cluster is checked with the
+	// identity of the caller it came from.
+	//
+	// optional statefun.v1.Access access = 51235;
+	E_Access = &file_statefun_v1_annotations_proto_extTypes[5]
 )
 
 // Extension fields to descriptorpb.MessageOptions.
@@ -1350,7 +1762,7 @@ var (
 	// reader of the proto sees which messages are stored forever.
 	//
 	// optional statefun.v1.EventOptions event = 51230;
-	E_Event = &file_statefun_v1_annotations_proto_extTypes[5]
+	E_Event = &file_statefun_v1_annotations_proto_extTypes[6]
 )
 
 // Extension fields to descriptorpb.FieldOptions.
@@ -1358,7 +1770,7 @@ var (
 	// Marks a request field as (part of) the entity key.
 	//
 	// optional statefun.v1.FieldOptions field = 51230;
-	E_Field = &file_statefun_v1_annotations_proto_extTypes[6]
+	E_Field = &file_statefun_v1_annotations_proto_extTypes[7]
 )
 
 // Extension fields to descriptorpb.MethodOptions.
@@ -1366,7 +1778,7 @@ var (
 	// Per-method behaviour of an entity's RPC.
 	//
 	// optional statefun.v1.MethodOptions method = 51230;
-	E_Method = &file_statefun_v1_annotations_proto_extTypes[7]
+	E_Method = &file_statefun_v1_annotations_proto_extTypes[8]
 )
 
 var File_statefun_v1_annotations_proto protoreflect.FileDescriptor
@@ -1398,12 +1810,35 @@ const file_statefun_v1_annotations_proto_rawDesc = "" +
 	"\fEventOptions\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\" \n" +
 	"\fFieldOptions\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\bR\x03key\"\x91\x01\n" +
+	"\x03key\x18\x01 \x01(\bR\x03key\"\xbe\x01\n" +
 	"\rMethodOptions\x12\x1b\n" +
 	"\tread_only\x18\x01 \x01(\bR\breadOnly\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\bR\x05start\x12\x14\n" +
 	"\x05query\x18\x03 \x01(\tR\x05query\x127\n" +
-	"\tsubscribe\x18\x04 \x01(\v2\x19.statefun.v1.SubscriptionR\tsubscribe\"Y\n" +
+	"\tsubscribe\x18\x04 \x01(\v2\x19.statefun.v1.SubscriptionR\tsubscribe\x12+\n" +
+	"\x06access\x18\x05 \x01(\v2\x13.statefun.v1.AccessR\x06access\"7\n" +
+	"\x06Access\x12-\n" +
+	"\x05allow\x18\x01 \x03(\v2\x17.statefun.v1.AccessRuleR\x05allow\"\x7f\n" +
+	"\n" +
+	"AccessRule\x12\x18\n" +
+	"\x06anyone\x18\x01 \x01(\bH\x00R\x06anyone\x12.\n" +
+	"\x05token\x18\x02 \x01(\v2\x16.statefun.v1.TokenRuleH\x00R\x05token\x12\x1a\n" +
+	"\aservice\x18\x03 \x01(\tH\x00R\aserviceB\v\n" +
+	"\tprincipal\"\xa4\x01\n" +
+	"\tTokenRule\x12\x18\n" +
+	"\aissuers\x18\x01 \x03(\tR\aissuers\x12\x1c\n" +
+	"\taudiences\x18\x02 \x03(\tR\taudiences\x12.\n" +
+	"\x06claims\x18\x03 \x03(\v2\x16.statefun.v1.ClaimRuleR\x06claims\x12/\n" +
+	"\x06fields\x18\x04 \x03(\v2\x17.statefun.v1.FieldClaimR\x06fields\"^\n" +
+	"\tClaimRule\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\x06equals\x18\x02 \x01(\tH\x00R\x06equals\x12\x1a\n" +
+	"\apattern\x18\x03 \x01(\tH\x00R\apatternB\a\n" +
+	"\x05value\"8\n" +
+	"\n" +
+	"FieldClaim\x12\x14\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x12\x14\n" +
+	"\x05claim\x18\x02 \x01(\tR\x05claim\"Y\n" +
 	"\x06Broker\x12#\n" +
 	"\fnats_subject\x18\x01 \x01(\tH\x00R\vnatsSubject\x12!\n" +
 	"\vkafka_topic\x18\x02 \x01(\tH\x00R\n" +
@@ -1453,7 +1888,8 @@ const file_statefun_v1_annotations_proto_rawDesc = "" +
 	"\bconsumer\x12\x1f.google.protobuf.ServiceOptions\x18\x9f\x90\x03 \x01(\v2\x1c.statefun.v1.ConsumerOptionsR\bconsumer:[\n" +
 	"\bworkflow\x12\x1f.google.protobuf.ServiceOptions\x18\xa0\x90\x03 \x01(\v2\x1c.statefun.v1.WorkflowOptionsR\bworkflow:O\n" +
 	"\x04view\x12\x1f.google.protobuf.ServiceOptions\x18\xa1\x90\x03 \x01(\v2\x18.statefun.v1.ViewOptionsR\x04view:^\n" +
-	"\tpublisher\x12\x1f.google.protobuf.ServiceOptions\x18\xa2\x90\x03 \x01(\v2\x1d.statefun.v1.PublisherOptionsR\tpublisher:R\n" +
+	"\tpublisher\x12\x1f.google.protobuf.ServiceOptions\x18\xa2\x90\x03 \x01(\v2\x1d.statefun.v1.PublisherOptionsR\tpublisher:N\n" +
+	"\x06access\x12\x1f.google.protobuf.ServiceOptions\x18\xa3\x90\x03 \x01(\v2\x13.statefun.v1.AccessR\x06access:R\n" +
 	"\x05event\x12\x1f.google.protobuf.MessageOptions\x18\x9e\x90\x03 \x01(\v2\x19.statefun.v1.EventOptionsR\x05event:P\n" +
 	"\x05field\x12\x1d.google.protobuf.FieldOptions\x18\x9e\x90\x03 \x01(\v2\x19.statefun.v1.FieldOptionsR\x05field:T\n" +
 	"\x06method\x12\x1e.google.protobuf.MethodOptions\x18\x9e\x90\x03 \x01(\v2\x1a.statefun.v1.MethodOptionsR\x06methodB<Z:github.com/statefun-go/statefun/gen/statefun/v1;statefunv1b\x06proto3"
@@ -1471,7 +1907,7 @@ func file_statefun_v1_annotations_proto_rawDescGZIP() []byte {
 }
 
 var file_statefun_v1_annotations_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_statefun_v1_annotations_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_statefun_v1_annotations_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_statefun_v1_annotations_proto_goTypes = []any{
 	(ConsumerOptions_StartFrom)(0),      // 0: statefun.v1.ConsumerOptions.StartFrom
 	(PublisherOptions_Encoding)(0),      // 1: statefun.v1.PublisherOptions.Encoding
@@ -1482,58 +1918,70 @@ var file_statefun_v1_annotations_proto_goTypes = []any{
 	(*EventOptions)(nil),                // 6: statefun.v1.EventOptions
 	(*FieldOptions)(nil),                // 7: statefun.v1.FieldOptions
 	(*MethodOptions)(nil),               // 8: statefun.v1.MethodOptions
-	(*Broker)(nil),                      // 9: statefun.v1.Broker
-	(*PublisherOptions)(nil),            // 10: statefun.v1.PublisherOptions
-	(*Subscription)(nil),                // 11: statefun.v1.Subscription
-	(*WorkflowOptions)(nil),             // 12: statefun.v1.WorkflowOptions
-	(*WorkflowStep)(nil),                // 13: statefun.v1.WorkflowStep
-	(*RetryPolicy)(nil),                 // 14: statefun.v1.RetryPolicy
-	(*ViewOptions)(nil),                 // 15: statefun.v1.ViewOptions
-	(*durationpb.Duration)(nil),         // 16: google.protobuf.Duration
-	(*descriptorpb.ServiceOptions)(nil), // 17: google.protobuf.ServiceOptions
-	(*descriptorpb.MessageOptions)(nil), // 18: google.protobuf.MessageOptions
-	(*descriptorpb.FieldOptions)(nil),   // 19: google.protobuf.FieldOptions
-	(*descriptorpb.MethodOptions)(nil),  // 20: google.protobuf.MethodOptions
+	(*Access)(nil),                      // 9: statefun.v1.Access
+	(*AccessRule)(nil),                  // 10: statefun.v1.AccessRule
+	(*TokenRule)(nil),                   // 11: statefun.v1.TokenRule
+	(*ClaimRule)(nil),                   // 12: statefun.v1.ClaimRule
+	(*FieldClaim)(nil),                  // 13: statefun.v1.FieldClaim
+	(*Broker)(nil),                      // 14: statefun.v1.Broker
+	(*PublisherOptions)(nil),            // 15: statefun.v1.PublisherOptions
+	(*Subscription)(nil),                // 16: statefun.v1.Subscription
+	(*WorkflowOptions)(nil),             // 17: statefun.v1.WorkflowOptions
+	(*WorkflowStep)(nil),                // 18: statefun.v1.WorkflowStep
+	(*RetryPolicy)(nil),                 // 19: statefun.v1.RetryPolicy
+	(*ViewOptions)(nil),                 // 20: statefun.v1.ViewOptions
+	(*durationpb.Duration)(nil),         // 21: google.protobuf.Duration
+	(*descriptorpb.ServiceOptions)(nil), // 22: google.protobuf.ServiceOptions
+	(*descriptorpb.MessageOptions)(nil), // 23: google.protobuf.MessageOptions
+	(*descriptorpb.FieldOptions)(nil),   // 24: google.protobuf.FieldOptions
+	(*descriptorpb.MethodOptions)(nil),  // 25: google.protobuf.MethodOptions
 }
 var file_statefun_v1_annotations_proto_depIdxs = []int32{
 	3,  // 0: statefun.v1.EntityOptions.event_sourced:type_name -> statefun.v1.EventSourced
 	4,  // 1: statefun.v1.EntityOptions.key_value:type_name -> statefun.v1.KeyValue
-	16, // 2: statefun.v1.EntityOptions.passivation_timeout:type_name -> google.protobuf.Duration
+	21, // 2: statefun.v1.EntityOptions.passivation_timeout:type_name -> google.protobuf.Duration
 	0,  // 3: statefun.v1.ConsumerOptions.start_from:type_name -> statefun.v1.ConsumerOptions.StartFrom
-	11, // 4: statefun.v1.MethodOptions.subscribe:type_name -> statefun.v1.Subscription
-	9,  // 5: statefun.v1.PublisherOptions.to:type_name -> statefun.v1.Broker
-	1,  // 6: statefun.v1.PublisherOptions.encoding:type_name -> statefun.v1.PublisherOptions.Encoding
-	0,  // 7: statefun.v1.PublisherOptions.start_from:type_name -> statefun.v1.ConsumerOptions.StartFrom
-	9,  // 8: statefun.v1.Subscription.from:type_name -> statefun.v1.Broker
-	13, // 9: statefun.v1.WorkflowOptions.steps:type_name -> statefun.v1.WorkflowStep
-	16, // 10: statefun.v1.WorkflowOptions.step_timeout:type_name -> google.protobuf.Duration
-	14, // 11: statefun.v1.WorkflowOptions.retry:type_name -> statefun.v1.RetryPolicy
-	16, // 12: statefun.v1.WorkflowOptions.passivation_timeout:type_name -> google.protobuf.Duration
-	16, // 13: statefun.v1.WorkflowStep.timeout:type_name -> google.protobuf.Duration
-	14, // 14: statefun.v1.WorkflowStep.retry:type_name -> statefun.v1.RetryPolicy
-	16, // 15: statefun.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	16, // 16: statefun.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	17, // 17: statefun.v1.entity:extendee -> google.protobuf.ServiceOptions
-	17, // 18: statefun.v1.consumer:extendee -> google.protobuf.ServiceOptions
-	17, // 19: statefun.v1.workflow:extendee -> google.protobuf.ServiceOptions
-	17, // 20: statefun.v1.view:extendee -> google.protobuf.ServiceOptions
-	17, // 21: statefun.v1.publisher:extendee -> google.protobuf.ServiceOptions
-	18, // 22: statefun.v1.event:extendee -> google.protobuf.MessageOptions
-	19, // 23: statefun.v1.field:extendee -> google.protobuf.FieldOptions
-	20, // 24: statefun.v1.method:extendee -> google.protobuf.MethodOptions
-	2,  // 25: statefun.v1.entity:type_name -> statefun.v1.EntityOptions
-	5,  // 26: statefun.v1.consumer:type_name -> statefun.v1.ConsumerOptions
-	12, // 27: statefun.v1.workflow:type_name -> statefun.v1.WorkflowOptions
-	15, // 28: statefun.v1.view:type_name -> statefun.v1.ViewOptions
-	10, // 29: statefun.v1.publisher:type_name -> statefun.v1.PublisherOptions
-	6,  // 30: statefun.v1.event:type_name -> statefun.v1.EventOptions
-	7,  // 31: statefun.v1.field:type_name -> statefun.v1.FieldOptions
-	8,  // 32: statefun.v1.method:type_name -> statefun.v1.MethodOptions
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	25, // [25:33] is the sub-list for extension type_name
-	17, // [17:25] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	16, // 4: statefun.v1.MethodOptions.subscribe:type_name -> statefun.v1.Subscription
+	9,  // 5: statefun.v1.MethodOptions.access:type_name -> statefun.v1.Access
+	10, // 6: statefun.v1.Access.allow:type_name -> statefun.v1.AccessRule
+	11, // 7: statefun.v1.AccessRule.token:type_name -> statefun.v1.TokenRule
+	12, // 8: statefun.v1.TokenRule.claims:type_name -> statefun.v1.ClaimRule
+	13, // 9: statefun.v1.TokenRule.fields:type_name -> statefun.v1.FieldClaim
+	14, // 10: statefun.v1.PublisherOptions.to:type_name -> statefun.v1.Broker
+	1,  // 11: statefun.v1.PublisherOptions.encoding:type_name -> statefun.v1.PublisherOptions.Encoding
+	0,  // 12: statefun.v1.PublisherOptions.start_from:type_name -> statefun.v1.ConsumerOptions.StartFrom
+	14, // 13: statefun.v1.Subscription.from:type_name -> statefun.v1.Broker
+	18, // 14: statefun.v1.WorkflowOptions.steps:type_name -> statefun.v1.WorkflowStep
+	21, // 15: statefun.v1.WorkflowOptions.step_timeout:type_name -> google.protobuf.Duration
+	19, // 16: statefun.v1.WorkflowOptions.retry:type_name -> statefun.v1.RetryPolicy
+	21, // 17: statefun.v1.WorkflowOptions.passivation_timeout:type_name -> google.protobuf.Duration
+	21, // 18: statefun.v1.WorkflowStep.timeout:type_name -> google.protobuf.Duration
+	19, // 19: statefun.v1.WorkflowStep.retry:type_name -> statefun.v1.RetryPolicy
+	21, // 20: statefun.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	21, // 21: statefun.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	22, // 22: statefun.v1.entity:extendee -> google.protobuf.ServiceOptions
+	22, // 23: statefun.v1.consumer:extendee -> google.protobuf.ServiceOptions
+	22, // 24: statefun.v1.workflow:extendee -> google.protobuf.ServiceOptions
+	22, // 25: statefun.v1.view:extendee -> google.protobuf.ServiceOptions
+	22, // 26: statefun.v1.publisher:extendee -> google.protobuf.ServiceOptions
+	22, // 27: statefun.v1.access:extendee -> google.protobuf.ServiceOptions
+	23, // 28: statefun.v1.event:extendee -> google.protobuf.MessageOptions
+	24, // 29: statefun.v1.field:extendee -> google.protobuf.FieldOptions
+	25, // 30: statefun.v1.method:extendee -> google.protobuf.MethodOptions
+	2,  // 31: statefun.v1.entity:type_name -> statefun.v1.EntityOptions
+	5,  // 32: statefun.v1.consumer:type_name -> statefun.v1.ConsumerOptions
+	17, // 33: statefun.v1.workflow:type_name -> statefun.v1.WorkflowOptions
+	20, // 34: statefun.v1.view:type_name -> statefun.v1.ViewOptions
+	15, // 35: statefun.v1.publisher:type_name -> statefun.v1.PublisherOptions
+	9,  // 36: statefun.v1.access:type_name -> statefun.v1.Access
+	6,  // 37: statefun.v1.event:type_name -> statefun.v1.EventOptions
+	7,  // 38: statefun.v1.field:type_name -> statefun.v1.FieldOptions
+	8,  // 39: statefun.v1.method:type_name -> statefun.v1.MethodOptions
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	31, // [31:40] is the sub-list for extension type_name
+	22, // [22:31] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_statefun_v1_annotations_proto_init() }
@@ -1545,7 +1993,16 @@ func file_statefun_v1_annotations_proto_init() {
 		(*EntityOptions_EventSourced)(nil),
 		(*EntityOptions_KeyValue)(nil),
 	}
-	file_statefun_v1_annotations_proto_msgTypes[7].OneofWrappers = []any{
+	file_statefun_v1_annotations_proto_msgTypes[8].OneofWrappers = []any{
+		(*AccessRule_Anyone)(nil),
+		(*AccessRule_Token)(nil),
+		(*AccessRule_Service)(nil),
+	}
+	file_statefun_v1_annotations_proto_msgTypes[10].OneofWrappers = []any{
+		(*ClaimRule_Equals)(nil),
+		(*ClaimRule_Pattern)(nil),
+	}
+	file_statefun_v1_annotations_proto_msgTypes[12].OneofWrappers = []any{
 		(*Broker_NatsSubject)(nil),
 		(*Broker_KafkaTopic)(nil),
 	}
@@ -1555,8 +2012,8 @@ func file_statefun_v1_annotations_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_statefun_v1_annotations_proto_rawDesc), len(file_statefun_v1_annotations_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
-			NumExtensions: 8,
+			NumMessages:   19,
+			NumExtensions: 9,
 			NumServices:   0,
 		},
 		GoTypes:           file_statefun_v1_annotations_proto_goTypes,
