@@ -23,6 +23,14 @@ type Cluster interface {
 	// recorded yet, and returns the recorded count.
 	InitShards(ctx context.Context, n int) (int, error)
 
+	// Secret records candidate as the cluster's shared secret if none is
+	// recorded yet, and returns the recorded one. The nodes sign the calls
+	// they forward to each other with it (internal tokens), so that a
+	// node trusts a forwarded call's caller only when another node, not
+	// an outsider, made it. Anyone who can read the store can read it,
+	// which grants nothing they could not do through the store already.
+	Secret(ctx context.Context, candidate []byte) ([]byte, error)
+
 	// Heartbeat registers node (or refreshes its heartbeat and address)
 	// and extends to now+ttl every lease it holds, in one statement. It
 	// returns the leases node holds after that.

@@ -13,6 +13,22 @@ import (
 
 var _ store.Cluster = (*Store)(nil)
 
+// Secret implements store.Cluster.
+func (s *Store) Secret(_ context.Context, candidate []byte) ([]byte, error) {
+	if len(candidate) < 32 {
+		return nil, fmt.Errorf("cluster secret: a candidate of %d bytes is too short; use 32 random bytes", len(candidate))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	if s.secret == nil {
+		s.secret = slices.Clone(candidate)
+	}
+	return slices.Clone(s.secret), nil
+}
+
 // InitShards implements store.Cluster.
 func (s *Store) InitShards(_ context.Context, n int) (int, error) {
 	if n < 1 {

@@ -46,6 +46,7 @@ type Store struct {
 	timers map[timerRef]store.Timer
 	// The cluster's tables (store.Cluster), judged by the process clock.
 	shards int
+	secret []byte // the cluster's (Secret)
 	nodes  map[string]store.Node
 	leases map[int]store.Lease
 }

@@ -43,6 +43,26 @@ func (s *Store) InitShards(ctx context.Context, n int) (int, error) {
 	return recorded, nil
 }
 
+// Secret implements store.Cluster: one round trip. The insert and the
+// select are two statements, so that the select's snapshot sees the row of
+// a racing node whose insert this one waited for.
+func (s *Store) Secret(ctx context.Context, candidate []byte) ([]byte, error) {
+	if s.closed.Load() {
+		return nil, errClosed()
+	}
+	if len(candidate) < 32 {
+		return nil, fmt.Errorf("postgres: cluster secret: a candidate of %d bytes is too short; use 32 random bytes", len(candidate))
+	}
+	var recorded []byte
+	batch := &pgx.Batch{}
+	batch.Queue(s.sql.recordSecret, candidate)
+	batch.Queue(s.sql.clusterSecret).QueryRow(func(row pgx.Row) error { return row.Scan(&recorded) })
+	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, s.wrap(err, "cluster secret")
+	}
+	return recorded, nil
+}
+
 // Heartbeat implements store.Cluster, in one statement.
 func (s *Store) Heartbeat(ctx context.Context, node store.Node, ttl time.Duration) ([]store.Lease, error) {
 	if s.closed.Load() {

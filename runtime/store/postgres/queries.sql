@@ -291,6 +291,14 @@ INSERT INTO {{schema}}.shard_leases (shard)
 SELECT generate_series(0, shards - 1) FROM {{schema}}.cluster_config
 ON CONFLICT (shard) DO NOTHING;
 
+-- name: record-cluster-secret
+-- The first node to start records its candidate; the others, racing it or
+-- later, keep the recorded one.
+INSERT INTO {{schema}}.cluster_secret (secret) VALUES ($1) ON CONFLICT DO NOTHING;
+
+-- name: cluster-secret
+SELECT secret FROM {{schema}}.cluster_secret;
+
 -- name: shard-count
 SELECT shards FROM {{schema}}.cluster_config;
 

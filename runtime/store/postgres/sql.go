@@ -56,6 +56,8 @@ type statements struct {
 	recordShardCount  string
 	createShardLeases string
 	shardCount        string
+	recordSecret      string
+	clusterSecret     string
 	heartbeat         string
 	clusterNodes      string
 	acquireLeases     string
@@ -123,6 +125,8 @@ func newStatements(quotedSchema string) *statements {
 		recordShardCount:  q("record-shard-count"),
 		createShardLeases: q("create-shard-leases"),
 		shardCount:        q("shard-count"),
+		recordSecret:      q("record-cluster-secret"),
+		clusterSecret:     q("cluster-secret"),
 		heartbeat:         q("heartbeat"),
 		clusterNodes:      q("cluster-nodes"),
 		acquireLeases:     q("acquire-leases"),

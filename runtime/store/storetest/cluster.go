@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -24,6 +25,7 @@ var clusterTests = []struct {
 	fn   func(*testing.T, store.Store, store.Cluster)
 }{
 	{"InitShardsRecordsOnce", testInitShardsRecordsOnce},
+	{"SecretRecordsTheFirst", testSecretRecordsTheFirst},
 	{"InitShardsConcurrently", testInitShardsConcurrently},
 	{"ClusterRejectsBadArguments", testClusterRejectsBadArguments},
 	{"HeartbeatRegistersAndRenewsOwnLeases", testHeartbeatRegistersAndRenewsOwnLeases},
@@ -161,6 +163,31 @@ func testInitShardsRecordsOnce(t *testing.T, _ store.Store, c store.Cluster) {
 		t.Errorf("second InitShards(8) = %d, %v; want the recorded 4", got, err)
 	}
 	wantOwners(t, c, "@0", "@0", "@0", "@0")
+}
+
+// testSecretRecordsTheFirst: nodes starting together, each with its own
+// random candidate, all end up with one secret, and a short one is refused.
+func testSecretRecordsTheFirst(t *testing.T, _ store.Store, c store.Cluster) {
+	const nodes = 6
+	got := make([][]byte, nodes)
+	errs := make([]error, nodes)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		candidate := bytes.Repeat([]byte{byte('a' + i)}, 32)
+		wg.Go(func() { got[i], errs[i] = c.Secret(ctx, candidate) })
+	}
+	wg.Wait()
+	for i := range nodes {
+		if errs[i] != nil || !bytes.Equal(got[i], got[0]) || len(got[i]) != 32 {
+			t.Fatalf("concurrent Secret calls returned %q, errors %v: want one 32-byte secret for all", got, errs)
+		}
+	}
+	if later, err := c.Secret(ctx, bytes.Repeat([]byte{'z'}, 40)); err != nil || !bytes.Equal(later, got[0]) {
+		t.Errorf("a later Secret = %q, %v; want the recorded %q", later, err, got[0])
+	}
+	if _, err := c.Secret(ctx, []byte("short")); err == nil {
+		t.Error("Secret accepted a 5-byte candidate")
+	}
 }
 
 // testInitShardsConcurrently: nodes starting together, each with its own
