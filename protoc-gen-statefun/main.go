@@ -54,6 +54,15 @@
 //     view's own), version;
 //   - service option (statefun.v1.publisher): name, source, events, to
 //     {nats_subject | kafka_topic}, encoding, start_from;
+//   - service option (statefun.v1.access) and method option
+//     (statefun.v1.method).access: who may call an entity's, a workflow's or
+//     a view's RPCs, allow {anyone | token {issuers, audiences, claims
+//     {name, equals | pattern}, fields {field, claim}} | service}; a
+//     method's replaces its service's, and once a file declares any, its
+//     RPCs without one are denied to every caller. Each rule is checked
+//     against the method's request (internal/access, which the runtime
+//     enforces them with), and the generated handler and client methods
+//     say who may call them;
 //   - method option (statefun.v1.method): read_only, start (workflows
 //     only), subscribe (entities only: from {nats_subject | kafka_topic},
 //     group, max_attempts, dead_letter; a request without key fields takes
@@ -72,6 +81,12 @@
 // Every mistake in the options is reported as
 // "file.proto:line:col: what is wrong; how to fix it", all of them in one
 // run, and the plugin exits non-zero.
+//
+// Warnings go to standard error, which buf and protoc show, as
+// "file.proto:line:col: warning: ...", and do not fail the run: an entity,
+// workflow or view in a file that declares no access (anyone who reaches
+// the server may call it), an RPC denied to everyone because its file
+// declares access elsewhere, and an access whose allow list is empty.
 //
 // The subcommand breaking checks that data already stored stays readable:
 // it compares the protos of a directory with an older version of them and
@@ -166,6 +181,12 @@ Each takes --help. See https://pkg.go.dev/github.com/statefun-go/statefun/protoc
 		plugin.SupportedFeatures = uint64(pluginpb.CodeGeneratorResponse_FEATURE_PROTO3_OPTIONAL | pluginpb.CodeGeneratorResponse_FEATURE_SUPPORTS_EDITIONS)
 		plugin.SupportedEditionsMinimum = descriptorpb.Edition_EDITION_PROTO2
 		plugin.SupportedEditionsMaximum = descriptorpb.Edition_EDITION_2023
-		return generator.Generate(plugin)
+		warnings, err := generator.Generate(plugin)
+		// A plugin's standard output is its response; its standard error
+		// is the one channel buf and protoc show the user.
+		for _, w := range warnings {
+			fmt.Fprintln(os.Stderr, w)
+		}
+		return err
 	})
 }

@@ -28,7 +28,7 @@ func (p *Policy) describe() string {
 	for i := range p.rules {
 		parts[i] = p.rules[i].describe()
 	}
-	return strings.Join(parts, " or ")
+	return strings.Join(parts, ", or ")
 }
 
 func (r *rule) describe() string {
@@ -55,7 +55,9 @@ func (r *rule) describe() string {
 		case cr.present:
 			conds = append(conds, fmt.Sprintf("with claim %q", cr.name))
 		case cr.pattern != nil:
-			conds = append(conds, fmt.Sprintf("with claim %q matching %q", cr.name, cr.patternText))
+			// Slashes rather than quotes: a quoted pattern doubles its
+			// backslashes.
+			conds = append(conds, fmt.Sprintf("with claim %q matching /%s/", cr.name, cr.patternText))
 		default:
 			conds = append(conds, fmt.Sprintf("with claim %q = %q", cr.name, cr.equals))
 		}

@@ -158,7 +158,7 @@ func TestDescribe(t *testing.T) {
 		`allow: { token: { claims: { name: "admin" equals: "true" } } }`:                                                                                 `a token with claim "admin" = "true"`,
 		`allow: { token: { fields: { field: "account_id" } } }`:                                                                                          `a token whose "sub" equals account_id`,
 		`allow: { token: { issuers: ["a", "b"] audiences: ["x"] claims: { name: "roles" } } }`:                                                           `a token from issuer "a" or "b" for audience "x" with claim "roles"`,
-		`allow: { token: { claims: { name: "email" pattern: ".*@acme" } fields: { field: "key.user_id" claim: "uid" } } } allow: { service: "lockout" }`: `a token with claim "email" matching ".*@acme" and whose "uid" equals key.user_id or service "lockout"`,
+		`allow: { token: { claims: { name: "email" pattern: ".*@acme" } fields: { field: "key.user_id" claim: "uid" } } } allow: { service: "lockout" }`: `a token with claim "email" matching /.*@acme/ and whose "uid" equals key.user_id, or service "lockout"`,
 	} {
 		p, err := Compile(access(t, text), md)
 		if err != nil {

@@ -39,7 +39,7 @@ func generateClient(out *jen.File, e *entity, n names) {
 			generateSubjectClientMethod(out, n, m)
 			continue
 		}
-		comment(out, docComment(m.method.Comments.Leading, fmt.Sprintf("%s calls the %s method of the addressed entity.", m.method.GoName, m.method.Desc.Name())))
+		comment(out, accessDoc(docComment(m.method.Comments.Leading, fmt.Sprintf("%s calls the %s method of the addressed entity.", m.method.GoName, m.method.Desc.Name())), m.access, 77))
 		out.Func().Params(jen.Id("c").Op("*").Id(n.client())).Id(m.method.GoName).Params(
 			jen.Id("ctx").Qual("context", "Context"),
 			jen.Id("req").Add(ptr(m.method.Input.GoIdent)),
@@ -63,6 +63,10 @@ func generateSubjectClientMethod(out *jen.File, n names, m *method) {
 	out.Comment("")
 	comment(out, wrap(fmt.Sprintf("Its request has no key fields: id travels as the ce-subject metadata (statefun.SubjectHeader), as the CloudEvents subject of a message of the %s the method subscribes to does. An empty id fails with codes.InvalidArgument before the call is sent.",
 		m.subscribe.from.what()), 77))
+	if m.access != "" {
+		out.Comment("")
+		comment(out, wrap("Access: "+m.access+".", 77))
+	}
 	out.Func().Params(jen.Id("c").Op("*").Id(n.client())).Id(m.method.GoName).Params(
 		jen.Id("ctx").Qual("context", "Context"),
 		jen.Id("id").String(),

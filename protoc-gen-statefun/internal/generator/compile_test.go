@@ -77,8 +77,8 @@ func compileRequest(t *testing.T, sources map[string]string, files ...string) *p
 	return out
 }
 
-// run runs the generator on a request the way protoc-gen-statefun does.
-func run(t *testing.T, req *pluginpb.CodeGeneratorRequest) *pluginpb.CodeGeneratorResponse {
+// testPlugin sets up the plugin for a request the way protoc-gen-statefun does.
+func testPlugin(t *testing.T, req *pluginpb.CodeGeneratorRequest) *protogen.Plugin {
 	t.Helper()
 	plugin, err := protogen.Options{}.New(req)
 	if err != nil {
@@ -87,7 +87,14 @@ func run(t *testing.T, req *pluginpb.CodeGeneratorRequest) *pluginpb.CodeGenerat
 	plugin.SupportedFeatures = uint64(pluginpb.CodeGeneratorResponse_FEATURE_PROTO3_OPTIONAL | pluginpb.CodeGeneratorResponse_FEATURE_SUPPORTS_EDITIONS)
 	plugin.SupportedEditionsMinimum = descriptorpb.Edition_EDITION_PROTO2
 	plugin.SupportedEditionsMaximum = descriptorpb.Edition_EDITION_2023
-	if err := Generate(plugin); err != nil {
+	return plugin
+}
+
+// run runs the generator on a request the way protoc-gen-statefun does.
+func run(t *testing.T, req *pluginpb.CodeGeneratorRequest) *pluginpb.CodeGeneratorResponse {
+	t.Helper()
+	plugin := testPlugin(t, req)
+	if _, err := Generate(plugin); err != nil {
 		plugin.Error(err)
 	}
 	return plugin.Response()

@@ -119,6 +119,10 @@ func (m *model) readConsumer(f *protogen.File, svc *protogen.Service) *consumer 
 			m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension, methodSubscribeField),
 				"method %s sets (statefun.v1.method).subscribe, which applies to entity methods only; remove it: the runtime calls a consumer's methods with its source's events", mname)
 			continue
+		case methodOptions(meth).GetAccess() != nil:
+			m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension, methodAccessField),
+				"method %s declares (statefun.v1.method).access, but a consumer is called by no caller: the runtime calls it with its source's events; remove the access", mname)
+			continue
 		case methodOptions(meth) != nil:
 			m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension),
 				"method %s has (statefun.v1.method) options, which apply to entity, workflow and view methods only; remove them", mname)

@@ -20,6 +20,7 @@ const (
 	workflowExtension   = 51232
 	viewExtension       = 51233
 	publisherExtension  = 51234
+	accessExtension     = 51235
 
 	entityTypeField         = 1
 	entityStateField        = 2
@@ -33,6 +34,7 @@ const (
 	methodStartField        = 2
 	methodQueryField        = 3
 	methodSubscribeField    = 4
+	methodAccessField       = 5
 	viewNameField           = 1
 	viewSourceField         = 2
 	viewRowField            = 3
@@ -87,6 +89,16 @@ func (ds *diagnostics) add(pos position, format string, args ...any) {
 	*ds = append(*ds, diagnostic{file: pos.file, line: pos.line, col: pos.col, msg: fmt.Sprintf(format, args...)})
 }
 
+// in reports whether any mistake is in file.
+func (ds diagnostics) in(file string) bool {
+	for _, d := range ds {
+		if d.file == file {
+			return true
+		}
+	}
+	return false
+}
+
 func (ds diagnostics) err() error {
 	if len(ds) == 0 {
 		return nil
@@ -107,6 +119,46 @@ func (ds diagnostics) err() error {
 		lines[i] = d.Error()
 	}
 	return diagError(strings.Join(lines, "\n"))
+}
+
+// Warning is something in a user's proto file that works but is likely
+// not what its author wants, such as an entity anyone may call. A protoc
+// plugin can tell only through its standard error, where
+// protoc-gen-statefun prints it as String does.
+type Warning struct {
+	File      string
+	Line, Col int // 1-based; 0 when unknown
+	Msg       string
+}
+
+func (w Warning) String() string {
+	if w.Line == 0 {
+		return fmt.Sprintf("%s: warning: %s", w.File, w.Msg)
+	}
+	return fmt.Sprintf("%s:%d:%d: warning: %s", w.File, w.Line, w.Col, w.Msg)
+}
+
+// warnings collects the warnings of a run.
+type warnings []Warning
+
+func (ws *warnings) add(pos position, format string, args ...any) {
+	*ws = append(*ws, Warning{File: pos.file, Line: pos.line, Col: pos.col, Msg: fmt.Sprintf(format, args...)})
+}
+
+// sorted returns the warnings in file and position order.
+func (ws warnings) sorted() []Warning {
+	out := append([]Warning(nil), ws...)
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Col < b.Col
+	})
+	return out
 }
 
 type diagError string

@@ -92,6 +92,7 @@ func generateHandler(out *jen.File, e *entity, n names) {
 		if sub := subscriptionDoc(m); sub != "" {
 			doc += "\n" + wrap(sub, 73)
 		}
+		doc = accessDoc(doc, m.access, 73)
 		methods = append(methods, commentLines(doc)...)
 		methods = append(methods,
 			jen.Id(m.method.GoName).Params(

@@ -12,7 +12,8 @@
 // workflow_model.go, consumer_model.go, view_model.go (which checks each
 // query with internal/viewquery) and publisher_model.go (publishers, and
 // the subscriptions and broker topics model.go's entity methods name)
-// read and check the options, route_model.go the REST routes of entity
+// and access_model.go (who may call each RPC, checked with
+// internal/access) read and check the options, route_model.go the REST routes of entity
 // methods (google.api.http); names.go names every Go identifier the
 // emitters declare, and clash.go checks those names against what
 // protoc-gen-go and protoc-gen-go-grpc declare in the same Go package,
@@ -39,20 +40,23 @@ const (
 
 // Generate writes a .statefun.go file for every file to generate that
 // declares an entity, a workflow, a consumer, a view or a publisher. It
-// reports every mistake in the options at once.
-func Generate(plugin *protogen.Plugin) error {
+// reports every mistake in the options at once, and returns the warnings
+// about the files to generate (with or without mistakes), for the caller
+// to print.
+func Generate(plugin *protogen.Plugin) ([]Warning, error) {
 	m, err := buildModel(plugin)
+	warnings := m.warnings.sorted()
 	if err != nil {
-		return err
+		return warnings, err
 	}
 	for _, f := range plugin.Files {
 		if f.Generate && (len(m.entities[f]) > 0 || len(m.workflows[f]) > 0 || len(m.consumers[f]) > 0 || len(m.views[f]) > 0 || len(m.publishers[f]) > 0) {
 			if err := generateFile(plugin, f, m); err != nil {
-				return err
+				return warnings, err
 			}
 		}
 	}
-	return nil
+	return warnings, nil
 }
 
 func generateFile(plugin *protogen.Plugin, f *protogen.File, m *model) error {

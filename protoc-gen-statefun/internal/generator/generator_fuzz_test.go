@@ -100,7 +100,7 @@ func checkGenerate(t *testing.T, req *pluginpb.CodeGeneratorRequest, input strin
 				t.Fatalf("the generator panicked: %v\ninput:\n%s", p, input)
 			}
 		}()
-		genErr = Generate(plugin)
+		_, genErr = Generate(plugin)
 	}()
 	if genErr != nil {
 		files := map[string]bool{}

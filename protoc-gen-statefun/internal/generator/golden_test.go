@@ -13,6 +13,7 @@ import (
 
 	// The golden packages are real Go packages: importing them makes this
 	// test fail to build when the generated code does not compile.
+	_ "github.com/statefun-go/statefun/testdata/access"
 	_ "github.com/statefun-go/statefun/testdata/compositekey"
 	_ "github.com/statefun-go/statefun/testdata/consumer"
 	_ "github.com/statefun-go/statefun/testdata/eventing"

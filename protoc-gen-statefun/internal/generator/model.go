@@ -54,6 +54,9 @@ type method struct {
 	// key fields: the entity is the CloudEvents subject of the message
 	// (statefun.SubjectKey), so no key function is generated for it.
 	keyFromSubject bool
+	// access says who may call the method (access.Policy.Describe), for
+	// its doc comments; empty when its file declares no access.
+	access string
 }
 
 // keyField is one part of an entity key: a scalar field reached from the
@@ -91,6 +94,7 @@ type model struct {
 	views      map[*protogen.File][]*view
 	publishers map[*protogen.File][]*publisher
 	diags      diagnostics
+	warnings   warnings
 }
 
 func buildModel(plugin *protogen.Plugin) (*model, error) {
@@ -252,6 +256,7 @@ func buildModel(plugin *protogen.Plugin) (*model, error) {
 	m.checkSubscriptionGroups(generated)
 	m.resolveSubscriptionTypes(generated)
 	m.checkUnlistedEvents(plugin)
+	m.readAccess(plugin)
 	m.checkClashes(plugin)
 	return m, m.diags.err()
 }
@@ -354,6 +359,10 @@ func (m *model) readEntity(f *protogen.File, svc *protogen.Service) *entity {
 			case mo.GetSubscribe() != nil:
 				m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension, methodSubscribeField),
 					"method %s.%s subscribes to a topic, but service %s is not an entity; add option (statefun.v1.entity) to the service, or remove the subscription",
+					svc.Desc.Name(), meth.Desc.Name(), svc.Desc.Name())
+			case mo.GetAccess() != nil:
+				m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension, methodAccessField),
+					"method %s.%s declares (statefun.v1.method).access, but service %s is not an entity, a workflow or a view, the services statefun serves; remove the access, or make the service one of them with (statefun.v1.entity), (statefun.v1.workflow) or (statefun.v1.view)",
 					svc.Desc.Name(), meth.Desc.Name(), svc.Desc.Name())
 			case mo.GetQuery() != "":
 				m.diags.add(positionOf(meth.Desc, methodOptionsField, statefunExtension, methodQueryField),

@@ -49,7 +49,7 @@ func TestDeclarationsMatchOutput(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := Generate(plugin); err != nil {
+			if _, err := Generate(plugin); err != nil {
 				t.Fatal(err)
 			}
 			if err := checkDeclarations(plugin, plugin.Response().GetFile()); err != nil {

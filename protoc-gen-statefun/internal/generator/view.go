@@ -292,7 +292,7 @@ func generateViewClient(out *jen.File, v *view, n viewNames) {
 	for _, q := range v.queries {
 		name := q.method.GoName
 		if q.stream {
-			comment(out, docComment(q.method.Comments.Leading, fmt.Sprintf("%s runs the %s query.", name, q.method.Desc.Name())))
+			comment(out, accessDoc(docComment(q.method.Comments.Leading, fmt.Sprintf("%s runs the %s query.", name, q.method.Desc.Name())), q.access, 77))
 			out.Comment("")
 			out.Comment("It yields the rows as the server sends them; a failed call ends with its error.")
 			out.Add(recv()).Id(name).Params(params(q)...).Add(rows.Clone()).Block(
@@ -319,7 +319,7 @@ func generateViewClient(out *jen.File, v *view, n viewNames) {
 			out.Line()
 			continue
 		}
-		comment(out, docComment(q.method.Comments.Leading, fmt.Sprintf("%s runs the %s query and returns one page of rows.", name, q.method.Desc.Name())))
+		comment(out, accessDoc(docComment(q.method.Comments.Leading, fmt.Sprintf("%s runs the %s query and returns one page of rows.", name, q.method.Desc.Name())), q.access, 77))
 		out.Add(recv()).Id(name).Params(params(q)...).Params(ptr(q.method.Output.GoIdent), jen.Error()).Block(
 			jen.Return(jen.Id("c").Dot("client").Dot(name).Call(jen.Id("ctx"), jen.Id("req"), jen.Id("opts").Op("..."))),
 		)

@@ -37,6 +37,8 @@ func (v *view) ofValues() bool { return v.source.kind == keyValue }
 type viewQuery struct {
 	method *protogen.Method
 	query  string
+	// access: as for method.access.
+	access string
 	// stream is true for a server-streaming RPC, which sends the rows
 	// themselves; a unary one returns a page of them.
 	stream bool

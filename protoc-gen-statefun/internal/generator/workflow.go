@@ -99,7 +99,7 @@ func generateWorkflowHandler(out *jen.File, w *workflow, n workflowNames) {
 			ctxType = n.readContext()
 			fallback = fmt.Sprintf("%s handles the %s read; it must not change the state.", m.method.GoName, m.method.Desc.Name())
 		}
-		methods = append(methods, commentLines(docComment(m.method.Comments.Leading, fallback))...)
+		methods = append(methods, commentLines(accessDoc(docComment(m.method.Comments.Leading, fallback), m.access, 73))...)
 		methods = append(methods,
 			jen.Id(m.method.GoName).Params(
 				jen.Id("ctx").Op("*").Id(ctxType),

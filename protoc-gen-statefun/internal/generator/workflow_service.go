@@ -177,7 +177,7 @@ func generateWorkflowClient(out *jen.File, w *workflow, n workflowNames) {
 		out.Line()
 	}
 	for _, m := range w.methods {
-		comment(out, docComment(m.method.Comments.Leading, fmt.Sprintf("%s calls the %s method of the addressed workflow.", m.method.GoName, m.method.Desc.Name())))
+		comment(out, accessDoc(docComment(m.method.Comments.Leading, fmt.Sprintf("%s calls the %s method of the addressed workflow.", m.method.GoName, m.method.Desc.Name())), m.access, 77))
 		out.Func().Params(jen.Id("c").Op("*").Id(n.client())).Id(m.method.GoName).Params(
 			jen.Id("ctx").Qual("context", "Context"),
 			jen.Id("req").Add(ptr(m.method.Input.GoIdent)),
