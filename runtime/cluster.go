@@ -70,6 +70,7 @@ type clusterNode struct {
 
 	forwards, forwardRetries atomic.Uint64
 	tracer                   trace.Tracer // nil unless tracing
+	sec                      *security
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -89,10 +90,16 @@ func (r *Runtime) startCluster(ctx context.Context, c ClusterConfig) error {
 	if c.Shards == 0 {
 		c.Shards = DefaultShards
 	}
+	// Forwarded calls carry their caller in a token signed with the
+	// cluster's secret: without it, a node could not tell another node's
+	// call from an outsider's posing as one.
+	if err := r.sec.useClusterSecret(ctx, cs); err != nil {
+		return err
+	}
 	if len(c.DialOptions) == 0 {
 		c.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
-	cn := &clusterNode{cfg: c, peers: map[string]*grpc.ClientConn{}, inflight: make([]atomic.Int64, c.Shards), done: make(chan struct{}), tracer: r.tracer}
+	cn := &clusterNode{cfg: c, peers: map[string]*grpc.ClientConn{}, inflight: make([]atomic.Int64, c.Shards), done: make(chan struct{}), tracer: r.tracer, sec: r.sec}
 	node, err := cluster.New(cluster.Config{
 		ID: c.Address, Address: c.Address, Shards: c.Shards, LeaseTTL: c.LeaseTTL,
 		Store: cs, Log: r.log.With("node", c.Address),
@@ -243,11 +250,28 @@ func isMoved(err error) bool {
 	return false
 }
 
-// UnaryServerInterceptor must be among the interceptors of a gRPC server
-// that serves a clustered runtime's services (Runtime.RegisterServices):
-// it keeps each request where the runtime finds it to forward the call to
-// the node that owns the entity. statefun.Main's server installs it.
+// UnaryServerInterceptor keeps each request where a clustered runtime
+// finds it to forward the call to the node that owns the entity.
+//
+// Deprecated: it checks no access rules and establishes no caller, so a
+// forwarded call acts for an anonymous caller. Use the runtime's own
+// Runtime.UnaryServerInterceptor and Runtime.StreamServerInterceptor.
 func UnaryServerInterceptor() grpc.UnaryServerInterceptor { return keepRequest }
+
+// UnaryServerInterceptor must be among the interceptors of a gRPC server
+// that serves the runtime's services (Runtime.RegisterServices): it
+// establishes each call's caller, checks the method's access rules
+// (statefun.v1.access) and rate limits, and keeps the request for
+// forwarding within a cluster. statefun.Main's server installs it.
+func (r *Runtime) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+	return chainUnary(r.sec.unaryInterceptor, keepRequest)
+}
+
+// StreamServerInterceptor is UnaryServerInterceptor for streaming calls
+// (a view's streaming queries).
+func (r *Runtime) StreamServerInterceptor() grpc.StreamServerInterceptor {
+	return r.sec.streamInterceptor
+}
 
 // requestKey carries a call's request message in its context, for
 // forwarding: the server's interceptor and the in-process connection put
@@ -335,7 +359,14 @@ func forward[R proto.Message](ctx context.Context, cn *clusterNode, owner string
 		return zero, status.Errorf(codes.Unavailable, "reach node %s: %v", owner, err), true
 	}
 	wasReady := conn.GetState() == connectivity.Ready
-	md := metadata.Pairs(forwardedHeader, cn.node.ID())
+	// The owner acts for the caller this node established (the token's
+	// claims, another service, nobody in particular, or this service
+	// itself), and checks the method's access again with it.
+	token, err := cn.sec.mintForward(ctx, method, cn.node.ID())
+	if err != nil {
+		return zero, status.Errorf(codes.Internal, "forward the call to node %s: %v", owner, err), false
+	}
+	md := metadata.Pairs(forwardedHeader, cn.node.ID(), internalTokenHeader, token)
 	keyed := false
 	if key := metadata.ValueFromIncomingContext(ctx, IdempotencyKeyHeader); len(key) == 1 {
 		md.Set(IdempotencyKeyHeader, key[0])

@@ -220,6 +220,11 @@ func keepRequest(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler 
 func serverContext(ctx context.Context, method string) context.Context {
 	md, _ := metadata.FromOutgoingContext(ctx)
 	ctx = metadata.NewIncomingContext(ctx, md.Copy())
+	// An in-process call is the service's own (a sent call, a timer, a
+	// subscription, or the program embedding the runtime): whoever the
+	// caller of the context was, this call is made by the service, and
+	// routed to another node, it says so.
+	ctx = context.WithValue(ctx, callerKey{}, Caller{kind: callerInternal})
 	return grpc.NewContextWithServerTransportStream(ctx, localStream(method))
 }
 

@@ -13,7 +13,7 @@ import (
 // ConnectHandlerForTest returns the HTTP port's native handlers of rt's
 // entities, behind the server's interceptor chain, without a server.
 func ConnectHandlerForTest(rt *Runtime, log *slog.Logger) http.Handler {
-	return nativeHandlers(newConnectHandlers(rt.services, serverInterceptor(newMetrics(), log, &rt.panicLog), 4<<20))
+	return nativeHandlers(newConnectHandlers(rt.services, serverInterceptor(newMetrics(), log, &rt.panicLog, rt.sec), 4<<20))
 }
 
 // GRPCMethodForTest returns what the gRPC port runs for a call of method
@@ -22,7 +22,7 @@ func ConnectHandlerForTest(rt *Runtime, log *slog.Logger) http.Handler {
 // decoder, in a context that carries the call's metadata and method as
 // grpc-go's does. The benchmarks set the HTTP port's cost against it.
 func GRPCMethodForTest(rt *Runtime, log *slog.Logger, method string) func(ctx context.Context, md metadata.MD, dec func(any) error) (any, error) {
-	interceptor := serverInterceptor(newMetrics(), log, &rt.panicLog)
+	interceptor := serverInterceptor(newMetrics(), log, &rt.panicLog, rt.sec)
 	for _, svc := range rt.services {
 		for _, m := range svc.desc.Methods {
 			if "/"+svc.desc.ServiceName+"/"+m.MethodName != method {
@@ -43,7 +43,7 @@ func GRPCMethodForTest(rt *Runtime, log *slog.Logger, method string) func(ctx co
 // them), as serve builds it, without a listener.
 func HTTPPortHandlerForTest(rt *Runtime, log *slog.Logger) (http.Handler, error) {
 	m := newMetrics()
-	interceptor := serverInterceptor(m, log, &rt.panicLog)
+	interceptor := serverInterceptor(m, log, &rt.panicLog, rt.sec)
 	grpcServer := grpc.NewServer(grpc.UnaryInterceptor(interceptor))
 	rt.RegisterServices(grpcServer)
 	const maxMessageBytes = 4 << 20

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -80,6 +81,11 @@ func methodHandler(impl any, handle grpc.MethodHandler, procedure string, interc
 		}
 		call := &callStream{method: procedure}
 		ctx = metadata.NewIncomingContext(ctx, incomingMetadata(req.Header()))
+		if addr := req.Peer().Addr; addr != "" {
+			// Rate limits and refusal logs name the client, as for a call
+			// on the gRPC port.
+			ctx = peer.NewContext(ctx, &peer.Peer{Addr: peerAddr(addr)})
+		}
 		ctx = grpc.NewContextWithServerTransportStream(ctx, call)
 		reply, err := handle(impl, ctx, req.Msg.decode, interceptor)
 		if err != nil {
@@ -236,7 +242,15 @@ var commonMetadataKeys = map[string]string{
 	"Tracestate":      "tracestate",
 	"Baggage":         "baggage",
 	"Idempotency-Key": "idempotency-key",
+	"Authorization":   "authorization",
 }
+
+// peerAddr is a client's address as connect-go reports it (host:port),
+// as the net.Addr a grpc-go peer has.
+type peerAddr string
+
+func (a peerAddr) Network() string { return "tcp" }
+func (a peerAddr) String() string  { return string(a) }
 
 // metadataKey is a header's name as a metadata key: lowercase.
 func metadataKey(header string) string {

@@ -14,12 +14,13 @@ import (
 // whichever port and protocol it came by: the gRPC port's grpc-go server
 // installs it, and the HTTP port's connect-go handlers (connecthandler.go)
 // hand it to the same generated method handlers. One chain, so that
-// metrics, panic recovery and the request kept for forwarding (and later
-// authorization) cannot differ between gRPC, gRPC-Web and Connect.
+// metrics, panic recovery, the caller and its access check (security.go)
+// and the request kept for forwarding cannot differ between gRPC,
+// gRPC-Web and Connect.
 // Tracing spans and the debug request log are taken further in, by the
 // entity host (observed, trace.go), and so apply to every path too.
-func serverInterceptor(m *metrics, log *slog.Logger, panicLog *logLimiter) grpc.UnaryServerInterceptor {
-	return chainUnary(m.unaryInterceptor, recoverInterceptor(log, panicLog), keepRequest)
+func serverInterceptor(m *metrics, log *slog.Logger, panicLog *logLimiter, sec *security) grpc.UnaryServerInterceptor {
+	return chainUnary(m.unaryInterceptor, recoverInterceptor(log, panicLog), sec.unaryInterceptor, keepRequest)
 }
 
 // chainUnary runs interceptors in order, the first outermost, around the

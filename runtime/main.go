@@ -170,6 +170,10 @@ type serverConfig struct {
 	// brokers: WithBrokers; the Kafka password only from the environment.
 	brokers      BrokerConfig
 	kafkaBrokers string
+	// security: WithSecurity; secrets only from files or the environment.
+	security    SecurityConfig
+	adminListen string
+	adminToken  string
 }
 
 // parseFlags parses the flags of fs's command (commandFlags) into a
@@ -256,6 +260,43 @@ func parseFlags(cmdFlags *flag.FlagSet, args []string, getenv func(string) strin
 		kafkaTLS = b
 	}
 	fs.BoolVar(&c.brokers.KafkaTLS, "kafka-tls", kafkaTLS, "connect to the Kafka brokers over TLS ($STATEFUN_KAFKA_TLS)")
+	var jwtIssuers, jwtAudiences, jwtKeys, jwtHMACFile, secretFile, adminTokenFile string
+	var tokens TokenConfig
+	str(&c.security.ServiceName, "service-name", "STATEFUN_SERVICE_NAME", defaultServiceName(), "this service's name in its deployment: what its calls to other statefun services say they come from, and what their service access rules name")
+	str(&secretFile, "service-secret-file", "STATEFUN_SERVICE_SECRET_FILE", "", "file holding the secret (at least 32 bytes) the services of a deployment share to sign their calls to each other; or set $STATEFUN_SERVICE_SECRET. A cluster's nodes need none: they share the one their database records")
+	str(&jwtIssuers, "jwt-issuer", "STATEFUN_JWT_ISSUER", "", "accept bearer tokens (JWTs) from these issuers (comma-separated \"iss\" values); needs a key source")
+	str(&jwtAudiences, "jwt-audience", "STATEFUN_JWT_AUDIENCE", "", "a token's \"aud\" must include one of these (comma-separated); empty: not checked")
+	str(&tokens.JWKSURL, "jwt-jwks-url", "STATEFUN_JWT_JWKS_URL", "", "URL of the issuer's signing keys (JWKS), fetched at start and refreshed")
+	str(&tokens.JWKSFile, "jwt-jwks-file", "STATEFUN_JWT_JWKS_FILE", "", "JWKS file of the issuer's signing keys")
+	str(&jwtKeys, "jwt-public-key", "STATEFUN_JWT_PUBLIC_KEY", "", "PEM files of the issuer's public keys or certificates (comma-separated)")
+	str(&jwtHMACFile, "jwt-hs256-secret-file", "STATEFUN_JWT_HS256_SECRET_FILE", "", "accept HS256 tokens signed with the secret in this file (at least 32 bytes); off unless set")
+	dur(&tokens.ClockSkew, "jwt-clock-skew", "STATEFUN_JWT_CLOCK_SKEW", 30*time.Second, "leeway for a token's exp, nbf and iat")
+	str(&c.adminListen, "admin-listen", "STATEFUN_ADMIN_LISTEN", "", "address for /metrics, /healthz, gRPC health and reflection; when set, the public ports serve only the entities' APIs")
+	str(&adminTokenFile, "admin-token-file", "STATEFUN_ADMIN_TOKEN_FILE", "", "file holding the bearer token the admin endpoints require (health checks excepted); or set $STATEFUN_ADMIN_TOKEN")
+	float := func(p *float64, name, env string, help string) {
+		def := 0.0
+		if v := getenv(env); v != "" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f < 0 {
+				errs = append(errs, fmt.Errorf("$%s=%q is not a non-negative number", env, v))
+			}
+			def = f
+		}
+		fs.Float64Var(p, name, def, help+" ($"+env+")")
+	}
+	integer := func(p *int, name, env string, help string) {
+		def := 0
+		if v := getenv(env); v != "" {
+			if _, err := fmt.Sscan(v, &def); err != nil {
+				errs = append(errs, fmt.Errorf("$%s=%q is not a number", env, v))
+			}
+		}
+		fs.IntVar(p, name, def, help+" ($"+env+")")
+	}
+	float(&c.security.CallerRate, "rate-limit", "STATEFUN_RATE_LIMIT", "calls per second each caller may make (by token subject, service, or IP address); 0: no limit")
+	integer(&c.security.CallerBurst, "rate-burst", "STATEFUN_RATE_BURST", "calls a caller may make at once above --rate-limit; default: a second's worth")
+	float(&c.security.ConnRate, "conn-rate-limit", "STATEFUN_CONN_RATE_LIMIT", "calls per second each client connection may make; 0: no limit")
+	integer(&c.security.ConnBurst, "conn-rate-burst", "STATEFUN_CONN_RATE_BURST", "calls a connection may make at once above --conn-rate-limit; default: a second's worth")
 	fs.BoolVar(&c.allowUnknownEvents, "allow-unknown-events", allowUnknown, "serve although the store holds events of an entity type that this binary does not declare; entities whose history holds one fail to load ($STATEFUN_ALLOW_UNKNOWN_EVENTS)")
 	if err := errors.Join(errs...); err != nil {
 		return c, err
@@ -298,10 +339,98 @@ func parseFlags(cmdFlags *flag.FlagSet, args []string, getenv func(string) strin
 	if c.brokers.KafkaUser != "" && c.brokers.KafkaPassword == "" {
 		return c, errors.New("--kafka-user is set and $STATEFUN_KAFKA_PASSWORD is empty; set the password in the environment (it is never a flag, so that it stays out of process listings)")
 	}
+	if err := securityFlags(&c, getenv, tokens, jwtIssuers, jwtAudiences, jwtKeys, jwtHMACFile, secretFile, adminTokenFile); err != nil {
+		return c, err
+	}
 	if c.commitConcurrency < 1 || c.commitConcurrency > 64 {
 		return c, fmt.Errorf("--commit-concurrency %d: use 1 (the default) to 64", c.commitConcurrency)
 	}
 	return c, nil
+}
+
+// securityFlags completes c.security and the admin token from the flags:
+// lists split, secrets read from their files or the environment.
+func securityFlags(c *serverConfig, getenv func(string) string, tokens TokenConfig, issuers, audiences, keys, hmacFile, secretFile, adminTokenFile string) error {
+	secret, err := secretFrom("--service-secret-file", secretFile, getenv("STATEFUN_SERVICE_SECRET"))
+	if err != nil {
+		return err
+	}
+	c.security.ServiceSecret = secret
+	if c.adminToken, err = stringSecretFrom("--admin-token-file", adminTokenFile, getenv("STATEFUN_ADMIN_TOKEN")); err != nil {
+		return err
+	}
+	if c.adminToken != "" && c.adminListen == "" {
+		return errors.New("an admin token is set but no --admin-listen: the token protects the admin listener's endpoints; set --admin-listen too")
+	}
+	tokens.Issuers, tokens.Audiences, tokens.PublicKeyFiles = splitList(issuers), splitList(audiences), splitList(keys)
+	if hmacFile != "" {
+		if tokens.HMACSecret, err = secretFrom("--jwt-hs256-secret-file", hmacFile, ""); err != nil {
+			return err
+		}
+	}
+	keySource := tokens.JWKSURL != "" || tokens.JWKSFile != "" || len(tokens.PublicKeyFiles) > 0 || len(tokens.HMACSecret) > 0
+	switch {
+	case len(tokens.Issuers) > 0 && !keySource:
+		return errors.New("--jwt-issuer needs the issuer's keys: set --jwt-jwks-url, --jwt-jwks-file, --jwt-public-key or --jwt-hs256-secret-file")
+	case len(tokens.Issuers) == 0 && (keySource || len(tokens.Audiences) > 0):
+		return errors.New("token keys or audiences are set but no --jwt-issuer: name the issuers whose tokens to accept")
+	case len(tokens.Issuers) > 0:
+		c.security.Tokens = &tokens
+	}
+	if c.security.CallerRate < 0 || c.security.ConnRate < 0 || c.security.CallerBurst < 0 || c.security.ConnBurst < 0 {
+		return errors.New("rate limits and bursts cannot be negative")
+	}
+	return nil
+}
+
+// secretFrom reads a secret from file, or takes env's value; not both.
+func secretFrom(flagName, file, env string) ([]byte, error) {
+	switch {
+	case file != "" && env != "":
+		return nil, fmt.Errorf("%s and its environment variable are both set; use one", flagName)
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", flagName, err)
+		}
+		// A trailing newline (echo secret > file) is not part of it.
+		return []byte(strings.TrimRight(string(b), "\r\n")), nil
+	}
+	if env == "" {
+		return nil, nil
+	}
+	return []byte(env), nil
+}
+
+func stringSecretFrom(flagName, file, env string) (string, error) {
+	b, err := secretFrom(flagName, file, env)
+	return string(b), err
+}
+
+func splitList(s string) []string {
+	var out []string
+	for v := range strings.SplitSeq(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// defaultServiceName is the executable's name, made a valid service name:
+// the nodes of one service run one binary, so they agree on it.
+func defaultServiceName() string {
+	name := strings.ToLower(strings.TrimSuffix(filepath.Base(os.Args[0]), ".exe"))
+	name = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' {
+			return r
+		}
+		return '-'
+	}, name)
+	if !serviceNamePattern.MatchString(name) {
+		return "statefun"
+	}
+	return name
 }
 
 func newLogger(c serverConfig, w io.Writer) (*slog.Logger, error) {

@@ -138,6 +138,7 @@ var (
 	descPublished          = prometheus.NewDesc("statefun_published_total", "Entity events the brokers acknowledged, from every publisher.", nil, nil)
 	descPublishFailed      = prometheus.NewDesc("statefun_publish_failures_total", "Publishes that failed and are tried again; each is logged.", nil, nil)
 	descSubscribed         = prometheus.NewDesc("statefun_subscribed_messages_total", "Broker messages handled by subscriptions, by outcome: handled (the call succeeded), skipped (another ce-type), retried, dead_lettered, dead_letter_failed.", []string{"outcome"}, nil)
+	descDenied             = prometheus.NewDesc("statefun_access_denied_total", "Calls refused before their handler ran, by method and code: unauthenticated (no valid token), permission_denied (an access rule), resource_exhausted (a rate limit); refusals are logged at a bounded rate.", []string{"method", "code"}, nil)
 	descWorkflowStepsInRun = prometheus.NewDesc("statefun_workflow_steps_running", "Workflow step attempts running on this node now.", []string{"workflow_type"}, nil)
 )
 
@@ -146,7 +147,7 @@ func (c *runtimeCollector) Describe(ch chan<- *prometheus.Desc) {
 		descShards, descMembers, descRenewals, descRenewalFailures, descAcquired, descLost, descHandoffs, descHandoffTime, descForwards, descForwardRetries,
 		descTimersFired, descTimersRetried, descTimersRefused,
 		descWorkflowsStarted, descWorkflowSteps, descWorkflowSignals, descWorkflowsEnded, descWorkflowStepsInRun,
-		descPublished, descPublishFailed, descSubscribed} {
+		descPublished, descPublishFailed, descSubscribed, descDenied} {
 		ch <- d
 	}
 }
@@ -168,6 +169,11 @@ func (c *runtimeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descCommitTime, prometheus.CounterValue, j.CommitDuration.Seconds())
 	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(j.Pending))
 	ch <- prometheus.MustNewConstMetric(descFenced, prometheus.CounterValue, float64(j.Fenced))
+	for _, a := range s.Access {
+		ch <- prometheus.MustNewConstMetric(descDenied, prometheus.CounterValue, float64(a.Unauthenticated), a.Method, "unauthenticated")
+		ch <- prometheus.MustNewConstMetric(descDenied, prometheus.CounterValue, float64(a.PermissionDenied), a.Method, "permission_denied")
+		ch <- prometheus.MustNewConstMetric(descDenied, prometheus.CounterValue, float64(a.RateLimited), a.Method, "resource_exhausted")
+	}
 	cs := s.Cluster
 	ch <- prometheus.MustNewConstMetric(descShards, prometheus.GaugeValue, float64(cs.ShardsHeld))
 	ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(cs.Members))

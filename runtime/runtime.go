@@ -37,6 +37,7 @@ type Runtime struct {
 	views      viewSet
 	cluster    *clusterNode // nil outside a cluster
 	writerNode string
+	sec        *security
 
 	hostsMu sync.Mutex
 	hosts   []hostHandle
@@ -95,6 +96,7 @@ type config struct {
 	cluster            *ClusterConfig
 	tracerProvider     trace.TracerProvider
 	allowUnknownEvents bool
+	security           SecurityConfig
 }
 
 // Option configures a Runtime.
@@ -253,6 +255,17 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 			return nil, fmt.Errorf("statefun: %w", err)
 		}
 	}
+	// The services are all bound: their access rules can be compiled.
+	ctx, cancel := context.WithTimeout(context.Background(), r.storeTimeout())
+	sec, err := newSecurity(ctx, cfg.security, r.services, r.log)
+	cancel()
+	if err != nil {
+		if cfg.ownStore {
+			_ = cfg.store.Close()
+		}
+		return nil, fmt.Errorf("statefun: %w", err)
+	}
+	r.sec = sec
 	observe := func(records int, took time.Duration, err error) {
 		if cfg.observeBatch != nil {
 			cfg.observeBatch(records, took, err)
@@ -267,6 +280,7 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 		err := r.startCluster(ctx, *cfg.cluster)
 		cancel()
 		if err != nil {
+			r.sec.close()
 			if cfg.ownStore {
 				_ = cfg.store.Close()
 			}
@@ -292,6 +306,7 @@ func New(entities []*Entity, opts ...Option) (*Runtime, error) {
 			if r.cluster != nil {
 				err = errors.Join(err, r.cluster.close(context.Background()))
 			}
+			r.sec.close()
 			if cfg.ownStore {
 				_ = cfg.store.Close()
 			}
@@ -347,6 +362,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 		r.janitor.Wait()
 		err = errors.Join(err, r.writer.Close(ctx))
 		r.snapshots.close(ctx)
+		r.sec.close()
 		if r.cfg.ownStore {
 			err = errors.Join(err, r.store.Close())
 		}
@@ -377,7 +393,8 @@ type Stats struct {
 	Workflows []WorkflowStats
 	Views     []ViewStats
 	Eventing  EventingStats
-	Cluster   ClusterStats // zero outside a cluster
+	Cluster   ClusterStats  // zero outside a cluster
+	Access    []AccessStats // methods that refused calls, by method
 }
 
 // TimerStats count the timer deliveries this runtime made.
@@ -453,6 +470,8 @@ func (r *Runtime) Stats() Stats {
 	}
 	s.Timers = TimerStats{Fired: r.timers.fired.Load(), Retried: r.timers.retried.Load(), Refused: r.timers.refused.Load()}
 	s.Eventing = r.eventing.snapshot()
+	s.Access = r.sec.stats()
+	slices.SortFunc(s.Access, func(a, b AccessStats) int { return strings.Compare(a.Method, b.Method) })
 	js := r.writer.Stats()
 	s.Journal = JournalStats{
 		Batches: js.Batches, Records: js.Records, FailedBatches: js.FailedBatches,

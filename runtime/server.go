@@ -2,6 +2,7 @@ package statefun
 
 import (
 	"context"
+	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,10 +24,13 @@ import (
 	"connectrpc.com/vanguard"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/statefun-go/statefun/runtime/store"
@@ -227,7 +232,7 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 	stopBy := time.Now().Add(c.shutdownTimeout)
 	defer func() { stopTracing(stopBy) }()
 	opts := []Option{WithStore(st), WithLogger(log), WithConsumers(consumers...), WithViews(views...), WithPublishers(publishers...), WithBrokers(c.brokers), WithCommitConcurrency(c.commitConcurrency), WithPassivation(c.passivation)}
-	opts = append(opts, WithTracerProvider(tp))
+	opts = append(opts, WithTracerProvider(tp), WithSecurity(c.security))
 	if c.allowUnknownEvents {
 		opts = append(opts, WithAllowUnknownEvents())
 	}
@@ -258,10 +263,11 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	interceptor := serverInterceptor(m, log, &rt.panicLog)
+	interceptor := serverInterceptor(m, log, &rt.panicLog, rt.sec)
 	serverOpts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(c.maxMessageBytes),
 		grpc.UnaryInterceptor(interceptor),
+		grpc.StreamInterceptor(rt.StreamServerInterceptor()),
 	}
 	if tlsConfig != nil {
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(tlsConfig)))
@@ -269,10 +275,28 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 	grpcServer := grpc.NewServer(serverOpts...)
 	rt.RegisterServices(grpcServer)
 	healthServer := health.NewServer()
-	healthpb.RegisterHealthServer(grpcServer, healthServer)
-	reflection.Register(grpcServer)
 	for _, e := range entities {
 		healthServer.SetServingStatus(e.service.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	}
+	// With an admin listener, the public ports serve the entities' APIs
+	// and nothing else: health, reflection and metrics move to it.
+	var adminServer *http.Server
+	if c.adminListen == "" {
+		healthpb.RegisterHealthServer(grpcServer, healthServer)
+		reflection.Register(grpcServer)
+	} else {
+		al, err := net.Listen("tcp", c.adminListen)
+		if err != nil {
+			_ = rt.Close(context.Background())
+			return fmt.Errorf("listen for admin calls on %s: %w; choose another address with --admin-listen", c.adminListen, err)
+		}
+		adminServer = newAdminServer(grpcServer, m, healthServer, c)
+		go func() {
+			if err := adminServer.Serve(al); !errors.Is(err, http.ErrServerClosed) {
+				log.Error("admin listener stopped", "error", err)
+			}
+		}()
+		log.Info("serving admin endpoints (/metrics, /healthz, gRPC health and reflection)", "address", al.Addr().String(), "token", c.adminToken != "")
 	}
 
 	lis, err := net.Listen("tcp", c.listen)
@@ -322,7 +346,12 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 		log.Error("server failed; shutting down", "error", err)
 	}
 	stopBy = time.Now().Add(c.shutdownTimeout)
-	return errors.Join(failure, shutdown(c.shutdownTimeout, log, grpcServer, httpServer, healthServer, rt))
+	err = shutdown(c.shutdownTimeout, log, grpcServer, httpServer, healthServer, rt)
+	if adminServer != nil {
+		// Last: /healthz says "not serving" while the others stop.
+		_ = adminServer.Close()
+	}
+	return errors.Join(failure, err)
 }
 
 func shutdown(timeout time.Duration, log *slog.Logger, grpcServer *grpc.Server, httpServer *http.Server, hs *health.Server, rt *Runtime) error {
@@ -400,15 +429,10 @@ func newHTTPServer(grpcServer *grpc.Server, native map[string]http.Handler, m *m
 	// around its body.
 	rpc.transcoder = http.MaxBytesHandler(newRESTQueryGuard(transcoder, grpcServer), int64(c.maxMessageBytes)+1024)
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		res, err := hs.Check(r.Context(), &healthpb.HealthCheckRequest{})
-		if err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-			http.Error(w, "not serving", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = io.WriteString(w, "ok\n")
-	})
+	if c.adminListen == "" {
+		mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+		mux.Handle("/healthz", healthz(hs))
+	}
 	mux.Handle("/", rpc)
 	// HTTP/1.1 for curl and browsers; HTTP/2 (also without TLS, "h2c") for
 	// gRPC-Web and Connect clients that use it.
@@ -422,6 +446,66 @@ func newHTTPServer(grpcServer *grpc.Server, native map[string]http.Handler, m *m
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 	}, nil
+}
+
+// healthz answers "ok" while the server serves, 503 once it stops.
+func healthz(hs *health.Server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		res, err := hs.Check(r.Context(), &healthpb.HealthCheckRequest{})
+		if err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			http.Error(w, "not serving", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+}
+
+// newAdminServer serves what operators and tools need and users must not
+// reach: /metrics, /healthz, and over gRPC (h2c) the health service and
+// reflection of the public gRPC server's services. With an admin token,
+// every call but the health checks must carry it as a bearer token.
+func newAdminServer(public *grpc.Server, m *metrics, hs *health.Server, c serverConfig) *http.Server {
+	admin := grpc.NewServer()
+	healthpb.RegisterHealthServer(admin, hs)
+	// Reflection describes the public server's services, so that grpcurl
+	// pointed here lists the entities' methods.
+	opts := reflection.ServerOptions{Services: public}
+	reflectionv1.RegisterServerReflectionServer(admin, reflection.NewServerV1(opts))
+	reflectionv1alpha.RegisterServerReflectionServer(admin, reflection.NewServer(opts))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	mux.Handle("/healthz", healthz(hs))
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		isGRPC := r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
+		open := r.URL.Path == "/healthz" || strings.HasPrefix(r.URL.Path, "/grpc.health.v1.Health/")
+		if c.adminToken != "" && !open && !adminTokenMatches(r.Header.Get("Authorization"), c.adminToken) {
+			if isGRPC {
+				w.Header().Set("Content-Type", "application/grpc")
+				w.Header().Set("Grpc-Status", strconv.Itoa(int(codes.Unauthenticated)))
+				w.Header().Set("Grpc-Message", "the admin endpoints need the admin token: send authorization: Bearer <$STATEFUN_ADMIN_TOKEN>")
+				return
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="statefun admin"`)
+			http.Error(w, "the admin endpoints need the admin token: send Authorization: Bearer <$STATEFUN_ADMIN_TOKEN>", http.StatusUnauthorized)
+			return
+		}
+		if isGRPC {
+			admin.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Server{Handler: handler, Protocols: &protocols, ReadHeaderTimeout: 10 * time.Second}
+}
+
+// adminTokenMatches compares an Authorization header with the admin token
+// in constant time.
+func adminTokenMatches(header, token string) bool {
+	got, ok := strings.CutPrefix(header, "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
 
 // jsonCodec is the JSON of REST calls: protobuf's canonical JSON, as

@@ -36,3 +36,11 @@ func (Directory) OnFundsWithdrawn(_ *statefun.ViewUpdateContext, row *bankv1.Acc
 	row.LastActivityAt = e.GetAt()
 	return row, nil
 }
+
+// OnAccountClosed marks the row closed, its balance paid out.
+func (Directory) OnAccountClosed(_ *statefun.ViewUpdateContext, row *bankv1.AccountSummary, e *bankv1.AccountClosed) (*bankv1.AccountSummary, error) {
+	row.BalanceCents = 0
+	row.Closed = true
+	row.LastActivityAt = e.GetAt()
+	return row, nil
+}

@@ -113,6 +113,18 @@ func Start(t testing.TB, bin string, flags ...string) *Server {
 	return s
 }
 
+// Dial returns a new connection to the server's gRPC port with opts
+// (interceptors that add tokens, say), closed at the end of the test.
+func (s *Server) Dial(t testing.TB, opts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(s.GRPCAddr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
 // Log returns what the server logged so far.
 func (s *Server) Log() string {
 	s.mu.Lock()
@@ -124,12 +136,21 @@ func (s *Server) Log() string {
 // and returns the HTTP status and body.
 func (s *Server) Post(t testing.TB, path, body string) (int, string) {
 	t.Helper()
+	return s.PostWith(t, nil, path, body)
+}
+
+// PostWith is Post with more request headers (an Authorization header).
+func (s *Server) PostWith(t testing.TB, headers map[string]string, path, body string) (int, string) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, "http://"+s.HTTPAddr+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Connect-Protocol-Version", "1")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -137,6 +158,17 @@ func (s *Server) Post(t testing.TB, path, body string) (int, string) {
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
 	return res.StatusCode, string(b)
+}
+
+// Get fetches path from the HTTP port (/metrics, say) and returns the
+// body; anything but 200 fails the test.
+func (s *Server) Get(t testing.TB, path string) string {
+	t.Helper()
+	code, body := s.Call(t, http.MethodGet, path, "")
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", path, code, body)
+	}
+	return body
 }
 
 // Call sends a REST call (a route of a google.api.http option) with a JSON

@@ -40,6 +40,8 @@ const (
 	TransactionKind_TRANSACTION_KIND_DEPOSIT TransactionKind = 2
 	// Money went out.
 	TransactionKind_TRANSACTION_KIND_WITHDRAWAL TransactionKind = 3
+	// The account was closed; the amount is the balance paid out.
+	TransactionKind_TRANSACTION_KIND_CLOSING TransactionKind = 4
 )
 
 // Enum value maps for TransactionKind.
@@ -49,12 +51,14 @@ var (
 		1: "TRANSACTION_KIND_OPENING",
 		2: "TRANSACTION_KIND_DEPOSIT",
 		3: "TRANSACTION_KIND_WITHDRAWAL",
+		4: "TRANSACTION_KIND_CLOSING",
 	}
 	TransactionKind_value = map[string]int32{
 		"TRANSACTION_KIND_UNSPECIFIED": 0,
 		"TRANSACTION_KIND_OPENING":     1,
 		"TRANSACTION_KIND_DEPOSIT":     2,
 		"TRANSACTION_KIND_WITHDRAWAL":  3,
+		"TRANSACTION_KIND_CLOSING":     4,
 	}
 )
 
@@ -85,6 +89,59 @@ func (TransactionKind) EnumDescriptor() ([]byte, []int) {
 	return file_bank_v1_bank_proto_rawDescGZIP(), []int{0}
 }
 
+type CloseRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Why the account is closed, for its statement. Required.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseRequest) Reset() {
+	*x = CloseRequest{}
+	mi := &file_bank_v1_bank_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseRequest) ProtoMessage() {}
+
+func (x *CloseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_v1_bank_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
+func (*CloseRequest) Descriptor() ([]byte, []int) {
+	return file_bank_v1_bank_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CloseRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *CloseRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type OpenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The account to open: the entity key.
@@ -101,7 +158,7 @@ type OpenRequest struct {
 
 func (x *OpenRequest) Reset() {
 	*x = OpenRequest{}
-	mi := &file_bank_v1_bank_proto_msgTypes[0]
+	mi := &file_bank_v1_bank_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -113,7 +170,7 @@ func (x *OpenRequest) String() string {
 func (*OpenRequest) ProtoMessage() {}
 
 func (x *OpenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_v1_bank_proto_msgTypes[0]
+	mi := &file_bank_v1_bank_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -126,7 +183,7 @@ func (x *OpenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRequest.ProtoReflect.Descriptor instead.
 func (*OpenRequest) Descriptor() ([]byte, []int) {
-	return file_bank_v1_bank_proto_rawDescGZIP(), []int{0}
+	return file_bank_v1_bank_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *OpenRequest) GetAccountId() string {
@@ -168,7 +225,7 @@ type DepositRequest struct {
 
 func (x *DepositRequest) Reset() {
 	*x = DepositRequest{}
-	mi := &file_bank_v1_bank_proto_msgTypes[1]
+	mi := &file_bank_v1_bank_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -180,7 +237,7 @@ func (x *DepositRequest) String() string {
 func (*DepositRequest) ProtoMessage() {}
 
 func (x *DepositRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_v1_bank_proto_msgTypes[1]
+	mi := &file_bank_v1_bank_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -193,7 +250,7 @@ func (x *DepositRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepositRequest.ProtoReflect.Descriptor instead.
 func (*DepositRequest) Descriptor() ([]byte, []int) {
-	return file_bank_v1_bank_proto_rawDescGZIP(), []int{1}
+	return file_bank_v1_bank_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *DepositRequest) GetAccountId() string {
@@ -221,7 +278,7 @@ type WithdrawRequest struct {
 
 func (x *WithdrawRequest) Reset() {
 	*x = WithdrawRequest{}
-	mi := &file_bank_v1_bank_proto_msgTypes[2]
+	mi := &file_bank_v1_bank_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -233,7 +290,7 @@ func (x *WithdrawRequest) String() string {
 func (*WithdrawRequest) ProtoMessage() {}
 
 func (x *WithdrawRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_v1_bank_proto_msgTypes[2]
+	mi := &file_bank_v1_bank_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -246,7 +303,7 @@ func (x *WithdrawRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawRequest.ProtoReflect.Descriptor instead.
 func (*WithdrawRequest) Descriptor() ([]byte, []int) {
-	return file_bank_v1_bank_proto_rawDescGZIP(), []int{2}
+	return file_bank_v1_bank_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *WithdrawRequest) GetAccountId() string {
@@ -272,7 +329,7 @@ type GetBalanceRequest struct {
 
 func (x *GetBalanceRequest) Reset() {
 	*x = GetBalanceRequest{}
-	mi := &file_bank_v1_bank_proto_msgTypes[3]
+	mi := &file_bank_v1_bank_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -284,7 +341,7 @@ func (x *GetBalanceRequest) String() string {
 func (*GetBalanceRequest) ProtoMessage() {}
 
 func (x *GetBalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_v1_bank_proto_msgTypes[3]
+	mi := &file_bank_v1_bank_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -297,7 +354,7 @@ func (x *GetBalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBalanceRequest.ProtoReflect.Descriptor instead.
 func (*GetBalanceRequest) Descriptor() ([]byte, []int) {
-	return file_bank_v1_bank_proto_rawDescGZIP(), []int{3}
+	return file_bank_v1_bank_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetBalanceRequest) GetAccountId() string {
@@ -310,9 +367,10 @@ func (x *GetBalanceRequest) GetAccountId() string {
 type GetStatementRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	// The caller's owner ID: it must be the account's owner. A real service
-	// takes the caller's identity from authentication (a verified token in the
-	// request metadata), not from the request body.
+	// The caller's owner ID: it must be the account's owner. The caller's
+	// identity is its token's "sub", which the access rule binds to
+	// account_id; this field is the owner reference the account was opened
+	// with, checked as well.
 	OwnerId       string `protobuf:"bytes,2,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -320,7 +378,7 @@ type GetStatementRequest struct {
 
 func (x *GetStatementRequest) Reset() {
 	*x = GetStatementRequest{}
-	mi := &file_bank_v1_bank_proto_msgTypes[4]
+	mi := &file_bank_v1_bank_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -332,7 +390,7 @@ func (x *GetStatementRequest) String() string {
 func (*GetStatementRequest) ProtoMessage() {}
 
 func (x *GetStatementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_v1_bank_proto_msgTypes[4]
+	mi := &file_bank_v1_bank_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -345,7 +403,7 @@ func (x *GetStatementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatementRequest.ProtoReflect.Descriptor instead.
 func (*GetStatementRequest) Descriptor() ([]byte, []int) {
-	return file_bank_v1_bank_proto_rawDescGZIP(), []int{4}
+	return file_bank_v1_bank_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetStatementRequest) GetAccountId() string {
@@ -373,7 +431,7 @@ type Balance struct {
 
 func (x *Balance) Reset() {
 	*x = Balance{}
-	mi := &file_bank_v1_bank_proto_msgTypes[5]
+	mi := &file_bank_v1_bank_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -385,7 +443,7 @@ func (x *Balance) String() string {
 func (*Balance) ProtoMessage() {}
 
 func (x *Balance) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_v1_bank_proto_msgTypes[5]
+	mi := &file_bank_v1_bank_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -398,7 +456,7 @@ func (x *Balance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Balance.ProtoReflect.Descriptor instead.
 func (*Balance) Descriptor() ([]byte, []int) {
-	return file_bank_v1_bank_proto_rawDescGZIP(), []int{5}
+	return file_bank_v1_bank_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Balance) GetBalanceCents() int64 {
@@ -421,7 +479,7 @@ type Statement struct {
 
 func (x *Statement) Reset() {
 	*x = Statement{}
-	mi := &file_bank_v1_bank_proto_msgTypes[6]
+	mi := &file_bank_v1_bank_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +491,7 @@ func (x *Statement) String() string {
 func (*Statement) ProtoMessage() {}
 
 func (x *Statement) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_v1_bank_proto_msgTypes[6]
+	mi := &file_bank_v1_bank_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +504,7 @@ func (x *Statement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Statement.ProtoReflect.Descriptor instead.
 func (*Statement) Descriptor() ([]byte, []int) {
-	return file_bank_v1_bank_proto_rawDescGZIP(), []int{6}
+	return file_bank_v1_bank_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Statement) GetOwnerName() string {
@@ -484,14 +542,16 @@ type Account struct {
 	// bound, and with it every snapshot: a real system would keep only the
 	// latest transactions here, or serve statements from a read model built
 	// from the journal by a subscription.
-	Transactions  []*Transaction `protobuf:"bytes,5,rep,name=transactions,proto3" json:"transactions,omitempty"`
+	Transactions []*Transaction `protobuf:"bytes,5,rep,name=transactions,proto3" json:"transactions,omitempty"`
+	// Set when the account was closed.
+	ClosedAt      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=closed_at,json=closedAt,proto3" json:"closed_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Account) Reset() {
 	*x = Account{}
-	mi := &file_bank_v1_bank_proto_msgTypes[7]
+	mi := &file_bank_v1_bank_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -503,7 +563,7 @@ func (x *Account) String() string {
 func (*Account) ProtoMessage() {}
 
 func (x *Account) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_v1_bank_proto_msgTypes[7]
+	mi := &file_bank_v1_bank_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -516,7 +576,7 @@ func (x *Account) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Account.ProtoReflect.Descriptor instead.
 func (*Account) Descriptor() ([]byte, []int) {
-	return file_bank_v1_bank_proto_rawDescGZIP(), []int{7}
+	return file_bank_v1_bank_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Account) GetOwnerId() string {
@@ -554,6 +614,13 @@ func (x *Account) GetTransactions() []*Transaction {
 	return nil
 }
 
+func (x *Account) GetClosedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ClosedAt
+	}
+	return nil
+}
+
 // Transaction is one line of the statement.
 type Transaction struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -563,14 +630,16 @@ type Transaction struct {
 	// The balance right after this transaction, in cents.
 	BalanceCents int64 `protobuf:"varint,3,opt,name=balance_cents,json=balanceCents,proto3" json:"balance_cents,omitempty"`
 	// When the transaction happened.
-	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	At *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	// For a closing: who closed the account, and why.
+	Note          string `protobuf:"bytes,5,opt,name=note,proto3" json:"note,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Transaction) Reset() {
 	*x = Transaction{}
-	mi := &file_bank_v1_bank_proto_msgTypes[8]
+	mi := &file_bank_v1_bank_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -582,7 +651,7 @@ func (x *Transaction) String() string {
 func (*Transaction) ProtoMessage() {}
 
 func (x *Transaction) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_v1_bank_proto_msgTypes[8]
+	mi := &file_bank_v1_bank_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -595,7 +664,7 @@ func (x *Transaction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transaction.ProtoReflect.Descriptor instead.
 func (*Transaction) Descriptor() ([]byte, []int) {
-	return file_bank_v1_bank_proto_rawDescGZIP(), []int{8}
+	return file_bank_v1_bank_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Transaction) GetKind() TransactionKind {
@@ -626,6 +695,13 @@ func (x *Transaction) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Transaction) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
 // AccountOpened: the account was opened for its owner.
 type AccountOpened struct {
 	state               protoimpl.MessageState `protogen:"open.v1"`
@@ -639,7 +715,7 @@ type AccountOpened struct {
 
 func (x *AccountOpened) Reset() {
 	*x = AccountOpened{}
-	mi := &file_bank_v1_bank_proto_msgTypes[9]
+	mi := &file_bank_v1_bank_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +727,7 @@ func (x *AccountOpened) String() string {
 func (*AccountOpened) ProtoMessage() {}
 
 func (x *AccountOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_v1_bank_proto_msgTypes[9]
+	mi := &file_bank_v1_bank_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +740,7 @@ func (x *AccountOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountOpened.ProtoReflect.Descriptor instead.
 func (*AccountOpened) Descriptor() ([]byte, []int) {
-	return file_bank_v1_bank_proto_rawDescGZIP(), []int{9}
+	return file_bank_v1_bank_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AccountOpened) GetOwnerId() string {
@@ -706,7 +782,7 @@ type FundsDeposited struct {
 
 func (x *FundsDeposited) Reset() {
 	*x = FundsDeposited{}
-	mi := &file_bank_v1_bank_proto_msgTypes[10]
+	mi := &file_bank_v1_bank_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +794,7 @@ func (x *FundsDeposited) String() string {
 func (*FundsDeposited) ProtoMessage() {}
 
 func (x *FundsDeposited) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_v1_bank_proto_msgTypes[10]
+	mi := &file_bank_v1_bank_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +807,7 @@ func (x *FundsDeposited) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FundsDeposited.ProtoReflect.Descriptor instead.
 func (*FundsDeposited) Descriptor() ([]byte, []int) {
-	return file_bank_v1_bank_proto_rawDescGZIP(), []int{10}
+	return file_bank_v1_bank_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FundsDeposited) GetAmountCents() int64 {
@@ -759,7 +835,7 @@ type FundsWithdrawn struct {
 
 func (x *FundsWithdrawn) Reset() {
 	*x = FundsWithdrawn{}
-	mi := &file_bank_v1_bank_proto_msgTypes[11]
+	mi := &file_bank_v1_bank_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +847,7 @@ func (x *FundsWithdrawn) String() string {
 func (*FundsWithdrawn) ProtoMessage() {}
 
 func (x *FundsWithdrawn) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_v1_bank_proto_msgTypes[11]
+	mi := &file_bank_v1_bank_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +860,7 @@ func (x *FundsWithdrawn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FundsWithdrawn.ProtoReflect.Descriptor instead.
 func (*FundsWithdrawn) Descriptor() ([]byte, []int) {
-	return file_bank_v1_bank_proto_rawDescGZIP(), []int{11}
+	return file_bank_v1_bank_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FundsWithdrawn) GetAmountCents() int64 {
@@ -801,11 +877,86 @@ func (x *FundsWithdrawn) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// AccountClosed: a bank administrator closed the account and paid its
+// balance out.
+type AccountClosed struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	PaidOutCents int64                  `protobuf:"varint,1,opt,name=paid_out_cents,json=paidOutCents,proto3" json:"paid_out_cents,omitempty"`
+	Reason       string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The administrator's user ID (their token's "sub").
+	ClosedBy      string                 `protobuf:"bytes,3,opt,name=closed_by,json=closedBy,proto3" json:"closed_by,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccountClosed) Reset() {
+	*x = AccountClosed{}
+	mi := &file_bank_v1_bank_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountClosed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountClosed) ProtoMessage() {}
+
+func (x *AccountClosed) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_v1_bank_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountClosed.ProtoReflect.Descriptor instead.
+func (*AccountClosed) Descriptor() ([]byte, []int) {
+	return file_bank_v1_bank_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AccountClosed) GetPaidOutCents() int64 {
+	if x != nil {
+		return x.PaidOutCents
+	}
+	return 0
+}
+
+func (x *AccountClosed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AccountClosed) GetClosedBy() string {
+	if x != nil {
+		return x.ClosedBy
+	}
+	return ""
+}
+
+func (x *AccountClosed) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 var File_bank_v1_bank_proto protoreflect.FileDescriptor
 
 const file_bank_v1_bank_proto_rawDesc = "" +
 	"\n" +
-	"\x12bank/v1/bank.proto\x12\abank.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dstatefun/v1/annotations.proto\"\xa2\x01\n" +
+	"\x12bank/v1/bank.proto\x12\abank.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dstatefun/v1/annotations.proto\"M\n" +
+	"\fCloseRequest\x12%\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tB\x06\xf2\x81\x19\x02\b\x01R\taccountId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xa2\x01\n" +
 	"\vOpenRequest\x12%\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tB\x06\xf2\x81\x19\x02\b\x01R\taccountId\x12\x19\n" +
@@ -834,19 +985,21 @@ const file_bank_v1_bank_proto_rawDesc = "" +
 	"\n" +
 	"owner_name\x18\x01 \x01(\tR\townerName\x12#\n" +
 	"\rbalance_cents\x18\x02 \x01(\x03R\fbalanceCents\x128\n" +
-	"\ftransactions\x18\x03 \x03(\v2\x14.bank.v1.TransactionR\ftransactions\"\xdb\x01\n" +
+	"\ftransactions\x18\x03 \x03(\v2\x14.bank.v1.TransactionR\ftransactions\"\x94\x02\n" +
 	"\aAccount\x12\x19\n" +
 	"\bowner_id\x18\x01 \x01(\tR\aownerId\x12\x1d\n" +
 	"\n" +
 	"owner_name\x18\x02 \x01(\tR\townerName\x12#\n" +
 	"\rbalance_cents\x18\x03 \x01(\x03R\fbalanceCents\x127\n" +
 	"\topened_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bopenedAt\x128\n" +
-	"\ftransactions\x18\x05 \x03(\v2\x14.bank.v1.TransactionR\ftransactions\"\xaf\x01\n" +
+	"\ftransactions\x18\x05 \x03(\v2\x14.bank.v1.TransactionR\ftransactions\x127\n" +
+	"\tclosed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bclosedAt\"\xc3\x01\n" +
 	"\vTransaction\x12,\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x18.bank.v1.TransactionKindR\x04kind\x12!\n" +
 	"\famount_cents\x18\x02 \x01(\x03R\vamountCents\x12#\n" +
 	"\rbalance_cents\x18\x03 \x01(\x03R\fbalanceCents\x12*\n" +
-	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xaf\x01\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x12\n" +
+	"\x04note\x18\x05 \x01(\tR\x04note\"\xaf\x01\n" +
 	"\rAccountOpened\x12\x19\n" +
 	"\bowner_id\x18\x01 \x01(\tR\aownerId\x12\x1d\n" +
 	"\n" +
@@ -858,23 +1011,48 @@ const file_bank_v1_bank_proto_rawDesc = "" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at:\x04\xf2\x81\x19\x00\"e\n" +
 	"\x0eFundsWithdrawn\x12!\n" +
 	"\famount_cents\x18\x01 \x01(\x03R\vamountCents\x12*\n" +
-	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at:\x04\xf2\x81\x19\x00*\x90\x01\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at:\x04\xf2\x81\x19\x00\"\x9c\x01\n" +
+	"\rAccountClosed\x12$\n" +
+	"\x0epaid_out_cents\x18\x01 \x01(\x03R\fpaidOutCents\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1b\n" +
+	"\tclosed_by\x18\x03 \x01(\tR\bclosedBy\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at:\x04\xf2\x81\x19\x00*\xae\x01\n" +
 	"\x0fTransactionKind\x12 \n" +
 	"\x1cTRANSACTION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18TRANSACTION_KIND_OPENING\x10\x01\x12\x1c\n" +
 	"\x18TRANSACTION_KIND_DEPOSIT\x10\x02\x12\x1f\n" +
-	"\x1bTRANSACTION_KIND_WITHDRAWAL\x10\x032\x8c\x03\n" +
-	"\x0eAccountService\x12.\n" +
-	"\x04Open\x12\x14.bank.v1.OpenRequest\x1a\x10.bank.v1.Balance\x124\n" +
-	"\aDeposit\x12\x17.bank.v1.DepositRequest\x1a\x10.bank.v1.Balance\x126\n" +
-	"\bWithdraw\x12\x18.bank.v1.WithdrawRequest\x1a\x10.bank.v1.Balance\x12B\n" +
+	"\x1bTRANSACTION_KIND_WITHDRAWAL\x10\x03\x12\x1c\n" +
+	"\x18TRANSACTION_KIND_CLOSING\x10\x042\xdf\x04\n" +
+	"\x0eAccountService\x12H\n" +
+	"\x04Open\x12\x14.bank.v1.OpenRequest\x1a\x10.bank.v1.Balance\"\x18\xf2\x81\x19\x14*\x12\n" +
+	"\x10\x12\x0e\"\f\n" +
 	"\n" +
-	"GetBalance\x12\x1a.bank.v1.GetBalanceRequest\x1a\x10.bank.v1.Balance\"\x06\xf2\x81\x19\x02\b\x01\x12H\n" +
-	"\fGetStatement\x12\x1c.bank.v1.GetStatementRequest\x1a\x12.bank.v1.Statement\"\x06\xf2\x81\x19\x02\b\x01\x1aN\xf2\x81\x19J\n" +
-	"\fbank-account\x12\aAccount\x1a1\n" +
+	"account_id\x124\n" +
+	"\aDeposit\x12\x17.bank.v1.DepositRequest\x1a\x10.bank.v1.Balance\x12P\n" +
+	"\bWithdraw\x12\x18.bank.v1.WithdrawRequest\x1a\x10.bank.v1.Balance\"\x18\xf2\x81\x19\x14*\x12\n" +
+	"\x10\x12\x0e\"\f\n" +
+	"\n" +
+	"account_id\x12i\n" +
+	"\n" +
+	"GetBalance\x12\x1a.bank.v1.GetBalanceRequest\x1a\x10.bank.v1.Balance\"-\xf2\x81\x19)\b\x01*%\n" +
+	"\x10\x12\x0e\"\f\n" +
+	"\n" +
+	"account_id\n" +
+	"\x11\x12\x0f\x1a\r\n" +
+	"\x05admin\x12\x04true\x12\\\n" +
+	"\fGetStatement\x12\x1c.bank.v1.GetStatementRequest\x1a\x12.bank.v1.Statement\"\x1a\xf2\x81\x19\x16\b\x01*\x12\n" +
+	"\x10\x12\x0e\"\f\n" +
+	"\n" +
+	"account_id\x12K\n" +
+	"\x05Close\x12\x15.bank.v1.CloseRequest\x1a\x10.bank.v1.Balance\"\x19\xf2\x81\x19\x15*\x13\n" +
+	"\x11\x12\x0f\x1a\r\n" +
+	"\x05admin\x12\x04true\x1ae\xf2\x81\x19Y\n" +
+	"\fbank-account\x12\aAccount\x1a@\n" +
 	"\rAccountOpened\n" +
 	"\x0eFundsDeposited\n" +
-	"\x0eFundsWithdrawn\x10dBBZ@github.com/statefun-go/statefun/examples/bank/gen/bank/v1;bankv1b\x06proto3"
+	"\x0eFundsWithdrawn\n" +
+	"\rAccountClosed\x10d\x9a\x82\x19\x04\n" +
+	"\x02\x12\x00BBZ@github.com/statefun-go/statefun/examples/bank/gen/bank/v1;bankv1b\x06proto3"
 
 var (
 	file_bank_v1_bank_proto_rawDescOnce sync.Once
@@ -889,47 +1067,53 @@ func file_bank_v1_bank_proto_rawDescGZIP() []byte {
 }
 
 var file_bank_v1_bank_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_bank_v1_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_bank_v1_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_bank_v1_bank_proto_goTypes = []any{
 	(TransactionKind)(0),          // 0: bank.v1.TransactionKind
-	(*OpenRequest)(nil),           // 1: bank.v1.OpenRequest
-	(*DepositRequest)(nil),        // 2: bank.v1.DepositRequest
-	(*WithdrawRequest)(nil),       // 3: bank.v1.WithdrawRequest
-	(*GetBalanceRequest)(nil),     // 4: bank.v1.GetBalanceRequest
-	(*GetStatementRequest)(nil),   // 5: bank.v1.GetStatementRequest
-	(*Balance)(nil),               // 6: bank.v1.Balance
-	(*Statement)(nil),             // 7: bank.v1.Statement
-	(*Account)(nil),               // 8: bank.v1.Account
-	(*Transaction)(nil),           // 9: bank.v1.Transaction
-	(*AccountOpened)(nil),         // 10: bank.v1.AccountOpened
-	(*FundsDeposited)(nil),        // 11: bank.v1.FundsDeposited
-	(*FundsWithdrawn)(nil),        // 12: bank.v1.FundsWithdrawn
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*CloseRequest)(nil),          // 1: bank.v1.CloseRequest
+	(*OpenRequest)(nil),           // 2: bank.v1.OpenRequest
+	(*DepositRequest)(nil),        // 3: bank.v1.DepositRequest
+	(*WithdrawRequest)(nil),       // 4: bank.v1.WithdrawRequest
+	(*GetBalanceRequest)(nil),     // 5: bank.v1.GetBalanceRequest
+	(*GetStatementRequest)(nil),   // 6: bank.v1.GetStatementRequest
+	(*Balance)(nil),               // 7: bank.v1.Balance
+	(*Statement)(nil),             // 8: bank.v1.Statement
+	(*Account)(nil),               // 9: bank.v1.Account
+	(*Transaction)(nil),           // 10: bank.v1.Transaction
+	(*AccountOpened)(nil),         // 11: bank.v1.AccountOpened
+	(*FundsDeposited)(nil),        // 12: bank.v1.FundsDeposited
+	(*FundsWithdrawn)(nil),        // 13: bank.v1.FundsWithdrawn
+	(*AccountClosed)(nil),         // 14: bank.v1.AccountClosed
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_bank_v1_bank_proto_depIdxs = []int32{
-	9,  // 0: bank.v1.Statement.transactions:type_name -> bank.v1.Transaction
-	13, // 1: bank.v1.Account.opened_at:type_name -> google.protobuf.Timestamp
-	9,  // 2: bank.v1.Account.transactions:type_name -> bank.v1.Transaction
-	0,  // 3: bank.v1.Transaction.kind:type_name -> bank.v1.TransactionKind
-	13, // 4: bank.v1.Transaction.at:type_name -> google.protobuf.Timestamp
-	13, // 5: bank.v1.AccountOpened.at:type_name -> google.protobuf.Timestamp
-	13, // 6: bank.v1.FundsDeposited.at:type_name -> google.protobuf.Timestamp
-	13, // 7: bank.v1.FundsWithdrawn.at:type_name -> google.protobuf.Timestamp
-	1,  // 8: bank.v1.AccountService.Open:input_type -> bank.v1.OpenRequest
-	2,  // 9: bank.v1.AccountService.Deposit:input_type -> bank.v1.DepositRequest
-	3,  // 10: bank.v1.AccountService.Withdraw:input_type -> bank.v1.WithdrawRequest
-	4,  // 11: bank.v1.AccountService.GetBalance:input_type -> bank.v1.GetBalanceRequest
-	5,  // 12: bank.v1.AccountService.GetStatement:input_type -> bank.v1.GetStatementRequest
-	6,  // 13: bank.v1.AccountService.Open:output_type -> bank.v1.Balance
-	6,  // 14: bank.v1.AccountService.Deposit:output_type -> bank.v1.Balance
-	6,  // 15: bank.v1.AccountService.Withdraw:output_type -> bank.v1.Balance
-	6,  // 16: bank.v1.AccountService.GetBalance:output_type -> bank.v1.Balance
-	7,  // 17: bank.v1.AccountService.GetStatement:output_type -> bank.v1.Statement
-	13, // [13:18] is the sub-list for method output_type
-	8,  // [8:13] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	10, // 0: bank.v1.Statement.transactions:type_name -> bank.v1.Transaction
+	15, // 1: bank.v1.Account.opened_at:type_name -> google.protobuf.Timestamp
+	10, // 2: bank.v1.Account.transactions:type_name -> bank.v1.Transaction
+	15, // 3: bank.v1.Account.closed_at:type_name -> google.protobuf.Timestamp
+	0,  // 4: bank.v1.Transaction.kind:type_name -> bank.v1.TransactionKind
+	15, // 5: bank.v1.Transaction.at:type_name -> google.protobuf.Timestamp
+	15, // 6: bank.v1.AccountOpened.at:type_name -> google.protobuf.Timestamp
+	15, // 7: bank.v1.FundsDeposited.at:type_name -> google.protobuf.Timestamp
+	15, // 8: bank.v1.FundsWithdrawn.at:type_name -> google.protobuf.Timestamp
+	15, // 9: bank.v1.AccountClosed.at:type_name -> google.protobuf.Timestamp
+	2,  // 10: bank.v1.AccountService.Open:input_type -> bank.v1.OpenRequest
+	3,  // 11: bank.v1.AccountService.Deposit:input_type -> bank.v1.DepositRequest
+	4,  // 12: bank.v1.AccountService.Withdraw:input_type -> bank.v1.WithdrawRequest
+	5,  // 13: bank.v1.AccountService.GetBalance:input_type -> bank.v1.GetBalanceRequest
+	6,  // 14: bank.v1.AccountService.GetStatement:input_type -> bank.v1.GetStatementRequest
+	1,  // 15: bank.v1.AccountService.Close:input_type -> bank.v1.CloseRequest
+	7,  // 16: bank.v1.AccountService.Open:output_type -> bank.v1.Balance
+	7,  // 17: bank.v1.AccountService.Deposit:output_type -> bank.v1.Balance
+	7,  // 18: bank.v1.AccountService.Withdraw:output_type -> bank.v1.Balance
+	7,  // 19: bank.v1.AccountService.GetBalance:output_type -> bank.v1.Balance
+	8,  // 20: bank.v1.AccountService.GetStatement:output_type -> bank.v1.Statement
+	7,  // 21: bank.v1.AccountService.Close:output_type -> bank.v1.Balance
+	16, // [16:22] is the sub-list for method output_type
+	10, // [10:16] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_bank_v1_bank_proto_init() }
@@ -943,7 +1127,7 @@ func file_bank_v1_bank_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bank_v1_bank_proto_rawDesc), len(file_bank_v1_bank_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,7 +22,7 @@ const _ = statefun.SupportPackageIsVersion1
 // stored data: it never changes, whatever the Go or proto names become.
 const AccountEntityType = "bank-account"
 
-// AccountEvent is an event of Account: AccountOpened, FundsDeposited and FundsWithdrawn.
+// AccountEvent is an event of Account: AccountOpened, FundsDeposited, FundsWithdrawn and AccountClosed.
 // It is sealed: AccountContext.Emit accepts these messages and no others.
 type AccountEvent interface {
 	proto.Message
@@ -41,39 +41,70 @@ func (*FundsWithdrawn) accountEventType() string {
 	return "FundsWithdrawn"
 }
 
+func (*AccountClosed) accountEventType() string {
+	return "AccountClosed"
+}
+
 // AccountHandler is what a Account implementation provides: a method per command,
 // which decides by emitting events and must not change the state it is
 // given, and the AccountEventHandler methods that apply events to the state.
 // Pass an implementation to NewAccount.
 //
 // Account is a bank account: it is opened once, by its owner, then takes
-// deposits and withdrawals. It never goes below zero.
+// deposits and withdrawals until a bank administrator closes it. It never
+// goes below zero.
 //
 // Every call other than Open on an account that is not open fails with
 // NOT_FOUND.
+//
+// Who may call what: callers send a bearer token (a JWT) whose "sub" is
+// their user ID, which is also their account's ID. Anyone with a valid
+// token may deposit into any account; only the account's owner may open
+// it, withdraw from it and read its statement; the owner or a bank
+// administrator (a token with the claim "admin": true) may read its
+// balance; only an administrator may close it.
 type AccountHandler interface {
 	// Open opens the account for its owner, with an initial deposit of zero or
 	// more, and returns the opening balance. An account is opened once:
 	// opening it again fails with ALREADY_EXISTS.
+	//
+	// Access: a token whose "sub" equals account_id.
 	Open(ctx *AccountContext, state *Account, req *OpenRequest) (*Balance, error)
 
 	// Deposit adds a positive amount to the balance and returns the new
 	// balance. A deposit that would take the balance past the largest int64
 	// fails with OUT_OF_RANGE.
+	//
+	// Access: a token.
 	Deposit(ctx *AccountContext, state *Account, req *DepositRequest) (*Balance, error)
 
 	// Withdraw takes a positive amount from the balance and returns the new
 	// balance. A withdrawal larger than the balance fails with
 	// FAILED_PRECONDITION: there is no overdraft.
+	//
+	// Access: a token whose "sub" equals account_id.
 	Withdraw(ctx *AccountContext, state *Account, req *WithdrawRequest) (*Balance, error)
 
 	// GetBalance returns the current balance.
+	//
+	// Access: a token whose "sub" equals account_id, or a token with claim
+	// "admin" = "true".
 	GetBalance(ctx *AccountReadContext, state *Account, req *GetBalanceRequest) (*Balance, error)
 
 	// GetStatement returns the account's transactions, oldest first. Only the
 	// owner may read it: a caller whose owner_id does not match the account's
 	// gets PERMISSION_DENIED.
+	//
+	// Access: a token whose "sub" equals account_id.
 	GetStatement(ctx *AccountReadContext, state *Account, req *GetStatementRequest) (*Statement, error)
+
+	// Close closes an open account for good, paying its balance out, and
+	// returns the amount paid out. A closed account takes no deposits or
+	// withdrawals (FAILED_PRECONDITION); its balance and statement stay
+	// readable. Only a bank administrator may close an account.
+	//
+	// Access: a token with claim "admin" = "true".
+	Close(ctx *AccountContext, state *Account, req *CloseRequest) (*Balance, error)
 
 	AccountEventHandler
 }
@@ -91,6 +122,9 @@ type AccountEventHandler interface {
 
 	// OnFundsWithdrawn applies FundsWithdrawn to the state.
 	OnFundsWithdrawn(state *Account, event *FundsWithdrawn)
+
+	// OnAccountClosed applies AccountClosed to the state.
+	OnAccountClosed(state *Account, event *AccountClosed)
 }
 
 // newAccountEvent returns an empty event for a stored event type name, or nil.
@@ -102,6 +136,8 @@ func newAccountEvent(eventType string) proto.Message {
 		return new(FundsDeposited)
 	case "FundsWithdrawn":
 		return new(FundsWithdrawn)
+	case "AccountClosed":
+		return new(AccountClosed)
 	}
 	return nil
 }
@@ -115,6 +151,8 @@ func applyAccountEvent(h AccountEventHandler, state *Account, event proto.Messag
 		h.OnFundsDeposited(state, e)
 	case *FundsWithdrawn:
 		h.OnFundsWithdrawn(state, e)
+	case *AccountClosed:
+		h.OnAccountClosed(state, e)
 	default:
 		panic(fmt.Sprintf("statefun: %T is not an event of Account", event))
 	}
@@ -278,6 +316,16 @@ func (s *accountServer) GetStatement(ctx context.Context, req *GetStatementReque
 	})
 }
 
+func (s *accountServer) Close(ctx context.Context, req *CloseRequest) (*Balance, error) {
+	id, err := accountCloseKey(req)
+	if err != nil {
+		return nil, err
+	}
+	return statefun.Command(ctx, s.host, id, func(c *statefun.CommandContext, state *Account) (*Balance, error) {
+		return s.handler.Close(&AccountContext{c: c}, state, req)
+	})
+}
+
 // accountOpenKey returns the ID of the Account entity that req addresses.
 func accountOpenKey(req *OpenRequest) (string, error) {
 	k0 := req.GetAccountId()
@@ -323,6 +371,15 @@ func accountGetStatementKey(req *GetStatementRequest) (string, error) {
 	return k0, nil
 }
 
+// accountCloseKey returns the ID of the Account entity that req addresses.
+func accountCloseKey(req *CloseRequest) (string, error) {
+	k0 := req.GetAccountId()
+	if k0 == "" {
+		return "", statefun.MissingKeyError("bank.v1.CloseRequest", "account_id")
+	}
+	return k0, nil
+}
+
 // AccountEntityClient calls Account entities from Go: from another service over a
 // gRPC connection, or in process through statefun.Runtime.ClientConn. A request
 // without its entity key fails with codes.InvalidArgument before it is sent.
@@ -353,9 +410,17 @@ func AccountWithdrawCall(req *WithdrawRequest) *statefun.Call {
 	return statefun.NewCall(AccountService_Withdraw_FullMethodName, req)
 }
 
+// AccountCloseCall returns a call of Account.Close with req, for a command's Send: the
+// call is made once that command's events are durable.
+func AccountCloseCall(req *CloseRequest) *statefun.Call {
+	return statefun.NewCall(AccountService_Close_FullMethodName, req)
+}
+
 // Open opens the account for its owner, with an initial deposit of zero or
 // more, and returns the opening balance. An account is opened once:
 // opening it again fails with ALREADY_EXISTS.
+//
+// Access: a token whose "sub" equals account_id.
 func (c *AccountEntityClient) Open(ctx context.Context, req *OpenRequest, opts ...grpc.CallOption) (*Balance, error) {
 	if _, err := accountOpenKey(req); err != nil {
 		return nil, err
@@ -366,6 +431,8 @@ func (c *AccountEntityClient) Open(ctx context.Context, req *OpenRequest, opts .
 // Deposit adds a positive amount to the balance and returns the new
 // balance. A deposit that would take the balance past the largest int64
 // fails with OUT_OF_RANGE.
+//
+// Access: a token.
 func (c *AccountEntityClient) Deposit(ctx context.Context, req *DepositRequest, opts ...grpc.CallOption) (*Balance, error) {
 	if _, err := accountDepositKey(req); err != nil {
 		return nil, err
@@ -376,6 +443,8 @@ func (c *AccountEntityClient) Deposit(ctx context.Context, req *DepositRequest, 
 // Withdraw takes a positive amount from the balance and returns the new
 // balance. A withdrawal larger than the balance fails with
 // FAILED_PRECONDITION: there is no overdraft.
+//
+// Access: a token whose "sub" equals account_id.
 func (c *AccountEntityClient) Withdraw(ctx context.Context, req *WithdrawRequest, opts ...grpc.CallOption) (*Balance, error) {
 	if _, err := accountWithdrawKey(req); err != nil {
 		return nil, err
@@ -384,6 +453,9 @@ func (c *AccountEntityClient) Withdraw(ctx context.Context, req *WithdrawRequest
 }
 
 // GetBalance returns the current balance.
+//
+// Access: a token whose "sub" equals account_id, or a token with claim "admin"
+// = "true".
 func (c *AccountEntityClient) GetBalance(ctx context.Context, req *GetBalanceRequest, opts ...grpc.CallOption) (*Balance, error) {
 	if _, err := accountGetBalanceKey(req); err != nil {
 		return nil, err
@@ -394,9 +466,24 @@ func (c *AccountEntityClient) GetBalance(ctx context.Context, req *GetBalanceReq
 // GetStatement returns the account's transactions, oldest first. Only the
 // owner may read it: a caller whose owner_id does not match the account's
 // gets PERMISSION_DENIED.
+//
+// Access: a token whose "sub" equals account_id.
 func (c *AccountEntityClient) GetStatement(ctx context.Context, req *GetStatementRequest, opts ...grpc.CallOption) (*Statement, error) {
 	if _, err := accountGetStatementKey(req); err != nil {
 		return nil, err
 	}
 	return c.client.GetStatement(ctx, req, opts...)
+}
+
+// Close closes an open account for good, paying its balance out, and
+// returns the amount paid out. A closed account takes no deposits or
+// withdrawals (FAILED_PRECONDITION); its balance and statement stay
+// readable. Only a bank administrator may close an account.
+//
+// Access: a token with claim "admin" = "true".
+func (c *AccountEntityClient) Close(ctx context.Context, req *CloseRequest, opts ...grpc.CallOption) (*Balance, error) {
+	if _, err := accountCloseKey(req); err != nil {
+		return nil, err
+	}
+	return c.client.Close(ctx, req, opts...)
 }

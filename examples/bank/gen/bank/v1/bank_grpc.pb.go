@@ -30,6 +30,7 @@ const (
 	AccountService_Withdraw_FullMethodName     = "/bank.v1.AccountService/Withdraw"
 	AccountService_GetBalance_FullMethodName   = "/bank.v1.AccountService/GetBalance"
 	AccountService_GetStatement_FullMethodName = "/bank.v1.AccountService/GetStatement"
+	AccountService_Close_FullMethodName        = "/bank.v1.AccountService/Close"
 )
 
 // AccountServiceClient is the client API for AccountService service.
@@ -37,10 +38,18 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // Account is a bank account: it is opened once, by its owner, then takes
-// deposits and withdrawals. It never goes below zero.
+// deposits and withdrawals until a bank administrator closes it. It never
+// goes below zero.
 //
 // Every call other than Open on an account that is not open fails with
 // NOT_FOUND.
+//
+// Who may call what: callers send a bearer token (a JWT) whose "sub" is
+// their user ID, which is also their account's ID. Anyone with a valid
+// token may deposit into any account; only the account's owner may open
+// it, withdraw from it and read its statement; the owner or a bank
+// administrator (a token with the claim "admin": true) may read its
+// balance; only an administrator may close it.
 type AccountServiceClient interface {
 	// Open opens the account for its owner, with an initial deposit of zero or
 	// more, and returns the opening balance. An account is opened once:
@@ -60,6 +69,11 @@ type AccountServiceClient interface {
 	// owner may read it: a caller whose owner_id does not match the account's
 	// gets PERMISSION_DENIED.
 	GetStatement(ctx context.Context, in *GetStatementRequest, opts ...grpc.CallOption) (*Statement, error)
+	// Close closes an open account for good, paying its balance out, and
+	// returns the amount paid out. A closed account takes no deposits or
+	// withdrawals (FAILED_PRECONDITION); its balance and statement stay
+	// readable. Only a bank administrator may close an account.
+	Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*Balance, error)
 }
 
 type accountServiceClient struct {
@@ -120,15 +134,33 @@ func (c *accountServiceClient) GetStatement(ctx context.Context, in *GetStatemen
 	return out, nil
 }
 
+func (c *accountServiceClient) Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*Balance, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Balance)
+	err := c.cc.Invoke(ctx, AccountService_Close_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AccountServiceServer is the server API for AccountService service.
 // All implementations must embed UnimplementedAccountServiceServer
 // for forward compatibility.
 //
 // Account is a bank account: it is opened once, by its owner, then takes
-// deposits and withdrawals. It never goes below zero.
+// deposits and withdrawals until a bank administrator closes it. It never
+// goes below zero.
 //
 // Every call other than Open on an account that is not open fails with
 // NOT_FOUND.
+//
+// Who may call what: callers send a bearer token (a JWT) whose "sub" is
+// their user ID, which is also their account's ID. Anyone with a valid
+// token may deposit into any account; only the account's owner may open
+// it, withdraw from it and read its statement; the owner or a bank
+// administrator (a token with the claim "admin": true) may read its
+// balance; only an administrator may close it.
 type AccountServiceServer interface {
 	// Open opens the account for its owner, with an initial deposit of zero or
 	// more, and returns the opening balance. An account is opened once:
@@ -148,6 +180,11 @@ type AccountServiceServer interface {
 	// owner may read it: a caller whose owner_id does not match the account's
 	// gets PERMISSION_DENIED.
 	GetStatement(context.Context, *GetStatementRequest) (*Statement, error)
+	// Close closes an open account for good, paying its balance out, and
+	// returns the amount paid out. A closed account takes no deposits or
+	// withdrawals (FAILED_PRECONDITION); its balance and statement stay
+	// readable. Only a bank administrator may close an account.
+	Close(context.Context, *CloseRequest) (*Balance, error)
 	mustEmbedUnimplementedAccountServiceServer()
 }
 
@@ -172,6 +209,9 @@ func (UnimplementedAccountServiceServer) GetBalance(context.Context, *GetBalance
 }
 func (UnimplementedAccountServiceServer) GetStatement(context.Context, *GetStatementRequest) (*Statement, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetStatement not implemented")
+}
+func (UnimplementedAccountServiceServer) Close(context.Context, *CloseRequest) (*Balance, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Close not implemented")
 }
 func (UnimplementedAccountServiceServer) mustEmbedUnimplementedAccountServiceServer() {}
 func (UnimplementedAccountServiceServer) testEmbeddedByValue()                        {}
@@ -284,6 +324,24 @@ func _AccountService_GetStatement_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AccountService_Close_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CloseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).Close(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_Close_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).Close(ctx, req.(*CloseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AccountService_ServiceDesc is the grpc.ServiceDesc for AccountService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -310,6 +368,10 @@ var AccountService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetStatement",
 			Handler:    _AccountService_GetStatement_Handler,
+		},
+		{
+			MethodName: "Close",
+			Handler:    _AccountService_Close_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -132,6 +132,18 @@ func (k *AccountTestKit) GetStatement(req *GetStatementRequest) *AccountTestResu
 	}
 }
 
+// Close runs the Close command with req against the testkit's entity.
+func (k *AccountTestKit) Close(req *CloseRequest) *AccountTestResult[*Balance] {
+	k.t.Helper()
+	res := statefun.TestCommand(k.kit, "Account.Close", req, accountCloseKey, func(c *statefun.CommandContext, state *Account) (*Balance, error) {
+		return k.handler.Close(&AccountContext{c: c}, state, req)
+	})
+	return &AccountTestResult[*Balance]{
+		t:   k.t,
+		res: res,
+	}
+}
+
 // Timers returns the entity's pending timers, by name: what its commands
 // scheduled and did not cancel.
 func (k *AccountTestKit) Timers() []statefun.TestTimer {
@@ -159,6 +171,8 @@ func (k *AccountTestKit) FireTimer(name string) error {
 			return true, k.Deposit(req.(*DepositRequest)).Err()
 		case AccountService_Withdraw_FullMethodName:
 			return true, k.Withdraw(req.(*WithdrawRequest)).Err()
+		case AccountService_Close_FullMethodName:
+			return true, k.Close(req.(*CloseRequest)).Err()
 		}
 		return false, nil
 	})

@@ -33,8 +33,10 @@ type AccountSummary struct {
 	BalanceCents   int64                  `protobuf:"varint,4,opt,name=balance_cents,json=balanceCents,proto3" json:"balance_cents,omitempty"`
 	OpenedAt       *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=opened_at,json=openedAt,proto3" json:"opened_at,omitempty"`
 	LastActivityAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_activity_at,json=lastActivityAt,proto3" json:"last_activity_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The account was closed.
+	Closed        bool `protobuf:"varint,7,opt,name=closed,proto3" json:"closed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AccountSummary) Reset() {
@@ -107,6 +109,13 @@ func (x *AccountSummary) GetLastActivityAt() *timestamppb.Timestamp {
 		return x.LastActivityAt
 	}
 	return nil
+}
+
+func (x *AccountSummary) GetClosed() bool {
+	if x != nil {
+		return x.Closed
+	}
+	return false
 }
 
 type AccountsByOwnerRequest struct {
@@ -272,7 +281,7 @@ var File_bank_v1_directory_proto protoreflect.FileDescriptor
 
 const file_bank_v1_directory_proto_rawDesc = "" +
 	"\n" +
-	"\x17bank/v1/directory.proto\x12\abank.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dstatefun/v1/annotations.proto\"\x8d\x02\n" +
+	"\x17bank/v1/directory.proto\x12\abank.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dstatefun/v1/annotations.proto\"\xa5\x02\n" +
 	"\x0eAccountSummary\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x19\n" +
@@ -281,7 +290,8 @@ const file_bank_v1_directory_proto_rawDesc = "" +
 	"owner_name\x18\x03 \x01(\tR\townerName\x12#\n" +
 	"\rbalance_cents\x18\x04 \x01(\x03R\fbalanceCents\x127\n" +
 	"\topened_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bopenedAt\x12D\n" +
-	"\x10last_activity_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastActivityAt\"o\n" +
+	"\x10last_activity_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastActivityAt\x12\x16\n" +
+	"\x06closed\x18\a \x01(\bR\x06closed\"o\n" +
 	"\x16AccountsByOwnerRequest\x12\x19\n" +
 	"\bowner_id\x18\x01 \x01(\tR\aownerId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -292,11 +302,18 @@ const file_bank_v1_directory_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"5\n" +
 	"\x12LowBalancesRequest\x12\x1f\n" +
 	"\vbelow_cents\x18\x01 \x01(\x03R\n" +
-	"belowCents2\x81\x03\n" +
-	"\x17AccountDirectoryService\x12\x95\x01\n" +
-	"\x0fAccountsByOwner\x12\x1f.bank.v1.AccountsByOwnerRequest\x1a\x15.bank.v1.AccountsPage\"J\xf2\x81\x19F\x1aDSELECT * FROM accounts WHERE owner_id = :owner_id ORDER BY opened_at\x12\x9d\x01\n" +
-	"\vLowBalances\x12\x1b.bank.v1.LowBalancesRequest\x1a\x17.bank.v1.AccountSummary\"V\xf2\x81\x19R\x1aPSELECT * FROM accounts WHERE balance_cents < :below_cents ORDER BY balance_cents0\x01\x1a.\x8a\x82\x19*\n" +
-	"\baccounts\x12\x0eAccountService\x1a\x0eAccountSummaryBBZ@github.com/statefun-go/statefun/examples/bank/gen/bank/v1;bankv1b\x06proto3"
+	"belowCents2\xbd\x03\n" +
+	"\x17AccountDirectoryService\x12\xba\x01\n" +
+	"\x0fAccountsByOwner\x12\x1f.bank.v1.AccountsByOwnerRequest\x1a\x15.bank.v1.AccountsPage\"o\xf2\x81\x19k\x1aDSELECT * FROM accounts WHERE owner_id = :owner_id ORDER BY opened_at*#\n" +
+	"\x11\x12\x0f\x1a\r\n" +
+	"\x05admin\x12\x04true\n" +
+	"\x0e\x12\f\"\n" +
+	"\n" +
+	"\bowner_id\x12\x9d\x01\n" +
+	"\vLowBalances\x12\x1b.bank.v1.LowBalancesRequest\x1a\x17.bank.v1.AccountSummary\"V\xf2\x81\x19R\x1aPSELECT * FROM accounts WHERE balance_cents < :below_cents ORDER BY balance_cents0\x01\x1aE\x8a\x82\x19*\n" +
+	"\baccounts\x12\x0eAccountService\x1a\x0eAccountSummary\x9a\x82\x19\x13\n" +
+	"\x11\x12\x0f\x1a\r\n" +
+	"\x05admin\x12\x04trueBBZ@github.com/statefun-go/statefun/examples/bank/gen/bank/v1;bankv1b\x06proto3"
 
 var (
 	file_bank_v1_directory_proto_rawDescOnce sync.Once

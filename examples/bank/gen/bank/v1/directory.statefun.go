@@ -34,6 +34,9 @@ const AccountDirectoryViewName = "accounts"
 // AccountDirectory finds accounts by their owner, or by their balance: what
 // an account's key alone cannot answer. The server keeps it up to date
 // from the accounts' events, a few milliseconds behind them.
+//
+// It is for bank administrators (a token with the claim "admin": true);
+// an owner may list their own accounts.
 type AccountDirectoryUpdater interface {
 	// OnAccountOpened applies AccountOpened to the entity's row.
 	OnAccountOpened(ctx *statefun.ViewUpdateContext, row *AccountSummary, event *AccountOpened) (*AccountSummary, error)
@@ -43,6 +46,9 @@ type AccountDirectoryUpdater interface {
 
 	// OnFundsWithdrawn applies FundsWithdrawn to the entity's row.
 	OnFundsWithdrawn(ctx *statefun.ViewUpdateContext, row *AccountSummary, event *FundsWithdrawn) (*AccountSummary, error)
+
+	// OnAccountClosed applies AccountClosed to the entity's row.
+	OnAccountClosed(ctx *statefun.ViewUpdateContext, row *AccountSummary, event *AccountClosed) (*AccountSummary, error)
 }
 
 // NewAccountDirectory returns the AccountDirectory view, its rows built by u, ready to be served
@@ -81,6 +87,12 @@ func NewAccountDirectory(u AccountDirectoryUpdater) *statefun.View {
 					return nil, statefun.DecodeEventError(eventType, err)
 				}
 				next, err = u.OnFundsWithdrawn(ctx, r, e)
+			case "AccountClosed":
+				e := new(AccountClosed)
+				if err := proto.Unmarshal(payload, e); err != nil {
+					return nil, statefun.DecodeEventError(eventType, err)
+				}
+				next, err = u.OnAccountClosed(ctx, r, e)
 			default:
 				// Records of other types, such as the runtime's own, leave the row as it is.
 				return row, nil
@@ -138,6 +150,9 @@ func NewAccountDirectoryViewClient(cc grpc.ClientConnInterface) *AccountDirector
 }
 
 // AccountsByOwner pages through an owner's accounts, oldest first.
+//
+// Access: a token with claim "admin" = "true", or a token whose "sub" equals
+// owner_id.
 func (c *AccountDirectoryViewClient) AccountsByOwner(ctx context.Context, req *AccountsByOwnerRequest, opts ...grpc.CallOption) (*AccountsPage, error) {
 	return c.client.AccountsByOwner(ctx, req, opts...)
 }
@@ -169,6 +184,8 @@ func (c *AccountDirectoryViewClient) AccountsByOwnerAll(ctx context.Context, req
 
 // LowBalances streams the accounts whose balance is below a threshold,
 // lowest first.
+//
+// Access: a token with claim "admin" = "true".
 //
 // It yields the rows as the server sends them; a failed call ends with its error.
 func (c *AccountDirectoryViewClient) LowBalances(ctx context.Context, req *LowBalancesRequest, opts ...grpc.CallOption) iter.Seq2[*AccountSummary, error] {

@@ -30,6 +30,9 @@ const (
 // AccountDirectory finds accounts by their owner, or by their balance: what
 // an account's key alone cannot answer. The server keeps it up to date
 // from the accounts' events, a few milliseconds behind them.
+//
+// It is for bank administrators (a token with the claim "admin": true);
+// an owner may list their own accounts.
 type AccountDirectoryServiceClient interface {
 	// AccountsByOwner pages through an owner's accounts, oldest first.
 	AccountsByOwner(ctx context.Context, in *AccountsByOwnerRequest, opts ...grpc.CallOption) (*AccountsPage, error)
@@ -82,6 +85,9 @@ type AccountDirectoryService_LowBalancesClient = grpc.ServerStreamingClient[Acco
 // AccountDirectory finds accounts by their owner, or by their balance: what
 // an account's key alone cannot answer. The server keeps it up to date
 // from the accounts' events, a few milliseconds behind them.
+//
+// It is for bank administrators (a token with the claim "admin": true);
+// an owner may list their own accounts.
 type AccountDirectoryServiceServer interface {
 	// AccountsByOwner pages through an owner's accounts, oldest first.
 	AccountsByOwner(context.Context, *AccountsByOwnerRequest) (*AccountsPage, error)
