@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	cartv1 "github.com/statefun-go/statefun/examples/shoppingcart/gen/shop/cart/v1"
+	"github.com/statefun-go/statefun/internal/devtoken"
 	"github.com/statefun-go/statefun/runtime/store/postgres"
 )
 
@@ -243,6 +244,14 @@ func startServer(t testing.TB, cfg serverConfig) *server {
 		s.httpAddr = freeAddr(t)
 	}
 	args := append([]string{"serve", "--listen", s.grpcAddr, "--http-listen", s.httpAddr}, cfg.flags...)
+	var dialOpts []grpc.DialOption
+	if bankExamples[cfg.example] {
+		// The bank account's access rules need tokens; these tests are
+		// not about access, so every call carries one every rule allows.
+		iss := testIssuer(t)
+		args = append(args, iss.ServerFlags()...)
+		dialOpts = append(dialOpts, grpc.WithUnaryInterceptor(iss.Interceptor(devtoken.OwnerAndAdmin)), grpc.WithStreamInterceptor(iss.StreamInterceptor(devtoken.OwnerAndAdmin)))
+	}
 	s.cmd = exec.Command(bin, args...)
 	// The server reads its flags' environment variables too: start it
 	// with none of them, whatever the developer's shell exports.
@@ -284,13 +293,41 @@ func startServer(t testing.TB, cfg serverConfig) *server {
 	if cfg.tls != nil {
 		creds = credentials.NewTLS(cfg.tls)
 	}
-	s.conn, err = grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(creds))
+	s.conn, err = grpc.NewClient(s.grpcAddr, append(dialOpts, grpc.WithTransportCredentials(creds))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.conn.Close() })
 	s.carts = cartv1.NewShoppingCartServiceClient(s.conn)
 	return s
+}
+
+// bankExamples host the bank account entity, whose access rules need
+// tokens.
+var bankExamples = map[string]bool{"bank": true, "transfer": true}
+
+var (
+	issuerOnce sync.Once
+	issuer     *devtoken.Issuer
+	issuerErr  error
+)
+
+// testIssuer is the token issuer of this test process, whose key the
+// bank examples' servers trust.
+func testIssuer(t testing.TB) *devtoken.Issuer {
+	t.Helper()
+	issuerOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "statefun-reliability-keys")
+		if err != nil {
+			issuerErr = err
+			return
+		}
+		issuer, issuerErr = devtoken.Open(dir, "reliability", "bank")
+	})
+	if issuerErr != nil {
+		t.Fatal(issuerErr)
+	}
+	return issuer
 }
 
 func filteredEnv() []string {

@@ -260,9 +260,12 @@ type security struct {
 	log       *slog.Logger
 	denyLog   logLimiter
 	denied    sync.Map // method -> *deniedCounts
-	callers   *rateLimits
-	conns     *rateLimits
-	now       func() time.Time
+	// needToken and needService: methods whose rules allow callers with
+	// a token, or other services (readyToServe).
+	needToken, needService []string
+	callers                *rateLimits
+	conns                  *rateLimits
+	now                    func() time.Time
 }
 
 // deniedCounts counts a method's denials by code.
@@ -307,12 +310,7 @@ func newSecurity(ctx context.Context, c SecurityConfig, services []boundService,
 			}
 		}
 	}
-	if len(needToken) > 0 && c.Tokens == nil {
-		errs = append(errs, fmt.Errorf("the access rules of %s allow callers with a token, and the server validates none: configure --jwt-issuer and a key source (--jwt-jwks-url, --jwt-jwks-file or --jwt-public-key)", firstAndMore(needToken)))
-	}
-	if len(needService) > 0 && len(c.ServiceSecret) == 0 {
-		errs = append(errs, fmt.Errorf("the access rules of %s allow other statefun services, whose calls are signed with the deployment's secret: set --service-secret-file (or $STATEFUN_SERVICE_SECRET) to the secret the deployment's services share", firstAndMore(needService)))
-	}
+	s.needToken, s.needService = needToken, needService
 	if len(c.ServiceSecret) > 0 {
 		signer, err := jwtauth.NewInternalSigner(c.ServiceSecret)
 		if err != nil {
@@ -343,6 +341,20 @@ func newSecurity(ctx context.Context, c SecurityConfig, services []boundService,
 		s.conns = newRateLimits(c.ConnRate, c.ConnBurst)
 	}
 	return s, nil
+}
+
+// readyToServe reports what a server taking calls from outside lacks to
+// let in the callers its access rules allow. A runtime serving only
+// in-process calls (tests) needs neither: those calls are its own.
+func (s *security) readyToServe() error {
+	var errs []error
+	if len(s.needToken) > 0 && s.verifier == nil {
+		errs = append(errs, fmt.Errorf("the access rules of %s allow callers with a token, and the server validates none: configure --jwt-issuer and a key source (--jwt-jwks-url, --jwt-jwks-file or --jwt-public-key)", firstAndMore(s.needToken)))
+	}
+	if len(s.needService) > 0 && s.internal.Load() == nil {
+		errs = append(errs, fmt.Errorf("the access rules of %s allow other statefun services, whose calls are signed with the deployment's secret: set --service-secret-file (or $STATEFUN_SERVICE_SECRET) to the secret the deployment's services share", firstAndMore(s.needService)))
+	}
+	return errors.Join(errs...)
 }
 
 // useClusterSecret makes the secret the cluster's store records the one

@@ -253,6 +253,10 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 		return err
 	}
 	m.register(rt)
+	if err := rt.sec.readyToServe(); err != nil {
+		_ = rt.Close(context.Background())
+		return err
+	}
 
 	var tlsConfig *tls.Config
 	if c.tlsCert != "" {

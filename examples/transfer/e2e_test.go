@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"google.golang.org/grpc"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/statefun-go/statefun/examples/internal/e2e"
 	transferv1 "github.com/statefun-go/statefun/examples/transfer/gen/transfer/v1"
 	statefunv1 "github.com/statefun-go/statefun/gen/statefun/v1"
+	"github.com/statefun-go/statefun/internal/devtoken"
 )
 
 // TestServerEndToEnd builds the real server binary and runs it on the
@@ -41,7 +43,7 @@ func TestServerEndToEnd(t *testing.T) {
 // cancelled after the restart; one done before it is still done.
 func checkRestart(t *testing.T, bin string, flags ...string) {
 	ctx := t.Context()
-	srv := e2e.Start(t, bin, flags...)
+	srv := startTransfer(t, bin, flags...)
 	openAccounts(t, bankv1.NewAccountServiceClient(srv.Conn), map[string]int64{"alice": 10000, "bob": 0})
 	transfers := transferv1.NewTransferServiceClient(srv.Conn)
 	for _, req := range []*transferv1.StartRequest{
@@ -56,7 +58,7 @@ func checkRestart(t *testing.T, bin string, flags ...string) {
 	waitAllEnded(t, transfers, []string{"now"}, 20*time.Second)
 	srv.Stop(t)
 
-	srv = e2e.Start(t, bin, flags...)
+	srv = startTransfer(t, bin, flags...)
 	defer srv.Stop(t)
 	transfers = transferv1.NewTransferServiceClient(srv.Conn)
 	got := waitAllEnded(t, transfers, []string{"now", "soon"}, 20*time.Second)
@@ -109,7 +111,7 @@ func checkKill(t *testing.T, bin string, flags ...string) {
 		})
 	}
 
-	srv := e2e.Start(t, bin, flags...)
+	srv := startTransfer(t, bin, flags...)
 	openAccounts(t, bankv1.NewAccountServiceClient(srv.Conn), balances)
 	transfers := transferv1.NewTransferServiceClient(srv.Conn)
 	var (
@@ -149,7 +151,7 @@ func checkKill(t *testing.T, bin string, flags ...string) {
 		t.Fatalf("%d starts acknowledged; the kill should have come after %d and before all %d", len(acked), killAfter, transferCount)
 	}
 
-	srv2 := e2e.Start(t, bin, flags...)
+	srv2 := startTransfer(t, bin, flags...)
 	defer srv2.Stop(t)
 	transfers = transferv1.NewTransferServiceClient(srv2.Conn)
 	ids := make([]string, 0, transferCount)
@@ -262,4 +264,19 @@ func waitAllEnded(t *testing.T, transfers transferv1.TransferServiceClient, ids 
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// startTransfer starts the transfer server trusting the test's token
+// issuer: it hosts the bank account, whose access rules need tokens. The
+// connection's calls carry tokens every rule allows: these tests are not
+// about access (the bank example's are).
+func startTransfer(t *testing.T, bin string, flags ...string) *e2e.Server {
+	t.Helper()
+	iss, err := devtoken.Open(t.TempDir(), "transfer-test", "bank")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := e2e.Start(t, bin, append(iss.ServerFlags(), flags...)...)
+	srv.Conn = srv.Dial(t, grpc.WithUnaryInterceptor(iss.Interceptor(devtoken.OwnerAndAdmin)))
+	return srv
 }
