@@ -220,6 +220,11 @@ func keepRequest(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler 
 func serverContext(ctx context.Context, method string) context.Context {
 	md, _ := metadata.FromOutgoingContext(ctx)
 	ctx = metadata.NewIncomingContext(ctx, md.Copy())
+	// The caller's outgoing headers are this call's incoming ones, not
+	// the handler's: a handler calling another service with its context
+	// must not pass them on (statefun's own, such as ce-subject, would be
+	// refused there), as a grpc-go server's handler passes none.
+	ctx = metadata.NewOutgoingContext(ctx, metadata.MD{})
 	// An in-process call is the service's own (a sent call, a timer, a
 	// subscription, or the program embedding the runtime): whoever the
 	// caller of the context was, this call is made by the service, and
