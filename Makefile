@@ -53,7 +53,9 @@ FUZZ_TARGETS := \
 	./runtime:FuzzStoredEvent \
 	./runtime/store/embedded:FuzzRefRoundTrip \
 	./runtime/store/embedded:FuzzDamagedRecord \
-	./runtime/store/postgres:FuzzRefRoundTrip
+	./runtime/store/postgres:FuzzRefRoundTrip \
+	./runtime/internal/jwtauth:FuzzBearerToken \
+	./runtime/internal/jwtauth:FuzzVerify
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s; make fuzz FUZZTIME=5m).

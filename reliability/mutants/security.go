@@ -1,0 +1,35 @@
+package main
+
+// Security: access rules and callers (INVARIANTS.md, invariant 19).
+var securityMutants = []mutant{
+	{
+		name: "security: the method's access rules are not checked (19)",
+		file: "runtime/security.go",
+		old:  `	if p := s.policies[method]; p != nil && caller.kind != callerInternal {`,
+		new:  `	if p := s.policies[method]; p != nil && caller.kind != callerInternal && false {`,
+		pkg:  "./examples/bank/", run: "TestAccessEndToEnd",
+	},
+	{
+		name: "security: a forwarded call is minted as the service's own, whoever called (19)",
+		file: "runtime/security.go",
+		old:  `	switch c := CallerOf(ctx); c.kind {`,
+		new:  `	switch c := (Caller{kind: callerInternal}); c.kind {`,
+		pkg:  "./runtime/", run: "TestForwardedCallKeepsItsCaller",
+	},
+	{
+		name: "security: statefun's internal headers are accepted from outside (19)",
+		file: "runtime/security.go",
+		old:  `		if len(md.Get(h)) > 0 {`,
+		new:  `		if len(md.Get(h)) > 0 && false {`,
+		pkg:  "./runtime/", run: "TestInternalHeadersNeedAnInternalToken",
+	},
+	{
+		name: "security: an in-process call acts for the caller of its context (19)",
+		file: "runtime/conn.go",
+		old:  `	ctx = context.WithValue(ctx, callerKey{}, Caller{kind: callerInternal})`,
+		new:  `	_ = callerKey{}`,
+		pkg:  "./runtime/", run: "TestInProcessCallsAreInternal",
+	},
+}
+
+func init() { mutants = append(mutants, securityMutants...) }
