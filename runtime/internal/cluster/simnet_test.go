@@ -548,6 +548,12 @@ type simConn struct{ p *proc }
 
 var _ store.Cluster = simConn{}
 
+// Secret: the node never reads it (the runtime does), so the simulated
+// database keeps none.
+func (c simConn) Secret(_ context.Context, candidate []byte) ([]byte, error) {
+	return candidate, nil
+}
+
 func (c simConn) InitShards(_ context.Context, n int) (int, error) {
 	var got int
 	err := c.p.call(stmtInitShards, func(db *simDB) (_ []int, err error) {
