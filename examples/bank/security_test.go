@@ -278,7 +278,7 @@ func TestAccessInACluster(t *testing.T) {
 	defer cancel()
 	// Both nodes serve shards before the calls start.
 	deadline := time.Now().Add(30 * time.Second)
-	for !(shardsOwned(t, a) > 0 && shardsOwned(t, b) > 0) {
+	for shardsOwned(t, a) == 0 || shardsOwned(t, b) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("the nodes did not share the shards: %d and %d", shardsOwned(t, a), shardsOwned(t, b))
 		}
@@ -327,10 +327,11 @@ func metricValue(t *testing.T, s *e2e.Server, prefix string) int {
 	for line := range strings.SplitSeq(s.Get(t, "/metrics"), "\n") {
 		if v, ok := strings.CutPrefix(line, prefix); ok {
 			var n float64
-			fmt.Sscan(v, &n)
+			if _, err := fmt.Sscan(v, &n); err != nil {
+				t.Fatalf("metric %s%s: %v", prefix, v, err)
+			}
 			return int(n)
 		}
 	}
 	return 0
 }
-

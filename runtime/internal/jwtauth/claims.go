@@ -3,8 +3,8 @@ package jwtauth
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"strconv"
