@@ -263,6 +263,7 @@ type security struct {
 	// needToken and needService: methods whose rules allow callers with
 	// a token, or other services (readyToServe).
 	needToken, needService []string
+	tokens                 tokenCache
 	callers                *rateLimits
 	conns                  *rateLimits
 	now                    func() time.Time
@@ -514,6 +515,9 @@ func (s *security) authenticate(ctx context.Context, method string) (Caller, cod
 	if raw == "" {
 		return Caller{kind: callerAnonymous}, codes.OK, ""
 	}
+	if claims, ok := s.tokens.get(raw, s.now()); ok {
+		return Caller{kind: callerToken, claims: claims}, codes.OK, ""
+	}
 	claims, err := s.verifier.Verify(ctx, raw)
 	switch {
 	case errors.Is(err, jwtauth.ErrKeysUnavailable):
@@ -521,6 +525,7 @@ func (s *security) authenticate(ctx context.Context, method string) (Caller, cod
 	case err != nil:
 		return Caller{}, codes.Unauthenticated, "bearer token refused: " + err.Error()
 	}
+	s.tokens.put(raw, claims, s.now())
 	return Caller{kind: callerToken, claims: claims}, codes.OK, ""
 }
 

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
@@ -149,4 +151,83 @@ func TestInProcessCallsAreInternal(t *testing.T) {
 	if c := CallerOf(ctx); !c.Internal() {
 		t.Errorf("in-process call's caller: %v, want internal", c)
 	}
+}
+
+// hs256Token signs claims with secret, as an issuer configured with an
+// HMAC secret would.
+func hs256Token(t testing.TB, secret []byte, claims map[string]any) string {
+	t.Helper()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: secret}, (&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.Signed(signer).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// withClock makes s and its verifier read the time from *now.
+func withClock(t *testing.T, s *security, secret []byte, now *time.Time) {
+	t.Helper()
+	clock := func() time.Time { return *now }
+	v, err := jwtauth.New(context.Background(), jwtauth.Config{Issuers: []string{"idp"}, HMACSecret: secret, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = v.Close() })
+	s.verifier, s.now = v, clock
+}
+
+// TestTokenCacheEndsAtExpiry: a token validated once is not admitted from
+// the cache after its exp.
+func TestTokenCacheEndsAtExpiry(t *testing.T) {
+	secret := bytes.Repeat([]byte("h"), 32)
+	s := testSecurity(t, SecurityConfig{})
+	now := time.Unix(1_900_000_000, 0)
+	withClock(t, s, secret, &now)
+	tok := hs256Token(t, secret, map[string]any{"iss": "idp", "sub": "alice", "iat": now.Unix(), "exp": now.Add(30 * time.Second).Unix()})
+	for range 2 { // validated, then from the cache
+		ctx, err := s.authorize(incoming("authorization", "Bearer "+tok), "/m", nil)
+		if err != nil || CallerOf(ctx).Claims().Subject() != "alice" {
+			t.Fatalf("a valid token: %v, caller %v", err, CallerOf(ctx))
+		}
+	}
+	now = now.Add(2 * time.Minute)
+	if _, err := s.authorize(incoming("authorization", "Bearer "+tok), "/m", nil); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("the token after its exp: %v, want Unauthenticated", err)
+	}
+}
+
+// BenchmarkAuthorizeToken is the server's cost of a bearer token per call:
+// validated every time, and as a client sends it, the same token again.
+func BenchmarkAuthorizeToken(b *testing.B) {
+	secret := bytes.Repeat([]byte("h"), 32)
+	s, err := newSecurity(context.Background(), SecurityConfig{Tokens: &TokenConfig{Issuers: []string{"idp"}, HMACSecret: secret}}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.close()
+	tok := hs256Token(b, secret, map[string]any{"iss": "idp", "sub": "alice", "exp": time.Now().Add(time.Hour).Unix()})
+	ctx := incoming("authorization", "Bearer "+tok)
+	b.Run("HS256/cached", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.authorize(ctx, "/m", nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("HS256/uncached", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			s.tokens.mu.Lock()
+			clear(s.tokens.entries)
+			s.tokens.mu.Unlock()
+			if _, err := s.authorize(ctx, "/m", nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

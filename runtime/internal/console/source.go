@@ -1,3 +1,5 @@
+// Package console is the web console of a statefun server: its entities,
+// their history and state at any version, and its consumers.
 package console
 
 import (
@@ -28,7 +30,7 @@ type Source interface {
 	Consumers(ctx context.Context) ([]Consumer, error)
 }
 
-// ErrNotFound: no entity of that type and ID has any history.
+// ErrNotFound is returned when no entity of that type and ID has any history.
 var ErrNotFound = errors.New("no such entity")
 
 // EntityType is one hosted entity type.
