@@ -353,7 +353,9 @@ func (s *security) readyToServe() error {
 		errs = append(errs, fmt.Errorf("the access rules of %s allow callers with a token, and the server validates none: configure --jwt-issuer and a key source (--jwt-jwks-url, --jwt-jwks-file or --jwt-public-key)", firstAndMore(s.needToken)))
 	}
 	if len(s.needService) > 0 && s.internal.Load() == nil {
-		errs = append(errs, fmt.Errorf("the access rules of %s allow other statefun services, whose calls are signed with the deployment's secret: set --service-secret-file (or $STATEFUN_SERVICE_SECRET) to the secret the deployment's services share", firstAndMore(s.needService)))
+		// Not an error: the server serves its other methods; these admit
+		// no service until it has the secret.
+		s.log.Warn("access rules allow other statefun services, whose calls are signed with the deployment's secret, and this server has none: those rules admit no service until --service-secret-file (or $STATEFUN_SERVICE_SECRET) is set", "methods", firstAndMore(s.needService))
 	}
 	return errors.Join(errs...)
 }

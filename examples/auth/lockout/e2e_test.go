@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	authv1 "github.com/statefun-go/statefun/examples/auth/gen/auth/v1"
@@ -26,6 +28,9 @@ func TestLockoutAcrossProcesses(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	nats := e2e.StartNATS(t)
+	// The deployment's secret, which both servers read: the auth server
+	// admits the lockout service's Lock calls by it.
+	t.Setenv("STATEFUN_SERVICE_SECRET", "a-secret-of-the-test-deployment-0123456789")
 	authBin, lockoutBin := e2e.Build(t, ".."), e2e.Build(t, ".")
 	auth := e2e.Start(t, authBin, "--data-dir", t.TempDir(), "--nats-url", nats)
 	defer auth.Stop(t)
@@ -34,6 +39,10 @@ func TestLockoutAcrossProcesses(t *testing.T) {
 	lockout := e2e.Start(t, lockoutBin, "--data-dir", lockoutDir, "--nats-url", nats)
 
 	users := authv1.NewUserServiceClient(auth.Conn)
+	// Only the lockout service may lock: a call from outside is refused.
+	if _, err := users.Lock(ctx, &authv1.LockRequest{UserId: "grace"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("Lock from outside: %v, want PermissionDenied", err)
+	}
 	login := func(user, password string) {
 		t.Helper()
 		if _, err := users.Login(ctx, &authv1.LoginRequest{UserId: user, Password: password}); err != nil {

@@ -30,7 +30,14 @@ const maxFailuresInARow = 3
 
 func main() {
 	addr := cmp.Or(os.Getenv("AUTH_ADDRESS"), "127.0.0.1:8094")
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// The auth server lets only the deployment's lockout service lock
+	// users: its calls carry the service's name, signed with the secret
+	// the deployment's services share.
+	creds, err := statefun.ServiceCredentials("lockout", []byte(os.Getenv("STATEFUN_SERVICE_SECRET")))
+	if err != nil {
+		log.Fatalf("set STATEFUN_SERVICE_SECRET to the secret the auth server has (at least 32 bytes): %v", err)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(creds))
 	if err != nil {
 		log.Fatalf("AUTH_ADDRESS %q: %v", addr, err)
 	}

@@ -679,18 +679,20 @@ const file_auth_v1_auth_proto_rawDesc = "" +
 	"\n" +
 	"UserLocked\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12*\n" +
-	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at:\x04\xf2\x81\x19\x002\xc8\x02\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at:\x04\xf2\x81\x19\x002\xe3\x02\n" +
 	"\vUserService\x12<\n" +
 	"\bRegister\x12\x18.auth.v1.RegisterRequest\x1a\x16.google.protobuf.Empty\x126\n" +
-	"\x05Login\x12\x15.auth.v1.LoginRequest\x1a\x16.auth.v1.LoginResponse\x124\n" +
-	"\x04Lock\x12\x14.auth.v1.LockRequest\x1a\x16.google.protobuf.Empty\x12=\n" +
-	"\aGetUser\x12\x17.auth.v1.GetUserRequest\x1a\x11.auth.v1.UserView\"\x06\xf2\x81\x19\x02\b\x01\x1aN\xf2\x81\x19J\n" +
+	"\x05Login\x12\x15.auth.v1.LoginRequest\x1a\x16.auth.v1.LoginResponse\x12G\n" +
+	"\x04Lock\x12\x14.auth.v1.LockRequest\x1a\x16.google.protobuf.Empty\"\x11\xf2\x81\x19\r*\v\n" +
+	"\t\x1a\alockout\x12=\n" +
+	"\aGetUser\x12\x17.auth.v1.GetUserRequest\x1a\x11.auth.v1.UserView\"\x06\xf2\x81\x19\x02\b\x01\x1aV\xf2\x81\x19J\n" +
 	"\x04user\x12\x04User\x1a<\n" +
 	"\x0eUserRegistered\n" +
 	"\x11UserAuthenticated\n" +
 	"\vLoginFailed\n" +
 	"\n" +
-	"UserLocked2\xc7\x01\n" +
+	"UserLocked\x9a\x82\x19\x04\n" +
+	"\x02\b\x012\xc7\x01\n" +
 	"\x16AnomalyDetectorService\x12=\n" +
 	"\rOnLoginFailed\x12\x14.auth.v1.LoginFailed\x1a\x16.google.protobuf.Empty\x12I\n" +
 	"\x13OnUserAuthenticated\x12\x1a.auth.v1.UserAuthenticated\x1a\x16.google.protobuf.Empty\x1a#\xfa\x81\x19\x1f\n" +

@@ -55,17 +55,28 @@ func (*UserLocked) userEventType() string {
 // an event, so other services can react to them.
 type UserHandler interface {
 	// Register creates the user with a password.
+	//
+	// Access: anyone.
 	Register(ctx *UserContext, state *User, req *RegisterRequest) (*emptypb.Empty, error)
 
 	// Login checks a password. A wrong password is not an error: it is
 	// recorded (LoginFailed) and answered with authenticated = false. A
 	// locked user gets PERMISSION_DENIED.
+	//
+	// Access: anyone.
 	Login(ctx *UserContext, state *User, req *LoginRequest) (*LoginResponse, error)
 
-	// Lock stops the user from logging in.
+	// Lock stops the user from logging in. Only the lockout service of the
+	// deployment may call it (its calls carry a token signed with the
+	// deployment's secret: STATEFUN_SERVICE_SECRET); the server's own
+	// anomaly detector sends its calls as the service itself.
+	//
+	// Access: service "lockout".
 	Lock(ctx *UserContext, state *User, req *LockRequest) (*emptypb.Empty, error)
 
 	// GetUser returns the user's public view.
+	//
+	// Access: anyone.
 	GetUser(ctx *UserReadContext, state *User, req *GetUserRequest) (*UserView, error)
 
 	UserEventHandler
@@ -334,6 +345,8 @@ func UserLockCall(req *LockRequest) *statefun.Call {
 }
 
 // Register creates the user with a password.
+//
+// Access: anyone.
 func (c *UserEntityClient) Register(ctx context.Context, req *RegisterRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
 	if _, err := userRegisterKey(req); err != nil {
 		return nil, err
@@ -344,6 +357,8 @@ func (c *UserEntityClient) Register(ctx context.Context, req *RegisterRequest, o
 // Login checks a password. A wrong password is not an error: it is
 // recorded (LoginFailed) and answered with authenticated = false. A
 // locked user gets PERMISSION_DENIED.
+//
+// Access: anyone.
 func (c *UserEntityClient) Login(ctx context.Context, req *LoginRequest, opts ...grpc.CallOption) (*LoginResponse, error) {
 	if _, err := userLoginKey(req); err != nil {
 		return nil, err
@@ -351,7 +366,12 @@ func (c *UserEntityClient) Login(ctx context.Context, req *LoginRequest, opts ..
 	return c.client.Login(ctx, req, opts...)
 }
 
-// Lock stops the user from logging in.
+// Lock stops the user from logging in. Only the lockout service of the
+// deployment may call it (its calls carry a token signed with the
+// deployment's secret: STATEFUN_SERVICE_SECRET); the server's own
+// anomaly detector sends its calls as the service itself.
+//
+// Access: service "lockout".
 func (c *UserEntityClient) Lock(ctx context.Context, req *LockRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
 	if _, err := userLockKey(req); err != nil {
 		return nil, err
@@ -360,6 +380,8 @@ func (c *UserEntityClient) Lock(ctx context.Context, req *LockRequest, opts ...g
 }
 
 // GetUser returns the user's public view.
+//
+// Access: anyone.
 func (c *UserEntityClient) GetUser(ctx context.Context, req *GetUserRequest, opts ...grpc.CallOption) (*UserView, error) {
 	if _, err := userGetUserKey(req); err != nil {
 		return nil, err

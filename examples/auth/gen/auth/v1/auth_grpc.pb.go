@@ -39,7 +39,10 @@ type UserServiceClient interface {
 	// recorded (LoginFailed) and answered with authenticated = false. A
 	// locked user gets PERMISSION_DENIED.
 	Login(ctx context.Context, in *LoginRequest, opts ...grpc.CallOption) (*LoginResponse, error)
-	// Lock stops the user from logging in.
+	// Lock stops the user from logging in. Only the lockout service of the
+	// deployment may call it (its calls carry a token signed with the
+	// deployment's secret: STATEFUN_SERVICE_SECRET); the server's own
+	// anomaly detector sends its calls as the service itself.
 	Lock(ctx context.Context, in *LockRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// GetUser returns the user's public view.
 	GetUser(ctx context.Context, in *GetUserRequest, opts ...grpc.CallOption) (*UserView, error)
@@ -106,7 +109,10 @@ type UserServiceServer interface {
 	// recorded (LoginFailed) and answered with authenticated = false. A
 	// locked user gets PERMISSION_DENIED.
 	Login(context.Context, *LoginRequest) (*LoginResponse, error)
-	// Lock stops the user from logging in.
+	// Lock stops the user from logging in. Only the lockout service of the
+	// deployment may call it (its calls carry a token signed with the
+	// deployment's secret: STATEFUN_SERVICE_SECRET); the server's own
+	// anomaly detector sends its calls as the service itself.
 	Lock(context.Context, *LockRequest) (*emptypb.Empty, error)
 	// GetUser returns the user's public view.
 	GetUser(context.Context, *GetUserRequest) (*UserView, error)
