@@ -41,6 +41,12 @@ var goBenchmarks = [][]string{
 	// at idle to a subscriber, 20,000 messages turned into commands.
 	{"go", "test", "-run", "^$", "-bench", "BenchmarkEventing/.*/(publish|consume)", "-benchtime", "1x", "-timeout", "30m", "./runtime/"},
 	{"go", "test", "-run", "^$", "-bench", "BenchmarkEventing/.*/lag", "-benchtime", "300x", "./runtime/"},
+	// Security: a bearer token's validation by algorithm, the rules'
+	// check, internal tokens, and the whole check per call with the
+	// validated-token cache (the default) and without.
+	{"go", "test", "-run", "^$", "-bench", "BenchmarkVerify|BenchmarkInternal", "-benchmem", "-benchtime", "2000x", "./runtime/internal/jwtauth/"},
+	{"go", "test", "-run", "^$", "-bench", "BenchmarkCheck", "-benchmem", "-benchtime", "200000x", "./internal/access/"},
+	{"go", "test", "-run", "^$", "-bench", "BenchmarkAuthorizeToken", "-benchmem", "-benchtime", "5000x", "./runtime/"},
 }
 
 // runGoBenchmarks runs them, echoing their output, and parses their
