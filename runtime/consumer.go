@@ -162,6 +162,10 @@ type consumerRunner struct {
 	active  map[string]bool        // entities a goroutine is working on
 	handled store.Position         // end of the fully handled prefix
 	saved   store.Position
+	// retrying counts the entities whose event a worker is retrying, and
+	// lastError is the last handler error: what the console shows.
+	retrying  int
+	lastError string
 }
 
 type delivery struct {
@@ -423,6 +427,14 @@ func (r *consumerRunner) work(ctx context.Context, id string, sem chan struct{},
 // It returns false if ctx ended first.
 func (r *consumerRunner) deliver(ctx context.Context, d *delivery) bool {
 	backoff := 50 * time.Millisecond
+	failing := false
+	defer func() {
+		if failing {
+			r.mu.Lock()
+			r.retrying--
+			r.mu.Unlock()
+		}
+	}()
 	for attempt := 1; ; attempt++ {
 		ec := &EventContext{ctx: ctx, entityID: d.event.Entity.ID, seq: d.event.Seq, conn: r.conn}
 		var span trace.Span
@@ -439,6 +451,13 @@ func (r *consumerRunner) deliver(ctx context.Context, d *delivery) bool {
 		if ctx.Err() != nil {
 			return false
 		}
+		r.mu.Lock()
+		if !failing {
+			failing = true
+			r.retrying++
+		}
+		r.lastError = fmt.Sprintf("%s/%s seq %d (%s): %v", d.event.Entity.Type, d.event.Entity.ID, d.event.Seq, d.event.EventType, err)
+		r.mu.Unlock()
 		wait := jitter(backoff)
 		if p := (*panicError)(nil); errors.As(err, &p) {
 			logPanic(ctx, r.log, r.panicLog, "consumer handler panicked; retrying", p, "entity", d.event.Entity.ID, "seq", d.event.Seq,

@@ -66,6 +66,7 @@ type hostHandle interface {
 	sample() (id string, lastUsed int64, ok bool)
 	evictIfUnused(id string, lastUsed int64) bool
 	stats() HostStats
+	model() entityModel // for inspection (inspect.go)
 }
 
 type boundService struct {

@@ -22,7 +22,7 @@
 //
 // # File layout
 //
-// dir/statefun.db holds thirteen buckets, and a fourteenth, views, once a
+// dir/statefun.db holds fourteen buckets, and a fifteenth, views, once a
 // view exists (its layout is in views.go). Entity types, IDs, keys and
 // consumer names are arbitrary bytes, so every variable-length field
 // that something follows is length-prefixed (uvarint) and no key can be
@@ -30,6 +30,7 @@
 //
 //	meta            "format"                    → uint64 format version (5)
 //	events          len‖type‖len‖id‖seq         → len‖event type‖payload
+//	event-times     len‖type‖len‖id‖seq         → stored at (the event's commit time)
 //	values          len‖type‖len‖id             → version‖payload
 //	snapshots       len‖type‖len‖id             → seq‖payload
 //	feed            len‖type‖n                  → len‖id‖seq (an event: its key after its type)
@@ -83,6 +84,14 @@
 // still opens the file and ignores the bucket: a value it writes keeps
 // its old entry or gets none, so a reader of the feed may miss it until a
 // newer binary writes the entity again.
+//
+// # History
+//
+// Commit records the time of its events (microseconds since 1970, from the
+// process clock) in the event-times bucket, under the events' own keys, for
+// store.History (history.go). Like value-feed, the bucket came without a new
+// format version: an older binary ignores it, and the events it writes, like
+// those of a file from before the bucket, read with the zero time.
 //
 // # Outcomes
 //
@@ -216,6 +225,9 @@ func openFile(path string, o options) (db *bolt.DB, err error) {
 		if err := initLayout(tx); err != nil {
 			return err
 		}
+		if err := initEventTimes(tx); err != nil {
+			return err
+		}
 		return initValueFeeds(tx)
 	}); err != nil {
 		_ = db.Close()
@@ -302,7 +314,8 @@ func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 			return err
 		}
 		events, values := tx.Bucket(eventsBucket), tx.Bucket(valuesBucket)
-		eventKeys, valueKeys, outcomeWrites, err := checkBatch(tx, b, time.Now())
+		now := time.Now()
+		eventKeys, valueKeys, outcomeWrites, err := checkBatch(tx, b, now)
 		if err != nil {
 			return err
 		}
@@ -310,6 +323,9 @@ func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 			if err := events.Put(eventKeys[i], eventValue(e.EventType, e.Payload)); err != nil {
 				return fmt.Errorf("write event %d of %s: %w", e.Seq, e.Entity, err)
 			}
+		}
+		if err := writeEventTimes(tx, eventKeys, now); err != nil {
+			return err
 		}
 		for i, v := range b.Values {
 			if err := values.Put(valueKeys[i], versionedValue(v.Version, v.Payload)); err != nil {

@@ -33,6 +33,11 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return open(t, t.TempDir()) })
 }
 
+func TestHistoryConformance(t *testing.T) {
+	t.Parallel()
+	storetest.RunHistory(t, func(t *testing.T) store.Store { return open(t, t.TempDir()) })
+}
+
 func open(t *testing.T, dir string, opts ...embedded.Option) *embedded.Store {
 	t.Helper()
 	s, err := embedded.Open(dir, opts...)

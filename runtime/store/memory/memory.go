@@ -21,9 +21,12 @@ import (
 
 // Store is an in-memory store.Store.
 type Store struct {
-	mu        sync.RWMutex
-	closed    bool
-	events    map[store.Ref][]store.Event
+	mu     sync.RWMutex
+	closed bool
+	events map[store.Ref][]store.Event
+	// storedAt holds, for each entity, the time each of its events was
+	// committed, in step with events (History).
+	storedAt  map[store.Ref][]time.Time
 	values    map[store.Ref]store.Value
 	snapshots map[store.Ref]store.Snapshot
 	// feeds holds, per entity type, every committed event, and the
@@ -114,12 +117,16 @@ type outcomeKey struct {
 	key string
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store   = (*Store)(nil)
+	_ store.History = (*Store)(nil)
+)
 
 // New returns an empty store.
 func New() *Store {
 	return &Store{
 		events:       map[store.Ref][]store.Event{},
+		storedAt:     map[store.Ref][]time.Time{},
 		values:       map[store.Ref]store.Value{},
 		snapshots:    map[store.Ref]store.Snapshot{},
 		feeds:        map[string]*feed{},
@@ -184,6 +191,7 @@ func (s *Store) Commit(_ context.Context, b *store.Batch) error {
 	for _, e := range b.Events {
 		e.Payload = slices.Clone(e.Payload)
 		s.events[e.Entity] = append(s.events[e.Entity], e)
+		s.storedAt[e.Entity] = append(s.storedAt[e.Entity], now.Truncate(time.Microsecond))
 		s.feed(e.Entity.Type).appendEvent(e)
 		s.registerEventType(e.Entity.Type, e.EventType)
 	}
@@ -312,6 +320,28 @@ func (s *Store) ReadEvents(ctx context.Context, ref store.Ref, afterSeq int64, f
 		}
 	}
 	return nil
+}
+
+// ReadHistory implements store.History.
+func (s *Store) ReadHistory(_ context.Context, ref store.Ref, afterSeq int64, limit int) ([]store.HistoryEvent, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("read the history of %s: limit %d; ask for at least one event", ref, limit)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	history, times := s.events[ref], s.storedAt[ref]
+	start := min(max(afterSeq, 0), int64(len(history)))
+	end := min(start+int64(limit), int64(len(history)))
+	out := make([]store.HistoryEvent, 0, end-start)
+	for i := start; i < end; i++ {
+		e := history[i]
+		e.Payload = slices.Clone(e.Payload)
+		out = append(out, store.HistoryEvent{Event: e, StoredAt: times[i]})
+	}
+	return out, nil
 }
 
 // ReadFeed implements store.Store. A Position is the number of the feed

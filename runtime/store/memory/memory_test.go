@@ -15,3 +15,7 @@ func TestConformance(t *testing.T) {
 func TestClusterConformance(t *testing.T) {
 	storetest.RunCluster(t, func(*testing.T) store.Store { return memory.New() })
 }
+
+func TestHistoryConformance(t *testing.T) {
+	storetest.RunHistory(t, func(*testing.T) store.Store { return memory.New() })
+}

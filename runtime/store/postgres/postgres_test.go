@@ -92,6 +92,13 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestHistoryConformance(t *testing.T) {
+	storetest.RunHistory(t, func(t *testing.T) store.Store {
+		s, _ := openStore(t)
+		return s
+	})
+}
+
 func TestClusterConformance(t *testing.T) {
 	storetest.RunCluster(t, func(t *testing.T) store.Store {
 		s, _ := openStore(t)

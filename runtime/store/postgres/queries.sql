@@ -152,6 +152,16 @@ SELECT seq, event_type, payload FROM {{schema}}.events
 WHERE entity_type = $1 AND entity_id = $2 AND seq > $3
 ORDER BY seq;
 
+-- name: read-history
+-- A page of an entity's history with the time each event was stored
+-- (store.History): written_at is now() of the committing transaction,
+-- so every event of one commit has the same time. The primary key
+-- (entity_type, entity_id, seq) serves the range and the order.
+SELECT seq, event_type, payload, written_at FROM {{schema}}.events
+WHERE entity_type = $1 AND entity_id = $2 AND seq > $3
+ORDER BY seq
+LIMIT $4;
+
 -- name: latest-snapshot
 SELECT seq, payload FROM {{schema}}.snapshots
 WHERE entity_type = $1 AND entity_id = $2;

@@ -43,6 +43,7 @@ type statements struct {
 	expireOutcomes   string
 
 	readEvents      string
+	readHistory     string
 	latestSnapshot  string
 	saveSnapshot    string
 	deleteSnapshots string
@@ -112,6 +113,7 @@ func newStatements(quotedSchema string) *statements {
 		expireOutcomes:   q("expire-outcomes"),
 
 		readEvents:      q("read-events"),
+		readHistory:     q("read-history"),
 		latestSnapshot:  q("latest-snapshot"),
 		saveSnapshot:    q("save-snapshot"),
 		deleteSnapshots: q("delete-snapshots"),
