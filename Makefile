@@ -30,10 +30,16 @@ generate: ## Regenerate all Go code from the protos (annotations, testdata, exam
 	$(BUF) format -w
 
 .PHONY: test
-test: ## Run every test, with the race detector (starts the local Postgres and NATS if they are down).
+test: ## Run every test, with the race detector (starts the local Postgres and NATS if they are down, installs chromium for the console's browser tests).
 	.ci/ensure-postgres
 	.ci/ensure-nats
-	go test -race -count=1 ./...
+	.ci/ensure-chromium
+	STATEFUN_REQUIRE_BROWSER=1 go test -race -count=1 ./...
+
+.PHONY: screenshots
+screenshots: ## Rewrite the console's screenshots in docs/console from its tests' fake data.
+	.ci/ensure-chromium
+	go test -count=1 -run '^TestScreenshots$$' ./runtime/internal/console/ -args -screenshots=$(CURDIR)/docs/console
 
 .PHONY: reliability
 reliability: ## Run the reliability suite alone, longer scenarios included (kill -9, outages, retries with and without idempotency keys, a cluster's failures, SIGTERM, hostile input; about 2 minutes) and print its figures.
