@@ -2,6 +2,7 @@ package statefun_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -54,7 +55,11 @@ func TestAdminListener(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		b, _ := io.ReadAll(res.Body)
 		res.Body.Close()
+		if res.StatusCode >= 500 {
+			t.Logf("GET %s: %d %s", url, res.StatusCode, b)
+		}
 		return res.StatusCode
 	}
 	for path, want := range map[string]int{"/metrics": http.StatusNotFound, "/healthz": http.StatusNotFound} {
@@ -70,6 +75,19 @@ func TestAdminListener(t *testing.T) {
 	}
 	if got := get("http://"+adminAddr+"/metrics", "let-ops-in"); got != http.StatusOK {
 		t.Errorf("admin /metrics with the token: %d, want 200", got)
+	}
+	// The console and the admin API move there too, behind the token.
+	if got := get("http://"+httpAddr+"/console/", ""); got == http.StatusOK {
+		t.Errorf("public /console/: %d, want it not served", got)
+	}
+	if got := get("http://"+adminAddr+"/console/", ""); got != http.StatusUnauthorized {
+		t.Errorf("admin /console/ without the token: %d, want 401", got)
+	}
+	if got := get("http://"+adminAddr+"/console/", "let-ops-in"); got != http.StatusOK {
+		t.Errorf("admin /console/ with the token: %d, want 200", got)
+	}
+	if got := get("http://"+adminAddr+"/v1/admin/entity-types", "let-ops-in"); got != http.StatusOK {
+		t.Errorf("admin API over REST with the token: %d, want 200", got)
 	}
 	if got := get("http://"+adminAddr+"/healthz", ""); got != http.StatusOK {
 		t.Errorf("admin /healthz: %d, want 200 without a token", got)

@@ -48,7 +48,7 @@ func HTTPPortHandlerForTest(rt *Runtime, log *slog.Logger) (http.Handler, error)
 	rt.RegisterServices(grpcServer)
 	const maxMessageBytes = 4 << 20
 	srv, err := newHTTPServer(grpcServer, newConnectHandlers(rt.services, interceptor, maxMessageBytes), m, health.NewServer(),
-		serverConfig{maxMessageBytes: maxMessageBytes}, nil)
+		serverConfig{maxMessageBytes: maxMessageBytes}, nil, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -174,6 +174,7 @@ type serverConfig struct {
 	security    SecurityConfig
 	adminListen string
 	adminToken  string
+	console     bool
 }
 
 // parseFlags parses the flags of fs's command (commandFlags) into a
@@ -297,6 +298,15 @@ func parseFlags(cmdFlags *flag.FlagSet, args []string, getenv func(string) strin
 	integer(&c.security.CallerBurst, "rate-burst", "STATEFUN_RATE_BURST", "calls a caller may make at once above --rate-limit; default: a second's worth")
 	float(&c.security.ConnRate, "conn-rate-limit", "STATEFUN_CONN_RATE_LIMIT", "calls per second each client connection may make; 0: no limit")
 	integer(&c.security.ConnBurst, "conn-rate-burst", "STATEFUN_CONN_RATE_BURST", "calls a connection may make at once above --conn-rate-limit; default: a second's worth")
+	consoleOn := true
+	if v := getenv("STATEFUN_CONSOLE"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("$STATEFUN_CONSOLE=%q is not a boolean (use true or false)", v))
+		}
+		consoleOn = b
+	}
+	fs.BoolVar(&c.console, "console", consoleOn, "serve the web console (/console/) and the read-only admin API (statefun.v1.AdminService): on the HTTP and gRPC ports of a server that checks no access, else on --admin-listen only ($STATEFUN_CONSOLE)")
 	fs.BoolVar(&c.allowUnknownEvents, "allow-unknown-events", allowUnknown, "serve although the store holds events of an entity type that this binary does not declare; entities whose history holds one fail to load ($STATEFUN_ALLOW_UNKNOWN_EVENTS)")
 	if err := errors.Join(errs...); err != nil {
 		return c, err

@@ -46,7 +46,7 @@ func flagsOf(usage string) []string {
 // no other.
 func TestUsage(t *testing.T) {
 	t.Parallel()
-	serveFlags := "admin-listen admin-token-file advertise-address allow-unknown-events commit-concurrency conn-rate-burst conn-rate-limit data-dir database-schema database-url http-listen jwt-audience jwt-clock-skew jwt-hs256-secret-file jwt-issuer jwt-jwks-file jwt-jwks-url jwt-public-key kafka-brokers kafka-sasl kafka-tls kafka-user lease-ttl listen log-format log-level max-message-bytes nats-creds nats-url passivation-timeout rate-burst rate-limit service-name service-secret-file shards shutdown-timeout tls-cert tls-key"
+	serveFlags := "admin-listen admin-token-file advertise-address allow-unknown-events commit-concurrency conn-rate-burst conn-rate-limit console data-dir database-schema database-url http-listen jwt-audience jwt-clock-skew jwt-hs256-secret-file jwt-issuer jwt-jwks-file jwt-jwks-url jwt-public-key kafka-brokers kafka-sasl kafka-tls kafka-user lease-ttl listen log-format log-level max-message-bytes nats-creds nats-url passivation-timeout rate-burst rate-limit service-name service-secret-file shards shutdown-timeout tls-cert tls-key"
 	for _, tc := range []struct {
 		args      []string
 		flagsOf   string

@@ -360,6 +360,10 @@ func (s *security) readyToServe() error {
 	return errors.Join(errs...)
 }
 
+// guarded reports whether the server checks who calls: access rules or
+// token validation are configured.
+func (s *security) guarded() bool { return len(s.policies) > 0 || s.verifier != nil }
+
 // useClusterSecret makes the secret the cluster's store records the one
 // internal calls are signed with, unless one was configured.
 func (s *security) useClusterSecret(ctx context.Context, cs store.Cluster) error {

@@ -33,6 +33,8 @@ import (
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/protobuf/proto"
 
+	statefunv1 "github.com/statefun-go/statefun/gen/statefun/v1"
+	"github.com/statefun-go/statefun/runtime/internal/console"
 	"github.com/statefun-go/statefun/runtime/store"
 	"github.com/statefun-go/statefun/runtime/store/embedded"
 	"github.com/statefun-go/statefun/runtime/store/memory"
@@ -282,6 +284,21 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 	for _, e := range entities {
 		healthServer.SetServingStatus(e.service.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	}
+	// The console and the admin API show every entity's state: on the
+	// public ports only of a server that checks no access (a developer's),
+	// else on the admin listener alone.
+	consoleOn := c.console
+	if consoleOn && c.adminListen == "" && rt.sec.guarded() {
+		log.Info("the console and the admin API are not served on the public ports of a server that checks access; serve them on --admin-listen")
+		consoleOn = false
+	}
+	var consoleHandler http.Handler
+	if consoleOn {
+		consoleHandler = console.Handler(rt.consoleSource(), console.Options{Prefix: consolePrefix, Title: c.security.ServiceName})
+		if c.adminListen == "" {
+			rt.RegisterAdmin(grpcServer)
+		}
+	}
 	// With an admin listener, the public ports serve the entities' APIs
 	// and nothing else: health, reflection and metrics move to it.
 	var adminServer *http.Server
@@ -294,13 +311,22 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 			_ = rt.Close(context.Background())
 			return fmt.Errorf("listen for admin calls on %s: %w; choose another address with --admin-listen", c.adminListen, err)
 		}
-		adminServer = newAdminServer(grpcServer, m, healthServer, c)
+		var adminRT *Runtime
+		if consoleOn {
+			adminRT = rt
+		}
+		adminServer, err = newAdminServer(grpcServer, m, healthServer, c, adminRT, consoleHandler)
+		if err != nil {
+			_ = al.Close()
+			_ = rt.Close(context.Background())
+			return err
+		}
 		go func() {
 			if err := adminServer.Serve(al); !errors.Is(err, http.ErrServerClosed) {
 				log.Error("admin listener stopped", "error", err)
 			}
 		}()
-		log.Info("serving admin endpoints (/metrics, /healthz, gRPC health and reflection)", "address", al.Addr().String(), "token", c.adminToken != "")
+		log.Info("serving admin endpoints (/metrics, /healthz, gRPC health and reflection)", "address", al.Addr().String(), "token", c.adminToken != "", "console", consoleOn)
 	}
 
 	lis, err := net.Listen("tcp", c.listen)
@@ -315,7 +341,11 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 	var httpServer *http.Server
 	if c.httpListen != "" {
 		native := newConnectHandlers(rt.services, interceptor, c.maxMessageBytes)
-		httpServer, err = newHTTPServer(grpcServer, native, m, healthServer, c, tlsConfig)
+		var publicConsole http.Handler
+		if consoleOn && c.adminListen == "" {
+			publicConsole = consoleHandler
+		}
+		httpServer, err = newHTTPServer(grpcServer, native, m, healthServer, c, tlsConfig, publicConsole)
 		if err != nil {
 			grpcServer.Stop()
 			_ = rt.Close(context.Background())
@@ -395,7 +425,7 @@ func shutdown(timeout time.Duration, log *slog.Logger, grpcServer *grpc.Server, 
 // application/json or application/proto), gRPC and gRPC-Web; REST routes
 // and the gRPC server's other services through vanguard; /metrics and
 // /healthz; all on one port.
-func newHTTPServer(grpcServer *grpc.Server, native map[string]http.Handler, m *metrics, hs *health.Server, c serverConfig, tlsConfig *tls.Config) (*http.Server, error) {
+func newHTTPServer(grpcServer *grpc.Server, native map[string]http.Handler, m *metrics, hs *health.Server, c serverConfig, tlsConfig *tls.Config, consoleHandler http.Handler) (*http.Server, error) {
 	rpc := newRPCHandler(grpcServer, native)
 	// REST calls are transcoded into gRPC calls of the native handlers,
 	// so that they pass through the same interceptors; the gRPC server's
@@ -437,6 +467,9 @@ func newHTTPServer(grpcServer *grpc.Server, native map[string]http.Handler, m *m
 		mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 		mux.Handle("/healthz", healthz(hs))
 	}
+	if consoleHandler != nil {
+		mux.Handle(consolePrefix, consoleHandler)
+	}
 	mux.Handle("/", rpc)
 	// HTTP/1.1 for curl and browsers; HTTP/2 (also without TLS, "h2c") for
 	// gRPC-Web and Connect clients that use it.
@@ -468,9 +501,12 @@ func healthz(hs *health.Server) http.Handler {
 // reach: /metrics, /healthz, and over gRPC (h2c) the health service and
 // reflection of the public gRPC server's services. With an admin token,
 // every call but the health checks must carry it as a bearer token.
-func newAdminServer(public *grpc.Server, m *metrics, hs *health.Server, c serverConfig) *http.Server {
+func newAdminServer(public *grpc.Server, m *metrics, hs *health.Server, c serverConfig, rt *Runtime, consoleHandler http.Handler) (*http.Server, error) {
 	admin := grpc.NewServer()
 	healthpb.RegisterHealthServer(admin, hs)
+	if rt != nil {
+		rt.RegisterAdmin(admin)
+	}
 	// Reflection describes the public server's services, so that grpcurl
 	// pointed here lists the entities' methods.
 	opts := reflection.ServerOptions{Services: public}
@@ -479,6 +515,18 @@ func newAdminServer(public *grpc.Server, m *metrics, hs *health.Server, c server
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 	mux.Handle("/healthz", healthz(hs))
+	if consoleHandler != nil {
+		mux.Handle(consolePrefix, consoleHandler)
+		// The admin API over HTTP/JSON (Connect and its REST routes),
+		// transcoded into the admin gRPC server.
+		transcoder, err := vanguard.NewTranscoder([]*vanguard.Service{vanguard.NewService(statefunv1.AdminService_ServiceDesc.ServiceName, admin,
+			vanguard.WithTargetProtocols(vanguard.ProtocolGRPC), vanguard.WithTargetCodecs(vanguard.CodecProto))})
+		if err != nil {
+			return nil, fmt.Errorf("set up the admin API over HTTP: %w", err)
+		}
+		mux.Handle("/"+statefunv1.AdminService_ServiceDesc.ServiceName+"/", transcoder)
+		mux.Handle("/v1/admin/", transcoder)
+	}
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		isGRPC := r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
 		open := r.URL.Path == "/healthz" || strings.HasPrefix(r.URL.Path, "/grpc.health.v1.Health/")
@@ -502,8 +550,11 @@ func newAdminServer(public *grpc.Server, m *metrics, hs *health.Server, c server
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
-	return &http.Server{Handler: handler, Protocols: &protocols, ReadHeaderTimeout: 10 * time.Second}
+	return &http.Server{Handler: handler, Protocols: &protocols, ReadHeaderTimeout: 10 * time.Second}, nil
 }
+
+// consolePrefix is where the web console is served.
+const consolePrefix = "/console/"
 
 // adminTokenMatches compares an Authorization header with the admin token
 // in constant time.
