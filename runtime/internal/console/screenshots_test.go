@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/statefun-go/statefun/internal/browsertest"
 )
 
 var screenshotDir = flag.String("screenshots", "", "write the console's screenshots (overview.png, entity.png, consumers.png) of the fake source into this directory; make screenshots sets it")
@@ -23,18 +25,18 @@ func TestScreenshots(t *testing.T) {
 	}
 	srv := httptest.NewServer(mounted(newFakeSource(), Options{}))
 	defer srv.Close()
-	b := newBrowser(t)
-	b.do("sizing the viewport", chromedp.EmulateViewport(1280, 800))
+	b := browsertest.New(t)
+	b.Do("sizing the viewport", chromedp.EmulateViewport(1280, 800))
 	for _, shot := range []struct{ file, path, ready string }{
 		{"overview.png", "/console/", "types"},
 		{"entity.png", "/console/entities/shop.Cart/cart-2?diff=4&seq=5", "diff"},
 		{"consumers.png", "/console/consumers", "consumers"},
 	} {
-		b.do("opening "+shot.path, chromedp.Navigate(srv.URL+shot.path), chromedp.WaitVisible(chromedp.ID(shot.ready)))
-		png := value(b, "capturing "+shot.path, chromedp.FullScreenshot(100))
+		b.Do("opening "+shot.path, chromedp.Navigate(srv.URL+shot.path), chromedp.WaitVisible(chromedp.ID(shot.ready)))
+		png := browsertest.Value(b, "capturing "+shot.path, chromedp.FullScreenshot(100))
 		if err := os.WriteFile(filepath.Join(*screenshotDir, shot.file), png, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	b.noConsoleErrors()
+	b.NoConsoleErrors()
 }
