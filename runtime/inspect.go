@@ -479,3 +479,40 @@ func (in *inspector) lag(ctx context.Context, r *consumerRunner, pos store.Posit
 	}
 	return count, max(time.Since(page[0].StoredAt), 0), nil
 }
+
+// Cluster implements console.Source from the store's membership and
+// leases, as the cluster command prints them: any node reads the same.
+func (in *inspector) Cluster(ctx context.Context) (console.Cluster, error) {
+	cn := in.rt.cluster
+	if cn == nil {
+		return console.Cluster{}, nil
+	}
+	cs, ok := in.rt.store.(store.Cluster)
+	if !ok {
+		return console.Cluster{}, nil
+	}
+	nodes, err := cs.Nodes(ctx)
+	if err != nil {
+		return console.Cluster{}, err
+	}
+	leases, err := cs.Leases(ctx)
+	if err != nil {
+		return console.Cluster{}, err
+	}
+	out := console.Cluster{Clustered: true, Shards: len(leases)}
+	held := map[string]int{}
+	for _, l := range leases {
+		if l.Owner == "" || l.Remaining < 0 {
+			out.Free++
+			continue
+		}
+		held[l.Owner]++
+	}
+	for _, n := range nodes {
+		out.Nodes = append(out.Nodes, console.Node{
+			ID: n.ID, Address: n.Address, StartedAt: n.StartedAt, LastHeartbeat: n.Age,
+			Shards: held[n.ID], Self: n.ID == cn.node.ID(),
+		})
+	}
+	return out, nil
+}

@@ -405,3 +405,44 @@ func TestInspectConsumerLag(t *testing.T) {
 		})
 	}
 }
+
+// TestInspectCluster: every node reports the same membership, each node's
+// shards as the store's leases say, and marks itself.
+func TestInspectCluster(t *testing.T) {
+	st := memory.New()
+	a := startNode(t, st, 5*time.Second)
+	b := startNode(t, st, 5*time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ca, errA := a.rt.ConsoleSource().Cluster(context.Background())
+		cb, errB := b.rt.ConsoleSource().Cluster(context.Background())
+		if errA != nil || errB != nil {
+			t.Fatal(errA, errB)
+		}
+		if len(ca.Nodes) == 2 && ca.Free == 0 && ca.Nodes[0].Shards > 0 && ca.Nodes[1].Shards > 0 {
+			if !ca.Clustered || ca.Shards != 64 || ca.Nodes[0].Shards+ca.Nodes[1].Shards != 64 {
+				t.Fatalf("cluster as node a sees it: %+v", ca)
+			}
+			selfA, selfB := 0, 0
+			for i := range 2 {
+				if ca.Nodes[i].Self {
+					selfA++
+					if ca.Nodes[i].ID != a.addr {
+						t.Errorf("node a marks %s as itself", ca.Nodes[i].ID)
+					}
+				}
+				if cb.Nodes[i].Self {
+					selfB++
+				}
+			}
+			if selfA != 1 || selfB != 1 {
+				t.Errorf("each node marks itself once: a %d, b %d", selfA, selfB)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the nodes did not share the shards: %+v", ca)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -86,7 +86,7 @@ type handler struct {
 // per page, so that the pages' blocks do not overwrite each other.
 func parsePages() map[string]*template.Template {
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"overview", "entity", "consumers", "error"} {
+	for _, name := range []string{"overview", "entity", "consumers", "cluster", "error"} {
 		pages[name] = template.Must(template.New("layout.html").Funcs(templateFuncs).
 			ParseFS(templateFiles, "templates/layout.html", "templates/"+name+".html"))
 	}
@@ -117,6 +117,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.overview(w, r)
 	case rest == "consumers":
 		h.consumers(w, r)
+	case rest == "cluster":
+		h.cluster(w, r)
 	case rest == "lookup":
 		h.lookup(w, r)
 	case strings.HasPrefix(rest, "static/"):

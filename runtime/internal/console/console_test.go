@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/net/html"
 )
@@ -615,6 +616,29 @@ func TestConsumersPageShowsProgressLagRetriesAndErrors(t *testing.T) {
 	}
 	if attr(p.byID("consumers"), "data-refresh") == "" {
 		t.Error("the consumers table does not ask the script to refresh it")
+	}
+}
+
+func TestClusterPageShowsNodesAndTheirShards(t *testing.T) {
+	t.Parallel()
+	src := newFakeSource()
+	p := getOK(t, mounted(src, Options{}), "/console/cluster")
+	if p.byID("single") == nil {
+		t.Error("a single node's cluster page does not say it is one")
+	}
+	src.mu.Lock()
+	src.cluster = Cluster{Clustered: true, Shards: 8, Free: 1, Nodes: []Node{
+		{ID: "10.0.0.1:8080", Address: "10.0.0.1:8080", Shards: 4, Self: true, LastHeartbeat: 300 * time.Millisecond},
+		{ID: "10.0.0.2:8080", Address: "10.0.0.2:8080", Shards: 3, LastHeartbeat: 1200 * time.Millisecond},
+	}}
+	src.mu.Unlock()
+	p = getOK(t, mounted(src, Options{}), "/console/cluster")
+	rows := p.bodyRows("nodes")
+	if len(rows) != 2 || cell(rows[0], "shards") != "4" || cell(rows[1], "shards") != "3" || !strings.Contains(cell(rows[0], "name"), "(this node)") {
+		t.Fatalf("node rows %d: %q %q", len(rows), cell(rows[0], "name"), cell(rows[0], "shards"))
+	}
+	if got := strings.TrimSpace(textOf(p.byID("shards"))); got != "8 shards, 1 without a live lease." {
+		t.Errorf("#shards = %q", got)
 	}
 }
 

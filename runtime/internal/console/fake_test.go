@@ -17,6 +17,7 @@ type fakeSource struct {
 	types     []EntityType
 	entities  map[string]*fakeEntity // by type + "\x00" + ID
 	consumers []Consumer
+	cluster   Cluster
 	fail      error // when set, every read fails with it
 }
 
@@ -191,6 +192,15 @@ func (f *fakeSource) Events(_ context.Context, typ, id string, afterSeq int64, l
 		})
 	}
 	return events, nil
+}
+
+func (f *fakeSource) Cluster(context.Context) (Cluster, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return Cluster{}, f.fail
+	}
+	return f.cluster, nil
 }
 
 func (f *fakeSource) Consumers(context.Context) ([]Consumer, error) {

@@ -220,6 +220,20 @@ func (h *handler) consumers(w http.ResponseWriter, r *http.Request) {
 	h.render(w, http.StatusOK, "consumers", consumersPage{basePage: h.base("Consumers"), Consumers: consumers})
 }
 
+type clusterPage struct {
+	basePage
+	Cluster Cluster
+}
+
+func (h *handler) cluster(w http.ResponseWriter, r *http.Request) {
+	c, err := h.src.Cluster(r.Context())
+	if err != nil {
+		h.sourceError(w, "the cluster", err)
+		return
+	}
+	h.render(w, http.StatusOK, "cluster", clusterPage{basePage: h.base("Cluster"), Cluster: c})
+}
+
 func formatStoredAt(t time.Time) string {
 	if t.IsZero() {
 		return "—"

@@ -28,6 +28,26 @@ type Source interface {
 	// Consumers lists the consumers (views, publishers and the runtime's
 	// own included) with their progress, sorted by name.
 	Consumers(ctx context.Context) ([]Consumer, error)
+	// Cluster returns the cluster's nodes and who holds its shards, as
+	// the store records them; Clustered is false for a single node.
+	Cluster(ctx context.Context) (Cluster, error)
+}
+
+// Cluster is the membership of a cluster and its shards' owners.
+type Cluster struct {
+	Clustered bool
+	Shards    int // the shard count
+	Free      int // shards without a live lease (a failover or a handoff under way)
+	Nodes     []Node
+}
+
+// Node is a member of the cluster.
+type Node struct {
+	ID, Address   string
+	StartedAt     time.Time
+	LastHeartbeat time.Duration // how long ago, by the store's clock
+	Shards        int           // the shards it holds
+	Self          bool          // the node serving this page
 }
 
 // ErrNotFound is returned when no entity of that type and ID has any history.
