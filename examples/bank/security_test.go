@@ -147,6 +147,14 @@ func TestAccessEndToEnd(t *testing.T) {
 		break
 	}
 
+	// A server that checks access keeps its console and admin API off
+	// its public ports.
+	for _, path := range []string{"/console/", "/v1/admin/consumers"} {
+		if code, _ := srv.Call(t, http.MethodGet, path, ""); code == http.StatusOK {
+			t.Errorf("GET %s on the public port: %d, want it not served", path, code)
+		}
+	}
+
 	// Every refusal was counted: the token attacks on both ports and the
 	// forged internal token; another user's token on both ports and the
 	// forged forwarding header.
