@@ -140,9 +140,9 @@ func watchdog(input string) (stop func()) {
 	go func() {
 		select {
 		case <-done:
-		case <-time.After(20 * time.Second):
+		case <-time.After(time.Minute):
 			buf := make([]byte, 1<<20)
-			panic(fmt.Sprintf("one input ran for 20s\ninput:\n%s\n%s", input, buf[:runtime.Stack(buf, true)]))
+			panic(fmt.Sprintf("one input ran for a minute\ninput:\n%s\n%s", input, buf[:runtime.Stack(buf, true)]))
 		}
 	}()
 	return func() { close(done) }
