@@ -200,7 +200,8 @@ func TestHTTPUnknownMethod(t *testing.T) {
 	t.Parallel()
 	base := serveHTTP(t)
 	const services = "the services are statefun.testdata.eventsourced.ShoppingCart (methods: AddItem, RemoveItem, Checkout, GetCart), " +
-		"statefun.testdata.nestedkey.Device (methods: Record, Latest)"
+		"statefun.testdata.nestedkey.Device (methods: Record, Latest), " +
+		"statefun.v1.AdminService (methods: ListEntityTypes, GetEntity, ListEvents, ListConsumers)"
 	for _, path := range []string{cartPath + "AddItems", "/shop.cart.v1.NoSuchService/AddItem"} {
 		for _, headers := range [][]string{
 			{"Content-Type", "application/json", "Connect-Protocol-Version", "1"},

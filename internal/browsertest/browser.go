@@ -95,13 +95,27 @@ func New(t testing.TB) *Browser {
 	return b
 }
 
-// Do runs the actions under the step timeout.
+// Do runs the actions under the step timeout. An action that lost its
+// element to a page that replaced its document meanwhile (the browser's
+// "Could not find node with given id") is run again: the next try finds
+// the element on the page as it is now.
 func (b *Browser) Do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.Ctx, StepTimeout)
 	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
-		b.t.Fatalf("%s: %v", what, err)
+	for {
+		err := chromedp.Do(ctx, actions...)
+		if err == nil {
+			return
+		}
+		if !strings.Contains(err.Error(), "Could not find node with given id") || ctx.Err() != nil {
+			b.t.Fatalf("%s: %v", what, err)
+		}
+		select {
+		case <-ctx.Done():
+			b.t.Fatalf("%s: %v", what, err)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
@@ -117,7 +131,9 @@ func Value[T any](b *Browser, what string, action chromedp.Action[T]) T {
 	return v
 }
 
-// WaitFor evaluates a JavaScript condition until it holds. It polls from
+// WaitFor evaluates a JavaScript condition until it holds on a page that
+// has finished loading (a click on a page still loading can find its
+// element replaced under it). It polls from
 // Go rather than in the page, because the page it starts on may be
 // navigating away: an evaluation that fails then is tried again.
 func (b *Browser) WaitFor(what, condition string) {
@@ -126,7 +142,7 @@ func (b *Browser) WaitFor(what, condition string) {
 	defer cancel()
 	var lastErr error
 	for {
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("Boolean("+condition+")"))
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.readyState === "complete" && Boolean(`+condition+")"))
 		if err == nil && ok {
 			return
 		}
