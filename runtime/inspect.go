@@ -516,3 +516,40 @@ func (in *inspector) Cluster(ctx context.Context) (console.Cluster, error) {
 	}
 	return out, nil
 }
+
+// Timers implements console.Source from the store's pending timers of
+// the entity.
+func (in *inspector) Timers(ctx context.Context, typ, id string) ([]console.Timer, error) {
+	if _, err := in.host(typ); err != nil {
+		return nil, err
+	}
+	ts, ok := in.rt.store.(store.Timers)
+	if !ok {
+		return nil, nil
+	}
+	pending, err := ts.EntityTimers(ctx, store.Ref{Type: typ, ID: id})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]console.Timer, 0, len(pending))
+	for _, t := range pending {
+		method := "(unreadable call)"
+		if c, err := decodeCall(t.Call); err == nil {
+			method = c.method
+		}
+		out = append(out, console.Timer{Name: t.Name, Due: t.Due, Method: method, Attempts: t.Attempts})
+	}
+	slices.SortFunc(out, func(a, b console.Timer) int { return a.Due.Compare(b.Due) })
+	return out, nil
+}
+
+// Views implements console.Source from the runtime's view hosts.
+func (in *inspector) Views(context.Context) ([]console.View, error) {
+	var out []console.View
+	for _, h := range in.rt.views.hosts {
+		s := h.stats()
+		out = append(out, console.View{Name: s.Name, Version: s.Version, Serving: s.Serving, Ready: s.Ready, Updated: s.Updated, Skipped: s.Skipped})
+	}
+	slices.SortFunc(out, func(a, b console.View) int { return cmp.Compare(a.Name, b.Name) })
+	return out, nil
+}

@@ -3,6 +3,7 @@ package statefun_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -444,5 +445,33 @@ func TestInspectCluster(t *testing.T) {
 			t.Fatalf("the nodes did not share the shards: %+v", ca)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestInspectTimers: an entity's pending timers, soonest first, with the
+// method each will call; a fired or cancelled one is gone.
+func TestInspectTimers(t *testing.T) {
+	st := memory.New()
+	rt := newTimerRuntime(t, st, newDeliveries())
+	carts := cart.NewShoppingCartEntityClient(rt.ClientConn())
+	far := time.Now().Add(time.Hour).UnixMilli()
+	addItem(t, carts, "t1", fmt.Sprintf("at:late:%d:t1", far+1000))
+	addItem(t, carts, "t1", fmt.Sprintf("at:soon:%d:t1", far))
+	addItem(t, carts, "t1", fmt.Sprintf("at:gone:%d:t1", far))
+	addItem(t, carts, "t1", "cancel:gone")
+	timers, err := rt.ConsoleSource().Timers(context.Background(), cart.ShoppingCartEntityType, "t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tm := range timers {
+		got = append(got, tm.Name+" "+tm.Method)
+	}
+	want := []string{"soon /statefun.testdata.eventsourced.ShoppingCart/AddItem", "late /statefun.testdata.eventsourced.ShoppingCart/AddItem"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("timers %q, want %q", got, want)
+	}
+	if _, err := rt.ConsoleSource().Timers(context.Background(), "no-such-type", "t1"); err == nil {
+		t.Error("timers of an unknown type: no error")
 	}
 }

@@ -619,6 +619,29 @@ func TestConsumersPageShowsProgressLagRetriesAndErrors(t *testing.T) {
 	}
 }
 
+func TestEntityPageListsPendingTimersAndOverviewTheViews(t *testing.T) {
+	t.Parallel()
+	src := newFakeSource()
+	due := time.Date(2026, 3, 14, 10, 0, 0, 0, time.UTC)
+	src.mu.Lock()
+	src.timers = map[string][]Timer{"shop.Cart\x00cart-1": {{Name: "expire", Due: due, Method: "/shop.v1.Cart/Expire", Attempts: 2}}}
+	src.views = []View{{Name: "carts_by_sku", Version: 2, Serving: 1, Updated: 40}}
+	src.mu.Unlock()
+	h := mounted(src, Options{})
+	p := getOK(t, h, "/console/entities/shop.Cart/cart-1")
+	rows := p.bodyRows("timers")
+	if len(rows) != 1 || cell(rows[0], "name") != "expire" || cell(rows[0], "method") != "/shop.v1.Cart/Expire" || cell(rows[0], "attempts") != "2" || cell(rows[0], "due") != "2026-03-14 10:00:00.000 UTC" {
+		t.Fatalf("timer rows: %d", len(rows))
+	}
+	if p := getOK(t, h, "/console/entities/shop.Cart/cart-2"); p.byID("timers") != nil {
+		t.Error("an entity without timers shows a timers table")
+	}
+	rows = getOK(t, h, "/console/").bodyRows("views")
+	if len(rows) != 1 || cell(rows[0], "name") != "carts_by_sku" || cell(rows[0], "ready") != "being built" || cell(rows[0], "serving") != "1" || cell(rows[0], "updated") != "40" {
+		t.Fatalf("view rows: %d", len(rows))
+	}
+}
+
 func TestClusterPageShowsNodesAndTheirShards(t *testing.T) {
 	t.Parallel()
 	src := newFakeSource()

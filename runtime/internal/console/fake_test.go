@@ -18,6 +18,8 @@ type fakeSource struct {
 	entities  map[string]*fakeEntity // by type + "\x00" + ID
 	consumers []Consumer
 	cluster   Cluster
+	timers    map[string][]Timer // by type + "\x00" + ID
+	views     []View
 	fail      error // when set, every read fails with it
 }
 
@@ -192,6 +194,24 @@ func (f *fakeSource) Events(_ context.Context, typ, id string, afterSeq int64, l
 		})
 	}
 	return events, nil
+}
+
+func (f *fakeSource) Timers(_ context.Context, typ, id string) ([]Timer, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	return f.timers[typ+"\x00"+id], nil
+}
+
+func (f *fakeSource) Views(context.Context) ([]View, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	return f.views, nil
 }
 
 func (f *fakeSource) Cluster(context.Context) (Cluster, error) {

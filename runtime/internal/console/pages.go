@@ -21,6 +21,7 @@ var templateFuncs = template.FuncMap{
 type overviewPage struct {
 	basePage
 	Types []EntityType
+	Views []View
 }
 
 func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
@@ -29,7 +30,12 @@ func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
 		h.sourceError(w, "the entity types", err)
 		return
 	}
-	h.render(w, http.StatusOK, "overview", overviewPage{basePage: h.base("Entity types"), Types: types})
+	views, err := h.src.Views(r.Context())
+	if err != nil {
+		h.sourceError(w, "the views", err)
+		return
+	}
+	h.render(w, http.StatusOK, "overview", overviewPage{basePage: h.base("Entity types"), Types: types, Views: views})
 }
 
 // lookup turns the overview's form (a type and its key fields' values) into
@@ -58,6 +64,8 @@ type entityPage struct {
 	History     []historyRow
 	// OlderURL and NewerURL page the history; "" at either end.
 	OlderURL, NewerURL string
+	// Timers are the entity's pending timers.
+	Timers []Timer
 }
 
 // getForm is a GET form that lands on a given URL: a GET form drops its
@@ -202,6 +210,10 @@ func (h *handler) entity(w http.ResponseWriter, r *http.Request, escaped string)
 	}
 	if len(events) > 0 && events[len(events)-1].Seq < e.Latest {
 		page.NewerURL = pageAt(events[len(events)-1].Seq)
+	}
+	if page.Timers, err = h.src.Timers(ctx, typ, id); err != nil {
+		h.sourceError(w, "the entity's timers", err)
+		return
 	}
 	h.render(w, http.StatusOK, "entity", page)
 }

@@ -28,9 +28,30 @@ type Source interface {
 	// Consumers lists the consumers (views, publishers and the runtime's
 	// own included) with their progress, sorted by name.
 	Consumers(ctx context.Context) ([]Consumer, error)
+	// Timers lists an entity's pending timers, soonest first.
+	Timers(ctx context.Context, typ, id string) ([]Timer, error)
+	// Views lists the views, sorted by name.
+	Views(ctx context.Context) ([]View, error)
 	// Cluster returns the cluster's nodes and who holds its shards, as
 	// the store records them; Clustered is false for a single node.
 	Cluster(ctx context.Context) (Cluster, error)
+}
+
+// Timer is a pending timer of an entity: a call to make at Due.
+type Timer struct {
+	Name     string
+	Due      time.Time
+	Method   string // the call's method, "/pkg.Service/Method"
+	Attempts int    // failed deliveries so far (it is retried)
+}
+
+// View is one view: its version, whether it is complete, and its
+// updater's work on this node (its lag is its consumer's).
+type View struct {
+	Name             string
+	Version, Serving int // this binary's version; the one answering queries
+	Ready            bool
+	Updated, Skipped uint64 // rows written by this node's updater; repeats skipped
 }
 
 // Cluster is the membership of a cluster and its shards' owners.
