@@ -238,6 +238,7 @@ func (in *inspector) Entity(ctx context.Context, typ, id string, seq int64) (con
 	if err != nil {
 		return console.Entity{}, fmt.Errorf("render the state of %s at %d: %w", ref, out.Seq, err)
 	}
+	out.StateJSON = in.expandWorkflowState(typ, state, out.StateJSON)
 	return out, nil
 }
 
@@ -329,6 +330,40 @@ func (in *inspector) keyValueAt(ctx context.Context, m entityModel, ref store.Re
 
 var jsonOptions = protojson.MarshalOptions{Multiline: true, Indent: "  "}
 
+// expandWorkflowState shows a workflow's own state where its record and
+// events hold it as bytes (their "state" field): decoded as the
+// workflow's state message, rather than base64. Anything else, or bytes
+// that do not decode, is returned as rendered.
+func (in *inspector) expandWorkflowState(typ string, msg proto.Message, rendered string) string {
+	runner := in.rt.workflows.get(typ)
+	if runner == nil {
+		return rendered
+	}
+	m := msg.ProtoReflect()
+	fd := m.Descriptor().Fields().ByName("state")
+	if fd == nil || fd.Kind() != protoreflect.BytesKind || fd.IsList() || !m.Has(fd) {
+		return rendered
+	}
+	user := runner.newUserState()
+	if err := proto.Unmarshal(m.Get(fd).Bytes(), user); err != nil {
+		return rendered
+	}
+	userJSON, err := protojson.Marshal(user)
+	if err != nil {
+		return rendered
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(rendered), &fields); err != nil {
+		return rendered
+	}
+	fields["state"] = userJSON
+	b, err := json.MarshalIndent(fields, "", "  ")
+	if err != nil {
+		return rendered
+	}
+	return string(b)
+}
+
 func stateJSON(state proto.Message) (string, error) {
 	b, err := jsonOptions.Marshal(state)
 	return string(b), err
@@ -368,7 +403,7 @@ func (in *inspector) Events(ctx context.Context, typ, id string, afterSeq int64,
 	}
 	events := make([]console.Event, len(page))
 	for i, e := range page {
-		events[i] = console.Event{Seq: e.Seq, Type: e.EventType, StoredAt: e.StoredAt, PayloadJSON: eventJSON(m, e.Event)}
+		events[i] = console.Event{Seq: e.Seq, Type: e.EventType, StoredAt: e.StoredAt, PayloadJSON: in.eventJSON(typ, m, e.Event)}
 	}
 	return events, nil
 }
@@ -396,7 +431,7 @@ func (in *inspector) readHistory(ctx context.Context, ref store.Ref, afterSeq in
 // eventJSON renders an event as protobuf JSON. An event this binary
 // cannot decode, and a sent call (the runtime's record, not a proto
 // message of the entity), are shown as a JSON object that says so.
-func eventJSON(m entityModel, e store.Event) string {
+func (in *inspector) eventJSON(typ string, m entityModel, e store.Event) string {
 	note := func(fields map[string]string) string {
 		b, _ := json.MarshalIndent(fields, "", "  ")
 		return string(b)
@@ -410,7 +445,7 @@ func eventJSON(m entityModel, e store.Event) string {
 	if msg := m.newEvent(e.EventType); msg != nil {
 		if err := proto.Unmarshal(e.Payload, msg); err == nil {
 			if s, err := stateJSON(msg); err == nil {
-				return s
+				return in.expandWorkflowState(typ, msg, s)
 			}
 		}
 		return note(map[string]string{"note": "the payload does not decode as " + string(msg.ProtoReflect().Descriptor().FullName()), "payloadBase64": base64.StdEncoding.EncodeToString(e.Payload)})

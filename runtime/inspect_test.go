@@ -11,7 +11,9 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
+	statefunv1 "github.com/statefun-go/statefun/gen/statefun/v1"
 	statefun "github.com/statefun-go/statefun/runtime"
 	"github.com/statefun-go/statefun/runtime/internal/console"
 	"github.com/statefun-go/statefun/runtime/store"
@@ -473,5 +475,36 @@ func TestInspectTimers(t *testing.T) {
 	}
 	if _, err := rt.ConsoleSource().Timers(context.Background(), "no-such-type", "t1"); err == nil {
 		t.Error("timers of an unknown type: no error")
+	}
+}
+
+// TestInspectWorkflow: a workflow shows as an entity type whose state is
+// its record (phase, step, history) with its own state decoded, not the
+// bytes the record keeps it in, and so do its events.
+func TestInspectWorkflow(t *testing.T) {
+	e, host := errand(step{Name: "only", Run: func(c *statefun.StepContext, s errandState) (statefun.Transition, error) {
+		s.Fields["done_by_step"] = structpb.NewStringValue("only")
+		return c.End(), nil
+	}})
+	rt, err := statefun.New([]*statefun.Entity{e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeRuntime(t, rt) })
+	startErrand(t, host.Load(), "w1")
+	waitPhase(t, host.Load(), "w1", statefunv1.WorkflowStatus_PHASE_COMPLETED)
+	ent, err := rt.ConsoleSource().Entity(context.Background(), "errand", "w1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(ent.StateJSON, `"done_by_step"`) || !strings.Contains(ent.StateJSON, "PHASE_COMPLETED") {
+		t.Errorf("the workflow's state does not show its own state decoded and its phase:\n%s", ent.StateJSON)
+	}
+	events, err := rt.ConsoleSource().Events(context.Background(), "errand", "w1", 0, 10)
+	if err != nil || len(events) == 0 {
+		t.Fatalf("events %v, %v", events, err)
+	}
+	if !strings.Contains(events[len(events)-1].PayloadJSON, `"done_by_step"`) {
+		t.Errorf("the last step's event does not show the state it stored:\n%s", events[len(events)-1].PayloadJSON)
 	}
 }

@@ -738,6 +738,9 @@ type workflowSet struct {
 type workflowRunner interface {
 	runStep(ctx context.Context, req *workflowpb.RunStepRequest) (*workflowpb.RunStepResponse, error)
 	stats() WorkflowStats
+	// newUserState returns an empty state of the workflow's own type, into
+	// which the console decodes the state its record holds as bytes.
+	newUserState() proto.Message
 }
 
 func (s *workflowSet) add(typ string, h workflowRunner) {
@@ -786,6 +789,8 @@ type WorkflowStats struct {
 	Failed       uint64 // workflows that ended as failed
 	Running      int    // step attempts running here now
 }
+
+func (h *WorkflowHost[S]) newUserState() proto.Message { return h.cfg.NewState() }
 
 func (h *WorkflowHost[S]) stats() WorkflowStats {
 	h.runningMu.Lock()

@@ -30,6 +30,13 @@ var consoleMutants = []mutant{
 		new:  `	if consoleOn && c.adminListen == "" && rt.sec.guarded() && false {`,
 		pkg:  "./examples/bank/", run: "TestAccessEndToEnd",
 	},
+	{
+		name: "console: a workflow's own state shows as the bytes its record keeps",
+		file: "runtime/inspect.go",
+		old:  `	runner := in.rt.workflows.get(typ)`,
+		new:  `	var runner workflowRunner`,
+		pkg:  "./runtime/", run: "TestInspectWorkflow",
+	},
 }
 
 func init() { mutants = append(mutants, consoleMutants...) }
