@@ -2,6 +2,7 @@ package statefun
 
 import (
 	"net"
+	"net/netip"
 	"regexp"
 	"sync"
 	"time"
@@ -64,13 +65,23 @@ func (l *rateLimits) allow(key string, now time.Time) bool {
 	return kl.limiter.AllowN(now, 1)
 }
 
-// hostOf returns the host of a host:port address (an anonymous caller is
-// counted by its IP address, whatever its port).
-func hostOf(addr string) string {
-	if host, _, err := net.SplitHostPort(addr); err == nil {
+// clientNetwork names an anonymous caller for its rate limit: its IPv4
+// address, whatever its port, or its IPv6 /64, since one client commonly
+// holds a whole /64 and could otherwise take a new limit per address.
+func clientNetwork(addr string) string {
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.Is4() || ip.Is4In6() {
 		return host
 	}
-	return addr
+	prefix, err := ip.Prefix(64)
+	if err != nil {
+		return host
+	}
+	return prefix.String()
 }
 
 // tokenCache remembers the tokens a verifier accepted, so that a client

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -192,12 +194,13 @@ func (c *Claims) Issuer() string {
 	return c.c.Issuer
 }
 
-// Audience returns the "aud" claim, as a list.
+// Audience returns the "aud" claim, as a list of the caller's own (the
+// claims are shared by the calls that carry the same token).
 func (c *Claims) Audience() []string {
 	if c == nil {
 		return nil
 	}
-	return c.c.Audience
+	return slices.Clone(c.c.Audience)
 }
 
 // Expiry returns the "exp" claim.
@@ -259,6 +262,7 @@ type security struct {
 	policies  map[string]*access.Policy // by full method; none: open to anyone
 	log       *slog.Logger
 	denyLog   logLimiter
+	keysLog   logLimiter
 	denied    sync.Map // method -> *deniedCounts
 	// needToken and needService: methods whose rules allow callers with
 	// a token, or other services (readyToServe).
@@ -439,21 +443,34 @@ func (a *authorizedStream) RecvMsg(m any) error {
 // authorize establishes the caller, applies the rate limits and checks the
 // method's access; it returns ctx with the caller, or the call's error.
 func (s *security) authorize(ctx context.Context, method string, req proto.Message) (context.Context, error) {
-	if s.conns != nil {
-		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-			if !s.conns.allow(p.Addr.String(), s.now()) {
-				return ctx, s.deny(ctx, method, codes.ResourceExhausted, fmt.Sprintf("this connection exceeded its limit of %g calls per second; slow down or open another connection", s.conns.rate))
-			}
-		}
+	// The connection's limit is charged before a token is checked, so
+	// that a flood of bad tokens costs its connection its budget rather
+	// than the server its CPU; except for a call carrying an internal
+	// token, which may be a forwarded one (checked below).
+	md, _ := metadata.FromIncomingContext(ctx)
+	hasInternal := len(md.Get(internalTokenHeader)) > 0
+	if !hasInternal && !s.allowConn(ctx) {
+		return ctx, s.deny(ctx, method, codes.ResourceExhausted, fmt.Sprintf("this connection exceeded its limit of %g calls per second; slow down or open another connection", s.conns.rate))
 	}
-	caller, code, msg := s.authenticate(ctx, method)
+	caller, forwarded, code, msg := s.authenticate(ctx, method)
+	// A forwarded call was charged at the node its caller reached; the
+	// connection it came on is a node's, shared by all the calls it
+	// forwards.
+	if hasInternal && !forwarded && !s.allowConn(ctx) {
+		return ctx, s.deny(ctx, method, codes.ResourceExhausted, fmt.Sprintf("this connection exceeded its limit of %g calls per second; slow down or open another connection", s.conns.rate))
+	}
 	if code != codes.OK {
 		return ctx, s.deny(ctx, method, code, msg)
 	}
-	if s.callers != nil && caller.kind != callerInternal {
+	if s.callers != nil && caller.kind != callerInternal && !forwarded {
 		if !s.callers.allow(s.rateKey(ctx, caller), s.now()) {
 			return ctx, s.deny(ctx, method, codes.ResourceExhausted, fmt.Sprintf("this caller exceeded its limit of %g calls per second; slow down", s.callers.rate))
 		}
+	}
+	if strings.HasPrefix(method, internalServicePrefix) && caller.kind != callerInternal {
+		// The runtime's own services (the workflow runner) take calls from
+		// the service itself only, forwarded between its nodes.
+		return ctx, s.deny(ctx, method, codes.PermissionDenied, "this method is statefun's own: only the service's nodes call it")
 	}
 	if p := s.policies[method]; p != nil && caller.kind != callerInternal {
 		var m protoreflect.Message
@@ -471,68 +488,92 @@ func (s *security) authorize(ctx context.Context, method string, req proto.Messa
 	return context.WithValue(ctx, callerKey{}, caller), nil
 }
 
+// allowConn charges the call to its connection's limit.
+func (s *security) allowConn(ctx context.Context) bool {
+	if s.conns == nil {
+		return true
+	}
+	p, ok := peer.FromContext(ctx)
+	return !ok || p.Addr == nil || s.conns.allow(p.Addr.String(), s.now())
+}
+
+// internalServicePrefix starts the methods of the runtime's own services.
+const internalServicePrefix = "/statefun.internal."
+
 // authenticate establishes who makes a call from its metadata: an internal
 // token (another node, or another service of the deployment), a bearer
-// token, or nobody. A refusal comes with its code and message.
-func (s *security) authenticate(ctx context.Context, method string) (Caller, codes.Code, string) {
+// token, or nobody. forwarded says another node of this service passed the
+// call on. A refusal comes with its code and message.
+func (s *security) authenticate(ctx context.Context, method string) (caller Caller, forwarded bool, code codes.Code, msg string) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	if tok := md.Get(internalTokenHeader); len(tok) > 0 {
 		signer := s.internal.Load()
 		switch {
 		case signer == nil:
-			return Caller{}, codes.Unauthenticated, "internal call refused: this server has no service secret to check it with; give every service and node of the deployment the same --service-secret-file"
+			return Caller{}, false, codes.Unauthenticated, "internal call refused: this server has no service secret to check it with; give every service and node of the deployment the same --service-secret-file"
 		case len(tok) != 1:
-			return Caller{}, codes.Unauthenticated, "internal call refused: it carries more than one internal token"
+			return Caller{}, false, codes.Unauthenticated, "internal call refused: it carries more than one internal token"
 		}
 		a, err := signer.Verify(tok[0], method, s.now())
 		if err != nil {
-			return Caller{}, codes.Unauthenticated, fmt.Sprintf("internal call refused: %v; the services and nodes of a deployment need the same service secret", err)
+			return Caller{}, false, codes.Unauthenticated, fmt.Sprintf("internal call refused: %v; the services and nodes of a deployment need the same service secret", err)
 		}
+		// Only a node forwarding a call (Node set) passes on its caller or
+		// the service's own identity; a service calling directly is that
+		// service, whatever name it gives.
+		fwd := a.Node != ""
 		switch {
-		case a.Caller != nil:
-			return Caller{kind: callerToken, claims: a.Caller}, codes.OK, ""
-		case a.Anonymous:
-			return Caller{kind: callerAnonymous}, codes.OK, ""
+		case fwd && a.Caller != nil:
+			return Caller{kind: callerToken, claims: a.Caller}, true, codes.OK, ""
+		case fwd && a.Anonymous:
+			return Caller{kind: callerAnonymous}, true, codes.OK, ""
+		case fwd && a.Service == s.name:
+			return Caller{kind: callerInternal}, true, codes.OK, ""
 		case a.Service == s.name:
-			return Caller{kind: callerInternal}, codes.OK, ""
+			return Caller{}, false, codes.PermissionDenied, "internal call refused: a service call names this service itself; give every service of the deployment its own --service-name"
 		}
-		return Caller{kind: callerService, service: a.Service}, codes.OK, ""
+		return Caller{kind: callerService, service: a.Service}, fwd, codes.OK, ""
 	}
 	for _, h := range internalHeaders {
 		if len(md.Get(h)) > 0 {
-			return Caller{}, codes.PermissionDenied, fmt.Sprintf("the %s header is set only by statefun's own nodes, timers and subscriptions; a call from outside may not send it", h)
+			return Caller{}, false, codes.PermissionDenied, fmt.Sprintf("the %s header is set only by statefun's own nodes, timers and subscriptions; a call from outside may not send it", h)
 		}
 	}
 	auth := md.Get("authorization")
 	switch {
 	case len(auth) == 0:
-		return Caller{kind: callerAnonymous}, codes.OK, ""
+		return Caller{kind: callerAnonymous}, false, codes.OK, ""
 	case s.verifier == nil:
 		// The server validates no tokens: the header is not its to
 		// judge (a gateway in front of it may use it).
-		return Caller{kind: callerAnonymous}, codes.OK, ""
+		return Caller{kind: callerAnonymous}, false, codes.OK, ""
 	case len(auth) > 1:
-		return Caller{}, codes.Unauthenticated, "send one authorization header, not several"
+		return Caller{}, false, codes.Unauthenticated, "send one authorization header, not several"
 	}
 	raw, err := jwtauth.BearerToken(auth[0])
 	if err != nil {
-		return Caller{}, codes.Unauthenticated, err.Error()
+		return Caller{}, false, codes.Unauthenticated, err.Error()
 	}
 	if raw == "" {
-		return Caller{kind: callerAnonymous}, codes.OK, ""
+		return Caller{kind: callerAnonymous}, false, codes.OK, ""
 	}
 	if claims, ok := s.tokens.get(raw, s.now()); ok {
-		return Caller{kind: callerToken, claims: claims}, codes.OK, ""
+		return Caller{kind: callerToken, claims: claims}, false, codes.OK, ""
 	}
 	claims, err := s.verifier.Verify(ctx, raw)
 	switch {
 	case errors.Is(err, jwtauth.ErrKeysUnavailable):
-		return Caller{}, codes.Unavailable, err.Error()
+		// The details (the issuer's URL, the fetch's error) are the
+		// operator's: logged, not told to the caller.
+		if ok, _ := s.keysLog.allow(s.now()); ok {
+			s.log.Warn("token refused: the issuer's signing keys are not available", "error", err)
+		}
+		return Caller{}, false, codes.Unavailable, "the server cannot check tokens right now: its issuer's signing keys are not available; retry later"
 	case err != nil:
-		return Caller{}, codes.Unauthenticated, "bearer token refused: " + err.Error()
+		return Caller{}, false, codes.Unauthenticated, "bearer token refused: " + err.Error()
 	}
 	s.tokens.put(raw, claims, s.now())
-	return Caller{kind: callerToken, claims: claims}, codes.OK, ""
+	return Caller{kind: callerToken, claims: claims}, false, codes.OK, ""
 }
 
 // forCheck is the caller as the access rules see it.
@@ -556,7 +597,7 @@ func (s *security) rateKey(ctx context.Context, c Caller) string {
 		return "s:" + c.service
 	}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		return "a:" + hostOf(p.Addr.String())
+		return "a:" + clientNetwork(p.Addr.String())
 	}
 	return "a:"
 }

@@ -231,3 +231,89 @@ func BenchmarkAuthorizeToken(b *testing.B) {
 		}
 	})
 }
+
+// TestRuntimeServicesAreInternalOnly: the runtime's own services (the
+// workflow runner) refuse every caller but the service itself, as a node
+// forwards to another.
+func TestRuntimeServicesAreInternalOnly(t *testing.T) {
+	s := testSecurity(t, SecurityConfig{ServiceSecret: deploymentSecret})
+	const runStep = "/statefun.internal.v1.WorkflowRunnerService/RunStep"
+	if _, err := s.authorize(incoming(), runStep, nil); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("an anonymous RunStep: %v, want PermissionDenied", err)
+	}
+	creds, err := ServiceCredentials("lockout", deploymentSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := creds.GetRequestMetadata(credentials.NewContextWithRequestInfo(context.Background(), credentials.RequestInfo{Method: runStep}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.authorize(incoming(internalTokenHeader, md[internalTokenHeader]), runStep, nil); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("another service's RunStep: %v, want PermissionDenied", err)
+	}
+	tok, err := s.mintForward(ContextWithCaller(context.Background(), Caller{kind: callerInternal}), runStep, "node-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.authorize(incoming(internalTokenHeader, tok, forwardedHeader, "node-a"), runStep, nil); err != nil {
+		t.Errorf("the service's own RunStep, forwarded: %v", err)
+	}
+}
+
+// TestForwardedCallsSkipRateLimits: a call another node forwards was
+// charged where its caller reached the cluster; the nodes' connection is
+// not limited as a client's.
+func TestForwardedCallsSkipRateLimits(t *testing.T) {
+	s := testSecurity(t, SecurityConfig{ServiceSecret: deploymentSecret, CallerRate: 1, CallerBurst: 1, ConnRate: 1, ConnBurst: 1})
+	for i := range 5 {
+		tok, err := s.mintForward(context.Background(), "/m", "node-a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.authorize(incoming(internalTokenHeader, tok, forwardedHeader, "node-a"), "/m", nil); err != nil {
+			t.Fatalf("forwarded call %d: %v", i, err)
+		}
+	}
+	if _, err := s.authorize(incoming(), "/m", nil); err != nil {
+		t.Fatalf("a client's first call: %v", err)
+	}
+	if _, err := s.authorize(incoming(), "/m", nil); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a client's second call at once: %v, want ResourceExhausted", err)
+	}
+}
+
+// TestServiceCallNamingThisServiceIsRefused: another service cannot pass
+// for this one (whose own calls skip the rules) by giving its name.
+func TestServiceCallNamingThisServiceIsRefused(t *testing.T) {
+	s := testSecurity(t, SecurityConfig{ServiceName: "auth", ServiceSecret: deploymentSecret})
+	creds, err := ServiceCredentials("auth", deploymentSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := creds.GetRequestMetadata(credentials.NewContextWithRequestInfo(context.Background(), credentials.RequestInfo{Method: "/m"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.authorize(incoming(internalTokenHeader, md[internalTokenHeader]), "/m", nil); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("a service call naming this service: %v, want PermissionDenied", err)
+	}
+}
+
+// TestAnonymousCallersOfOneIPv6NetworkShareALimit: a client holding a /64
+// cannot take a new limit per address.
+func TestAnonymousCallersOfOneIPv6NetworkShareALimit(t *testing.T) {
+	s := testSecurity(t, SecurityConfig{CallerRate: 1, CallerBurst: 1})
+	from := func(ip string) context.Context {
+		return peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP(ip), Port: 1}})
+	}
+	if _, err := s.authorize(from("2001:db8:1:2::1"), "/m", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.authorize(from("2001:db8:1:2::99"), "/m", nil); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("another address of the same /64 at once: %v, want ResourceExhausted", err)
+	}
+	if _, err := s.authorize(from("2001:db8:1:3::1"), "/m", nil); err != nil {
+		t.Errorf("another /64: %v", err)
+	}
+}

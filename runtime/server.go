@@ -292,6 +292,13 @@ func serve(ctx context.Context, c serverConfig, log *slog.Logger, components []C
 		log.Info("the console and the admin API are not served on the public ports of a server that checks access; serve them on --admin-listen")
 		consoleOn = false
 	}
+	public := !loopbackAddr(c.listen) || c.httpListen != "" && !loopbackAddr(c.httpListen)
+	if consoleOn && c.adminListen == "" && public {
+		log.Warn("the console and the admin API are on the public ports and show every entity's state to anyone who reaches them; in production set --admin-listen (with an admin token) or --console=false")
+	}
+	if c.adminListen != "" && c.adminToken == "" && !loopbackAddr(c.adminListen) {
+		log.Warn("the admin listener takes calls from the network without a token; set $STATEFUN_ADMIN_TOKEN or --admin-token-file", "address", c.adminListen)
+	}
 	var consoleHandler http.Handler
 	if consoleOn {
 		consoleHandler = console.Handler(rt.consoleSource(), console.Options{Prefix: consolePrefix, Title: c.security.ServiceName})
@@ -551,6 +558,20 @@ func newAdminServer(public *grpc.Server, m *metrics, hs *health.Server, c server
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	return &http.Server{Handler: handler, Protocols: &protocols, ReadHeaderTimeout: 10 * time.Second}, nil
+}
+
+// loopbackAddr reports whether a listen address takes connections from
+// this machine only.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // consolePrefix is where the web console is served.

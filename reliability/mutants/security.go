@@ -37,6 +37,27 @@ var securityMutants = []mutant{
 		new:  `	if expired := !now.Before(e.until); expired && false {`,
 		pkg:  "./runtime/", run: "TestTokenCacheEndsAtExpiry",
 	},
+	{
+		name: "security: anyone may call the runtime's own services (the workflow runner) (19)",
+		file: "runtime/security.go",
+		old:  `	if strings.HasPrefix(method, internalServicePrefix) && caller.kind != callerInternal {`,
+		new:  `	if strings.HasPrefix(method, internalServicePrefix) && caller.kind != callerInternal && false {`,
+		pkg:  "./runtime/", run: "TestRuntimeServicesAreInternalOnly",
+	},
+	{
+		name: "security: forwarded calls are charged to the nodes' connection (19)",
+		file: "runtime/security.go",
+		old:  `	if hasInternal && !forwarded && !s.allowConn(ctx) {`,
+		new:  `	if hasInternal && !s.allowConn(ctx) {`,
+		pkg:  "./runtime/", run: "TestForwardedCallsSkipRateLimits",
+	},
+	{
+		name: "security: a service call naming this service passes as its own (19)",
+		file: "runtime/security.go",
+		old:  `		case fwd && a.Service == s.name:`,
+		new:  `		case a.Service == s.name:`,
+		pkg:  "./runtime/", run: "TestServiceCallNamingThisServiceIsRefused",
+	},
 }
 
 func init() { mutants = append(mutants, securityMutants...) }

@@ -99,6 +99,18 @@ func checkJWKSURL(raw string) error {
 	return fmt.Errorf("the JWKS URL's scheme %q is not https; give an https:// URL", u.Scheme)
 }
 
+// checkRedirect holds a redirect of the JWKS URL to the same rule as the
+// URL itself: a redirect to plain http would undo it.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 5 {
+		return errors.New("the JWKS URL redirects more than 5 times")
+	}
+	if err := checkJWKSURL(req.URL.String()); err != nil {
+		return fmt.Errorf("the JWKS URL redirects to a URL it may not: %w", err)
+	}
+	return nil
+}
+
 func isLoopback(host string) bool {
 	if host == "localhost" {
 		return true

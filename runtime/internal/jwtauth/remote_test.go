@@ -208,3 +208,21 @@ func TestCloseStopsTheFetchLoop(t *testing.T) {
 		t.Fatal("the fetch loop is still running after Close")
 	}
 }
+
+// TestJWKSRedirectToPlainHTTPIsRefused: a redirect may not take the fetch
+// off https (or loopback).
+func TestJWKSRedirectToPlainHTTPIsRefused(t *testing.T) {
+	for target, ok := range map[string]bool{
+		"http://keys.example.com/jwks.json":  false,
+		"https://keys.example.com/jwks.json": true,
+		"http://127.0.0.1:9/jwks.json":       true,
+	} {
+		req, err := http.NewRequest(http.MethodGet, target, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkRedirect(req, []*http.Request{{}}); (err == nil) != ok {
+			t.Errorf("redirect to %s: %v, want allowed %v", target, err, ok)
+		}
+	}
+}

@@ -186,7 +186,7 @@ func (c *Config) fill() error {
 		return fmt.Errorf("the max staleness %s is shorter than the refresh interval %s, so keys would lapse between refreshes; make it at least the refresh interval", c.MaxStale, c.RefreshInterval)
 	}
 	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Timeout: defaultHTTPTimeout}
+		c.HTTPClient = &http.Client{Timeout: defaultHTTPTimeout, CheckRedirect: checkRedirect}
 	}
 	if c.Now == nil {
 		c.Now = time.Now
