@@ -4,9 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -14,7 +12,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	statefun "github.com/statefun-go/statefun/runtime"
 	cart "github.com/statefun-go/statefun/testdata/eventsourced"
 )
 
@@ -23,29 +20,9 @@ import (
 // (health checks excepted).
 func TestAdminListener(t *testing.T) {
 	grpcAddr, httpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	out := &lockedBuffer{}
-	exit := make(chan int, 1)
-	env := map[string]string{"STATEFUN_ADMIN_TOKEN": "let-ops-in"}
-	go func() {
-		exit <- statefun.Run(ctx, []string{"serve", "--listen", grpcAddr, "--http-listen", httpAddr, "--admin-listen", adminAddr, "--data-dir", ":memory:"},
-			func(k string) string { return env[k] }, out, out, cart.NewShoppingCart(cartEntity{}))
-	}()
-	defer func() {
-		cancel()
-		select {
-		case <-exit:
-		case <-time.After(30 * time.Second):
-			t.Error("server did not stop")
-		}
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(out.String(), "serving HTTP") {
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not start:\n%s", out.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	startServer(t, map[string]string{"STATEFUN_ADMIN_TOKEN": "let-ops-in"},
+		[]string{"--listen", grpcAddr, "--http-listen", httpAddr, "--admin-listen", adminAddr, "--data-dir", ":memory:"},
+		cart.NewShoppingCart(cartEntity{}))
 	get := func(url, token string) int {
 		req, _ := http.NewRequest(http.MethodGet, url, nil)
 		if token != "" {

@@ -1,16 +1,13 @@
 package statefun_test
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/statefun-go/statefun/internal/browsertest"
-	statefun "github.com/statefun-go/statefun/runtime"
 	"github.com/statefun-go/statefun/testdata/consumer"
 	cart "github.com/statefun-go/statefun/testdata/eventsourced"
 )
@@ -23,28 +20,8 @@ func TestConsoleInABrowser(t *testing.T) {
 	b := browsertest.New(t)
 	gate := &gatedAudit{shut: true}
 	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	out := &lockedBuffer{}
-	exit := make(chan int, 1)
-	go func() {
-		exit <- statefun.Run(ctx, []string{"serve", "--listen", grpcAddr, "--http-listen", httpAddr, "--data-dir", ":memory:"},
-			func(string) string { return "" }, out, out, cart.NewShoppingCart(cartEntity{}), consumer.NewCartAudit(gate))
-	}()
-	defer func() {
-		cancel()
-		select {
-		case <-exit:
-		case <-time.After(30 * time.Second):
-			t.Error("server did not stop")
-		}
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(out.String(), "serving HTTP") {
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not start:\n%s", out)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	startServer(t, nil, []string{"--listen", grpcAddr, "--http-listen", httpAddr, "--data-dir", ":memory:"},
+		cart.NewShoppingCart(cartEntity{}), consumer.NewCartAudit(gate))
 	base := "http://" + httpAddr
 	for _, sku := range []string{"apple", "pear", "fig"} {
 		if code, body := post(t, base, cartPath+"AddItem", `{"cart_id":"my cart","sku":"`+sku+`","quantity":1}`, "Content-Type", "application/json"); code != http.StatusOK {

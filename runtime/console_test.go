@@ -1,32 +1,10 @@
 package statefun_test
 
 import (
-	"io"
 	"net/http"
 	"strings"
 	"testing"
 )
-
-func get(t *testing.T, url string, headers ...string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.StatusCode, string(b)
-}
 
 // TestConsoleOnTheServer: a server that checks no access serves the
 // console and the admin API (Connect JSON and its REST routes) on its HTTP
@@ -38,11 +16,11 @@ func TestConsoleOnTheServer(t *testing.T) {
 			t.Fatalf("AddItem: %d %s", code, body)
 		}
 	}
-	code, body := get(t, base+"/console/")
+	code, body := rest(t, http.MethodGet, base+"/console/", "")
 	if code != http.StatusOK || !strings.Contains(body, "shopping-cart") {
 		t.Fatalf("GET /console/: %d, want the overview listing shopping-cart:\n%s", code, body)
 	}
-	code, body = get(t, base+"/console/entities/shopping-cart/c%2F1?seq=1")
+	code, body = rest(t, http.MethodGet, base+"/console/entities/shopping-cart/c%2F1?seq=1", "")
 	_, state, _ := strings.Cut(body, `<pre id="state">`)
 	state, _, _ = strings.Cut(state, "</pre>")
 	if code != http.StatusOK || !strings.Contains(state, "apple") || strings.Contains(state, "pear") {
@@ -52,7 +30,7 @@ func TestConsoleOnTheServer(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(body, "apple") || strings.Contains(body, "pear") || !strings.Contains(body, `"latest":"2"`) {
 		t.Fatalf("GetEntity at seq 1 over Connect JSON: %d %s", code, body)
 	}
-	code, body = get(t, base+"/v1/admin/entity-types/shopping-cart/events?id=c%2F1")
+	code, body = rest(t, http.MethodGet, base+"/v1/admin/entity-types/shopping-cart/events?id=c%2F1", "")
 	if code != http.StatusOK || !strings.Contains(body, "ItemAdded") || !strings.Contains(body, "pear") {
 		t.Fatalf("ListEvents over REST: %d %s", code, body)
 	}

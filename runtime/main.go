@@ -199,6 +199,35 @@ func parseFlags(cmdFlags *flag.FlagSet, args []string, getenv func(string) strin
 		}
 		fs.DurationVar(p, name, def, help+" ($"+env+")")
 	}
+	integer := func(p *int, name, env string, def int, help string) {
+		if v := getenv(env); v != "" {
+			if _, err := fmt.Sscan(v, &def); err != nil {
+				errs = append(errs, fmt.Errorf("$%s=%q is not a number", env, v))
+			}
+		}
+		fs.IntVar(p, name, def, help+" ($"+env+")")
+	}
+	float := func(p *float64, name, env string, help string) {
+		def := 0.0
+		if v := getenv(env); v != "" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f < 0 {
+				errs = append(errs, fmt.Errorf("$%s=%q is not a non-negative number", env, v))
+			}
+			def = f
+		}
+		fs.Float64Var(p, name, def, help+" ($"+env+")")
+	}
+	boolean := func(p *bool, name, env string, def bool, help string) {
+		if v := getenv(env); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("$%s=%q is not a boolean (use true or false)", env, v))
+			}
+			def = b
+		}
+		fs.BoolVar(p, name, def, help+" ($"+env+")")
+	}
 	str(&c.listen, "listen", "STATEFUN_LISTEN", "127.0.0.1:8080", "gRPC address to listen on; use :8080 to listen on every interface")
 	str(&c.httpListen, "http-listen", "STATEFUN_HTTP_LISTEN", "127.0.0.1:8081", "HTTP address for JSON (Connect protocol), gRPC-Web, /metrics and /healthz; empty to disable")
 	str(&c.databaseURL, "database-url", "STATEFUN_DATABASE_URL", "", "Postgres URL, e.g. postgres://user:pass@host:5432/db; empty for the embedded store in --data-dir")
@@ -210,57 +239,23 @@ func parseFlags(cmdFlags *flag.FlagSet, args []string, getenv func(string) strin
 	dur(&c.passivation, "passivation-timeout", "STATEFUN_PASSIVATION_TIMEOUT", 10*time.Minute, "how long an unused entity stays in memory, for entity types whose annotation sets no passivation_timeout")
 	str(&c.tlsCert, "tls-cert", "STATEFUN_TLS_CERT", "", "PEM certificate file: serve gRPC and HTTP over TLS (with --tls-key)")
 	str(&c.tlsKey, "tls-key", "STATEFUN_TLS_KEY", "", "PEM private key file for --tls-cert")
-	maxMsg := 4 << 20
-	if v := getenv("STATEFUN_MAX_MESSAGE_BYTES"); v != "" {
-		if _, err := fmt.Sscan(v, &maxMsg); err != nil {
-			errs = append(errs, fmt.Errorf("$STATEFUN_MAX_MESSAGE_BYTES=%q is not a number", v))
-		}
-	}
-	fs.IntVar(&c.maxMessageBytes, "max-message-bytes", maxMsg, "largest request accepted, in bytes ($STATEFUN_MAX_MESSAGE_BYTES)")
+	integer(&c.maxMessageBytes, "max-message-bytes", "STATEFUN_MAX_MESSAGE_BYTES", 4<<20, "largest request accepted, in bytes")
 	str(&c.advertiseAddress, "advertise-address", "STATEFUN_ADVERTISE_ADDRESS", "", "host:port where the other nodes of the cluster reach this node's gRPC port; it also names the node (default: --listen, when that names a host)")
 	dur(&c.leaseTTL, "lease-ttl", "STATEFUN_LEASE_TTL", 5*time.Second, "how long a dead node's shards wait before another node takes them over")
-	shards := DefaultShards
-	if v := getenv("STATEFUN_SHARDS"); v != "" {
-		if _, err := fmt.Sscan(v, &shards); err != nil {
-			errs = append(errs, fmt.Errorf("$STATEFUN_SHARDS=%q is not a number", v))
-		}
-	}
-	fs.IntVar(&c.shards, "shards", shards, "number of shards entities are spread over; fixed when the cluster's first node starts ($STATEFUN_SHARDS)")
-	concurrency := 1
-	if v := getenv("STATEFUN_COMMIT_CONCURRENCY"); v != "" {
-		if _, err := fmt.Sscan(v, &concurrency); err != nil {
-			errs = append(errs, fmt.Errorf("$STATEFUN_COMMIT_CONCURRENCY=%q is not a number", v))
-		}
-	}
-	fs.IntVar(&c.commitConcurrency, "commit-concurrency", concurrency, "store transactions the journal writer may have in flight at once; more than 1 helps when the database is far away and has cores to spare (see BENCHMARKS.md) ($STATEFUN_COMMIT_CONCURRENCY)")
+	integer(&c.shards, "shards", "STATEFUN_SHARDS", DefaultShards, "number of shards entities are spread over; fixed when the cluster's first node starts")
+	integer(&c.commitConcurrency, "commit-concurrency", "STATEFUN_COMMIT_CONCURRENCY", 1, "store transactions the journal writer may have in flight at once; more than 1 helps when the database is far away and has cores to spare (see BENCHMARKS.md)")
 	traces, err := tracesFromEnv(getenv)
 	if err != nil {
 		errs = append(errs, err)
 	}
 	c.traces = traces
-	allowUnknown := false
-	if v := getenv("STATEFUN_ALLOW_UNKNOWN_EVENTS"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("$STATEFUN_ALLOW_UNKNOWN_EVENTS=%q is not a boolean (use true or false)", v))
-		}
-		allowUnknown = b
-	}
 	str(&c.brokers.NATSURL, "nats-url", "STATEFUN_NATS_URL", "", "NATS server URL (nats://host:4222), for publishers and subscriptions on NATS JetStream")
 	str(&c.brokers.NATSCredsFile, "nats-creds", "STATEFUN_NATS_CREDS", "", "NATS credentials file, if the server asks for one")
 	str(&c.kafkaBrokers, "kafka-brokers", "STATEFUN_KAFKA_BROKERS", "", "Kafka seed brokers, host:port[,host:port...], for publishers and subscriptions on Kafka")
 	str(&c.brokers.KafkaUser, "kafka-user", "STATEFUN_KAFKA_USER", "", "Kafka SASL user; its password is read from $STATEFUN_KAFKA_PASSWORD only, never a flag")
 	str(&c.brokers.KafkaSASLMechanism, "kafka-sasl", "STATEFUN_KAFKA_SASL", "plain", "Kafka SASL mechanism for --kafka-user: plain, scram-sha-256 or scram-sha-512")
 	c.brokers.KafkaPassword = getenv("STATEFUN_KAFKA_PASSWORD")
-	kafkaTLS := false
-	if v := getenv("STATEFUN_KAFKA_TLS"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("$STATEFUN_KAFKA_TLS=%q is not a boolean (use true or false)", v))
-		}
-		kafkaTLS = b
-	}
-	fs.BoolVar(&c.brokers.KafkaTLS, "kafka-tls", kafkaTLS, "connect to the Kafka brokers over TLS ($STATEFUN_KAFKA_TLS)")
+	boolean(&c.brokers.KafkaTLS, "kafka-tls", "STATEFUN_KAFKA_TLS", false, "connect to the Kafka brokers over TLS")
 	var jwtIssuers, jwtAudiences, jwtKeys, jwtHMACFile, secretFile, adminTokenFile string
 	var tokens TokenConfig
 	str(&c.security.ServiceName, "service-name", "STATEFUN_SERVICE_NAME", defaultServiceName(), "this service's name in its deployment: what its calls to other statefun services say they come from, and what their service access rules name")
@@ -274,40 +269,12 @@ func parseFlags(cmdFlags *flag.FlagSet, args []string, getenv func(string) strin
 	dur(&tokens.ClockSkew, "jwt-clock-skew", "STATEFUN_JWT_CLOCK_SKEW", 30*time.Second, "leeway for a token's exp, nbf and iat")
 	str(&c.adminListen, "admin-listen", "STATEFUN_ADMIN_LISTEN", "", "address for /metrics, /healthz, gRPC health and reflection; when set, the public ports serve only the entities' APIs")
 	str(&adminTokenFile, "admin-token-file", "STATEFUN_ADMIN_TOKEN_FILE", "", "file holding the bearer token the admin endpoints require (health checks excepted); or set $STATEFUN_ADMIN_TOKEN")
-	float := func(p *float64, name, env string, help string) {
-		def := 0.0
-		if v := getenv(env); v != "" {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil || f < 0 {
-				errs = append(errs, fmt.Errorf("$%s=%q is not a non-negative number", env, v))
-			}
-			def = f
-		}
-		fs.Float64Var(p, name, def, help+" ($"+env+")")
-	}
-	integer := func(p *int, name, env string, help string) {
-		def := 0
-		if v := getenv(env); v != "" {
-			if _, err := fmt.Sscan(v, &def); err != nil {
-				errs = append(errs, fmt.Errorf("$%s=%q is not a number", env, v))
-			}
-		}
-		fs.IntVar(p, name, def, help+" ($"+env+")")
-	}
 	float(&c.security.CallerRate, "rate-limit", "STATEFUN_RATE_LIMIT", "calls per second each caller may make (by token subject, service, or IP address); 0: no limit")
-	integer(&c.security.CallerBurst, "rate-burst", "STATEFUN_RATE_BURST", "calls a caller may make at once above --rate-limit; default: a second's worth")
+	integer(&c.security.CallerBurst, "rate-burst", "STATEFUN_RATE_BURST", 0, "calls a caller may make at once above --rate-limit; default: a second's worth")
 	float(&c.security.ConnRate, "conn-rate-limit", "STATEFUN_CONN_RATE_LIMIT", "calls per second each client connection may make; 0: no limit")
-	integer(&c.security.ConnBurst, "conn-rate-burst", "STATEFUN_CONN_RATE_BURST", "calls a connection may make at once above --conn-rate-limit; default: a second's worth")
-	consoleOn := true
-	if v := getenv("STATEFUN_CONSOLE"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("$STATEFUN_CONSOLE=%q is not a boolean (use true or false)", v))
-		}
-		consoleOn = b
-	}
-	fs.BoolVar(&c.console, "console", consoleOn, "serve the web console (/console/) and the read-only admin API (statefun.v1.AdminService): on the HTTP and gRPC ports of a server that checks no access, else on --admin-listen only ($STATEFUN_CONSOLE)")
-	fs.BoolVar(&c.allowUnknownEvents, "allow-unknown-events", allowUnknown, "serve although the store holds events of an entity type that this binary does not declare; entities whose history holds one fail to load ($STATEFUN_ALLOW_UNKNOWN_EVENTS)")
+	integer(&c.security.ConnBurst, "conn-rate-burst", "STATEFUN_CONN_RATE_BURST", 0, "calls a connection may make at once above --conn-rate-limit; default: a second's worth")
+	boolean(&c.console, "console", "STATEFUN_CONSOLE", true, "serve the web console (/console/) and the read-only admin API (statefun.v1.AdminService): on the HTTP and gRPC ports of a server that checks no access, else on --admin-listen only")
+	boolean(&c.allowUnknownEvents, "allow-unknown-events", "STATEFUN_ALLOW_UNKNOWN_EVENTS", false, "serve although the store holds events of an entity type that this binary does not declare; entities whose history holds one fail to load")
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}

@@ -81,6 +81,10 @@ func WithSecurity(c SecurityConfig) Option {
 	return optionFunc(func(cfg *config) { cfg.security = c })
 }
 
+// serviceNamePattern is what a service's name may look like: an entity
+// type's shape, safe in logs and tokens.
+var serviceNamePattern = entityTypePattern
+
 // Headers only statefun's own calls may carry: a call from outside that
 // sends one is refused, so that no one can pose as a forwarding node, a
 // timer or a subscription.
@@ -452,7 +456,7 @@ func (s *security) authorize(ctx context.Context, method string, req proto.Messa
 	if !hasInternal && !s.allowConn(ctx) {
 		return ctx, s.deny(ctx, method, codes.ResourceExhausted, fmt.Sprintf("this connection exceeded its limit of %g calls per second; slow down or open another connection", s.conns.rate))
 	}
-	caller, forwarded, code, msg := s.authenticate(ctx, method)
+	caller, forwarded, code, msg := s.authenticate(ctx, md, method)
 	// A forwarded call was charged at the node its caller reached; the
 	// connection it came on is a node's, shared by all the calls it
 	// forwards.
@@ -485,6 +489,11 @@ func (s *security) authorize(ctx context.Context, method string, req proto.Messa
 			return ctx, s.deny(ctx, method, code, d.Msg)
 		}
 	}
+	if caller.kind == callerAnonymous {
+		// The zero Caller is anonymous: a server that checks nobody
+		// allocates no context per call for it.
+		return ctx, nil
+	}
 	return context.WithValue(ctx, callerKey{}, caller), nil
 }
 
@@ -500,12 +509,11 @@ func (s *security) allowConn(ctx context.Context) bool {
 // internalServicePrefix starts the methods of the runtime's own services.
 const internalServicePrefix = "/statefun.internal."
 
-// authenticate establishes who makes a call from its metadata: an internal
+// authenticate establishes who makes a call from its metadata md: an internal
 // token (another node, or another service of the deployment), a bearer
 // token, or nobody. forwarded says another node of this service passed the
 // call on. A refusal comes with its code and message.
-func (s *security) authenticate(ctx context.Context, method string) (caller Caller, forwarded bool, code codes.Code, msg string) {
-	md, _ := metadata.FromIncomingContext(ctx)
+func (s *security) authenticate(ctx context.Context, md metadata.MD, method string) (caller Caller, forwarded bool, code codes.Code, msg string) {
 	if tok := md.Get(internalTokenHeader); len(tok) > 0 {
 		signer := s.internal.Load()
 		switch {

@@ -147,9 +147,19 @@ func TestServiceCredentials(t *testing.T) {
 // TestInProcessCallsAreInternal: a call through the runtime's in-process
 // connection is the service's own, whatever caller its context had.
 func TestInProcessCallsAreInternal(t *testing.T) {
-	ctx := serverContext(ContextWithCaller(context.Background(), TokenCaller(map[string]any{"sub": "mallory"})), "/m")
+	caller := ContextWithCaller(context.Background(), TokenCaller(map[string]any{"sub": "mallory"}))
+	ctx := serverContext(metadata.AppendToOutgoingContext(caller, SubjectHeader, "o-1"), "/m")
 	if c := CallerOf(ctx); !c.Internal() {
 		t.Errorf("in-process call's caller: %v, want internal", c)
+	}
+	// The caller's headers reach the handler as its call's, and go no
+	// further: a handler calling another service with its context sends
+	// none of them.
+	if got := metadata.ValueFromIncomingContext(ctx, SubjectHeader); len(got) != 1 || got[0] != "o-1" {
+		t.Errorf("the handler's incoming %s: %q, want o-1", SubjectHeader, got)
+	}
+	if md, _ := metadata.FromOutgoingContext(ctx); len(md) != 0 {
+		t.Errorf("the handler's context would send its caller's headers on: %v", md)
 	}
 }
 

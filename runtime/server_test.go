@@ -25,12 +25,21 @@ import (
 func serveHTTP(t *testing.T) string {
 	t.Helper()
 	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
+	startServer(t, nil, []string{"--listen", grpcAddr, "--http-listen", httpAddr, "--data-dir", ":memory:"},
+		cart.NewShoppingCart(cartEntity{}), nestedkey.NewDevice(deviceEntity{}))
+	return "http://" + httpAddr
+}
+
+// startServer runs "serve" with args, the environment env and components,
+// returns once it serves HTTP, and at the end of the test stops it and
+// fails unless it exited cleanly within 30 s.
+func startServer(t *testing.T, env map[string]string, args []string, components ...statefun.Component) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &lockedBuffer{}
 	exit := make(chan int, 1)
 	go func() {
-		exit <- statefun.Run(ctx, []string{"serve", "--listen", grpcAddr, "--http-listen", httpAddr, "--data-dir", ":memory:"},
-			func(string) string { return "" }, out, out, cart.NewShoppingCart(cartEntity{}), nestedkey.NewDevice(deviceEntity{}))
+		exit <- statefun.Run(ctx, append([]string{"serve"}, args...), func(k string) string { return env[k] }, out, out, components...)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -56,7 +65,6 @@ func serveHTTP(t *testing.T) string {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return "http://" + httpAddr
 }
 
 func freeAddr(t *testing.T) string {

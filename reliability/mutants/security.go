@@ -32,7 +32,7 @@ var securityMutants = []mutant{
 	},
 	{
 		name: "security: a cached token is admitted after its exp (19)",
-		file: "runtime/ratelimit.go",
+		file: "runtime/tokencache.go",
 		old:  `	if expired := !now.Before(e.until); expired {`,
 		new:  `	if expired := !now.Before(e.until); expired && false {`,
 		pkg:  "./runtime/", run: "TestTokenCacheEndsAtExpiry",
@@ -57,6 +57,13 @@ var securityMutants = []mutant{
 		old:  `		case fwd && a.Service == s.name:`,
 		new:  `		case a.Service == s.name:`,
 		pkg:  "./runtime/", run: "TestServiceCallNamingThisServiceIsRefused",
+	},
+	{
+		name: "security: a handler called in process passes its caller's headers on to the services it calls (19)",
+		file: "runtime/conn.go",
+		old:  `	ctx = metadata.NewOutgoingContext(ctx, metadata.MD{})`,
+		new:  `	_ = metadata.MD{}`,
+		pkg:  "./runtime/", run: "TestInProcessCallsAreInternal",
 	},
 }
 

@@ -15,7 +15,7 @@ import (
 
 const (
 	// internalType is the "typ" header of internal tokens. Verify refuses
-	// it, and VerifyInternal requires it, so that a token of one kind never
+	// it, and InternalSigner.Verify requires it, so that a token of one kind never
 	// passes as the other even when both are signed with the same secret.
 	internalType = "statefun-internal+jwt"
 	// internalIssuer is the "iss" of internal tokens; New refuses to trust
@@ -69,7 +69,6 @@ type internalPayload struct {
 // InternalSigner mints and verifies the internal tokens of one deployment
 // secret. It holds the go-jose signer, so minting does not rebuild it per
 // call: make one per secret and share it (it is safe for concurrent use).
-// MintInternal and VerifyInternal are one-shot conveniences over it.
 type InternalSigner struct {
 	secret []byte
 	signer jose.Signer
@@ -87,26 +86,6 @@ func NewInternalSigner(secret []byte) (*InternalSigner, error) {
 		return nil, fmt.Errorf("jwtauth: %w", err)
 	}
 	return &InternalSigner{secret: secret, signer: signer}, nil
-}
-
-// MintInternal mints one internal token; see InternalSigner.Mint. It
-// builds a signer per call: a caller minting per request keeps an
-// InternalSigner instead.
-func MintInternal(secret []byte, a Assertion, now time.Time, ttl time.Duration) (string, error) {
-	s, err := NewInternalSigner(secret)
-	if err != nil {
-		return "", err
-	}
-	return s.Mint(a, now, ttl)
-}
-
-// VerifyInternal verifies one internal token; see InternalSigner.Verify.
-func VerifyInternal(secret []byte, raw, method string, now time.Time) (Assertion, error) {
-	s, err := NewInternalSigner(secret)
-	if err != nil {
-		return Assertion{}, err
-	}
-	return s.Verify(raw, method, now)
 }
 
 // Mint returns an internal token asserting a, valid from now for ttl
